@@ -1,1 +1,223 @@
-//! placeholder
+//! The engine: domain services behind the API — containers, exec, images, restart policies,
+//! events — and the state database.
+//!
+//! [`Engine`] owns the state. Each container has one [`ContainerHandle`]; lifecycle operations
+//! take its operation lock, state reads take only its record lock. Running containers are
+//! supervised by their shims; the engine watches each through one connection and reacts to
+//! exits (restart policies, auto-remove). The engine never runs container code itself.
+
+pub mod config;
+pub mod container;
+mod containers;
+pub mod db;
+pub mod error;
+pub mod events;
+mod exec;
+mod fsutil;
+mod images;
+pub mod logs;
+mod netns;
+pub mod shim_client;
+pub mod spec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use berth_image::ImageStore;
+use berth_runtime::RuntimeKind;
+use tokio::sync::watch;
+
+pub use container::{ContainerRecord, State, Status};
+pub use containers::{AttachOptions, IoSession, ListOptions, LogOptions};
+pub use error::{EngineError, ErrorKind, Result};
+pub use exec::{ExecConfig, ExecInfo};
+pub use images::ImportRequest;
+
+/// How the daemon was configured.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Persistent state (`--data-root`).
+    pub data_root: PathBuf,
+    /// Runtime state: sockets, netns files, shim files (`--exec-root`).
+    pub exec_root: PathBuf,
+    /// The `berth-shim` binary.
+    pub shim_binary: PathBuf,
+    /// Named runtimes (`runtimes` in daemon.json); "berth" is the embedded one.
+    pub runtimes: BTreeMap<String, RuntimeKind>,
+    pub default_runtime: String,
+    /// Parent cgroup of every container (`--cgroup-parent`), e.g. "/berth".
+    pub cgroup_parent: String,
+    /// Default log options (`log-opts` in daemon.json): max-size, max-file.
+    pub log_opts: BTreeMap<String, String>,
+}
+
+impl EngineConfig {
+    pub fn new(data_root: PathBuf, exec_root: PathBuf, shim_binary: PathBuf) -> Self {
+        let mut runtimes = BTreeMap::new();
+        runtimes.insert("berth".to_owned(), RuntimeKind::Embedded);
+        runtimes.insert(
+            "runc".to_owned(),
+            RuntimeKind::Binary { path: PathBuf::from("runc"), args: Vec::new() },
+        );
+        Self {
+            data_root,
+            exec_root,
+            shim_binary,
+            runtimes,
+            default_runtime: "berth".into(),
+            cgroup_parent: "/berth".into(),
+            log_opts: BTreeMap::new(),
+        }
+    }
+}
+
+/// What waiters on a container see change.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Watch {
+    pub running: bool,
+    pub exit_code: i64,
+    /// Counts exits, so `next-exit` waiters can tell a new one.
+    pub exits: u64,
+    /// Counts starts.
+    pub starts: u64,
+    pub removed: bool,
+}
+
+/// One container: its record and the locks around it.
+pub struct ContainerHandle {
+    pub(crate) rec: Mutex<ContainerRecord>,
+    /// Serializes lifecycle operations (start, stop, remove, ...).
+    pub(crate) op: tokio::sync::Mutex<()>,
+    pub(crate) watch: watch::Sender<Watch>,
+    /// Attach requests waiting for the next start: each gets the shim socket, connects, and
+    /// acknowledges so that start never races past them.
+    pub(crate) attach_waiters: Mutex<Vec<containers::AttachWaiter>>,
+}
+
+impl ContainerHandle {
+    fn new(rec: ContainerRecord) -> Arc<Self> {
+        let w = Watch {
+            running: rec.state.is_running(),
+            exit_code: rec.state.exit_code,
+            ..Watch::default()
+        };
+        Arc::new(Self {
+            rec: Mutex::new(rec),
+            op: tokio::sync::Mutex::new(()),
+            watch: watch::channel(w).0,
+            attach_waiters: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A copy of the record.
+    pub fn record(&self) -> ContainerRecord {
+        lock(&self.rec).clone()
+    }
+}
+
+/// Locks a std mutex, recovering from poisoning (a panicked holder leaves consistent data:
+/// every critical section here is a plain field update).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) struct Inner {
+    pub cfg: EngineConfig,
+    pub db: db::Db,
+    pub images: ImageStore,
+    pub containers: RwLock<HashMap<String, Arc<ContainerHandle>>>,
+    pub execs: Mutex<HashMap<String, Arc<exec::ExecInstance>>>,
+    pub events: events::EventBus,
+    pub init_binary: PathBuf,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Opens the state under the configured roots, reconciles containers that changed while
+    /// the daemon was away, and restarts those whose policy says so.
+    pub async fn open(cfg: EngineConfig) -> Result<Self> {
+        for dir in [&cfg.data_root, &cfg.exec_root] {
+            std::fs::create_dir_all(dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
+        }
+        for sub in ["containers"] {
+            let d = cfg.data_root.join(sub);
+            std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;
+        }
+        let db = db::Db::open(&cfg.data_root.join("berth.redb"))?;
+        let images = ImageStore::open(&cfg.data_root, db.database())?;
+        let init_binary = berth_runtime::defaults::install_init(&cfg.data_root.join("bin"))
+            .map_err(|e| EngineError::Runtime(format!("installing the init binary: {e}")))?;
+        let records: Vec<ContainerRecord> = db.all(db::CONTAINERS)?;
+        let mut map = HashMap::new();
+        for rec in records {
+            map.insert(rec.id.clone(), ContainerHandle::new(rec));
+        }
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                cfg,
+                db,
+                images,
+                containers: RwLock::new(map),
+                execs: Mutex::new(HashMap::new()),
+                events: events::EventBus::default(),
+                init_binary,
+            }),
+        };
+        engine.reconcile().await;
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+
+    pub fn events(&self) -> &events::EventBus {
+        &self.inner.events
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.inner.images
+    }
+
+    /// Counts for `info`: (total, running, paused, stopped).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let map = self.inner.containers.read().unwrap_or_else(|p| p.into_inner());
+        let mut c = (map.len(), 0, 0, 0);
+        for h in map.values() {
+            match lock(&h.rec).state.status {
+                Status::Running | Status::Restarting => c.1 += 1,
+                Status::Paused => c.2 += 1,
+                _ => c.3 += 1,
+            }
+        }
+        c
+    }
+
+    pub(crate) fn handles(&self) -> Vec<Arc<ContainerHandle>> {
+        let map = self.inner.containers.read().unwrap_or_else(|p| p.into_inner());
+        map.values().cloned().collect()
+    }
+
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
+        self.inner.cfg.data_root.join("containers").join(id)
+    }
+
+    pub(crate) fn run_paths(&self, id: &str) -> shim_client::RunPaths {
+        shim_client::RunPaths::new(&self.inner.cfg.exec_root, id)
+    }
+
+    pub(crate) fn persist(&self, rec: &ContainerRecord) -> Result<()> {
+        self.inner.db.put(db::CONTAINERS, &rec.id, rec)
+    }
+
+    /// Data root, for diagnostics.
+    pub fn data_root(&self) -> &Path {
+        &self.inner.cfg.data_root
+    }
+}

@@ -1,1 +1,24 @@
-//! placeholder
+//! Images: references, the content store, image configs, layer apply and the overlay
+//! snapshotter.
+//!
+//! - [`reference`]: Docker's reference grammar and normalization (`busybox` =
+//!   `docker.io/library/busybox:latest`).
+//! - [`content`]: content-addressed blobs under `content/blobs/sha256/<hex>`, digest and size
+//!   checked while streaming, written atomically.
+//! - [`apply`]: hardened tar extraction into a snapshot directory (whiteouts, opaque dirs, no
+//!   escapes).
+//! - [`snapshot`]: one directory per unpacked layer (`snapshots/<chain-id>/fs`), and overlay
+//!   mounts for containers (a fresh upper dir on top of the image's layers).
+//! - [`store`]: image records and tags in the daemon's redb database; import, list, resolve,
+//!   tag, remove.
+
+pub mod apply;
+pub mod content;
+pub mod error;
+pub mod reference;
+pub mod snapshot;
+pub mod store;
+
+pub use error::ImageError;
+pub use reference::Reference;
+pub use store::{Image, ImageStore, ImportOptions, RemovedImage};

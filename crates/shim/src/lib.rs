@@ -1,1 +1,16 @@
-//! placeholder
+//! The per-container supervisor ("shim").
+//!
+//! One small single-threaded process per running container. It creates and starts the container
+//! through a [`berth_runtime::Runtime`], holds its pty or stdio pipes, writes the json-file log
+//! ([`jsonlog`]), reaps the container's init and exec processes, records the exit status, and
+//! serves attach, exec, resize, kill and pause to the engine over its own unix socket
+//! ([`protocol`]). It is not tied to the daemon's lifetime: the daemon can die and come back and
+//! reconnect.
+
+pub mod config;
+pub mod jsonlog;
+pub mod protocol;
+mod supervisor;
+
+pub use config::ShimConfig;
+pub use supervisor::main;

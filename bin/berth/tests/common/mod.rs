@@ -1,0 +1,344 @@
+//! Test harness: a private berthd per test (own socket, data root, exec root and cgroup
+//! parent), clients (`berth` and the real `docker` CLI) pointed at it, and a cleanup that
+//! removes every process, mount, cgroup and directory the test made, even when it fails.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub const DOCKER: &str = "/usr/local/bin/docker";
+
+/// A busybox rootfs tarball, made once per test binary.
+pub fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("berth-test-busybox-{}.tar", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkrootfs-busybox.sh");
+        let out = Command::new(script).output().expect("run mkrootfs-busybox.sh");
+        assert!(out.status.success(), "mkrootfs: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    })
+}
+
+/// One test daemon.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub sock: PathBuf,
+    pub cgroup_parent: String,
+    child: Option<Child>,
+}
+
+fn bin(name: &str) -> PathBuf {
+    match name {
+        "berth" => PathBuf::from(env!("CARGO_BIN_EXE_berth")),
+        "berthd" => PathBuf::from(env!("CARGO_BIN_EXE_berthd")),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")),
+    }
+}
+
+impl Daemon {
+    /// Starts a daemon with fresh state.
+    pub fn start() -> Self {
+        assert!(rustix_is_root(), "the integration tests run real containers and need root");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("{}-{n}", std::process::id());
+        let dir = PathBuf::from(format!("/tmp/berth-test-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("docker-config")).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut d = Daemon {
+            sock: dir.join("berth.sock"),
+            cgroup_parent: format!("/berth-test-{tag}"),
+            dir,
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("berthd.log")).unwrap();
+        let child = Command::new(bin("berthd"))
+            .arg("-H")
+            .arg(self.host())
+            .arg("--data-root")
+            .arg(self.dir.join("data"))
+            .arg("--exec-root")
+            .arg(self.dir.join("exec"))
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
+            .arg("--config-file")
+            .arg(self.dir.join("daemon.json"))
+            .arg("--log-level")
+            .arg("debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn berthd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.sock).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("berthd exited with {status}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("berthd did not come up: {}", self.log());
+    }
+
+    pub fn write_config(&self, json: &str) {
+        std::fs::write(self.dir.join("daemon.json"), json).unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("berthd.log")).unwrap_or_default()
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    /// Kills the daemon with SIGKILL (containers stay), then starts it again on the same state.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
+    /// Runs the `berth` CLI against this daemon.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.berth_stdin(args, None)
+    }
+
+    pub fn berth_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = Command::new(bin("berth"));
+        cmd.arg("-H").arg(self.host()).args(args);
+        run(cmd, stdin)
+    }
+
+    /// Runs the real docker CLI against this daemon.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_stdin(args, None)
+    }
+
+    pub fn docker_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = Command::new(DOCKER);
+        cmd.args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .env("DOCKER_CLI_HINTS", "false")
+            .env_remove("DOCKER_CONTEXT");
+        run(cmd, stdin)
+    }
+
+    /// Imports the busybox image as `busybox:latest` through the docker CLI.
+    pub fn import_busybox(&self) {
+        let tar = std::fs::read(busybox_tar()).unwrap();
+        let out = self.docker_stdin(&["import", "-", "busybox:latest"], Some(&tar));
+        assert!(out.status.success(), "import: {}\n{}", stderr(&out), self.log());
+    }
+
+    /// Pids of every process in this daemon's cgroups.
+    pub fn cgroup_pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for base in cgroup_bases() {
+            collect_pids(&base.join(self.cgroup_parent.trim_start_matches('/')), &mut pids);
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+}
+
+fn rustix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn client");
+    if let Some(data) = stdin {
+        let mut si = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = si.write_all(&data);
+        });
+    }
+    // A wedged client must fail the test, not hang it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().expect("client output")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns trimmed stdout.
+#[track_caller]
+pub fn ok(o: Output) -> String {
+    assert!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status.code(), stdout(&o), stderr(&o));
+    stdout(&o).trim().to_owned()
+}
+
+fn cgroup_bases() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in rd.flatten() {
+            v.push(e.path());
+        }
+    }
+    v.push(PathBuf::from("/sys/fs/cgroup"));
+    v
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_pids(&e.path(), out);
+            }
+        }
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn thaw(dir: &Path) {
+    let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+    let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                thaw(&e.path());
+            }
+        }
+    }
+}
+
+/// Processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    let me = std::process::id() as i32;
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if pid == me {
+                continue;
+            }
+            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+                if String::from_utf8_lossy(&cmd).contains(needle) {
+                    out.push(pid);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Mount points at or under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let prefix = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(|p| p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(&prefix))
+        .map(PathBuf::from)
+        .collect()
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let rel = self.cgroup_parent.trim_start_matches('/').to_owned();
+        // Container processes: thaw, kill, wait until the cgroups are empty.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            for base in cgroup_bases() {
+                thaw(&base.join(&rel));
+            }
+            let pids = self.cgroup_pids();
+            if pids.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for p in pids {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Shims (and anything else started from this test's directories).
+        let needle = self.dir.to_string_lossy().into_owned();
+        for _ in 0..50 {
+            let procs = processes_mentioning(&needle);
+            if procs.is_empty() {
+                break;
+            }
+            for p in procs {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut mounts = mounts_under(&self.dir);
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+        for m in mounts {
+            let c = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: umount2 with a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        for base in cgroup_bases() {
+            remove_cgroup_tree(&base.join(&rel));
+        }
+        if std::env::var_os("BERTH_TEST_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Response bodies: whole (JSON, text, empty) or streamed from a channel (logs, events,
+//! progress, wait).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
+use hyper::{Response, StatusCode};
+use tokio::sync::mpsc;
+
+/// The body of every response.
+pub enum Body {
+    Full(Option<Bytes>),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Body::Full(None) => SizeHint::with_exact(0),
+            Body::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+fn with_type(status: StatusCode, ctype: &str, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    let mut data = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+    data.push(b'\n');
+    with_type(status, "application/json", Body::Full(Some(Bytes::from(data))))
+}
+
+pub fn text(status: StatusCode, s: &str) -> Response<Body> {
+    with_type(status, "text/plain; charset=utf-8", Body::Full(Some(Bytes::copy_from_slice(s.as_bytes()))))
+}
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::Full(None));
+    *r.status_mut() = status;
+    r
+}
+
+/// Docker's error body.
+pub fn message(status: StatusCode, msg: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "message": msg }))
+}
+
+/// A streamed response; the returned sender feeds it, dropping it ends it.
+pub fn stream(status: StatusCode, ctype: &str) -> (Response<Body>, mpsc::Sender<Bytes>) {
+    let (tx, rx) = mpsc::channel(64);
+    (with_type(status, ctype, Body::Stream(rx)), tx)
+}

@@ -1,0 +1,285 @@
+//! `/containers/...`: create, inspect, list, lifecycle, logs, attach, top, resize.
+
+use std::collections::BTreeMap;
+
+use berth_engine::container::fmt_time;
+use berth_engine::{AttachOptions, ContainerRecord, ListOptions, LogOptions, Status};
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::body::{self, empty, json};
+use super::hijack;
+use super::{ApiError, Ctx, HandlerResult, Req, ok_json};
+use crate::models::{
+    ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerState,
+    ContainerSummary, GraphDriver, SummaryHostConfig, SummaryNetworkSettings, TopResponse,
+    WaitError, WaitResponse,
+};
+use crate::stream::{StdStream, encode_frame};
+
+pub(super) async fn create(ctx: &Ctx, r: &mut Req) -> HandlerResult {
+    let name = r.q("name").map(String::from);
+    let body: ContainerCreateRequest = r.json().await?;
+    let (id, warnings) = ctx.engine.create(name.as_deref(), body.config, body.host_config).await?;
+    Ok(json(StatusCode::CREATED, &ContainerCreateResponse { id, warnings }))
+}
+
+fn network_settings(rec: &ContainerRecord) -> serde_json::Value {
+    let mode = rec.host_config.network_mode().to_owned();
+    let mut networks = serde_json::Map::new();
+    networks.insert(
+        mode.clone(),
+        json!({
+            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null
+        }),
+    );
+    json!({
+        "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null, "EndpointID": "",
+        "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+        "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": networks
+    })
+}
+
+pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord) -> ContainerInspect {
+    let (log, hostname, hosts, resolv) = ctx.engine.container_paths(&rec.id);
+    let s = &rec.state;
+    let exec_ids = None;
+    ContainerInspect {
+        id: rec.id.clone(),
+        created: fmt_time(Some(rec.created)),
+        path: rec.path.clone(),
+        args: rec.args.clone(),
+        state: ContainerState {
+            status: s.status.as_str().into(),
+            running: matches!(s.status, Status::Running | Status::Paused),
+            paused: s.status == Status::Paused,
+            restarting: s.status == Status::Restarting,
+            oom_killed: s.oom_killed,
+            dead: s.status == Status::Dead,
+            pid: s.pid,
+            exit_code: s.exit_code,
+            error: s.error.clone(),
+            started_at: fmt_time(s.started_at),
+            finished_at: fmt_time(s.finished_at),
+            health: None,
+        },
+        image: rec.image_id.clone(),
+        resolv_conf_path: resolv.display().to_string(),
+        hostname_path: hostname.display().to_string(),
+        hosts_path: hosts.display().to_string(),
+        log_path: if rec.host_config.log_config.kind == "none" { String::new() } else { log.display().to_string() },
+        name: format!("/{}", rec.name),
+        restart_count: rec.restart_count,
+        driver: "overlay2".into(),
+        platform: "linux".into(),
+        mount_label: String::new(),
+        process_label: String::new(),
+        app_armor_profile: String::new(),
+        exec_ids,
+        host_config: rec.host_config.clone(),
+        graph_driver: GraphDriver { name: "overlay2".into(), data: ctx.engine.graph_driver_data(&rec.id) },
+        mounts: Vec::new(),
+        config: rec.config.clone(),
+        network_settings: network_settings(rec),
+    }
+}
+
+pub(super) fn inspect(ctx: &Ctx, id: &str) -> HandlerResult {
+    let rec = ctx.engine.inspect(id)?;
+    ok_json(&inspect_record(ctx, &rec))
+}
+
+pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
+    let limit = r.int("limit")?.filter(|&l| l > 0).map(|l| l as usize);
+    let opts = ListOptions { all: r.flag("all"), limit, filters: r.filters()? };
+    let recs = ctx.engine.list(&opts)?;
+    let rows: Vec<ContainerSummary> = recs
+        .iter()
+        .map(|rec| {
+            let mut command = vec![rec.path.clone()];
+            command.extend(rec.args.iter().cloned());
+            let mode = rec.host_config.network_mode().to_owned();
+            let mut networks = BTreeMap::new();
+            networks.insert(mode.clone(), json!({"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "MacAddress": ""}));
+            ContainerSummary {
+                id: rec.id.clone(),
+                names: vec![format!("/{}", rec.name)],
+                image: rec.config.image.clone(),
+                image_id: rec.image_id.clone(),
+                command: command.join(" "),
+                created: rec.created.timestamp(),
+                ports: Vec::new(),
+                labels: rec.config.labels.clone().unwrap_or_default(),
+                state: rec.state.status.as_str().into(),
+                status: rec.state.human(),
+                host_config: SummaryHostConfig { network_mode: rec.host_config.network_mode.clone() },
+                network_settings: SummaryNetworkSettings { networks },
+                mounts: Vec::new(),
+            }
+        })
+        .collect();
+    ok_json(&rows)
+}
+
+pub(super) async fn start(ctx: &Ctx, id: &str) -> HandlerResult {
+    ctx.engine.start(id).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+fn stop_timeout(r: &Req) -> Result<Option<i64>, ApiError> {
+    // `t` before 1.42, `t` still accepted after; `timeout` is not Docker's, but harmless.
+    r.int("t")
+}
+
+pub(super) async fn stop(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    ctx.engine.stop(id, stop_timeout(r)?, r.q("signal").filter(|s| !s.is_empty())).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn restart(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    ctx.engine.restart(id, stop_timeout(r)?, r.q("signal").filter(|s| !s.is_empty())).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn kill(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    ctx.engine.kill(id, r.q("signal")).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn pause(ctx: &Ctx, id: &str, paused: bool) -> HandlerResult {
+    ctx.engine.set_paused(id, paused).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn rename(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    let name = r.q("name").unwrap_or("");
+    ctx.engine.rename(id, name).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+fn size(r: &Req) -> Result<(u16, u16), ApiError> {
+    let h = r.int("h")?.unwrap_or(0);
+    let w = r.int("w")?.unwrap_or(0);
+    if !(0..=u16::MAX as i64).contains(&h) || !(0..=u16::MAX as i64).contains(&w) {
+        return Err(ApiError::bad("invalid tty size"));
+    }
+    Ok((h as u16, w as u16))
+}
+
+pub(super) async fn resize(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    let (h, w) = size(r)?;
+    ctx.engine.resize(id, h, w).await?;
+    Ok(empty(StatusCode::OK))
+}
+
+pub(super) async fn top(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    let (titles, processes) = ctx.engine.top(id, r.q("ps_args").unwrap_or("")).await?;
+    ok_json(&TopResponse { titles, processes })
+}
+
+pub(super) async fn remove(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    if r.flag("link") {
+        return Err(ApiError::bad("links are not supported"));
+    }
+    ctx.engine.remove(id, r.flag("force")).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) fn wait(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    let condition = r.q("condition").unwrap_or("").to_owned();
+    if !matches!(condition.as_str(), "" | "not-running" | "next-exit" | "removed") {
+        return Err(ApiError::bad(format!("invalid condition: \"{condition}\"")));
+    }
+    // Resolve now so a missing container is a plain 404.
+    let rec = ctx.engine.inspect(id)?;
+    let engine = ctx.engine.clone();
+    let (resp, tx) = body::stream(StatusCode::OK, "application/json");
+    tokio::spawn(async move {
+        let out = match engine.wait(&rec.id, &condition).await {
+            Ok(code) => WaitResponse { status_code: code, error: None },
+            Err(e) => WaitResponse { status_code: -1, error: Some(WaitError { message: e.to_string() }) },
+        };
+        let mut line = serde_json::to_vec(&out).unwrap_or_default();
+        line.push(b'\n');
+        let _ = tx.send(Bytes::from(line)).await;
+    });
+    Ok(resp)
+}
+
+/// Parses Docker's time arguments: unix seconds (with optional fraction) or RFC 3339.
+fn parse_time(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    let Some(v) = v.filter(|v| !v.is_empty() && *v != "0") else { return Ok(None) };
+    if let Ok(secs) = v.parse::<f64>() {
+        let nanos = (secs * 1e9) as i64;
+        return Ok(Some(chrono::DateTime::from_timestamp_nanos(nanos)));
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| Some(t.with_timezone(&chrono::Utc)))
+        .map_err(|_| ApiError::bad(format!("invalid time value: {v}")))
+}
+
+pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    let tail = match r.q("tail") {
+        None | Some("") | Some("all") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| ApiError::bad(format!("invalid tail: {n}")))?),
+    };
+    let opts = LogOptions {
+        stdout: r.flag("stdout"),
+        stderr: r.flag("stderr"),
+        follow: r.flag("follow"),
+        tail,
+        since: parse_time(r.q("since"))?,
+        until: parse_time(r.q("until"))?,
+    };
+    let timestamps = r.flag("timestamps");
+    let (tty, mut rx) = ctx.engine.logs(id, opts)?;
+    let ctype = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let (resp, tx) = body::stream(StatusCode::OK, ctype);
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            let mut payload = Vec::new();
+            if timestamps {
+                payload.extend_from_slice(
+                    e.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).as_bytes(),
+                );
+                payload.push(b' ');
+            }
+            payload.extend_from_slice(e.log.as_bytes());
+            let chunk = if tty {
+                payload
+            } else {
+                let stream = match e.stream {
+                    berth_shim::jsonlog::Stream::Stdout => StdStream::Stdout,
+                    berth_shim::jsonlog::Stream::Stderr => StdStream::Stderr,
+                };
+                encode_frame(stream, &payload)
+            };
+            if tx.send(Bytes::from(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(resp)
+}
+
+pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
+    let rec = ctx.engine.inspect(id)?;
+    let opts = AttachOptions { stdin: r.flag("stdin"), stdout: r.flag("stdout"), stderr: r.flag("stderr") };
+    if !r.flag("stream") && !r.flag("logs") {
+        return Err(ApiError::bad("one of stream or logs must be true"));
+    }
+    let detach_keys = r.q("detachKeys").map(String::from);
+    let engine = ctx.engine.clone();
+    let rec_id = rec.id.clone();
+    hijack::upgrade(r, rec.config.tty, move |io| async move {
+        match engine.attach(&rec_id, opts).await {
+            Ok(session) => hijack::pump(io, session, detach_keys.as_deref()).await,
+            Err(e) => hijack::fail(io, &e.to_string()).await,
+        }
+    })
+}

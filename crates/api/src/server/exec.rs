@@ -1,0 +1,78 @@
+//! `/containers/{id}/exec` and `/exec/{id}/...`.
+
+use berth_engine::ExecConfig;
+use hyper::StatusCode;
+
+use super::body::json;
+use super::hijack;
+use super::{ApiError, Ctx, HandlerResult, Req, ok_json};
+use crate::models::{ExecCreateRequest, ExecInspect, ExecProcessConfig, ExecStartRequest, IdResponse};
+
+pub(super) async fn create(ctx: &Ctx, r: &mut Req, id: &str) -> HandlerResult {
+    let body: ExecCreateRequest = r.json().await?;
+    let cfg = ExecConfig {
+        cmd: body.cmd.unwrap_or_default(),
+        env: body.env.unwrap_or_default(),
+        user: body.user,
+        working_dir: body.working_dir,
+        tty: body.tty,
+        attach_stdin: body.attach_stdin,
+        attach_stdout: body.attach_stdout,
+        attach_stderr: body.attach_stderr,
+        privileged: body.privileged,
+        detach_keys: body.detach_keys.unwrap_or_default(),
+    };
+    if !cfg.detach_keys.is_empty() {
+        hijack::parse_detach_keys(&cfg.detach_keys).map_err(ApiError::bad)?;
+    }
+    let exec_id = ctx.engine.exec_create(id, cfg)?;
+    Ok(json(StatusCode::CREATED, &IdResponse { id: exec_id }))
+}
+
+pub(super) async fn start(ctx: &Ctx, mut r: Req, id: &str) -> HandlerResult {
+    let body: ExecStartRequest = r.json().await?;
+    let info = ctx.engine.exec_inspect(id)?;
+    if body.detach {
+        // Run it; the session drains in the background and records the exit code.
+        let session = ctx.engine.exec_start(id).await?;
+        drop(session);
+        return Ok(super::body::empty(StatusCode::OK));
+    }
+    let session = ctx.engine.exec_start(id).await?;
+    let keys = (!info.config.detach_keys.is_empty()).then(|| info.config.detach_keys.clone());
+    hijack::upgrade(r, info.config.tty, move |io| async move {
+        hijack::pump(io, session, keys.as_deref()).await;
+    })
+}
+
+pub(super) async fn resize(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    let h = r.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    let w = r.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    ctx.engine.exec_resize(id, h, w).await?;
+    Ok(super::body::empty(StatusCode::OK))
+}
+
+pub(super) fn inspect(ctx: &Ctx, id: &str) -> HandlerResult {
+    let i = ctx.engine.exec_inspect(id)?;
+    let mut args = i.config.cmd.clone();
+    let entrypoint = if args.is_empty() { String::new() } else { args.remove(0) };
+    ok_json(&ExecInspect {
+        id: i.id,
+        running: i.running,
+        exit_code: i.exit_code,
+        process_config: ExecProcessConfig {
+            tty: i.config.tty,
+            entrypoint,
+            arguments: args,
+            privileged: i.config.privileged,
+            user: i.config.user.clone(),
+        },
+        open_stdin: i.config.attach_stdin,
+        open_stderr: i.config.attach_stderr,
+        open_stdout: i.config.attach_stdout,
+        can_remove: false,
+        container_id: i.container_id,
+        detach_keys: i.config.detach_keys,
+        pid: i.pid,
+    })
+}

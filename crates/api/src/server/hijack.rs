@@ -1,0 +1,221 @@
+//! Hijacked connections for attach and exec: the HTTP upgrade (`Upgrade: tcp`, 101), then raw
+//! stdio both ways, with Docker's framing when there is no tty and its detach keys.
+
+use std::future::Future;
+
+use berth_engine::IoSession;
+use berth_engine::shim_client::Frame;
+use bytes::Bytes;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::body::{self, Body};
+use super::{HandlerResult, Req};
+use crate::stream::{StdStream, encode_frame};
+
+/// The bidirectional stream a handler works on.
+pub(super) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// Answers with `101 Switching Protocols` and runs `f` on the upgraded connection. A client
+/// that did not ask for an upgrade gets the output as a plain streamed body.
+pub(super) fn upgrade<F, Fut>(r: Req, tty: bool, f: F) -> HandlerResult
+where
+    F: FnOnce(Box<dyn Io>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let ctype = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let wants_upgrade = r
+        .parts
+        .headers
+        .get(hyper::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"));
+    if wants_upgrade {
+        let req = Request::from_parts(r.parts, ());
+        tokio::spawn(async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => f(Box::new(TokioIo::new(upgraded))).await,
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+        });
+        let mut resp = Response::new(Body::Full(None));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = resp.headers_mut();
+        h.insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("Upgrade"));
+        h.insert(hyper::header::UPGRADE, hyper::header::HeaderValue::from_static("tcp"));
+        if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+            h.insert(hyper::header::CONTENT_TYPE, v);
+        }
+        return Ok(resp);
+    }
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let (resp, tx) = body::stream(StatusCode::OK, ctype);
+    tokio::spawn(f(Box::new(theirs)));
+    tokio::spawn(async move {
+        let (mut rd, _wr) = tokio::io::split(ours);
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// Writes an error on a hijacked stream and closes it.
+pub(super) async fn fail(mut io: Box<dyn Io>, msg: &str) {
+    let _ = io.write_all(format!("Error: {msg}\n").as_bytes()).await;
+    let _ = io.shutdown().await;
+}
+
+/// Parses Docker's detach keys ("ctrl-p,ctrl-q", "a,ctrl-@"...).
+pub(super) fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for key in spec.split(',') {
+        let k = key.trim();
+        if let Some(c) = k.strip_prefix("ctrl-") {
+            let c = c.to_ascii_lowercase();
+            let b = match c.as_bytes() {
+                [ch @ b'a'..=b'z'] => ch - b'a' + 1,
+                [b'@'] => 0,
+                [b'['] => 27,
+                [b'\\'] => 28,
+                [b']'] => 29,
+                [b'^'] => 30,
+                [b'_'] => 31,
+                _ => return Err(format!("Unknown character: '{c}'")),
+            };
+            out.push(b);
+        } else if k.len() == 1 {
+            out.push(k.as_bytes()[0]);
+        } else {
+            return Err(format!("Unknown character: '{k}'"));
+        }
+    }
+    Ok(out)
+}
+
+/// Recognizes the detach sequence in stdin, holding back a partial match.
+struct DetachMatcher {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachMatcher {
+    /// Returns the bytes to forward and whether the sequence was completed.
+    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(data.len());
+        for &b in data {
+            if self.keys.is_empty() {
+                out.push(b);
+                continue;
+            }
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
+/// Copies the session's output to the client (framed without a tty) and the client's input to
+/// the session's stdin, until the process ends, the client detaches or goes away.
+pub(super) async fn pump(io: Box<dyn Io>, mut session: IoSession, detach_keys: Option<&str>) {
+    let keys = match parse_detach_keys(detach_keys.filter(|k| !k.is_empty()).unwrap_or("ctrl-p,ctrl-q")) {
+        Ok(k) => k,
+        Err(e) => return fail(io, &e).await,
+    };
+    let tty = session.tty;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let stdin = session.stdin.take();
+    let output = async {
+        while let Some(frame) = session.next().await {
+            match frame {
+                Frame::Output(stream, data) => {
+                    let chunk = if tty {
+                        data.to_vec()
+                    } else {
+                        let s = if stream == 2 { StdStream::Stderr } else { StdStream::Stdout };
+                        encode_frame(s, &data)
+                    };
+                    if wr.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+                Frame::Exit(_) => break,
+            }
+        }
+        let _ = wr.flush().await;
+    };
+    let input = async {
+        let Some(mut stdin) = stdin else {
+            // No stdin: still notice the client leaving.
+            std::future::pending::<()>().await;
+            return;
+        };
+        let mut matcher = DetachMatcher { keys, matched: 0 };
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = stdin.shutdown().await;
+                    // Input is over; output goes on until the process ends.
+                    std::future::pending::<()>().await;
+                }
+                Ok(n) => {
+                    let (fwd, detach) = matcher.feed(&buf[..n]);
+                    if !fwd.is_empty() && stdin.write_all(&fwd).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if detach {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = output => {}
+        _ = input => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse() {
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
+        assert_eq!(parse_detach_keys("a,ctrl-@").unwrap(), vec![b'a', 0]);
+        assert!(parse_detach_keys("ctrl-1").is_err());
+        assert!(parse_detach_keys("ab").is_err());
+    }
+
+    #[test]
+    fn detach_matcher_holds_partial_matches() {
+        let mut m = DetachMatcher { keys: vec![16, 17], matched: 0 };
+        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(m.feed(b"x"), (b"\x10x".to_vec(), false));
+        assert_eq!(m.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(m.feed(b"\x11rest"), (vec![], true));
+    }
+}

@@ -1,0 +1,218 @@
+//! `/images/...`: import (`create?fromSrc=`), list, inspect, history, tag, remove.
+
+use std::collections::BTreeMap;
+
+use berth_engine::ImportRequest;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::StatusCode;
+
+use super::body::{self, empty};
+use super::{ApiError, Ctx, HandlerResult, Req, ok_json};
+use crate::models::{GraphDriver, ImageDeleteItem, ImageInspect, ImageSummary, JsonMessage, RootFs};
+
+/// Largest image tarball accepted by import.
+const MAX_IMPORT: u64 = 64 << 30;
+
+pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
+    let filters = r.filters()?;
+    let all = r.flag("all");
+    let images = ctx.engine.image_list(&filters, all)?;
+    let rows: Vec<ImageSummary> = images
+        .into_iter()
+        .map(|i| ImageSummary {
+            id: i.id.clone(),
+            parent_id: String::new(),
+            repo_tags: i.repo_tags.clone(),
+            repo_digests: Vec::new(),
+            created: i.created.timestamp(),
+            size: i.size as i64,
+            shared_size: -1,
+            virtual_size: i.size as i64,
+            labels: i.labels.clone(),
+            containers: -1,
+        })
+        .collect();
+    ok_json(&rows)
+}
+
+pub(super) fn inspect(ctx: &Ctx, name: &str) -> HandlerResult {
+    let i = ctx.engine.image_inspect(name)?;
+    ok_json(&ImageInspect {
+        id: i.id.clone(),
+        repo_tags: i.repo_tags.clone(),
+        repo_digests: Vec::new(),
+        parent: String::new(),
+        comment: i.comment.clone(),
+        created: i.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        container: String::new(),
+        docker_version: String::new(),
+        author: i.author.clone(),
+        config: Some(i.config.clone()),
+        architecture: i.architecture.clone(),
+        os: i.os.clone(),
+        size: i.size as i64,
+        virtual_size: i.size as i64,
+        graph_driver: GraphDriver { name: "overlay2".into(), data: BTreeMap::new() },
+        root_fs: RootFs { kind: "layers".into(), layers: i.layers.clone() },
+        metadata: BTreeMap::from([("LastTagTime".to_owned(), serde_json::Value::String(String::new()))]),
+    })
+}
+
+pub(super) fn history(ctx: &Ctx, name: &str) -> HandlerResult {
+    let i = ctx.engine.image_inspect(name)?;
+    let rows: Vec<serde_json::Value> = i
+        .history
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(n, h)| {
+            serde_json::json!({
+                "Id": if n == 0 { i.id.as_str() } else { "<missing>" },
+                "Created": h.created.map(|t| t.timestamp()).unwrap_or(0),
+                "CreatedBy": h.created_by,
+                "Tags": if n == 0 { serde_json::json!(i.repo_tags) } else { serde_json::Value::Null },
+                "Size": if n == 0 { i.size as i64 } else { 0 },
+                "Comment": h.comment,
+            })
+        })
+        .collect();
+    ok_json(&rows)
+}
+
+pub(super) fn tag(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
+    let repo = r.q("repo").unwrap_or("");
+    if repo.is_empty() {
+        return Err(ApiError::bad("repository name must have at least one component"));
+    }
+    let tag = r.q("tag").filter(|t| !t.is_empty());
+    ctx.engine.image_tag(name, repo, tag)?;
+    Ok(empty(StatusCode::CREATED))
+}
+
+pub(super) async fn remove(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
+    let removed = ctx.engine.image_remove(name, r.flag("force"))?;
+    let rows: Vec<ImageDeleteItem> = removed
+        .into_iter()
+        .map(|(untagged, deleted)| ImageDeleteItem { untagged, deleted })
+        .collect();
+    ok_json(&rows)
+}
+
+fn progress_line(msg: &JsonMessage) -> Bytes {
+    let mut v = serde_json::to_vec(msg).unwrap_or_default();
+    v.push(b'\r');
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
+    if let Some(image) = r.q("fromImage").filter(|s| !s.is_empty()) {
+        let tag = r.q("tag").filter(|s| !s.is_empty()).unwrap_or("latest");
+        return Err(ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: format!(
+                "pulling {image}:{tag} from a registry is not supported by this Berth yet; import a root filesystem with `berth import` (or `docker import`)"
+            ),
+        });
+    }
+    let Some(src) = r.q("fromSrc").map(String::from) else {
+        return Err(ApiError::bad("either fromSrc or fromImage must be given"));
+    };
+    if src != "-" {
+        return Err(ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: "importing from a URL is not supported yet; send the tarball as the body (fromSrc=-)".into(),
+        });
+    }
+    let reference = match (r.q("repo").filter(|s| !s.is_empty()), r.q("tag").filter(|s| !s.is_empty())) {
+        (Some(repo), Some(tag)) => Some(format!("{repo}:{tag}")),
+        (Some(repo), None) => Some(repo.to_owned()),
+        _ => None,
+    };
+    let changes: Vec<String> = r
+        .parts
+        .uri
+        .query()
+        .map(|q| {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| k == "changes")
+                .map(|(_, v)| v)
+                .collect()
+        })
+        .unwrap_or_default();
+    let req = ImportRequest {
+        reference,
+        changes,
+        message: r.q("message").filter(|s| !s.is_empty()).map(String::from),
+        platform: r.q("platform").filter(|s| !s.is_empty()).map(String::from),
+    };
+    // Check the request before streaming, so that bad input is a plain 400.
+    ctx.engine.check_import(&req)?;
+    let body = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Bytes, String>>(16);
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut total = 0u64;
+        loop {
+            let item = match body.frame().await {
+                None => return,
+                Some(Err(e)) => Err(format!("reading the request body failed: {e}")),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        total += data.len() as u64;
+                        if total > MAX_IMPORT { Err("image tarball too large".to_owned()) } else { Ok(data) }
+                    }
+                    Err(_) => continue,
+                },
+            };
+            let failed = item.is_err();
+            let tx = chunk_tx.clone();
+            // The channel is bounded: wait for the importer without blocking the runtime.
+            let sent = tokio::task::spawn_blocking(move || tx.send(item)).await;
+            if failed || !matches!(sent, Ok(Ok(()))) {
+                return;
+            }
+        }
+    });
+    let engine = ctx.engine.clone();
+    let (resp, tx) = body::stream(StatusCode::OK, "application/json");
+    tokio::spawn(async move {
+        let result = engine.import_image(Box::new(ChannelReader { rx: chunk_rx, cur: Bytes::new() }), req).await;
+        let msg = match result {
+            Ok(id) => JsonMessage { status: Some(id), ..JsonMessage::default() },
+            Err(e) => JsonMessage {
+                error: Some(e.to_string()),
+                error_detail: Some(crate::models::ErrorResponse { message: e.to_string() }),
+                ..JsonMessage::default()
+            },
+        };
+        let _ = tx.send(progress_line(&msg)).await;
+    });
+    Ok(resp)
+}
+
+/// A blocking reader over chunks sent from the async side; a failed upload is an error, never
+/// a short (and so silently truncated) tarball.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Result<Bytes, String>>,
+    cur: Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => self.cur = b,
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
+    }
+}

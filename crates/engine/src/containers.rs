@@ -1,0 +1,1148 @@
+//! The container service: create, start, stop, kill, restart, wait, remove, list, rename,
+//! pause, top, resize, attach; exit handling, restart policies and reconciliation at start-up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_shim::ShimConfig;
+use berth_shim::protocol::{ExitStatus, Request};
+use chrono::Utc;
+use rand::Rng;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::oneshot;
+
+use crate::config::{Config, HostConfig};
+use crate::container::{ContainerRecord, State, Status};
+use crate::error::{EngineError, Result};
+use crate::shim_client::{self, Frame, FrameReader, ShimConn};
+use crate::{ContainerHandle, Engine, Watch, lock, netns, spec};
+
+/// A stream of a container's (or exec's) output, with its stdin.
+pub struct IoSession {
+    frames: Option<FrameReader>,
+    /// Raw stdin to the process; dropping (or shutting down) it is stdin EOF.
+    pub stdin: Option<OwnedWriteHalf>,
+    /// Whether the process has a tty (output is then raw, all on stream 1).
+    pub tty: bool,
+    on_exit: Option<Box<dyn FnOnce(ExitStatus) + Send>>,
+}
+
+impl IoSession {
+    pub(crate) fn new(
+        frames: FrameReader,
+        stdin: Option<OwnedWriteHalf>,
+        tty: bool,
+        on_exit: Box<dyn FnOnce(ExitStatus) + Send>,
+    ) -> Self {
+        Self { frames: Some(frames), stdin, tty, on_exit: Some(on_exit) }
+    }
+
+    /// The next frame; `None` once the stream ended.
+    pub async fn next(&mut self) -> Option<Frame> {
+        let frame = self.frames.as_mut()?.next().await;
+        match &frame {
+            Some(Frame::Exit(status)) => {
+                if let Some(f) = self.on_exit.take() {
+                    f(status.clone());
+                }
+                self.frames = None;
+            }
+            None => self.frames = None,
+            _ => {}
+        }
+        frame
+    }
+}
+
+impl Drop for IoSession {
+    fn drop(&mut self) {
+        // A client that leaves early must not lose the exit status: drain in the background.
+        if let (Some(mut frames), Some(on_exit)) = (self.frames.take(), self.on_exit.take()) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    while let Some(f) = frames.next().await {
+                        if let Frame::Exit(status) = f {
+                            on_exit(status);
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+pub(crate) type AttachWaiter = oneshot::Sender<(PathBuf, oneshot::Sender<()>)>;
+
+/// What to attach to.
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// `GET /containers/json` options; filters as Docker's (`id`, `name`, `status`, `label`,
+/// `ancestor`, `exited`, `before`, `since`).
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub all: bool,
+    pub limit: Option<usize>,
+    pub filters: HashMap<String, Vec<String>>,
+}
+
+/// `GET /containers/{id}/logs` options.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub stdout: bool,
+    pub stderr: bool,
+    pub follow: bool,
+    pub tail: Option<usize>,
+    pub since: Option<chrono::DateTime<Utc>>,
+    pub until: Option<chrono::DateTime<Utc>>,
+}
+
+const ADJECTIVES: &[&str] = &[
+    "admiring", "brave", "calm", "clever", "dreamy", "eager", "festive", "gentle", "happy",
+    "jolly", "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "serene", "tender",
+    "upbeat", "vibrant", "wizardly", "zealous",
+];
+const NAMES: &[&str] = &[
+    "babbage", "curie", "darwin", "euler", "fermi", "galileo", "hopper", "kepler", "lovelace",
+    "mayer", "newton", "noether", "pascal", "ritchie", "shannon", "tesla", "thompson", "turing",
+    "wozniak", "yonath",
+];
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Parses a signal as Docker takes it: "SIGKILL", "KILL", "9", "SIGRTMIN+3".
+pub fn parse_signal(s: &str) -> Result<i32> {
+    let bad = || EngineError::InvalidArgument(format!("Invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) { Ok(n) } else { Err(bad()) };
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        let off: i32 = if rest.is_empty() { 0 } else { rest.trim_start_matches('+').parse().map_err(|_| bad())? };
+        return Ok(libc::SIGRTMIN() + off);
+    }
+    if let Some(rest) = name.strip_prefix("RTMAX") {
+        let off: i32 = if rest.is_empty() { 0 } else { rest.trim_start_matches('-').parse().map_err(|_| bad())? };
+        return Ok(libc::SIGRTMAX() - off);
+    }
+    let full = format!("SIG{name}");
+    full.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| bad())
+}
+
+impl Engine {
+    /// Finds a container by full id, name (with or without `/`), or unique id prefix.
+    pub fn resolve(&self, key: &str) -> Result<Arc<ContainerHandle>> {
+        let map = self.inner.containers.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = map.get(key) {
+            return Ok(h.clone());
+        }
+        let name = key.trim_start_matches('/');
+        if let Some(h) = map.values().find(|h| lock(&h.rec).name == name) {
+            return Ok(h.clone());
+        }
+        if !key.is_empty() && key.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut found = map.iter().filter(|(id, _)| id.starts_with(key));
+            if let Some((_, h)) = found.next() {
+                if found.next().is_some() {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "multiple containers found with provided prefix: {key}"
+                    )));
+                }
+                return Ok(h.clone());
+            }
+        }
+        Err(EngineError::NoSuchContainer(key.to_owned()))
+    }
+
+    /// A copy of a container's record.
+    pub fn inspect(&self, key: &str) -> Result<ContainerRecord> {
+        Ok(self.resolve(key)?.record())
+    }
+
+    /// Paths shown by inspect: (log, hostname, hosts, resolv.conf).
+    pub fn container_paths(&self, id: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+        let dir = self.container_dir(id);
+        (
+            dir.join(format!("{id}-json.log")),
+            dir.join("hostname"),
+            dir.join("hosts"),
+            dir.join("resolv.conf"),
+        )
+    }
+
+    /// The overlay directories of a container, for inspect's GraphDriver.
+    pub fn graph_driver_data(&self, id: &str) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let dir = self.container_dir(id);
+        m.insert("MergedDir".into(), dir.join("rootfs").to_string_lossy().into_owned());
+        m
+    }
+
+    /// Creates a container; returns its id and warnings.
+    pub async fn create(
+        &self,
+        name: Option<&str>,
+        mut config: Config,
+        host_config: HostConfig,
+    ) -> Result<(String, Vec<String>)> {
+        if config.image.is_empty() {
+            return Err(EngineError::InvalidArgument("config cannot be empty in order to create a container".into()));
+        }
+        spec::validate_host_config(&host_config)?;
+        if !host_config.runtime.is_empty() && !self.inner.cfg.runtimes.contains_key(&host_config.runtime) {
+            return Err(EngineError::InvalidArgument(format!(
+                "Unknown runtime specified {}",
+                host_config.runtime
+            )));
+        }
+        let image = self.inner.images.resolve(&config.image)?;
+        let image_config = self.image_container_config(&image);
+        spec::merge_image_config(&mut config, &image_config)?;
+        let id = {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill(&mut bytes);
+            hex::encode(bytes)
+        };
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = n.trim_start_matches('/');
+                if !valid_name(n) {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                n.to_owned()
+            }
+            None => loop {
+                let mut rng = rand::rng();
+                let n = format!(
+                    "{}_{}",
+                    ADJECTIVES[rng.random_range(0..ADJECTIVES.len())],
+                    NAMES[rng.random_range(0..NAMES.len())]
+                );
+                if self.name_owner(&n).is_none() {
+                    break n;
+                }
+            },
+        };
+        let args = spec::argv(&config);
+        let rec = ContainerRecord {
+            id: id.clone(),
+            name: name.clone(),
+            created: Utc::now(),
+            config,
+            host_config,
+            image_id: image.id.clone(),
+            path: args.first().cloned().unwrap_or_default(),
+            args: args.into_iter().skip(1).collect(),
+            state: State::default(),
+            restart_count: 0,
+            has_been_started: false,
+        };
+        {
+            let mut map = self.inner.containers.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(other) = map.values().find(|h| lock(&h.rec).name == name) {
+                let other_id = lock(&other.rec).id.clone();
+                return Err(EngineError::Conflict(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{other_id}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            let dir = self.container_dir(&id);
+            std::fs::create_dir_all(&dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
+            self.persist(&rec)?;
+            map.insert(id.clone(), ContainerHandle::new(rec.clone()));
+        }
+        self.emit(&rec, "create");
+        Ok((id, Vec::new()))
+    }
+
+    fn name_owner(&self, name: &str) -> Option<String> {
+        let map = self.inner.containers.read().unwrap_or_else(|p| p.into_inner());
+        map.values().map(|h| lock(&h.rec)).find(|r| r.name == name).map(|r| r.id.clone())
+    }
+
+    pub(crate) fn emit(&self, rec: &ContainerRecord, action: &str) {
+        let mut attrs = rec.config.labels.clone().unwrap_or_default();
+        attrs.insert("image".into(), rec.config.image.clone());
+        attrs.insert("name".into(), rec.name.clone());
+        if action == "die" {
+            attrs.insert("exitCode".into(), rec.state.exit_code.to_string());
+        }
+        self.inner.events.publish("container", action, &rec.id, attrs);
+    }
+
+    /// Starts a container (304 NotModified if it runs already).
+    pub async fn start(&self, key: &str) -> Result<()> {
+        let h = self.resolve(key)?;
+        let _op = h.op.lock().await;
+        self.start_locked(&h).await
+    }
+
+    async fn start_locked(&self, h: &Arc<ContainerHandle>) -> Result<()> {
+        let rec = h.record();
+        match rec.state.status {
+            Status::Running | Status::Paused => {
+                return Err(EngineError::NotModified("container already started".into()));
+            }
+            Status::Removing | Status::Dead => {
+                return Err(EngineError::Conflict(format!(
+                    "cannot start container {}: it is being removed",
+                    rec.id
+                )));
+            }
+            _ => {}
+        }
+        match self.launch(h, &rec).await {
+            Ok(pid) => {
+                let mut r = lock(&h.rec);
+                r.state.set_running(pid as i64);
+                r.has_been_started = true;
+                let snapshot = r.clone();
+                drop(r);
+                self.persist(&snapshot)?;
+                h.watch.send_modify(|w| {
+                    w.running = true;
+                    w.starts += 1;
+                });
+                self.emit(&snapshot, "start");
+                Ok(())
+            }
+            Err(e) => {
+                self.cleanup_after_exit(&rec.id);
+                let code = start_error_code(&e.to_string());
+                let mut r = lock(&h.rec);
+                r.state.set_start_failed(code, e.to_string());
+                let snapshot = r.clone();
+                drop(r);
+                let _ = self.persist(&snapshot);
+                Err(e)
+            }
+        }
+    }
+
+    /// Mounts the rootfs, writes the bundle, spawns the shim, connects waiting attachers and
+    /// the exit monitor, then starts the process. Returns the init pid.
+    async fn launch(&self, h: &Arc<ContainerHandle>, rec: &ContainerRecord) -> Result<i32> {
+        let id = rec.id.clone();
+        let dir = self.container_dir(&id);
+        let run = self.run_paths(&id);
+        std::fs::create_dir_all(&run.dir).map_err(EngineError::io(format!("create {}", run.dir.display())))?;
+        let _ = std::fs::remove_file(run.exit_file());
+        let rootfs = dir.join("rootfs");
+        let image = self.inner.images.get(&rec.image_id)?;
+        std::fs::create_dir_all(&rootfs).map_err(EngineError::io(format!("create {}", rootfs.display())))?;
+        self.mount_rootfs(&id, &image, &rootfs)?;
+
+        let hc = &rec.host_config;
+        let netns = match hc.network_mode() {
+            "host" => None,
+            _ => Some(netns::create(&self.inner.cfg.exec_root, &id)?),
+        };
+        // Files the container sees at /etc/{hostname,hosts,resolv.conf}.
+        let hostname = if hc.network_mode() == "host" {
+            rustix::system::uname().nodename().to_string_lossy().into_owned()
+        } else if rec.config.hostname.is_empty() {
+            rec.short_id().to_owned()
+        } else {
+            rec.config.hostname.clone()
+        };
+        let hosts = if hc.network_mode() == "host" {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            let mut h = spec::hosts_file(&hostname);
+            for extra in hc.extra_hosts.iter().flatten() {
+                if let Some((host, ip)) = extra.split_once(':') {
+                    h.push_str(&format!("{ip}\t{host}\n"));
+                }
+            }
+            h
+        };
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = spec::resolv_conf(
+            &host_resolv,
+            hc.dns.as_deref().unwrap_or_default(),
+            hc.dns_search.as_deref().unwrap_or_default(),
+            hc.dns_options.as_deref().unwrap_or_default(),
+        );
+        crate::fsutil::write_atomic(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
+        crate::fsutil::write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
+        crate::fsutil::write_atomic(&dir.join("resolv.conf"), resolv.as_bytes())?;
+
+        let cgroups_path = format!("{}/{}", self.inner.cfg.cgroup_parent.trim_end_matches('/'), id);
+        let prepared = spec::Prepared {
+            rootfs: &rootfs,
+            netns: netns.as_deref(),
+            container_dir: &dir,
+            init_binary: &self.inner.init_binary,
+            cgroups_path: cgroups_path.clone(),
+        };
+        let cspec = spec::container_spec(&id, &rec.config, hc, &prepared)?;
+        let oci = berth_runtime::spec::build_spec(&cspec).map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        let oci_json = serde_json::to_vec_pretty(&oci).map_err(|e| EngineError::Runtime(e.to_string()))?;
+        crate::fsutil::write_atomic(&dir.join("config.json"), &oci_json)?;
+
+        let runtime_name = if hc.runtime.is_empty() { &self.inner.cfg.default_runtime } else { &hc.runtime };
+        let runtime = self
+            .inner
+            .cfg
+            .runtimes
+            .get(runtime_name)
+            .cloned()
+            .ok_or_else(|| EngineError::InvalidArgument(format!("Unknown runtime specified {runtime_name}")))?;
+        let runtime_root = self.inner.cfg.exec_root.join("runtime").join(runtime_name);
+        let (log_path, max_size, max_file) = self.log_settings(rec);
+        let shim_cfg = ShimConfig {
+            id: id.clone(),
+            bundle: dir.clone(),
+            socket: run.socket(),
+            exit_file: run.exit_file(),
+            log_path,
+            log_max_size: max_size,
+            log_max_file: max_file,
+            runtime,
+            runtime_root,
+            cgroups_path,
+            tty: rec.config.tty,
+            open_stdin: rec.config.open_stdin,
+            stdin_once: rec.config.stdin_once,
+        };
+        let pid = shim_client::spawn(&self.inner.cfg.shim_binary, &shim_cfg, &run.shim_config(), &run.shim_log()).await?;
+
+        // Attachers that were waiting for this start connect now, before the process runs.
+        let waiters: Vec<AttachWaiter> = std::mem::take(&mut *lock(&h.attach_waiters));
+        for w in waiters {
+            let (ack_tx, ack_rx) = oneshot::channel();
+            if w.send((run.socket(), ack_tx)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), ack_rx).await;
+            }
+        }
+        // The exit monitor connects before the start, so no exit can slip by.
+        let mut monitor = ShimConn::connect(&run.socket()).await?;
+        monitor.request(&Request::Attach { stdin: false, stdout: false, stderr: false }).await?;
+        shim_client::call(&run.socket(), &Request::Start)
+            .await
+            .map_err(|e| match e {
+                EngineError::Runtime(m) => EngineError::Runtime(shim_client::runtime_message(&m)),
+                other => other,
+            })?;
+        self.spawn_monitor(h.clone(), monitor);
+        Ok(pid)
+    }
+
+    fn log_settings(&self, rec: &ContainerRecord) -> (Option<PathBuf>, u64, u32) {
+        let lc = &rec.host_config.log_config;
+        if lc.kind == "none" {
+            return (None, 0, 1);
+        }
+        let mut opts = self.inner.cfg.log_opts.clone();
+        opts.extend(lc.config.clone());
+        let max_size = opts.get("max-size").and_then(|s| parse_size(s)).unwrap_or(0);
+        let max_file = opts.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(1);
+        let (log, ..) = self.container_paths(&rec.id);
+        (Some(log), max_size, max_file)
+    }
+
+    /// Watches a running container through its shim and handles its exit.
+    fn spawn_monitor(&self, h: Arc<ContainerHandle>, conn: ShimConn) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let (mut frames, _stdin) = conn.into_stream();
+            let mut status = None;
+            while let Some(f) = frames.next().await {
+                if let Frame::Exit(s) = f {
+                    status = Some(s);
+                    break;
+                }
+            }
+            let id = lock(&h.rec).id.clone();
+            let status = match status {
+                Some(s) => s,
+                None => engine.read_exit_file(&id).await,
+            };
+            engine.on_exit(h, status).await;
+        });
+    }
+
+    /// The exit file the shim leaves; waits briefly for it, since the shim writes it just
+    /// before closing its connections. A shim that died without one is reported as 255.
+    async fn read_exit_file(&self, id: &str) -> ExitStatus {
+        let path = self.run_paths(id).exit_file();
+        for _ in 0..50 {
+            if let Ok(data) = std::fs::read(&path) {
+                if let Ok(s) = serde_json::from_slice::<ExitStatus>(&data) {
+                    return s;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ExitStatus { exit_code: 255, oom_killed: false, finished_at: String::new() }
+    }
+
+    /// Records an exit, then applies the restart policy or auto-remove.
+    async fn on_exit(&self, h: Arc<ContainerHandle>, status: ExitStatus) {
+        let at = chrono::DateTime::parse_from_rfc3339(&status.finished_at).ok().map(|t| t.with_timezone(&Utc));
+        let rec = {
+            let mut r = lock(&h.rec);
+            if !r.state.is_running() {
+                return;
+            }
+            r.state.set_exited(status.exit_code as i64, status.oom_killed, at);
+            r.clone()
+        };
+        self.cleanup_after_exit(&rec.id);
+        let _ = self.persist(&rec);
+        h.watch.send_modify(|w| {
+            w.running = false;
+            w.exit_code = rec.state.exit_code;
+            w.exits += 1;
+        });
+        if rec.state.oom_killed {
+            self.emit(&rec, "oom");
+        }
+        self.emit(&rec, "die");
+        let engine = self.clone();
+        tokio::spawn(async move { engine.after_exit(h).await });
+    }
+
+    /// Restart policy (with Docker's backoff) or auto-remove, after an exit.
+    async fn after_exit(&self, h: Arc<ContainerHandle>) {
+        let rec = h.record();
+        if let Some(delay) = restart_delay(&rec) {
+            {
+                let mut r = lock(&h.rec);
+                r.state.status = Status::Restarting;
+                r.restart_count += 1;
+            }
+            let starts_before = h.watch.borrow().starts;
+            tokio::time::sleep(delay).await;
+            let _op = h.op.lock().await;
+            let current = h.record();
+            // A stop, remove or manual start during the delay wins.
+            if current.state.status != Status::Restarting || h.watch.borrow().starts != starts_before {
+                return;
+            }
+            {
+                let mut r = lock(&h.rec);
+                r.state.status = Status::Exited;
+            }
+            if let Err(e) = self.start_locked(&h).await {
+                tracing::warn!(id = %current.id, "restart failed: {e}");
+                let engine = self.clone();
+                let h2 = h.clone();
+                // A failed restart counts as an exit for the policy.
+                tokio::spawn(async move { Box::pin(engine.after_exit(h2)).await });
+            } else {
+                self.emit(&h.record(), "restart");
+            }
+            return;
+        }
+        if rec.host_config.auto_remove {
+            if let Err(e) = self.remove(&rec.id, true).await {
+                tracing::warn!(id = %rec.id, "auto-remove failed: {e}");
+            }
+        }
+    }
+
+    /// Unmounts and releases what a running container held on the host.
+    fn cleanup_after_exit(&self, id: &str) {
+        let rootfs = self.container_dir(id).join("rootfs");
+        if let Err(e) = self.unmount_rootfs(&rootfs) {
+            tracing::warn!(id, "unmount rootfs: {e}");
+        }
+        netns::remove(&self.inner.cfg.exec_root.join("netns").join(id));
+        let run = self.run_paths(id);
+        let _ = std::fs::remove_file(run.socket());
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout` seconds.
+    pub async fn stop(&self, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let h = self.resolve(key)?;
+        let _op = h.op.lock().await;
+        self.stop_locked(&h, timeout, signal).await
+    }
+
+    async fn stop_locked(&self, h: &Arc<ContainerHandle>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let rec = h.record();
+        if rec.state.status == Status::Restarting {
+            let mut r = lock(&h.rec);
+            r.state.status = Status::Exited;
+            r.state.manually_stopped = true;
+            let snap = r.clone();
+            drop(r);
+            self.persist(&snap)?;
+            return Ok(());
+        }
+        if !rec.state.is_running() {
+            return Err(EngineError::NotModified("container already stopped".into()));
+        }
+        {
+            let mut r = lock(&h.rec);
+            r.state.manually_stopped = true;
+        }
+        let sig = parse_signal(signal.or(rec.config.stop_signal.as_deref()).unwrap_or("SIGTERM"))?;
+        let timeout = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        let mut rx = h.watch.subscribe();
+        let exits = rx.borrow().exits;
+        let socket = self.run_paths(&rec.id).socket();
+        if rec.state.status == Status::Paused {
+            let _ = shim_client::call(&socket, &Request::Resume).await;
+        }
+        let _ = shim_client::call(&socket, &Request::Kill { signal: sig, all: false }).await;
+        let exited = |w: &Watch| w.exits > exits || !w.running;
+        let waited = if timeout < 0 {
+            rx.wait_for(exited).await.is_ok()
+        } else {
+            tokio::time::timeout(Duration::from_secs(timeout as u64), rx.wait_for(exited))
+                .await
+                .is_ok()
+        };
+        if !waited {
+            let _ = shim_client::call(&socket, &Request::Kill { signal: libc::SIGKILL, all: true }).await;
+            let _ = shim_client::call(&socket, &Request::Kill { signal: libc::SIGKILL, all: false }).await;
+            if tokio::time::timeout(Duration::from_secs(30), rx.wait_for(exited)).await.is_err() {
+                return Err(EngineError::Runtime(format!("container {} did not exit after SIGKILL", rec.id)));
+            }
+        }
+        self.persist(&h.record())?;
+        self.emit(&h.record(), "stop");
+        Ok(())
+    }
+
+    /// Sends a signal (default SIGKILL).
+    pub async fn kill(&self, key: &str, signal: Option<&str>) -> Result<()> {
+        let h = self.resolve(key)?;
+        let rec = h.record();
+        let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+        if !rec.state.is_running() {
+            return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+        }
+        let socket = self.run_paths(&rec.id).socket();
+        if sig == libc::SIGKILL {
+            let mut rx = h.watch.subscribe();
+            let exits = rx.borrow().exits;
+            shim_client::call(&socket, &Request::Kill { signal: sig, all: false }).await?;
+            // docker kill returns once a SIGKILLed container is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|w| w.exits > exits || !w.running)).await;
+        } else {
+            shim_client::call(&socket, &Request::Kill { signal: sig, all: false }).await?;
+        }
+        let mut attrs = BTreeMap::new();
+        attrs.insert("signal".into(), sig.to_string());
+        attrs.insert("name".into(), rec.name.clone());
+        attrs.insert("image".into(), rec.config.image.clone());
+        self.inner.events.publish("container", "kill", &rec.id, attrs);
+        Ok(())
+    }
+
+    /// Stops (if running) and starts again.
+    pub async fn restart(&self, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let h = self.resolve(key)?;
+        let _op = h.op.lock().await;
+        match self.stop_locked(&h, timeout, signal).await {
+            Ok(()) | Err(EngineError::NotModified(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.start_locked(&h).await?;
+        self.emit(&h.record(), "restart");
+        Ok(())
+    }
+
+    /// Waits for a condition: `not-running` (default), `next-exit`, `removed`. Returns the
+    /// exit code.
+    pub async fn wait(&self, key: &str, condition: &str) -> Result<i64> {
+        let h = self.resolve(key)?;
+        let mut rx = h.watch.subscribe();
+        let start = rx.borrow().clone();
+        let res = match condition {
+            "" | "not-running" => rx.wait_for(|w| !w.running || w.removed).await.map(|w| w.exit_code),
+            "next-exit" => rx.wait_for(|w| w.exits > start.exits || w.removed).await.map(|w| w.exit_code),
+            "removed" => rx.wait_for(|w| w.removed).await.map(|w| w.exit_code),
+            other => {
+                return Err(EngineError::InvalidArgument(format!("invalid condition: \"{other}\"")));
+            }
+        };
+        // The sender lives in the handle; when the handle is dropped the container is gone.
+        Ok(res.unwrap_or(start.exit_code))
+    }
+
+    /// Removes a container; `force` kills a running one first.
+    pub async fn remove(&self, key: &str, force: bool) -> Result<()> {
+        let h = self.resolve(key)?;
+        let _op = h.op.lock().await;
+        let rec = h.record();
+        if rec.state.is_running() {
+            if !force {
+                let verb = if rec.state.status == Status::Paused { "paused" } else { "running" };
+                return Err(EngineError::Conflict(format!(
+                    "You cannot remove a {verb} container {}. Stop the container before attempting removal or force remove",
+                    rec.id
+                )));
+            }
+            {
+                let mut r = lock(&h.rec);
+                r.state.manually_stopped = true;
+            }
+            let mut rx = h.watch.subscribe();
+            let socket = self.run_paths(&rec.id).socket();
+            if rec.state.status == Status::Paused {
+                let _ = shim_client::call(&socket, &Request::Resume).await;
+            }
+            let _ = shim_client::call(&socket, &Request::Kill { signal: libc::SIGKILL, all: true }).await;
+            let _ = shim_client::call(&socket, &Request::Kill { signal: libc::SIGKILL, all: false }).await;
+            if tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|w| !w.running)).await.is_err() {
+                return Err(EngineError::Runtime(format!("could not kill running container {}", rec.id)));
+            }
+        }
+        {
+            let mut r = lock(&h.rec);
+            r.state.status = Status::Removing;
+        }
+        self.cleanup_after_exit(&rec.id);
+        self.remove_rootfs(&rec.id)?;
+        let dir = self.container_dir(&rec.id);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(EngineError::io(format!("remove {}", dir.display()))(e));
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.run_paths(&rec.id).dir);
+        self.inner.db.delete(crate::db::CONTAINERS, &rec.id)?;
+        self.inner.containers.write().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
+        self.inner.execs.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, e| e.container_id != rec.id);
+        h.watch.send_modify(|w| w.removed = true);
+        self.emit(&rec, "destroy");
+        Ok(())
+    }
+
+    /// Lists containers with Docker's options and filters, newest first.
+    pub fn list(&self, opts: &ListOptions) -> Result<Vec<ContainerRecord>> {
+        for key in opts.filters.keys() {
+            if !matches!(
+                key.as_str(),
+                "id" | "name" | "status" | "label" | "ancestor" | "exited" | "before" | "since" | "network" | "health" | "volume" | "is-task" | "publish" | "expose"
+            ) {
+                return Err(EngineError::InvalidArgument(format!("invalid filter '{key}'")));
+            }
+        }
+        for s in opts.filters.get("status").into_iter().flatten() {
+            if !matches!(s.as_str(), "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead") {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid filter 'status={s}'"
+                )));
+            }
+        }
+        let mut recs: Vec<ContainerRecord> = self.handles().iter().map(|h| h.record()).collect();
+        recs.sort_by(|a, b| b.created.cmp(&a.created));
+        let before = self.filter_anchor(opts, "before")?;
+        let since = self.filter_anchor(opts, "since")?;
+        let all = opts.all
+            || opts.limit.is_some()
+            || opts.filters.contains_key("status")
+            || opts.filters.contains_key("exited");
+        let mut out = Vec::new();
+        for r in recs {
+            if !all && !r.state.is_running() && r.state.status != Status::Restarting {
+                continue;
+            }
+            if let Some(t) = before {
+                if r.created >= t {
+                    continue;
+                }
+            }
+            if let Some(t) = since {
+                if r.created <= t {
+                    continue;
+                }
+            }
+            if !self.matches_filters(&r, &opts.filters) {
+                continue;
+            }
+            out.push(r);
+            if opts.limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn filter_anchor(&self, opts: &ListOptions, key: &str) -> Result<Option<chrono::DateTime<Utc>>> {
+        match opts.filters.get(key).and_then(|v| v.first()) {
+            Some(k) => Ok(Some(self.resolve(k)?.record().created)),
+            None => Ok(None),
+        }
+    }
+
+    fn matches_filters(&self, r: &ContainerRecord, filters: &HashMap<String, Vec<String>>) -> bool {
+        let any = |key: &str, f: &dyn Fn(&str) -> bool| filters.get(key).is_none_or(|vals| vals.iter().any(|v| f(v)));
+        let labels = r.config.labels.clone().unwrap_or_default();
+        any("id", &|v| r.id.starts_with(v))
+            && any("name", &|v| r.name.contains(v.trim_start_matches('/')))
+            && any("status", &|v| r.state.status.as_str() == v)
+            && any("exited", &|v| {
+                r.state.status == Status::Exited && v.parse::<i64>().is_ok_and(|c| c == r.state.exit_code)
+            })
+            && filters.get("label").is_none_or(|vals| {
+                vals.iter().all(|v| match v.split_once('=') {
+                    Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
+                    None => labels.contains_key(v.as_str()),
+                })
+            })
+            && any("ancestor", &|v| self.ancestor_matches(r, v))
+            && any("network", &|v| r.host_config.network_mode() == v)
+    }
+
+    fn ancestor_matches(&self, r: &ContainerRecord, v: &str) -> bool {
+        if r.config.image == v || r.image_id == v || r.image_id.trim_start_matches("sha256:").starts_with(v) {
+            return true;
+        }
+        match self.inner.images.resolve(v) {
+            Ok(img) => img.id == r.image_id,
+            Err(_) => false,
+        }
+    }
+
+    /// Renames a container.
+    pub async fn rename(&self, key: &str, new_name: &str) -> Result<()> {
+        let h = self.resolve(key)?;
+        let new_name = new_name.trim_start_matches('/');
+        if !valid_name(new_name) {
+            return Err(EngineError::InvalidArgument(format!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let old = lock(&h.rec).name.clone();
+        if old == new_name {
+            return Err(EngineError::InvalidArgument("Renaming a container with the same name as its current name".into()));
+        }
+        let map = self.inner.containers.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(other) = map.values().find(|o| lock(&o.rec).name == new_name) {
+            let other_id = lock(&other.rec).id.clone();
+            return Err(EngineError::Conflict(format!(
+                "Conflict. The container name \"/{new_name}\" is already in use by container \"{other_id}\". You have to remove (or rename) that container to be able to reuse that name."
+            )));
+        }
+        let snap = {
+            let mut r = lock(&h.rec);
+            r.name = new_name.to_owned();
+            r.clone()
+        };
+        drop(map);
+        self.persist(&snap)?;
+        let mut attrs = BTreeMap::new();
+        attrs.insert("oldName".into(), format!("/{old}"));
+        attrs.insert("name".into(), new_name.to_owned());
+        self.inner.events.publish("container", "rename", &snap.id, attrs);
+        Ok(())
+    }
+
+    /// Freezes or thaws a container.
+    pub async fn set_paused(&self, key: &str, paused: bool) -> Result<()> {
+        let h = self.resolve(key)?;
+        let _op = h.op.lock().await;
+        let rec = h.record();
+        let mut probe = rec.state.clone();
+        probe.set_paused(paused).map_err(|e| match e {
+            EngineError::Conflict(m) => EngineError::Conflict(format!("Container {} {}", rec.id, m.trim_start_matches("container "))),
+            other => other,
+        })?;
+        let socket = self.run_paths(&rec.id).socket();
+        shim_client::call(&socket, if paused { &Request::Pause } else { &Request::Resume }).await?;
+        let snap = {
+            let mut r = lock(&h.rec);
+            r.state.set_paused(paused)?;
+            r.clone()
+        };
+        self.persist(&snap)?;
+        self.emit(&snap, if paused { "pause" } else { "unpause" });
+        Ok(())
+    }
+
+    /// Resizes a container's tty.
+    pub async fn resize(&self, key: &str, height: u16, width: u16) -> Result<()> {
+        let h = self.resolve(key)?;
+        let rec = h.record();
+        if !rec.state.is_running() {
+            return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+        }
+        let socket = self.run_paths(&rec.id).socket();
+        shim_client::call(&socket, &Request::Resize { height, width, exec_id: None }).await?;
+        Ok(())
+    }
+
+    /// The container's processes, as `ps` on the host shows them: (titles, rows).
+    pub async fn top(&self, key: &str, ps_args: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+        let h = self.resolve(key)?;
+        let rec = h.record();
+        if !rec.state.is_running() {
+            return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+        }
+        let pids = self.container_pids(&rec.id);
+        let args: Vec<&str> = if ps_args.is_empty() { vec!["-ef"] } else { ps_args.split_whitespace().collect() };
+        let out = tokio::process::Command::new("ps")
+            .args(&args)
+            .output()
+            .await
+            .map_err(|e| EngineError::Runtime(format!("running ps: {e}")))?;
+        if !out.status.success() {
+            return Err(EngineError::InvalidArgument(format!(
+                "ps: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+    }
+
+    /// Pids in the container's cgroup (v1 or v2).
+    pub fn container_pids(&self, id: &str) -> Vec<i32> {
+        let rel = format!("{}/{}", self.inner.cfg.cgroup_parent.trim_matches('/'), id);
+        for base in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+            if let Ok(s) = std::fs::read_to_string(format!("{base}/{rel}/cgroup.procs")) {
+                return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            }
+        }
+        Vec::new()
+    }
+
+    /// Attaches to a container's streams. If it is not running, waits for its next start and
+    /// connects before its process runs (as `docker run` needs).
+    pub async fn attach(&self, key: &str, opts: AttachOptions) -> Result<IoSession> {
+        let h = self.resolve(key)?;
+        let rec = h.record();
+        let req = Request::Attach { stdin: opts.stdin, stdout: opts.stdout, stderr: opts.stderr };
+        let (conn, ack) = if rec.state.is_running() {
+            let mut conn = ShimConn::connect(&self.run_paths(&rec.id).socket()).await?;
+            conn.request(&req).await?;
+            (conn, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            lock(&h.attach_waiters).push(tx);
+            let Ok((socket, ack)) = rx.await else {
+                return Err(EngineError::Conflict(format!("container {} was removed", rec.id)));
+            };
+            let mut conn = ShimConn::connect(&socket).await?;
+            conn.request(&req).await?;
+            (conn, Some(ack))
+        };
+        if let Some(ack) = ack {
+            let _ = ack.send(());
+        }
+        let (frames, write) = conn.into_stream();
+        Ok(IoSession {
+            frames: Some(frames),
+            stdin: opts.stdin.then_some(write),
+            tty: rec.config.tty,
+            on_exit: None,
+        })
+    }
+
+    /// Looks at every container the state says runs: still there (reconnect), exited while
+    /// the daemon was away (record the exit), or gone. Then starts containers whose restart
+    /// policy asks for it.
+    pub(crate) async fn reconcile(&self) {
+        for h in self.handles() {
+            let rec = h.record();
+            if !(rec.state.is_running() || rec.state.status == Status::Restarting) {
+                continue;
+            }
+            let run = self.run_paths(&rec.id);
+            let alive = match ShimConn::connect(&run.socket()).await {
+                Ok(mut conn) => {
+                    match conn.request(&Request::Attach { stdin: false, stdout: false, stderr: false }).await {
+                        Ok(resp) if resp.running => {
+                            self.spawn_monitor(h.clone(), conn);
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                Err(_) => false,
+            };
+            if alive {
+                tracing::info!(id = %rec.id, "reconnected to running container");
+                continue;
+            }
+            let status = self.read_exit_file(&rec.id).await;
+            if rec.state.status == Status::Restarting {
+                let mut r = lock(&h.rec);
+                r.state.status = Status::Running;
+            }
+            tracing::info!(id = %rec.id, code = status.exit_code, "container exited while the daemon was down");
+            self.on_exit(h.clone(), status).await;
+        }
+        // Docker starts `always` containers, and `unless-stopped` ones not stopped by hand.
+        for h in self.handles() {
+            let rec = h.record();
+            let policy = rec.host_config.restart_policy.name.as_str();
+            let wanted = rec.has_been_started
+                && !rec.state.is_running()
+                && rec.state.status != Status::Restarting
+                && (policy == "always" || (policy == "unless-stopped" && !rec.state.manually_stopped));
+            if wanted {
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    let _op = h.op.lock().await;
+                    if let Err(e) = engine.start_locked(&h).await {
+                        tracing::warn!("restarting at daemon start: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Docker's restart decision and backoff: `None` means no restart.
+fn restart_delay(rec: &ContainerRecord) -> Option<Duration> {
+    let p = &rec.host_config.restart_policy;
+    if rec.state.manually_stopped {
+        return None;
+    }
+    let restart = match p.name.as_str() {
+        "always" | "unless-stopped" => true,
+        "on-failure" => {
+            rec.state.exit_code != 0
+                && (p.maximum_retry_count == 0 || rec.restart_count < p.maximum_retry_count)
+        }
+        _ => false,
+    };
+    if !restart {
+        return None;
+    }
+    // 100 ms doubling per restart, capped at a minute; reset after a run of 10 s or more.
+    let ran = match (rec.state.started_at, rec.state.finished_at) {
+        (Some(s), Some(f)) => (f - s).num_seconds(),
+        _ => 0,
+    };
+    if ran >= 10 {
+        return Some(Duration::from_millis(100));
+    }
+    let exp = rec.restart_count.clamp(0, 20) as u32;
+    Some(Duration::from_millis(100u64.saturating_mul(1 << exp)).min(Duration::from_secs(60)))
+}
+
+/// The exit code Docker gives a container whose process could not start.
+fn start_error_code(msg: &str) -> i64 {
+    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        128
+    }
+}
+
+/// Parses a byte size as Docker's log options write them ("10m", "1g", "512k", "100").
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
+}
+
+/// Keeps the rows of `ps` output whose PID column is one of `pids`.
+fn parse_ps(out: &str, pids: &[i32]) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let mut lines = out.lines();
+    let header = lines.next().ok_or_else(|| EngineError::Runtime("ps printed nothing".into()))?;
+    let titles: Vec<String> = header.split_whitespace().map(String::from).collect();
+    let pid_col = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or_else(|| EngineError::InvalidArgument("Couldn't find PID field in ps output".into()))?;
+    let mut rows = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < titles.len() {
+            continue;
+        }
+        let Ok(pid) = fields[pid_col].parse::<i32>() else { continue };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        let mut row: Vec<String> = fields[..titles.len() - 1].iter().map(|s| s.to_string()).collect();
+        row.push(fields[titles.len() - 1..].join(" "));
+        rows.push(row);
+    }
+    Ok((titles, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_like_docker() {
+        assert_eq!(parse_signal("SIGKILL").unwrap(), 9);
+        assert_eq!(parse_signal("term").unwrap(), 15);
+        assert_eq!(parse_signal("1").unwrap(), 1);
+        assert_eq!(parse_signal("SIGRTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        assert!(valid_name("web-1.a_b"));
+        assert!(!valid_name("-bad"));
+        assert!(!valid_name("a"));
+        assert!(!valid_name("has space"));
+    }
+
+    #[test]
+    fn restart_backoff_doubles_and_respects_policy() {
+        let mut rec: ContainerRecord = serde_json::from_value(serde_json::json!({
+            "id": "x", "name": "n", "created": "2024-01-01T00:00:00Z", "config": {}, "host_config": {},
+            "image_id": "", "path": "", "args": [], "state": State::default(), "restart_count": 0,
+            "has_been_started": true
+        }))
+        .unwrap();
+        assert_eq!(restart_delay(&rec), None);
+        rec.host_config.restart_policy.name = "on-failure".into();
+        rec.host_config.restart_policy.maximum_retry_count = 2;
+        rec.state.exit_code = 0;
+        assert_eq!(restart_delay(&rec), None);
+        rec.state.exit_code = 1;
+        assert_eq!(restart_delay(&rec), Some(Duration::from_millis(100)));
+        rec.restart_count = 1;
+        assert_eq!(restart_delay(&rec), Some(Duration::from_millis(200)));
+        rec.restart_count = 2;
+        assert_eq!(restart_delay(&rec), None);
+        rec.host_config.restart_policy.name = "always".into();
+        rec.restart_count = 30;
+        assert_eq!(restart_delay(&rec), Some(Duration::from_secs(60)));
+        rec.state.manually_stopped = true;
+        assert_eq!(restart_delay(&rec), None);
+    }
+
+    #[test]
+    fn ps_rows_are_filtered_by_pid() {
+        let out = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init\nroot 42 1 0 10:00 ? 00:00:00 sleep 100\n";
+        let (titles, rows) = parse_ps(out, &[42]).unwrap();
+        assert_eq!(titles.len(), 8);
+        assert_eq!(rows, vec![vec!["root", "42", "1", "0", "10:00", "?", "00:00:00", "sleep 100"]]);
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("x"), None);
+    }
+}

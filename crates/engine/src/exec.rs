@@ -1,0 +1,194 @@
+//! Exec instances: processes started inside a running container (`docker exec`). The shim runs
+//! them; the engine keeps their configuration and exit code in memory, as Docker does.
+
+use std::sync::{Arc, Mutex};
+
+use berth_shim::protocol::Request;
+use rand::Rng;
+
+use crate::containers::IoSession;
+use crate::error::{EngineError, Result};
+use crate::shim_client::ShimConn;
+use crate::{Engine, lock};
+
+/// What `POST /containers/{id}/exec` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ExecConfig {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+    pub working_dir: String,
+    pub tty: bool,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub privileged: bool,
+    pub detach_keys: String,
+}
+
+/// An exec instance's state, as `GET /exec/{id}/json` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ExecInfo {
+    pub id: String,
+    pub container_id: String,
+    pub config: ExecConfig,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub pid: i64,
+}
+
+pub(crate) struct ExecInstance {
+    pub container_id: String,
+    pub info: Mutex<ExecInfo>,
+}
+
+impl Engine {
+    /// Registers an exec instance in a running container; returns its id.
+    pub fn exec_create(&self, key: &str, config: ExecConfig) -> Result<String> {
+        let h = self.resolve(key)?;
+        let rec = h.record();
+        if rec.state.status == crate::Status::Paused {
+            return Err(EngineError::Conflict(format!("Container {} is paused, unpause the container before exec", rec.id)));
+        }
+        if !rec.state.is_running() {
+            return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+        }
+        if config.cmd.is_empty() {
+            return Err(EngineError::InvalidArgument("No exec command specified".into()));
+        }
+        let id = {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill(&mut bytes);
+            hex::encode(bytes)
+        };
+        let info = ExecInfo { id: id.clone(), container_id: rec.id.clone(), config, ..ExecInfo::default() };
+        let inst = Arc::new(ExecInstance { container_id: rec.id.clone(), info: Mutex::new(info) });
+        lock(&self.inner.execs).insert(id.clone(), inst);
+        let mut attrs = std::collections::BTreeMap::new();
+        attrs.insert("execID".into(), id.clone());
+        attrs.insert("name".into(), rec.name.clone());
+        self.inner.events.publish("container", "exec_create", &rec.id, attrs);
+        Ok(id)
+    }
+
+    fn exec_instance(&self, id: &str) -> Result<Arc<ExecInstance>> {
+        lock(&self.inner.execs).get(id).cloned().ok_or_else(|| EngineError::NoSuchExec(id.to_owned()))
+    }
+
+    pub fn exec_inspect(&self, id: &str) -> Result<ExecInfo> {
+        Ok(lock(&self.exec_instance(id)?.info).clone())
+    }
+
+    /// Starts an exec instance. The session streams its output; its exit code is recorded even
+    /// if the caller drops the session early.
+    pub async fn exec_start(&self, id: &str) -> Result<IoSession> {
+        let inst = self.exec_instance(id)?;
+        let info = {
+            let mut i = lock(&inst.info);
+            if i.running || i.exit_code.is_some() {
+                return Err(EngineError::Conflict(format!("Error: Exec command {id} has already run")));
+            }
+            i.running = true;
+            i.clone()
+        };
+        let fail = |e: EngineError| {
+            let mut i = lock(&inst.info);
+            i.running = false;
+            e
+        };
+        let h = self.resolve(&info.container_id).map_err(fail)?;
+        let rec = h.record();
+        if !rec.state.is_running() {
+            return Err(fail(EngineError::Conflict(format!("Container {} is not running", rec.id))));
+        }
+        let process = self.exec_process(&rec, &info.config).map_err(fail)?;
+        let mut conn = ShimConn::connect(&self.run_paths(&rec.id).socket()).await.map_err(fail)?;
+        let resp = conn
+            .request(&Request::Exec {
+                exec_id: id.to_owned(),
+                process: Box::new(process),
+                tty: info.config.tty,
+                stdin: info.config.attach_stdin,
+            })
+            .await
+            .map_err(fail)?;
+        if let Some(err) = resp.error {
+            let mut i = lock(&inst.info);
+            i.running = false;
+            i.exit_code = Some(126);
+            drop(i);
+            return Err(EngineError::Runtime(crate::shim_client::runtime_message(&err)));
+        }
+        lock(&inst.info).pid = resp.pid.unwrap_or(0) as i64;
+        let (frames, write) = conn.into_stream();
+        let record = inst.clone();
+        let engine = self.clone();
+        let exec_id = id.to_owned();
+        let container_id = rec.id.clone();
+        Ok(IoSession::new(
+            frames,
+            info.config.attach_stdin.then_some(write),
+            info.config.tty,
+            Box::new(move |status| {
+                let mut i = lock(&record.info);
+                i.running = false;
+                i.exit_code = Some(status.exit_code as i64);
+                drop(i);
+                let mut attrs = std::collections::BTreeMap::new();
+                attrs.insert("execID".into(), exec_id);
+                attrs.insert("exitCode".into(), status.exit_code.to_string());
+                engine.inner.events.publish("container", "exec_die", &container_id, attrs);
+            }),
+        ))
+    }
+
+    /// Resizes an exec's tty.
+    pub async fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
+        let inst = self.exec_instance(id)?;
+        let socket = self.run_paths(&inst.container_id).socket();
+        crate::shim_client::call(&socket, &Request::Resize { height, width, exec_id: Some(id.to_owned()) }).await?;
+        Ok(())
+    }
+
+    /// The OCI process for an exec: the container's process settings (capabilities, rlimits,
+    /// no-new-privileges) with the exec's command, env, user, cwd and tty.
+    fn exec_process(&self, rec: &crate::ContainerRecord, cfg: &ExecConfig) -> Result<oci_spec::runtime::Process> {
+        let bundle = self.container_dir(&rec.id).join("config.json");
+        let data = std::fs::read(&bundle).map_err(EngineError::io(format!("read {}", bundle.display())))?;
+        let spec: oci_spec::runtime::Spec =
+            serde_json::from_slice(&data).map_err(|e| EngineError::Runtime(format!("bundle spec: {e}")))?;
+        let mut process = spec.process().clone().ok_or_else(|| EngineError::Runtime("bundle has no process".into()))?;
+        let mut env = rec.config.env.clone().unwrap_or_default();
+        for e in &cfg.env {
+            let key = e.split('=').next().unwrap_or("");
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        process.set_args(Some(cfg.cmd.clone()));
+        process.set_env(Some(env));
+        process.set_terminal(Some(cfg.tty));
+        let cwd = if !cfg.working_dir.is_empty() {
+            cfg.working_dir.clone()
+        } else if !rec.config.working_dir.is_empty() {
+            rec.config.working_dir.clone()
+        } else {
+            "/".to_owned()
+        };
+        process.set_cwd(cwd.into());
+        if !cfg.user.is_empty() {
+            let rootfs = self.container_dir(&rec.id).join("rootfs");
+            let user = berth_runtime::user::resolve(&rootfs, &cfg.user, &[])
+                .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+            process.set_user(user);
+        }
+        if cfg.privileged {
+            let caps = berth_runtime::defaults::privileged_capabilities();
+            if let Some(c) = process.capabilities_mut() {
+                c.set_bounding(Some(caps.clone()));
+                c.set_effective(Some(caps.clone()));
+                c.set_permitted(Some(caps));
+            }
+        }
+        Ok(process)
+    }
+}

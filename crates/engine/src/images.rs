@@ -1,0 +1,400 @@
+//! The engine's image service: import with `--change`, list with filters, inspect, tag,
+//! remove (refused while a container uses the image), and container root filesystems.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use berth_image::{Image, ImportOptions, Reference};
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, HealthConfig};
+use crate::error::{EngineError, Result};
+use crate::{Engine, lock};
+
+/// `POST /images/create?fromSrc=-` parameters.
+#[derive(Debug, Clone, Default)]
+pub struct ImportRequest {
+    /// `repo[:tag]`.
+    pub reference: Option<String>,
+    /// Dockerfile instructions applied to the config (`--change "CMD ..."`).
+    pub changes: Vec<String>,
+    pub message: Option<String>,
+    pub platform: Option<String>,
+}
+
+/// An image as the API shows it.
+#[derive(Debug, Clone)]
+pub struct ImageView {
+    pub id: String,
+    /// Familiar names (`busybox:latest`).
+    pub repo_tags: Vec<String>,
+    pub created: DateTime<Utc>,
+    pub size: u64,
+    pub labels: BTreeMap<String, String>,
+    pub config: Config,
+    pub architecture: String,
+    pub os: String,
+    pub author: String,
+    pub comment: String,
+    pub layers: Vec<String>,
+    pub history: Vec<HistoryView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryView {
+    pub created: Option<DateTime<Utc>>,
+    pub created_by: String,
+    pub comment: String,
+}
+
+fn parse_reference(s: &str) -> Result<Reference> {
+    Reference::parse(s).map_err(EngineError::from)
+}
+
+/// Applies `--change` instructions (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME,
+/// WORKDIR, STOPSIGNAL, ONBUILD) to a config, as `docker import -c` does.
+pub fn apply_changes(config: &mut Config, changes: &[String]) -> Result<()> {
+    for change in changes {
+        let change = change.trim();
+        if change.is_empty() {
+            continue;
+        }
+        let (instr, rest) = change.split_once(char::is_whitespace).unwrap_or((change, ""));
+        let rest = rest.trim();
+        let list = || -> Vec<String> {
+            if rest.starts_with('[') {
+                if let Ok(v) = serde_json::from_str::<Vec<String>>(rest) {
+                    return v;
+                }
+            }
+            vec!["/bin/sh".into(), "-c".into(), rest.to_owned()]
+        };
+        match instr.to_ascii_uppercase().as_str() {
+            "CMD" => config.cmd = Some(list()),
+            "ENTRYPOINT" => config.entrypoint = Some(list()),
+            "ENV" => {
+                let env = config.env.get_or_insert_with(Vec::new);
+                for (k, v) in key_values(rest)? {
+                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                    env.push(format!("{k}={v}"));
+                }
+            }
+            "LABEL" => {
+                let labels = config.labels.get_or_insert_with(BTreeMap::new);
+                labels.extend(key_values(rest)?);
+            }
+            "EXPOSE" => {
+                let ports = config.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for p in rest.split_whitespace() {
+                    let p = if p.contains('/') { p.to_owned() } else { format!("{p}/tcp") };
+                    ports.insert(p, serde_json::json!({}));
+                }
+            }
+            "USER" => config.user = rest.to_owned(),
+            "WORKDIR" => config.working_dir = rest.to_owned(),
+            "STOPSIGNAL" => config.stop_signal = Some(rest.to_owned()),
+            "VOLUME" => {
+                let vols = config.volumes.get_or_insert_with(BTreeMap::new);
+                let paths: Vec<String> = if rest.starts_with('[') {
+                    serde_json::from_str(rest).map_err(|e| EngineError::InvalidArgument(format!("VOLUME: {e}")))?
+                } else {
+                    rest.split_whitespace().map(String::from).collect()
+                };
+                for p in paths {
+                    vols.insert(p, serde_json::json!({}));
+                }
+            }
+            "ONBUILD" => config.on_build.get_or_insert_with(Vec::new).push(rest.to_owned()),
+            "HEALTHCHECK" if rest.eq_ignore_ascii_case("NONE") => {
+                config.healthcheck = Some(HealthConfig { test: Some(vec!["NONE".into()]), ..HealthConfig::default() });
+            }
+            other => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "{other} is not a valid change command"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `k=v k2="v 2"` or the legacy `k v`.
+fn key_values(s: &str) -> Result<Vec<(String, String)>> {
+    if !s.contains('=') {
+        let (k, v) = s.split_once(char::is_whitespace).ok_or_else(|| {
+            EngineError::InvalidArgument(format!("{s}: needs a key and a value"))
+        })?;
+        return Ok(vec![(k.to_owned(), v.trim().to_owned())]);
+    }
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        let mut val = String::new();
+        let mut quote = None;
+        while let Some(&c) = chars.peek() {
+            chars.next();
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, c) if c.is_whitespace() => break,
+                (_, '\\') => {
+                    if let Some(n) = chars.next() {
+                        val.push(n);
+                    }
+                }
+                (_, c) => val.push(c),
+            }
+        }
+        if key.is_empty() {
+            return Err(EngineError::InvalidArgument(format!("invalid key=value: {s}")));
+        }
+        out.push((key, val));
+    }
+    Ok(out)
+}
+
+impl Engine {
+    /// Validates an import request before its body is read.
+    pub fn check_import(&self, req: &ImportRequest) -> Result<()> {
+        if let Some(r) = &req.reference {
+            parse_reference(r)?;
+        }
+        apply_changes(&mut Config::default(), &req.changes)?;
+        Ok(())
+    }
+
+    /// Imports a root filesystem tarball as a one-layer image; returns the image id.
+    pub async fn import_image(&self, reader: Box<dyn std::io::Read + Send>, req: ImportRequest) -> Result<String> {
+        let reference = req.reference.as_deref().map(parse_reference).transpose()?;
+        let mut config = Config::default();
+        apply_changes(&mut config, &req.changes)?;
+        let config_json = serde_json::to_value(&config).map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        let opts = ImportOptions { reference, config: config_json, message: req.message.clone(), platform: req.platform.clone() };
+        let engine = self.clone();
+        let image = tokio::task::spawn_blocking(move || engine.inner.images.import(reader, &opts))
+            .await
+            .map_err(|e| EngineError::Runtime(format!("import task: {e}")))??;
+        let mut attrs = BTreeMap::new();
+        attrs.insert("name".into(), image.id.clone());
+        self.inner.events.publish("image", "import", &image.id, attrs);
+        Ok(image.id)
+    }
+
+    pub(crate) fn image_container_config(&self, image: &Image) -> Config {
+        image_config(image)
+    }
+
+    fn view(&self, image: &Image) -> ImageView {
+        let config = image_config(image);
+        let raw = &image.config;
+        ImageView {
+            id: image.id.clone(),
+            repo_tags: image.repo_tags.clone(),
+            created: image.created,
+            size: image.size,
+            labels: config.labels.clone().unwrap_or_default(),
+            architecture: raw.get("architecture").and_then(|v| v.as_str()).unwrap_or("amd64").to_owned(),
+            os: raw.get("os").and_then(|v| v.as_str()).unwrap_or("linux").to_owned(),
+            author: raw.get("author").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+            comment: raw
+                .get("history")
+                .and_then(|h| h.as_array())
+                .and_then(|h| h.last())
+                .and_then(|h| h.get("comment"))
+                .and_then(|c| c.as_str())
+                .unwrap_or("")
+                .to_owned(),
+            layers: image.layers.clone(),
+            history: raw
+                .get("history")
+                .and_then(|h| h.as_array())
+                .map(|h| {
+                    h.iter()
+                        .map(|e| HistoryView {
+                            created: e
+                                .get("created")
+                                .and_then(|c| c.as_str())
+                                .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+                                .map(|t| t.with_timezone(&Utc)),
+                            created_by: e.get("created_by").and_then(|c| c.as_str()).unwrap_or("").to_owned(),
+                            comment: e.get("comment").and_then(|c| c.as_str()).unwrap_or("").to_owned(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            config,
+        }
+    }
+
+    /// Images, filtered as `docker images` does (`dangling`, `label`, `reference`).
+    pub fn image_list(&self, filters: &HashMap<String, Vec<String>>, _all: bool) -> Result<Vec<ImageView>> {
+        for k in filters.keys() {
+            if !matches!(k.as_str(), "dangling" | "label" | "reference" | "before" | "since") {
+                return Err(EngineError::InvalidArgument(format!("invalid filter '{k}'")));
+            }
+        }
+        let mut images = self.inner.images.list()?;
+        images.sort_by(|a, b| b.created.cmp(&a.created));
+        let mut out = Vec::new();
+        for img in images {
+            let v = self.view(&img);
+            let dangling = v.repo_tags.is_empty();
+            if let Some(d) = filters.get("dangling").and_then(|d| d.first()) {
+                if (d == "true" || d == "1") != dangling {
+                    continue;
+                }
+            }
+            if let Some(labels) = filters.get("label") {
+                let ok = labels.iter().all(|l| match l.split_once('=') {
+                    Some((k, val)) => v.labels.get(k).is_some_and(|x| x == val),
+                    None => v.labels.contains_key(l.as_str()),
+                });
+                if !ok {
+                    continue;
+                }
+            }
+            if let Some(refs) = filters.get("reference") {
+                let ok = refs.iter().any(|pat| v.repo_tags.iter().any(|t| glob_match(pat, t) || glob_match(pat, t.split(':').next().unwrap_or(""))));
+                if !ok {
+                    continue;
+                }
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    pub fn image_inspect(&self, name: &str) -> Result<ImageView> {
+        let img = self.inner.images.resolve(name)?;
+        Ok(self.view(&img))
+    }
+
+    pub fn image_tag(&self, name: &str, repo: &str, tag: Option<&str>) -> Result<()> {
+        let full = match tag {
+            Some(t) => format!("{repo}:{t}"),
+            None => repo.to_owned(),
+        };
+        let reference = parse_reference(&full)?;
+        let img = self.inner.images.resolve(name)?;
+        self.inner.images.tag(&img.id, &reference)?;
+        let mut attrs = BTreeMap::new();
+        attrs.insert("name".into(), reference.familiar());
+        self.inner.events.publish("image", "tag", &img.id, attrs);
+        Ok(())
+    }
+
+    /// Removes an image (or a tag of it); returns (untagged, deleted) rows.
+    pub fn image_remove(&self, name: &str, force: bool) -> Result<Vec<(Option<String>, Option<String>)>> {
+        let users: HashMap<String, String> = self
+            .handles()
+            .iter()
+            .map(|h| {
+                let r = lock(&h.rec);
+                (r.image_id.clone(), r.id.clone())
+            })
+            .collect();
+        let in_use = |id: &str| users.get(id).cloned();
+        let removed = self.inner.images.remove(name, force, &in_use)?;
+        let mut rows = Vec::new();
+        for r in removed {
+            match r {
+                berth_image::RemovedImage::Untagged(t) => {
+                    let mut attrs = BTreeMap::new();
+                    attrs.insert("name".into(), t.clone());
+                    self.inner.events.publish("image", "untag", &t, attrs);
+                    rows.push((Some(t), None));
+                }
+                berth_image::RemovedImage::Deleted(id) => {
+                    let mut attrs = BTreeMap::new();
+                    attrs.insert("name".into(), id.clone());
+                    self.inner.events.publish("image", "delete", &id, attrs);
+                    rows.push((None, Some(id)));
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Mounts a container's root: the image's layers under a fresh upper dir.
+    pub(crate) fn mount_rootfs(&self, id: &str, image: &Image, target: &Path) -> Result<()> {
+        self.inner.images.mount_container(id, image, target)?;
+        Ok(())
+    }
+
+    pub(crate) fn unmount_rootfs(&self, target: &Path) -> Result<()> {
+        self.inner.images.unmount_container(target)?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_rootfs(&self, id: &str) -> Result<()> {
+        self.inner.images.remove_container(id)?;
+        Ok(())
+    }
+}
+
+/// The Docker `Config` inside an image config blob.
+fn image_config(image: &Image) -> Config {
+    image
+        .config
+        .get("config")
+        .cloned()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default()
+}
+
+/// Shell-style `*` and `?` matching for `reference` filters.
+fn glob_match(pat: &str, s: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(pat.as_bytes(), s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_apply_like_docker_import() {
+        let mut c = Config::default();
+        apply_changes(
+            &mut c,
+            &[
+                "CMD [\"/bin/sh\", \"-c\", \"echo hi\"]".into(),
+                "ENV A=1 B=\"two words\"".into(),
+                "WORKDIR /srv".into(),
+                "EXPOSE 80 53/udp".into(),
+                "LABEL k=v".into(),
+                "ENTRYPOINT echo x".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.cmd.unwrap(), ["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(c.env.unwrap(), ["A=1", "B=two words"]);
+        assert_eq!(c.working_dir, "/srv");
+        assert!(c.exposed_ports.unwrap().contains_key("53/udp"));
+        assert_eq!(c.labels.unwrap()["k"], "v");
+        assert_eq!(c.entrypoint.unwrap(), ["/bin/sh", "-c", "echo x"]);
+        assert!(apply_changes(&mut Config::default(), &["FROM x".into()]).is_err());
+    }
+
+    #[test]
+    fn reference_globs() {
+        assert!(glob_match("busy*", "busybox"));
+        assert!(glob_match("busybox:*", "busybox:latest"));
+        assert!(!glob_match("bus", "busybox"));
+    }
+}

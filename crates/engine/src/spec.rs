@@ -1,0 +1,395 @@
+//! From a Docker container (merged `Config` + `HostConfig`) to the runtime's
+//! [`ContainerSpec`]: entrypoint/cmd, env, user, resources, security options, namespaces.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berth_runtime::spec::{
+    ContainerSpec, DeviceMapping, MountSpec, NamespaceMode, Resources, SeccompMode, Ulimit,
+};
+
+use crate::config::{Config, HostConfig};
+use crate::error::{EngineError, Result};
+
+/// Merges the image's config into the request's, as Docker's daemon does at create.
+pub fn merge_image_config(user: &mut Config, image: &Config) -> Result<()> {
+    if user.entrypoint.as_ref().is_none_or(|e| e.is_empty()) {
+        if user.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            user.cmd = image.cmd.clone();
+            user.args_escaped = image.args_escaped;
+        }
+        if user.entrypoint.is_none() {
+            user.entrypoint = image.entrypoint.clone();
+        }
+    }
+    // Image env first; the request's entries override by key.
+    let mut env: Vec<String> = image.env.clone().unwrap_or_default();
+    for e in user.env.clone().unwrap_or_default() {
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e);
+    }
+    user.env = Some(env);
+    if user.working_dir.is_empty() {
+        user.working_dir = image.working_dir.clone();
+    }
+    if user.user.is_empty() {
+        user.user = image.user.clone();
+    }
+    if user.stop_signal.is_none() {
+        user.stop_signal = image.stop_signal.clone();
+    }
+    let mut labels = image.labels.clone().unwrap_or_default();
+    labels.extend(user.labels.clone().unwrap_or_default());
+    user.labels = Some(labels);
+    if user.exposed_ports.is_none() {
+        user.exposed_ports = image.exposed_ports.clone();
+    }
+    if user.volumes.is_none() {
+        user.volumes = image.volumes.clone();
+    }
+    if user.healthcheck.is_none() {
+        user.healthcheck = image.healthcheck.clone();
+    }
+    if user.on_build.is_none() {
+        user.on_build = image.on_build.clone();
+    }
+    let entry = user.entrypoint.clone().unwrap_or_default();
+    let cmd = user.cmd.clone().unwrap_or_default();
+    if entry.iter().chain(cmd.iter()).next().is_none() {
+        return Err(EngineError::InvalidArgument("No command specified".into()));
+    }
+    Ok(())
+}
+
+/// The process argv: entrypoint then cmd.
+pub fn argv(config: &Config) -> Vec<String> {
+    let mut args = config.entrypoint.clone().unwrap_or_default();
+    args.extend(config.cmd.clone().unwrap_or_default());
+    args
+}
+
+/// Validates what can be checked at create time, with Docker's messages.
+pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
+    let bad = |m: &str| Err(EngineError::InvalidArgument(m.to_owned()));
+    if hc.memory != 0 && hc.memory < 6 * 1024 * 1024 {
+        return bad("Minimum memory limit allowed is 6MB");
+    }
+    if hc.memory_swap > 0 && hc.memory > 0 && hc.memory_swap < hc.memory {
+        return bad("Minimum memoryswap limit should be larger than memory limit, see usage");
+    }
+    if hc.memory_swap > 0 && hc.memory == 0 {
+        return bad("You should always set the Memory limit when using Memoryswap limit, see usage");
+    }
+    if hc.nano_cpus < 0 {
+        return bad("Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available");
+    }
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64;
+    if hc.nano_cpus > cpus * 1_000_000_000 {
+        return Err(EngineError::InvalidArgument(format!(
+            "Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
+        )));
+    }
+    if hc.nano_cpus > 0 && (hc.cpu_quota > 0 || hc.cpu_period > 0) {
+        return bad("Conflicting options: Nano CPUs and CPU Period cannot both be set");
+    }
+    if hc.cpu_shares < 0 {
+        return bad("invalid CPU shares: must be positive");
+    }
+    if hc.blkio_weight != 0 && !(10..=1000).contains(&hc.blkio_weight) {
+        return bad("Range of blkio weight is from 10 to 1000");
+    }
+    if hc.shm_size < 0 {
+        return bad("SHM size can not be less than 0");
+    }
+    match hc.restart_policy.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" => {
+            if hc.restart_policy.maximum_retry_count != 0 {
+                return bad("maximum retry count cannot be used with restart policy 'always'");
+            }
+        }
+        "on-failure" => {
+            if hc.restart_policy.maximum_retry_count < 0 {
+                return bad("maximum retry count cannot be negative");
+            }
+        }
+        other => {
+            return Err(EngineError::InvalidArgument(format!("invalid restart policy '{other}'")));
+        }
+    }
+    if hc.auto_remove && !matches!(hc.restart_policy.name.as_str(), "" | "no") {
+        return bad("Conflicting options: --restart and --rm");
+    }
+    match hc.network_mode() {
+        "bridge" | "none" | "host" => {}
+        m if m.starts_with("container:") => {
+            return bad("network mode container:<id> is not supported yet");
+        }
+        m => {
+            return Err(EngineError::NoSuchNetwork(m.to_owned()));
+        }
+    }
+    for opt in hc.security_opt.iter().flatten() {
+        parse_security_opt(opt)?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct SecurityOpts {
+    seccomp: Option<SeccompMode>,
+    no_new_privileges: bool,
+    unmask: bool,
+}
+
+fn parse_security_opt(opt: &str) -> Result<SecurityOpts> {
+    let mut out = SecurityOpts::default();
+    let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt, ""));
+    match key {
+        "seccomp" => {
+            out.seccomp = Some(match value {
+                "unconfined" => SeccompMode::Unconfined,
+                "" => return Err(EngineError::InvalidArgument("invalid --security-opt: seccomp needs a value".into())),
+                profile if profile.trim_start().starts_with('{') => SeccompMode::Profile(profile.to_owned()),
+                path => {
+                    // The docker CLI sends the file's content; a path is read on the daemon's host.
+                    let data = std::fs::read_to_string(path).map_err(|e| {
+                        EngineError::InvalidArgument(format!("opening seccomp profile ({path}) failed: {e}"))
+                    })?;
+                    SeccompMode::Profile(data)
+                }
+            })
+        }
+        "no-new-privileges" => {
+            out.no_new_privileges = matches!(value, "" | "true");
+        }
+        "systempaths" if value == "unconfined" => out.unmask = true,
+        "apparmor" | "label" => {}
+        _ => {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid --security-opt 2: \"{opt}\""
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// What the engine prepared on the host for one start.
+pub struct Prepared<'a> {
+    pub rootfs: &'a Path,
+    pub netns: Option<&'a Path>,
+    pub container_dir: &'a Path,
+    pub init_binary: &'a Path,
+    pub cgroups_path: String,
+}
+
+/// Builds the runtime's spec for a container.
+pub fn container_spec(id: &str, config: &Config, hc: &HostConfig, p: &Prepared<'_>) -> Result<ContainerSpec> {
+    let mut seccomp = SeccompMode::Default;
+    let mut no_new_privileges = false;
+    let mut unmask = false;
+    for opt in hc.security_opt.iter().flatten() {
+        let o = parse_security_opt(opt)?;
+        if let Some(s) = o.seccomp {
+            seccomp = s;
+        }
+        no_new_privileges |= o.no_new_privileges;
+        unmask |= o.unmask;
+    }
+    let network = match hc.network_mode() {
+        "host" => NamespaceMode::Host,
+        _ => match p.netns {
+            Some(path) => NamespaceMode::Path(path.to_owned()),
+            None => NamespaceMode::Private,
+        },
+    };
+    let ns = |mode: &str| if mode == "host" { NamespaceMode::Host } else { NamespaceMode::Private };
+    let hostname = if hc.network_mode() == "host" {
+        rustix::system::uname().nodename().to_string_lossy().into_owned()
+    } else if config.hostname.is_empty() {
+        id[..12.min(id.len())].to_owned()
+    } else {
+        config.hostname.clone()
+    };
+    let mut mounts = Vec::new();
+    for (file, dest) in [("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf")] {
+        mounts.push(MountSpec {
+            destination: dest.into(),
+            source: p.container_dir.join(file).to_string_lossy().into_owned(),
+            kind: "bind".into(),
+            options: vec!["rbind".into(), "rprivate".into()],
+        });
+    }
+    let ulimits = hc
+        .ulimits
+        .iter()
+        .flatten()
+        .map(|u| {
+            if u.soft < 0 || u.hard < 0 {
+                return Err(EngineError::InvalidArgument(format!("invalid ulimit {}: negative value", u.name)));
+            }
+            Ok(Ulimit { name: u.name.clone(), soft: u.soft as u64, hard: u.hard as u64 })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let devices = hc
+        .devices
+        .iter()
+        .flatten()
+        .map(|d| DeviceMapping {
+            host_path: PathBuf::from(&d.path_on_host),
+            container_path: PathBuf::from(if d.path_in_container.is_empty() {
+                &d.path_on_host
+            } else {
+                &d.path_in_container
+            }),
+            permissions: if d.cgroup_permissions.is_empty() { "rwm".into() } else { d.cgroup_permissions.clone() },
+        })
+        .collect();
+    let pos = |v: i64| (v > 0).then_some(v);
+    Ok(ContainerSpec {
+        rootfs: p.rootfs.to_owned(),
+        args: argv(config),
+        env: config.env.clone().unwrap_or_default(),
+        cwd: if config.working_dir.is_empty() { "/".into() } else { config.working_dir.clone() },
+        user: config.user.clone(),
+        group_add: hc.group_add.clone().unwrap_or_default(),
+        hostname,
+        domainname: config.domainname.clone(),
+        tty: config.tty,
+        readonly_rootfs: hc.readonly_rootfs,
+        privileged: hc.privileged,
+        cap_add: hc.cap_add.clone().unwrap_or_default(),
+        cap_drop: hc.cap_drop.clone().unwrap_or_default(),
+        seccomp,
+        no_new_privileges,
+        resources: Resources {
+            memory: pos(hc.memory),
+            memory_swap: (hc.memory_swap != 0).then_some(hc.memory_swap),
+            memory_reservation: pos(hc.memory_reservation),
+            nano_cpus: pos(hc.nano_cpus),
+            cpu_shares: (hc.cpu_shares > 0).then_some(hc.cpu_shares as u64),
+            cpu_period: (hc.cpu_period > 0).then_some(hc.cpu_period as u64),
+            cpu_quota: pos(hc.cpu_quota),
+            cpuset_cpus: (!hc.cpuset_cpus.is_empty()).then(|| hc.cpuset_cpus.clone()),
+            cpuset_mems: (!hc.cpuset_mems.is_empty()).then(|| hc.cpuset_mems.clone()),
+            pids_limit: hc.pids_limit.filter(|&p| p > 0),
+            blkio_weight: (hc.blkio_weight > 0).then_some(hc.blkio_weight),
+        },
+        ulimits,
+        shm_size: (hc.shm_size > 0).then_some(hc.shm_size),
+        sysctls: hc.sysctls.clone().unwrap_or_default().into_iter().collect::<BTreeMap<_, _>>(),
+        devices,
+        init: hc.init.unwrap_or(false).then(|| p.init_binary.to_owned()),
+        network,
+        ipc: ns(&hc.ipc_mode),
+        pid: ns(&hc.pid_mode),
+        uts: ns(&hc.uts_mode),
+        mounts,
+        cgroups_path: p.cgroups_path.clone(),
+        oom_score_adj: (hc.oom_score_adj != 0).then_some(hc.oom_score_adj as i32),
+        unmask_system_paths: unmask,
+    })
+}
+
+/// The `/etc/hosts` Docker writes for a container without a real network.
+pub fn hosts_file(hostname: &str) -> String {
+    format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
+         ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
+    )
+}
+
+/// The host's resolv.conf with loopback resolvers dropped (they mean nothing in the
+/// container's namespace); falls back to public resolvers when none is left, as Docker does.
+pub fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[String]) -> String {
+    let mut out = String::new();
+    let mut servers: Vec<String> = dns.to_vec();
+    if servers.is_empty() {
+        for line in host.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() == Some("nameserver") {
+                if let Some(ip) = words.next() {
+                    if !ip.starts_with("127.") && ip != "::1" {
+                        servers.push(ip.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    if servers.is_empty() {
+        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    let host_search = host
+        .lines()
+        .find_map(|l| l.strip_prefix("search "))
+        .map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let search = if search.is_empty() { host_search } else { search.to_vec() };
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(entry: Option<&[&str]>, cmd: Option<&[&str]>) -> Config {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Config { entrypoint: entry.map(v), cmd: cmd.map(v), ..Config::default() }
+    }
+
+    #[test]
+    fn merge_follows_dockers_entrypoint_cmd_rules() {
+        let image = Config { env: Some(vec!["PATH=/bin".into(), "A=1".into()]), ..cfg(Some(&["/ep"]), Some(&["dflt"])) };
+        let mut c = cfg(None, None);
+        merge_image_config(&mut c, &image).unwrap();
+        assert_eq!(argv(&c), ["/ep", "dflt"]);
+        let mut c = cfg(None, Some(&["x"]));
+        merge_image_config(&mut c, &image).unwrap();
+        assert_eq!(argv(&c), ["/ep", "x"]);
+        let mut c = cfg(Some(&["/other"]), None);
+        merge_image_config(&mut c, &image).unwrap();
+        assert_eq!(argv(&c), ["/other"]);
+        let mut c = Config { env: Some(vec!["A=2".into()]), ..cfg(None, Some(&["x"])) };
+        merge_image_config(&mut c, &image).unwrap();
+        assert_eq!(c.env.unwrap(), ["PATH=/bin", "A=2"]);
+        let mut c = cfg(None, None);
+        let err = merge_image_config(&mut c, &Config::default()).unwrap_err();
+        assert_eq!(err.to_string(), "No command specified");
+    }
+
+    #[test]
+    fn impossible_limits_are_refused() {
+        let hc = HostConfig { memory: 1024, ..HostConfig::default() };
+        assert_eq!(validate_host_config(&hc).unwrap_err().to_string(), "Minimum memory limit allowed is 6MB");
+        let hc = HostConfig { memory: 64 << 20, memory_swap: 32 << 20, ..HostConfig::default() };
+        assert!(validate_host_config(&hc).is_err());
+        let hc = HostConfig { nano_cpus: 1000 * 1_000_000_000, ..HostConfig::default() };
+        assert!(validate_host_config(&hc).unwrap_err().to_string().starts_with("Range of CPUs"));
+        let hc = HostConfig { security_opt: Some(vec!["bogus".into()]), ..HostConfig::default() };
+        assert!(validate_host_config(&hc).is_err());
+        let mut hc = HostConfig::default();
+        hc.restart_policy.name = "sometimes".into();
+        assert!(validate_host_config(&hc).is_err());
+        assert!(validate_host_config(&HostConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn resolv_conf_drops_loopback_resolvers() {
+        let host = "search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n";
+        assert_eq!(resolv_conf(host, &[], &[], &[]), "search example.com\nnameserver 10.0.0.2\n");
+        assert_eq!(resolv_conf("nameserver 127.0.0.1\n", &[], &[], &[]), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        assert_eq!(
+            resolv_conf(host, &["1.1.1.1".into()], &["s".into()], &["ndots:2".into()]),
+            "search s\nnameserver 1.1.1.1\noptions ndots:2\n"
+        );
+    }
+}
