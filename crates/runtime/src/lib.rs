@@ -30,7 +30,11 @@ pub use error::RuntimeError;
 pub enum Stdio {
     /// Plain file descriptors (usually pipe ends) that become fds 0, 1 and 2 of the process.
     /// `stdin: None` means the process gets `/dev/null` as stdin.
-    Pipes { stdin: Option<OwnedFd>, stdout: OwnedFd, stderr: OwnedFd },
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
     /// The process gets a new pty; the runtime sends the pty master over this unix socket
     /// (SCM_RIGHTS), as runc's `--console-socket`. The caller must already listen on it.
     Console { socket: PathBuf },

@@ -1,19 +1,165 @@
-//! (being written)
-use std::path::Path;
-use crate::*;
-pub struct Libcontainer;
+//! The embedded runtime: youki's `libcontainer`, called in-process by the shim.
+//!
+//! libcontainer forks with raw `clone3` and makes its caller non-dumpable, so this runs only in
+//! the single-threaded shim (and the `berth runtime` CLI), never in the multi-threaded daemon.
+//! The container's init is cloned as a child of the caller, which must be a child subreaper to
+//! collect it.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::signal::Signal;
+use libcontainer::syscall::syscall::SyscallType;
+
+use crate::{Runtime, RuntimeError, Status, Stdio};
+
+/// libcontainer with its state under one root directory.
+pub struct Libcontainer {
+    root: PathBuf,
+}
+
+fn lc_err(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Libcontainer(e.to_string())
+}
+
+fn dev_null() -> Result<OwnedFd, RuntimeError> {
+    std::fs::File::open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(RuntimeError::io("open", "/dev/null"))
+}
+
 impl Libcontainer {
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new(_: &Path) -> Self { Self }
+    /// A runtime keeping container state under `root` (created if missing).
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
+    fn builder(&self, id: &str, stdio: Stdio) -> Result<ContainerBuilder, RuntimeError> {
+        std::fs::create_dir_all(&self.root).map_err(RuntimeError::io("create", &self.root))?;
+        let b = ContainerBuilder::new(id.to_owned(), SyscallType::Linux)
+            .with_root_path(&self.root)
+            .map_err(lc_err)?;
+        Ok(match stdio {
+            Stdio::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                let stdin = match stdin {
+                    Some(fd) => fd,
+                    None => dev_null()?,
+                };
+                b.with_stdin(stdin).with_stdout(stdout).with_stderr(stderr)
+            }
+            Stdio::Console { socket } => b.with_console_socket(Some(socket)),
+        })
+    }
+
+    fn load(&self, id: &str) -> Result<Container, RuntimeError> {
+        let dir = self.root.join(id);
+        if !dir.join("state.json").exists() {
+            return Err(RuntimeError::NotFound(id.to_owned()));
+        }
+        Container::load(dir).map_err(lc_err)
+    }
 }
+
 impl Runtime for Libcontainer {
-    fn create(&self, _: &str, _: &Path, _: Stdio) -> Result<i32, RuntimeError> { unimplemented_rt() }
-    fn start(&self, _: &str) -> Result<(), RuntimeError> { unimplemented_rt() }
-    fn exec(&self, _: &str, _: &oci_spec::runtime::Process, _: Stdio) -> Result<i32, RuntimeError> { unimplemented_rt() }
-    fn kill(&self, _: &str, _: i32, _: bool) -> Result<(), RuntimeError> { unimplemented_rt() }
-    fn pause(&self, _: &str) -> Result<(), RuntimeError> { unimplemented_rt() }
-    fn resume(&self, _: &str) -> Result<(), RuntimeError> { unimplemented_rt() }
-    fn delete(&self, _: &str, _: bool) -> Result<(), RuntimeError> { unimplemented_rt() }
-    fn state(&self, _: &str) -> Result<(Status, Option<i32>), RuntimeError> { unimplemented_rt() }
+    fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
+        let container = self
+            .builder(id, stdio)?
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(lc_err)?;
+        container
+            .pid()
+            .map(|p| p.as_raw())
+            .ok_or_else(|| RuntimeError::Libcontainer("created container has no pid".into()))
+    }
+
+    fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.load(id)?.start().map_err(lc_err)
+    }
+
+    fn exec(
+        &self,
+        id: &str,
+        process: &oci_spec::runtime::Process,
+        stdio: Stdio,
+    ) -> Result<i32, RuntimeError> {
+        let dir = self.root.join(id);
+        let path = dir.join(format!("exec-{}.json", rand_suffix()));
+        let json = serde_json::to_vec(process).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+        std::fs::write(&path, json).map_err(RuntimeError::io("write", &path))?;
+        let result = self
+            .builder(id, stdio)
+            .and_then(|b| {
+                b.as_tenant()
+                    .with_process(Some(&path))
+                    .with_detach(true)
+                    .build()
+                    .map_err(lc_err)
+            })
+            .map(|pid| pid.as_raw());
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
+        let sig = Signal::try_from(signal).map_err(lc_err)?;
+        self.load(id)?.kill(sig, all).map_err(lc_err)
+    }
+
+    fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.load(id)?.pause().map_err(lc_err)
+    }
+
+    fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.load(id)?.resume().map_err(lc_err)
+    }
+
+    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        match self.load(id) {
+            Ok(mut c) => c.delete(force).map_err(lc_err),
+            Err(RuntimeError::NotFound(_)) => {
+                // A half-created container leaves a directory without state: remove it.
+                let _ = std::fs::remove_dir_all(self.root.join(id));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn state(&self, id: &str) -> Result<(Status, Option<i32>), RuntimeError> {
+        let mut c = self.load(id)?;
+        c.refresh_status().map_err(lc_err)?;
+        let status = match c.status() {
+            ContainerStatus::Creating => Status::Creating,
+            ContainerStatus::Created => Status::Created,
+            ContainerStatus::Running => Status::Running,
+            ContainerStatus::Paused => Status::Paused,
+            ContainerStatus::Stopped => Status::Stopped,
+        };
+        Ok((status, c.pid().map(|p| p.as_raw())))
+    }
 }
-fn unimplemented_rt<T>() -> Result<T, RuntimeError> { Err(std::io::Error::other("not yet").into()) }
+
+/// A short random suffix for per-call files.
+pub(crate) fn rand_suffix() -> String {
+    let mut b = [0u8; 6];
+    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Libcontainer {
+    /// The bundle the container was created from.
+    pub fn bundle(&self, id: &str) -> Option<PathBuf> {
+        self.load(id).ok().map(|c| c.bundle().clone())
+    }
+}

@@ -5,9 +5,12 @@
 //! masked and read-only paths, devices, mounts and namespaces are all set explicitly.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{RuntimeError, defaults};
 
 /// What the engine asks of the runtime for one container. Built by the engine from the image
 /// config and the Docker create request.
@@ -122,4 +125,646 @@ pub struct MountSpec {
     /// "bind", "tmpfs", ...
     pub kind: String,
     pub options: Vec<String>,
+}
+
+/// Kernel parameters a container may set (Docker's `--sysctl` whitelist): IPC ones unless the
+/// IPC namespace is the host's, network ones unless the network namespace is the host's.
+fn check_sysctl(key: &str, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+    const IPC: [&str; 6] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+    ];
+    let ipc = IPC.contains(&key)
+        || key == "kernel.shmmni"
+        || key == "kernel.shm_rmid_forced"
+        || key.starts_with("fs.mqueue.");
+    if ipc {
+        if spec.ipc == NamespaceMode::Host {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "sysctl {key:?} is not allowed when sharing the host's IPC namespace"
+            )));
+        }
+        return Ok(());
+    }
+    if key.starts_with("net.") {
+        if spec.network == NamespaceMode::Host {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "sysctl {key:?} is not allowed in host network mode"
+            )));
+        }
+        return Ok(());
+    }
+    if key == "kernel.domainname" || key == "kernel.hostname" {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "sysctl {key:?} is not allowed: use --hostname / --domainname"
+        )));
+    }
+    Err(RuntimeError::InvalidSpec(format!(
+        "sysctl {key:?} is not allowed in a container"
+    )))
+}
+
+/// `RLIMIT_*` for a Docker ulimit name.
+fn rlimit_type(name: &str) -> Result<(&'static str, rustix::process::Resource), RuntimeError> {
+    use rustix::process::Resource as R;
+    Ok(match name {
+        "core" => ("RLIMIT_CORE", R::Core),
+        "cpu" => ("RLIMIT_CPU", R::Cpu),
+        "data" => ("RLIMIT_DATA", R::Data),
+        "fsize" => ("RLIMIT_FSIZE", R::Fsize),
+        "locks" => ("RLIMIT_LOCKS", R::Locks),
+        "memlock" => ("RLIMIT_MEMLOCK", R::Memlock),
+        "msgqueue" => ("RLIMIT_MSGQUEUE", R::Msgqueue),
+        "nice" => ("RLIMIT_NICE", R::Nice),
+        "nofile" => ("RLIMIT_NOFILE", R::Nofile),
+        "nproc" => ("RLIMIT_NPROC", R::Nproc),
+        "rss" => ("RLIMIT_RSS", R::Rss),
+        "rtprio" => ("RLIMIT_RTPRIO", R::Rtprio),
+        "rttime" => ("RLIMIT_RTTIME", R::Rttime),
+        "sigpending" => ("RLIMIT_SIGPENDING", R::Sigpending),
+        "stack" => ("RLIMIT_STACK", R::Stack),
+        "as" => ("RLIMIT_AS", R::As),
+        _ => {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "invalid ulimit type: {name}"
+            )));
+        }
+    })
+}
+
+fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Value {
+    json!({ "destination": dest, "type": kind, "source": source, "options": options })
+}
+
+/// Host devices for a privileged container: every char and block device under /dev (not
+/// /dev/pts, /dev/shm, /dev/mqueue), as Docker does.
+fn host_devices() -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::from("/dev")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                if !matches!(
+                    path.to_str(),
+                    Some("/dev/pts" | "/dev/shm" | "/dev/mqueue" | "/dev/fd")
+                ) {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let kind = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            if path == Path::new("/dev/console") || path == Path::new("/dev/ptmx") {
+                continue;
+            }
+            let rdev = meta.rdev();
+            out.push(json!({
+                "path": path, "type": kind,
+                "major": rustix::fs::major(rdev), "minor": rustix::fs::minor(rdev),
+                "fileMode": meta.mode() & 0o7777, "uid": meta.uid(), "gid": meta.gid(),
+            }));
+        }
+    }
+    out
+}
+
+/// A `--device` mapping: the host node's type and numbers, at the container path.
+fn device_mapping(d: &DeviceMapping) -> Result<(Value, Value), RuntimeError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(&d.host_path).map_err(|e| {
+        RuntimeError::InvalidSpec(format!(
+            "error gathering device information while adding custom device {:?}: {e}",
+            d.host_path
+        ))
+    })?;
+    let kind = if meta.file_type().is_char_device() {
+        "c"
+    } else if meta.file_type().is_block_device() {
+        "b"
+    } else {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "{} is not a device node",
+            d.host_path.display()
+        )));
+    };
+    if d.permissions.is_empty() || !d.permissions.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "invalid device cgroup permissions {:?}",
+            d.permissions
+        )));
+    }
+    let (major, minor) = (
+        rustix::fs::major(meta.rdev()),
+        rustix::fs::minor(meta.rdev()),
+    );
+    Ok((
+        json!({
+            "path": d.container_path, "type": kind, "major": major, "minor": minor,
+            "fileMode": meta.mode() & 0o7777, "uid": meta.uid(), "gid": meta.gid(),
+        }),
+        json!({ "allow": true, "type": kind, "major": major, "minor": minor, "access": d.permissions }),
+    ))
+}
+
+fn namespace(kind: &str, mode: &NamespaceMode) -> Option<Value> {
+    match mode {
+        NamespaceMode::Private => Some(json!({ "type": kind })),
+        NamespaceMode::Host => None,
+        NamespaceMode::Path(p) => Some(json!({ "type": kind, "path": p })),
+    }
+}
+
+/// Builds the OCI runtime spec for `spec`, with Docker's defaults written out explicitly.
+pub fn build_spec(spec: &ContainerSpec) -> Result<oci_spec::runtime::Spec, RuntimeError> {
+    serde_json::from_value(build_spec_json(spec)?).map_err(|e| RuntimeError::Spec(e.to_string()))
+}
+
+/// [`build_spec`] as the JSON of `config.json`.
+pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
+    if spec.args.is_empty() {
+        return Err(RuntimeError::InvalidSpec("no command specified".into()));
+    }
+    if !spec.cwd.starts_with('/') {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "the working directory '{}' is invalid, it needs to be an absolute path",
+            spec.cwd
+        )));
+    }
+    if spec.cwd.starts_with("/proc/self/fd") || spec.cwd.starts_with("/proc/thread-self/fd") {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "the working directory {:?} is not allowed",
+            spec.cwd
+        )));
+    }
+
+    // Capabilities.
+    let caps = if spec.privileged {
+        defaults::capabilities_from_mask(defaults::host_bounding_mask())
+    } else {
+        defaults::adjust_capabilities(&spec.cap_add, &spec.cap_drop)?
+    };
+
+    // User, env.
+    let user = crate::user::resolve_exec_user(&spec.rootfs, &spec.user, &spec.group_add)?;
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(
+            0,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
+    }
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.insert(1.min(env.len()), format!("HOSTNAME={}", spec.hostname));
+    }
+    if spec.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+
+    // Rlimits: never above this process's hard limit (the host root here lacks
+    // CAP_SYS_RESOURCE, and raising one would fail in the container's init anyway).
+    let mut rlimits = Vec::new();
+    for u in &spec.ulimits {
+        let (name, res) = rlimit_type(&u.name)?;
+        if u.soft > u.hard {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "ulimit {}: soft limit {} is above the hard limit {}",
+                u.name, u.soft, u.hard
+            )));
+        }
+        let current = rustix::process::getrlimit(res);
+        if let Some(max) = current.maximum
+            && u.hard > max
+        {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "ulimit {}: hard limit {} is above this host's hard limit {max} \
+                 (raising it needs CAP_SYS_RESOURCE)",
+                u.name, u.hard
+            )));
+        }
+        rlimits.push(json!({ "type": name, "soft": u.soft, "hard": u.hard }));
+    }
+
+    let mut args = spec.args.clone();
+    if spec.init.is_some() {
+        args.splice(0..0, ["/sbin/docker-init".to_owned(), "--".to_owned()]);
+    }
+    let mut process = json!({
+        "terminal": spec.tty,
+        "user": { "uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids },
+        "args": args,
+        "env": env,
+        "cwd": spec.cwd,
+        "capabilities": {
+            "bounding": caps, "effective": caps, "permitted": caps,
+            "inheritable": [], "ambient": [],
+        },
+        "rlimits": rlimits,
+        "noNewPrivileges": spec.no_new_privileges,
+    });
+    if let Some(adj) = spec.oom_score_adj {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "invalid --oom-score-adj {adj}: the range is -1000 to 1000"
+            )));
+        }
+        process["oomScoreAdj"] = json!(adj);
+    }
+
+    // Mounts.
+    let shm = spec.shm_size.unwrap_or(defaults::DEFAULT_SHM_SIZE);
+    if shm <= 0 {
+        return Err(RuntimeError::InvalidSpec(
+            "--shm-size must be greater than 0".into(),
+        ));
+    }
+    let ro_sys = if spec.privileged { "rw" } else { "ro" };
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+    ];
+    if spec.network == NamespaceMode::Host {
+        // sysfs cannot be mounted fresh outside a private network namespace: bind the host's.
+        mounts.push(mount(
+            "/sys",
+            "bind",
+            "/sys",
+            &["rbind", "nosuid", "noexec", "nodev", ro_sys],
+        ));
+    } else {
+        mounts.push(mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", ro_sys],
+        ));
+    }
+    mounts.push(mount(
+        "/sys/fs/cgroup",
+        "cgroup",
+        "cgroup",
+        &["nosuid", "noexec", "nodev", "relatime", ro_sys],
+    ));
+    mounts.push(mount(
+        "/dev/mqueue",
+        "mqueue",
+        "mqueue",
+        &["nosuid", "noexec", "nodev"],
+    ));
+    if spec.ipc == NamespaceMode::Host {
+        mounts.push(mount(
+            "/dev/shm",
+            "bind",
+            "/dev/shm",
+            &["rbind", "nosuid", "noexec", "nodev"],
+        ));
+    } else {
+        let size = format!("size={shm}");
+        mounts.push(mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", &size],
+        ));
+    }
+    if let Some(init) = &spec.init {
+        mounts.push(json!({
+            "destination": "/sbin/docker-init", "type": "bind", "source": init,
+            "options": ["bind", "ro", "nosuid", "nodev"],
+        }));
+    }
+    for m in &spec.mounts {
+        if !m.destination.starts_with('/') {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "invalid mount destination {:?}: it must be an absolute path",
+                m.destination
+            )));
+        }
+        mounts.push(json!({
+            "destination": m.destination, "type": m.kind, "source": m.source, "options": m.options,
+        }));
+    }
+
+    // Devices and their cgroup rules.
+    let mut devices: Vec<Value> = Vec::new();
+    let mut rules: Vec<Value> = vec![json!({ "allow": false, "access": "rwm" })];
+    if spec.privileged {
+        devices = host_devices();
+        rules = vec![json!({ "allow": true, "access": "rwm" })];
+    } else {
+        for (path, kind, major, minor) in defaults::DEFAULT_DEVICES {
+            devices.push(json!({
+                "path": path, "type": kind, "major": major, "minor": minor,
+                "fileMode": 0o666, "uid": 0, "gid": 0,
+            }));
+        }
+        for (kind, major, minor, access) in defaults::DEFAULT_DEVICE_RULES {
+            let mut r = json!({ "allow": true, "type": kind, "access": access });
+            if let Some(m) = major {
+                r["major"] = json!(m);
+            }
+            if let Some(m) = minor {
+                r["minor"] = json!(m);
+            }
+            rules.push(r);
+        }
+    }
+    for d in &spec.devices {
+        let (dev, rule) = device_mapping(d)?;
+        devices.retain(|x| x["path"] != dev["path"]);
+        devices.push(dev);
+        if !spec.privileged {
+            rules.push(rule);
+        }
+    }
+
+    // Resources.
+    let r = &spec.resources;
+    let mut resources = json!({ "devices": rules });
+    if r.memory.is_some() || r.memory_reservation.is_some() || r.memory_swap.is_some() {
+        let mut mem = json!({});
+        if let Some(m) = r.memory {
+            if m < 6 * 1024 * 1024 {
+                return Err(RuntimeError::InvalidSpec(
+                    "Minimum memory limit allowed is 6MB".into(),
+                ));
+            }
+            mem["limit"] = json!(m);
+            // Docker: unset swap means swap equal to the memory limit (memory+swap = 2x).
+            let swap = r.memory_swap.unwrap_or(m * 2);
+            if swap != -1 && swap < m {
+                return Err(RuntimeError::InvalidSpec(
+                    "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+                ));
+            }
+            mem["swap"] = json!(swap);
+        } else if r.memory_swap.is_some_and(|s| s > 0) {
+            return Err(RuntimeError::InvalidSpec(
+                "You should always set the Memory limit when using Memoryswap limit, see usage"
+                    .into(),
+            ));
+        }
+        if let Some(res) = r.memory_reservation {
+            mem["reservation"] = json!(res);
+        }
+        resources["memory"] = mem;
+    }
+    let mut cpu = json!({});
+    if let Some(n) = r.nano_cpus {
+        if r.cpu_quota.is_some() || r.cpu_period.is_some() {
+            return Err(RuntimeError::InvalidSpec(
+                "Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set".into(),
+            ));
+        }
+        let online = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+        if n > online * 1_000_000_000 {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "Range of CPUs is from 0.01 to {online}.00, as there are only {online} CPUs available"
+            )));
+        }
+        let period: i64 = 100_000;
+        cpu["period"] = json!(period);
+        cpu["quota"] = json!((n * period / 1_000_000_000).max(1000));
+    }
+    if let Some(p) = r.cpu_period {
+        cpu["period"] = json!(p);
+    }
+    if let Some(q) = r.cpu_quota {
+        cpu["quota"] = json!(q);
+    }
+    if let Some(s) = r.cpu_shares {
+        cpu["shares"] = json!(s.max(2));
+    }
+    if let Some(c) = &r.cpuset_cpus {
+        cpu["cpus"] = json!(c);
+    }
+    if let Some(m) = &r.cpuset_mems {
+        cpu["mems"] = json!(m);
+    }
+    if cpu.as_object().is_some_and(|o| !o.is_empty()) {
+        resources["cpu"] = cpu;
+    }
+    if let Some(p) = r.pids_limit {
+        resources["pids"] = json!({ "limit": p });
+    }
+    if let Some(w) = r.blkio_weight {
+        if !(10..=1000).contains(&w) {
+            return Err(RuntimeError::InvalidSpec(
+                "Range of blkio weight is from 10 to 1000".into(),
+            ));
+        }
+        resources["blockIO"] = json!({ "weight": w });
+    }
+
+    for key in spec.sysctls.keys() {
+        check_sysctl(key, spec)?;
+    }
+
+    let mut namespaces: Vec<Value> = vec![json!({ "type": "mount" })];
+    namespaces.extend(namespace("pid", &spec.pid));
+    namespaces.extend(namespace("network", &spec.network));
+    namespaces.extend(namespace("ipc", &spec.ipc));
+    namespaces.extend(namespace("uts", &spec.uts));
+    namespaces.push(json!({ "type": "cgroup" }));
+
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "devices": devices,
+        "resources": resources,
+        "cgroupsPath": spec.cgroups_path,
+        "sysctl": spec.sysctls,
+    });
+    if !spec.privileged && !spec.unmask_system_paths {
+        linux["maskedPaths"] = json!(defaults::MASKED_PATHS);
+        linux["readonlyPaths"] = json!(defaults::READONLY_PATHS);
+    }
+    if !spec.privileged {
+        let profile = match &spec.seccomp {
+            SeccompMode::Default => Some(crate::seccomp::DEFAULT_PROFILE),
+            SeccompMode::Unconfined => None,
+            SeccompMode::Profile(p) => Some(p.as_str()),
+        };
+        if let Some(p) = profile {
+            linux["seccomp"] = crate::seccomp::to_oci(p, &caps)?;
+        }
+    }
+
+    let mut out = json!({
+        "ociVersion": "1.0.2",
+        "root": { "path": spec.rootfs, "readonly": spec.readonly_rootfs },
+        "process": process,
+        "mounts": mounts,
+        "linux": linux,
+    });
+    if spec.uts != NamespaceMode::Host {
+        out["hostname"] = json!(spec.hostname);
+        if !spec.domainname.is_empty() {
+            out["domainname"] = json!(spec.domainname);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> (tempfile::TempDir, ContainerSpec) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\n",
+        )
+        .unwrap();
+        let spec = ContainerSpec {
+            rootfs: dir.path().to_owned(),
+            args: vec!["sh".into()],
+            cwd: "/".into(),
+            hostname: "abc".into(),
+            cgroups_path: "/berth/abc".into(),
+            ..Default::default()
+        };
+        (dir, spec)
+    }
+
+    #[test]
+    fn defaults_are_dockers() {
+        let (_d, spec) = base();
+        let v = build_spec_json(&spec).unwrap();
+        let caps = v["process"]["capabilities"]["bounding"].as_array().unwrap();
+        assert_eq!(caps.len(), 14);
+        assert_eq!(
+            v["linux"]["maskedPaths"].as_array().unwrap().len(),
+            defaults::MASKED_PATHS.len()
+        );
+        assert!(
+            v["linux"]["readonlyPaths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "/proc/sys")
+        );
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(v["hostname"], "abc");
+        assert_eq!(v["process"]["user"]["uid"], 0);
+        let env = v["process"]["env"].as_array().unwrap();
+        assert!(env.iter().any(|e| e == "HOME=/root"));
+        assert!(env.iter().any(|e| e.as_str().unwrap().starts_with("PATH=")));
+        let shm = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/dev/shm")
+            .unwrap();
+        assert!(
+            shm["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o == "size=67108864")
+        );
+        build_spec(&spec).unwrap();
+    }
+
+    #[test]
+    fn privileged_lifts_everything() {
+        let (_d, mut spec) = base();
+        spec.privileged = true;
+        let v = build_spec_json(&spec).unwrap();
+        assert!(v["linux"].get("seccomp").is_none());
+        assert!(v["linux"].get("maskedPaths").is_none());
+        let n = v["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(n as u32, defaults::host_bounding_mask().count_ones());
+    }
+
+    #[test]
+    fn resources_translate() {
+        let (_d, mut spec) = base();
+        spec.resources.memory = Some(64 << 20);
+        spec.resources.nano_cpus = Some(500_000_000);
+        spec.resources.pids_limit = Some(100);
+        let v = build_spec_json(&spec).unwrap();
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(v["linux"]["resources"]["memory"]["swap"], 128 << 20);
+        assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(v["linux"]["resources"]["pids"]["limit"], 100);
+    }
+
+    #[test]
+    fn impossible_requests_are_refused() {
+        let (_d, mut spec) = base();
+        spec.resources.memory = Some(1024);
+        assert!(build_spec_json(&spec).is_err());
+        let (_d, mut spec) = base();
+        spec.ulimits.push(Ulimit {
+            name: "nofile".into(),
+            soft: 10,
+            hard: u64::MAX - 1,
+        });
+        let e = build_spec_json(&spec).unwrap_err().to_string();
+        assert!(e.contains("hard limit"), "{e}");
+        let (_d, mut spec) = base();
+        spec.cwd = "/proc/self/fd/7".into();
+        assert!(build_spec_json(&spec).is_err());
+        let (_d, mut spec) = base();
+        spec.sysctls.insert("kernel.panic".into(), "1".into());
+        assert!(build_spec_json(&spec).is_err());
+        let (_d, mut spec) = base();
+        spec.resources.nano_cpus = Some(1_000_000_000_000);
+        assert!(build_spec_json(&spec).is_err());
+        let (_d, mut spec) = base();
+        spec.cap_add.push("CAP_BOGUS".into());
+        assert!(build_spec_json(&spec).is_err());
+    }
+
+    #[test]
+    fn init_wraps_the_command() {
+        let (_d, mut spec) = base();
+        spec.init = Some("/usr/lib/berth/berth-init".into());
+        let v = build_spec_json(&spec).unwrap();
+        assert_eq!(v["process"]["args"][0], "/sbin/docker-init");
+        assert_eq!(v["process"]["args"][2], "sh");
+    }
 }

@@ -108,7 +108,11 @@ impl LogWriter {
     }
 
     fn append(&mut self, stream: Stream, text: &[u8]) -> io::Result<()> {
-        let entry = Entry { log: String::from_utf8_lossy(text).into_owned(), stream, time: Utc::now() };
+        let entry = Entry {
+            log: String::from_utf8_lossy(text).into_owned(),
+            stream,
+            time: Utc::now(),
+        };
         let line = entry.to_line();
         if self.max_size > 0 && self.size > 0 && self.size + line.len() as u64 > self.max_size {
             self.rotate()?;
@@ -125,7 +129,11 @@ impl LogWriter {
             return Ok(());
         }
         for n in (1..self.max_file).rev() {
-            let from = if n == 1 { self.path.clone() } else { rotated(&self.path, n - 1) };
+            let from = if n == 1 {
+                self.path.clone()
+            } else {
+                rotated(&self.path, n - 1)
+            };
             let to = rotated(&self.path, n);
             match std::fs::rename(&from, &to) {
                 Ok(()) => {}
@@ -133,7 +141,10 @@ impl LogWriter {
                 Err(e) => return Err(e),
             }
         }
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = 0;
         Ok(())
     }
@@ -190,7 +201,12 @@ impl Follower {
             Ok(m) => (m.len(), m.ino()),
             Err(_) => (0, 0),
         };
-        Self { path: path.to_owned(), offset, inode, pending: Vec::new() }
+        Self {
+            path: path.to_owned(),
+            offset,
+            inode,
+            pending: Vec::new(),
+        }
     }
 
     /// Entries written since the last call.
@@ -258,7 +274,11 @@ mod tests {
         assert_eq!(first["log"], "hello\n");
         assert_eq!(first["stream"], "stdout");
         assert!(first["time"].as_str().unwrap().ends_with('Z'));
-        let logs: Vec<_> = read_all(&path).unwrap().into_iter().map(|e| e.log).collect();
+        let logs: Vec<_> = read_all(&path)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.log)
+            .collect();
         assert_eq!(logs, ["hello\n", "oops\n", "world\n", "tail"]);
     }
 
@@ -268,14 +288,21 @@ mod tests {
         let path = dir.path().join("l.log");
         let mut w = LogWriter::open(&path, 200, 3).unwrap();
         for i in 0..20 {
-            w.write(Stream::Stdout, format!("line {i}\n").as_bytes()).unwrap();
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
         }
         assert!(rotated(&path, 2).exists());
         assert!(!rotated(&path, 3).exists());
-        let logs: Vec<_> = read_all(&path).unwrap().into_iter().map(|e| e.log).collect();
+        let logs: Vec<_> = read_all(&path)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.log)
+            .collect();
         assert_eq!(logs.last().unwrap(), "line 19\n");
-        let nums: Vec<u32> =
-            logs.iter().map(|l| l.trim().trim_start_matches("line ").parse().unwrap()).collect();
+        let nums: Vec<u32> = logs
+            .iter()
+            .map(|l| l.trim().trim_start_matches("line ").parse().unwrap())
+            .collect();
         assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
     }
 
@@ -288,7 +315,8 @@ mod tests {
         let mut f = Follower::at_end(&path);
         let mut seen = Vec::new();
         for i in 0..10 {
-            w.write(Stream::Stdout, format!("n{i}\n").as_bytes()).unwrap();
+            w.write(Stream::Stdout, format!("n{i}\n").as_bytes())
+                .unwrap();
             seen.extend(f.read_new().unwrap().into_iter().map(|e| e.log));
         }
         let want: Vec<String> = (0..10).map(|i| format!("n{i}\n")).collect();

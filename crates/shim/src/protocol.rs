@@ -20,14 +20,25 @@ pub enum Request {
     /// Starts the created container (after the engine connected its attach streams).
     Start,
     /// Sends a signal to the init (or with `all`, to every process of the container).
-    Kill { signal: i32, all: bool },
+    Kill {
+        signal: i32,
+        all: bool,
+    },
     Pause,
     Resume,
     /// Resizes the container's pty (or an exec's, with `exec_id`).
-    Resize { height: u16, width: u16, exec_id: Option<String> },
+    Resize {
+        height: u16,
+        width: u16,
+        exec_id: Option<String>,
+    },
     /// Streams output (and takes stdin) until the container exits; the last frame is the exit.
     /// With no streams it is a plain wait.
-    Attach { stdin: bool, stdout: bool, stderr: bool },
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
     /// Runs a process in the container and streams it like `attach`.
     Exec {
         exec_id: String,
@@ -55,7 +66,10 @@ impl Response {
         Self::default()
     }
     pub fn err(msg: impl Into<String>) -> Self {
-        Self { error: Some(msg.into()), ..Self::default() }
+        Self {
+            error: Some(msg.into()),
+            ..Self::default()
+        }
     }
 }
 
@@ -96,10 +110,23 @@ mod tests {
     #[test]
     fn requests_are_tagged_json() {
         let r: Request = serde_json::from_str(r#"{"op":"kill","signal":9,"all":false}"#).unwrap();
-        assert!(matches!(r, Request::Kill { signal: 9, all: false }));
-        let line = serde_json::to_string(&Request::Attach { stdin: false, stdout: true, stderr: true })
-            .unwrap();
-        assert_eq!(line, r#"{"op":"attach","stdin":false,"stdout":true,"stderr":true}"#);
+        assert!(matches!(
+            r,
+            Request::Kill {
+                signal: 9,
+                all: false
+            }
+        ));
+        let line = serde_json::to_string(&Request::Attach {
+            stdin: false,
+            stdout: true,
+            stderr: true,
+        })
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"op":"attach","stdin":false,"stdout":true,"stderr":true}"#
+        );
     }
 
     #[test]

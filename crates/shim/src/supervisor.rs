@@ -35,23 +35,35 @@ pub fn main(args: Vec<String>) -> i32 {
     let cfg = match ShimConfig::load(Path::new(path)) {
         Ok(c) => c,
         Err(e) => {
-            report_ready(&Ready { pid: None, error: Some(format!("reading {path}: {e}")) });
+            report_ready(&Ready {
+                pid: None,
+                error: Some(format!("reading {path}: {e}")),
+            });
             return 1;
         }
     };
     install_sigpipe_noop();
     if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
-        report_ready(&Ready { pid: None, error: Some(format!("set subreaper: {e}")) });
+        report_ready(&Ready {
+            pid: None,
+            error: Some(format!("set subreaper: {e}")),
+        });
         return 1;
     }
     let mut shim = match Shim::start(cfg) {
         Ok(s) => s,
         Err(e) => {
-            report_ready(&Ready { pid: None, error: Some(e) });
+            report_ready(&Ready {
+                pid: None,
+                error: Some(e),
+            });
             return 1;
         }
     };
-    report_ready(&Ready { pid: Some(shim.init_pid), error: None });
+    report_ready(&Ready {
+        pid: Some(shim.init_pid),
+        error: None,
+    });
     shim.run();
     0
 }
@@ -75,7 +87,11 @@ extern "C" fn noop_handler(_: libc::c_int) {}
 /// closed pipe is an EPIPE error instead of killing the shim.
 fn install_sigpipe_noop() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(SigHandler::Handler(noop_handler), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(noop_handler),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     // SAFETY: the handler is async-signal-safe (it does nothing) and replaces only SIGPIPE's.
     let _ = unsafe { sigaction(Signal::SIGPIPE, &action) };
 }
@@ -97,7 +113,11 @@ enum Mode {
     /// Waiting for the request line.
     Request,
     /// Attached to the container.
-    Attach { stdin: bool, stdout: bool, stderr: bool },
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
     /// Streaming an exec process.
     Exec { pid: i32 },
     /// Everything is queued; close once the backlog is written.
@@ -180,14 +200,16 @@ struct ConsoleSocket {
 impl ConsoleSocket {
     fn new(path: PathBuf) -> Result<Self, String> {
         let _ = std::fs::remove_file(&path);
-        let listener =
-            UnixListener::bind(&path).map_err(|e| format!("console socket {}: {e}", path.display()))?;
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| format!("console socket {}: {e}", path.display()))?;
         Ok(Self { path, listener })
     }
 
     /// Receives the master fd (waits at most a few seconds).
     fn receive(self) -> Result<OwnedFd, String> {
-        self.listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        self.listener
+            .set_nonblocking(true)
+            .map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let conn = loop {
             match self.listener.accept() {
@@ -203,8 +225,13 @@ impl ConsoleSocket {
         let mut buf = [0u8; 4096];
         let mut iov = [IoSliceMut::new(&mut buf)];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-        let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-            .map_err(|e| format!("console socket recvmsg: {e}"))?;
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("console socket recvmsg: {e}"))?;
         for c in msg.cmsgs().map_err(|e| e.to_string())? {
             if let ControlMessageOwned::ScmRights(fds) = c {
                 if let Some(&fd) = fds.first() {
@@ -246,9 +273,15 @@ impl Shim {
         let mut pty = None;
         let console_dir = cfg.socket.parent().unwrap_or(Path::new("/tmp")).to_owned();
         let pid = if cfg.tty {
-            let console = ConsoleSocket::new(console_dir.join(format!("{}.console", &cfg.id[..12.min(cfg.id.len())])))?;
-            let stdio = Stdio::Console { socket: console.path.clone() };
-            let pid = runtime.create(&cfg.id, &cfg.bundle, stdio).map_err(|e| e.to_string())?;
+            let console = ConsoleSocket::new(
+                console_dir.join(format!("{}.console", &cfg.id[..12.min(cfg.id.len())])),
+            )?;
+            let stdio = Stdio::Console {
+                socket: console.path.clone(),
+            };
+            let pid = runtime
+                .create(&cfg.id, &cfg.bundle, stdio)
+                .map_err(|e| e.to_string())?;
             let master = match console.receive() {
                 Ok(m) => m,
                 Err(e) => {
@@ -262,7 +295,11 @@ impl Shim {
                 stdin = Some(dup);
             }
             pty = Some(rustix::io::fcntl_dupfd_cloexec(&master, 3).map_err(|e| e.to_string())?);
-            outputs.push(Output { fd: master, stream: Stream::Stdout, owner: Owner::Container });
+            outputs.push(Output {
+                fd: master,
+                stream: Stream::Stdout,
+                owner: Owner::Container,
+            });
             pid
         } else {
             let (in_r, in_w) = if cfg.open_stdin {
@@ -273,11 +310,21 @@ impl Shim {
             };
             let (out_r, out_w) = pipe()?;
             let (err_r, err_w) = pipe()?;
-            let stdio = Stdio::Pipes { stdin: in_r, stdout: out_w, stderr: err_w };
-            let pid = runtime.create(&cfg.id, &cfg.bundle, stdio).map_err(|e| e.to_string())?;
+            let stdio = Stdio::Pipes {
+                stdin: in_r,
+                stdout: out_w,
+                stderr: err_w,
+            };
+            let pid = runtime
+                .create(&cfg.id, &cfg.bundle, stdio)
+                .map_err(|e| e.to_string())?;
             for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
                 set_nonblocking(fd.as_fd());
-                outputs.push(Output { fd, stream, owner: Owner::Container });
+                outputs.push(Output {
+                    fd,
+                    stream,
+                    owner: Owner::Container,
+                });
             }
             if let Some(w) = &in_w {
                 set_nonblocking(w.as_fd());
@@ -376,7 +423,10 @@ impl Shim {
             fds.push(PollFd::new(&c.sock, flags));
             slots.push(Slot::Client(i));
         }
-        let timeout = rustix::event::Timespec { tv_sec: 0, tv_nsec: 500_000_000 };
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 500_000_000,
+        };
         match poll(&mut fds, Some(&timeout)) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => return,
@@ -386,8 +436,11 @@ impl Shim {
                 return;
             }
         }
-        let ready: Vec<(Slot, PollFlags)> =
-            fds.iter().zip(slots.iter()).map(|(f, s)| (*s, f.revents())).collect();
+        let ready: Vec<(Slot, PollFlags)> = fds
+            .iter()
+            .zip(slots.iter())
+            .map(|(f, s)| (*s, f.revents()))
+            .collect();
         drop(fds);
 
         let mut dead_outputs = Vec::new();
@@ -504,7 +557,10 @@ impl Shim {
     }
 
     fn service_client(&mut self, i: usize, rev: PollFlags, buf: &mut [u8]) {
-        if rev.contains(PollFlags::OUT) || rev.contains(PollFlags::ERR) || rev.contains(PollFlags::HUP) {
+        if rev.contains(PollFlags::OUT)
+            || rev.contains(PollFlags::ERR)
+            || rev.contains(PollFlags::HUP)
+        {
             let c = &mut self.clients[i];
             while !c.outbuf.is_empty() {
                 match c.sock.write(&c.outbuf) {
@@ -527,12 +583,17 @@ impl Shim {
                 c.dead = true;
             }
         }
-        if !(rev.contains(PollFlags::IN) || rev.contains(PollFlags::HUP)) || self.clients[i].read_closed {
+        if !(rev.contains(PollFlags::IN) || rev.contains(PollFlags::HUP))
+            || self.clients[i].read_closed
+        {
             return;
         }
         let n = match self.clients[i].sock.read(buf) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
                 return;
             }
             Err(_) => 0,
@@ -614,7 +675,10 @@ impl Shim {
                 let resp = Response {
                     pid: Some(self.init_pid),
                     running: self.exit.is_none(),
-                    paused: matches!(self.runtime.state(&self.cfg.id), Ok((berth_runtime::Status::Paused, _))),
+                    paused: matches!(
+                        self.runtime.state(&self.cfg.id),
+                        Ok((berth_runtime::Status::Paused, _))
+                    ),
                     error: None,
                 };
                 let c = &mut self.clients[i];
@@ -628,7 +692,11 @@ impl Shim {
                     match self.runtime.start(&self.cfg.id) {
                         Ok(()) => {
                             self.started = true;
-                            Response { pid: Some(self.init_pid), running: true, ..Response::ok() }
+                            Response {
+                                pid: Some(self.init_pid),
+                                running: true,
+                                ..Response::ok()
+                            }
                         }
                         Err(e) => {
                             self.failed = true;
@@ -650,10 +718,12 @@ impl Shim {
                     }
                 } else {
                     match nix::sys::signal::Signal::try_from(signal) {
-                        Ok(sig) => match nix::sys::signal::kill(Pid::from_raw(self.init_pid), sig) {
-                            Ok(()) => Response::ok(),
-                            Err(e) => Response::err(format!("kill: {e}")),
-                        },
+                        Ok(sig) => {
+                            match nix::sys::signal::kill(Pid::from_raw(self.init_pid), sig) {
+                                Ok(()) => Response::ok(),
+                                Err(e) => Response::err(format!("kill: {e}")),
+                            }
+                        }
                         Err(_) => Response::err(format!("invalid signal {signal}")),
                     }
                 };
@@ -675,10 +745,18 @@ impl Shim {
                 c.send_line(&resp);
                 c.mode = Mode::Closing;
             }
-            Request::Resize { height, width, exec_id } => {
+            Request::Resize {
+                height,
+                width,
+                exec_id,
+            } => {
                 let fd = match &exec_id {
                     None => self.pty.as_ref(),
-                    Some(id) => self.execs.values().find(|e| &e.id == id).and_then(|e| e.pty.as_ref()),
+                    Some(id) => self
+                        .execs
+                        .values()
+                        .find(|e| &e.id == id)
+                        .and_then(|e| e.pty.as_ref()),
                 };
                 let resp = match fd {
                     Some(fd) => {
@@ -699,10 +777,22 @@ impl Shim {
                 c.send_line(&resp);
                 c.mode = Mode::Closing;
             }
-            Request::Attach { stdin, stdout, stderr } => {
+            Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+            } => {
                 let c = &mut self.clients[i];
-                c.send_line(&Response { pid: Some(self.init_pid), running: self.exit.is_none(), ..Response::ok() });
-                c.mode = Mode::Attach { stdin, stdout, stderr };
+                c.send_line(&Response {
+                    pid: Some(self.init_pid),
+                    running: self.exit.is_none(),
+                    ..Response::ok()
+                });
+                c.mode = Mode::Attach {
+                    stdin,
+                    stdout,
+                    stderr,
+                };
                 if let Some((status, _)) = &self.exit {
                     if !self.outputs.iter().any(|o| o.owner == Owner::Container) {
                         let payload = serde_json::to_vec(status).unwrap_or_default();
@@ -711,10 +801,19 @@ impl Shim {
                     }
                 }
             }
-            Request::Exec { exec_id, process, tty, stdin } => match self.start_exec(&exec_id, &process, tty, stdin) {
+            Request::Exec {
+                exec_id,
+                process,
+                tty,
+                stdin,
+            } => match self.start_exec(&exec_id, &process, tty, stdin) {
                 Ok(pid) => {
                     let c = &mut self.clients[i];
-                    c.send_line(&Response { pid: Some(pid), running: true, ..Response::ok() });
+                    c.send_line(&Response {
+                        pid: Some(pid),
+                        running: true,
+                        ..Response::ok()
+                    });
                     c.mode = Mode::Exec { pid };
                 }
                 Err(e) => {
@@ -740,17 +839,29 @@ impl Shim {
         let mut stdin_w = None;
         let mut pty = None;
         let pid = if tty {
-            let dir = self.cfg.socket.parent().unwrap_or(Path::new("/tmp")).to_owned();
+            let dir = self
+                .cfg
+                .socket
+                .parent()
+                .unwrap_or(Path::new("/tmp"))
+                .to_owned();
             let short: String = exec_id.chars().take(12).collect();
             let console = ConsoleSocket::new(dir.join(format!("exec-{short}.console")))?;
             let pid = self
                 .runtime
-                .exec(&self.cfg.id, process, Stdio::Console { socket: console.path.clone() })
+                .exec(
+                    &self.cfg.id,
+                    process,
+                    Stdio::Console {
+                        socket: console.path.clone(),
+                    },
+                )
                 .map_err(|e| e.to_string())?;
             let master = console.receive()?;
             set_nonblocking(master.as_fd());
             if want_stdin {
-                stdin_w = Some(rustix::io::fcntl_dupfd_cloexec(&master, 3).map_err(|e| e.to_string())?);
+                stdin_w =
+                    Some(rustix::io::fcntl_dupfd_cloexec(&master, 3).map_err(|e| e.to_string())?);
             }
             pty = Some(rustix::io::fcntl_dupfd_cloexec(&master, 3).map_err(|e| e.to_string())?);
             outs.push((master, Stream::Stdout));
@@ -766,7 +877,15 @@ impl Shim {
             let (err_r, err_w) = pipe()?;
             let pid = self
                 .runtime
-                .exec(&self.cfg.id, process, Stdio::Pipes { stdin: in_r, stdout: out_w, stderr: err_w })
+                .exec(
+                    &self.cfg.id,
+                    process,
+                    Stdio::Pipes {
+                        stdin: in_r,
+                        stdout: out_w,
+                        stderr: err_w,
+                    },
+                )
                 .map_err(|e| e.to_string())?;
             outs.push((out_r, Stream::Stdout));
             outs.push((err_r, Stream::Stderr));
@@ -776,9 +895,22 @@ impl Shim {
         let pidfd = pidfd_open(pid)?;
         for (fd, stream) in outs {
             set_nonblocking(fd.as_fd());
-            self.outputs.push(Output { fd, stream, owner: Owner::Exec(pid) });
+            self.outputs.push(Output {
+                fd,
+                stream,
+                owner: Owner::Exec(pid),
+            });
         }
-        self.execs.insert(pid, ExecProc { id: exec_id.to_owned(), pidfd, stdin: stdin_w, pty, exit: None });
+        self.execs.insert(
+            pid,
+            ExecProc {
+                id: exec_id.to_owned(),
+                pidfd,
+                stdin: stdin_w,
+                pty,
+                exit: None,
+            },
+        );
         Ok(pid)
     }
 
@@ -786,7 +918,9 @@ impl Shim {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => self.on_exit(pid.as_raw(), code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => self.on_exit(pid.as_raw(), 128 + sig as i32),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.on_exit(pid.as_raw(), 128 + sig as i32)
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => {}
             }
@@ -810,12 +944,17 @@ impl Shim {
 
     /// Once an exec process has exited and its output is drained, its client gets the exit.
     fn maybe_finish_exec(&mut self, pid: i32) {
-        let Some(code) = self.execs.get(&pid).and_then(|e| e.exit) else { return };
+        let Some(code) = self.execs.get(&pid).and_then(|e| e.exit) else {
+            return;
+        };
         if self.outputs.iter().any(|o| o.owner == Owner::Exec(pid)) {
             return;
         }
         self.execs.remove(&pid);
-        let status = ExitStatus { exit_code: code, ..ExitStatus::default() };
+        let status = ExitStatus {
+            exit_code: code,
+            ..ExitStatus::default()
+        };
         let payload = serde_json::to_vec(&status).unwrap_or_default();
         for c in &mut self.clients {
             if matches!(c.mode, Mode::Exec { pid: p } if p == pid) {
@@ -827,11 +966,16 @@ impl Shim {
 
     /// The container is gone: record the exit, tell every client, clean up.
     fn finish(&mut self) {
-        let Some((status, _)) = self.exit.clone() else { return };
+        let Some((status, _)) = self.exit.clone() else {
+            return;
+        };
         if let Some(log) = &mut self.log {
             let _ = log.flush();
         }
-        if let Err(e) = write_atomic(&self.cfg.exit_file, &serde_json::to_vec(&status).unwrap_or_default()) {
+        if let Err(e) = write_atomic(
+            &self.cfg.exit_file,
+            &serde_json::to_vec(&status).unwrap_or_default(),
+        ) {
             eprintln!("shim: writing exit file: {e}");
         }
         let payload = serde_json::to_vec(&status).unwrap_or_default();
@@ -851,7 +995,9 @@ impl Shim {
     /// Gives clients a moment to take their last bytes.
     fn flush_clients(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline && self.clients.iter().any(|c| !c.dead && !c.outbuf.is_empty()) {
+        while Instant::now() < deadline
+            && self.clients.iter().any(|c| !c.dead && !c.outbuf.is_empty())
+        {
             for c in &mut self.clients {
                 if c.outbuf.is_empty() {
                     continue;
@@ -882,7 +1028,10 @@ fn oom_killed(cgroups_path: &str) -> bool {
         std::fs::read_to_string(p)
             .map(|s| {
                 s.lines().any(|l| {
-                    l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0) > 0
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                        > 0
                 })
             })
             .unwrap_or(false)
