@@ -68,7 +68,9 @@ fn load_config(path: &Path, explicit: bool) -> Result<DaemonJson> {
     match std::fs::read(path) {
         Ok(data) => serde_json::from_slice(&data)
             .with_context(|| format!("unable to configure the daemon from {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(DaemonJson::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            Ok(DaemonJson::default())
+        }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
@@ -86,7 +88,11 @@ pub fn main(args: Vec<String>) -> ExitCode {
         Ok(f) => f,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(125) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(125)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run(flags) {
@@ -105,26 +111,55 @@ fn run(flags: Flags) -> Result<()> {
         .log_level
         .clone()
         .or(file.log_level.clone())
-        .unwrap_or_else(|| if flags.debug || file.debug { "debug".into() } else { "info".into() });
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,berth={level},berth_engine={level},berth_api={level},berthd={level}"))
-        .with_context(|| format!("invalid log level {level:?}"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        .unwrap_or_else(|| {
+            if flags.debug || file.debug {
+                "debug".into()
+            } else {
+                "info".into()
+            }
+        });
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "warn,berth={level},berth_engine={level},berth_api={level},berthd={level}"
+    ))
+    .with_context(|| format!("invalid log level {level:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
-    let hosts = if !flags.host.is_empty() { flags.host.clone() } else { file.hosts.clone() };
-    let host = hosts.first().cloned().unwrap_or_else(|| "unix:///run/berth/berth.sock".into());
+    let hosts = if !flags.host.is_empty() {
+        flags.host.clone()
+    } else {
+        file.hosts.clone()
+    };
+    let host = hosts
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "unix:///run/berth/berth.sock".into());
     if hosts.len() > 1 {
         bail!("berthd listens on one socket; got {}", hosts.len());
     }
     let socket = socket_path(&host)?;
-    let data_root = flags.data_root.clone().or(file.data_root.clone()).unwrap_or_else(|| "/var/lib/berth".into());
-    let exec_root = flags.exec_root.clone().or(file.exec_root.clone()).unwrap_or_else(|| "/run/berth".into());
+    let data_root = flags
+        .data_root
+        .clone()
+        .or(file.data_root.clone())
+        .unwrap_or_else(|| "/var/lib/berth".into());
+    let exec_root = flags
+        .exec_root
+        .clone()
+        .or(file.exec_root.clone())
+        .unwrap_or_else(|| "/run/berth".into());
     let shim = std::env::current_exe()
         .context("locating berthd")?
         .parent()
         .map(|d| d.join("berth-shim"))
         .context("locating berth-shim")?;
     if !shim.exists() {
-        bail!("berth-shim not found next to the daemon at {}", shim.display());
+        bail!(
+            "berth-shim not found next to the daemon at {}",
+            shim.display()
+        );
     }
     let mut cfg = EngineConfig::new(data_root, exec_root, shim);
     for (name, rt) in &file.runtimes {
@@ -133,17 +168,28 @@ fn run(flags: Flags) -> Result<()> {
         }
         cfg.runtimes.insert(
             name.clone(),
-            RuntimeKind::Binary { path: PathBuf::from(&rt.path), args: rt.runtime_args.clone() },
+            RuntimeKind::Binary {
+                path: PathBuf::from(&rt.path),
+                args: rt.runtime_args.clone(),
+            },
         );
     }
-    if let Some(rt) = flags.default_runtime.clone().or(file.default_runtime.clone()) {
+    if let Some(rt) = flags
+        .default_runtime
+        .clone()
+        .or(file.default_runtime.clone())
+    {
         if !cfg.runtimes.contains_key(&rt) {
             bail!("default runtime {rt} is not configured");
         }
         cfg.default_runtime = rt;
     }
     if let Some(parent) = flags.cgroup_parent.clone().or(file.cgroup_parent.clone()) {
-        cfg.cgroup_parent = if parent.starts_with('/') { parent } else { format!("/{parent}") };
+        cfg.cgroup_parent = if parent.starts_with('/') {
+            parent
+        } else {
+            format!("/{parent}")
+        };
     }
     cfg.log_opts = file.log_opts.clone();
 

@@ -28,7 +28,10 @@ fn berth_deps(manifest: &str) -> Vec<String> {
             continue;
         }
         if in_deps && l.starts_with("berth-") {
-            let name: String = l.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            let name: String = l
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
             out.push(name);
         }
     }
@@ -62,6 +65,8 @@ fn crates_depend_only_downwards() {
 
 #[test]
 fn the_checker_catches_an_upward_dependency() {
-    let deps = berth_deps("[package]\nname = \"x\"\n[dependencies]\nberth-api.workspace = true\n[dev-dependencies]\nberth-cli.workspace = true\n");
+    let deps = berth_deps(
+        "[package]\nname = \"x\"\n[dependencies]\nberth-api.workspace = true\n[dev-dependencies]\nberth-cli.workspace = true\n",
+    );
     assert_eq!(deps, vec!["berth-api".to_owned()]);
 }

@@ -14,7 +14,10 @@ fn daemon() -> Daemon {
 #[test]
 fn run_rm_prints_and_leaves_nothing() {
     let d = daemon();
-    assert_eq!(ok(d.docker(&["run", "--rm", "busybox", "echo", "hi"])), "hi");
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "busybox", "echo", "hi"])),
+        "hi"
+    );
     assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
 }
 
@@ -35,7 +38,14 @@ fn run_exit_codes_follow_docker() {
 fn detached_lifecycle_ps_logs_exec_inspect_stop_rm() {
     let d = daemon();
     let id = ok(d.docker(&[
-        "run", "-d", "--name", "web", "busybox", "sh", "-c", "echo started; echo oops >&2; while true; do sleep 1; done",
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; echo oops >&2; while true; do sleep 1; done",
     ]));
     assert_eq!(id.len(), 64, "{id}");
     let ps = ok(d.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]));
@@ -51,26 +61,54 @@ fn detached_lifecycle_ps_logs_exec_inspect_stop_rm() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(logs, "started\n|oops\n");
-    assert_eq!(ok(d.docker(&["exec", "web", "sh", "-c", "echo $((6*7))"])), "42");
+    assert_eq!(
+        ok(d.docker(&["exec", "web", "sh", "-c", "echo $((6*7))"])),
+        "42"
+    );
     let o = d.docker(&["exec", "web", "sh", "-c", "exit 5"]);
     assert_eq!(o.status.code(), Some(5));
-    let state = ok(d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.Name}}", "web"]));
+    let state = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.Running}} {{.Name}}",
+        "web",
+    ]));
     assert_eq!(state, "running true /web");
-    let pid: i64 = ok(d.docker(&["inspect", "-f", "{{.State.Pid}}", "web"])).parse().unwrap();
+    let pid: i64 = ok(d.docker(&["inspect", "-f", "{{.State.Pid}}", "web"]))
+        .parse()
+        .unwrap();
     assert!(pid > 0);
     assert_eq!(ok(d.docker(&["stop", "-t", "1", "web"])), "web");
-    let state = ok(d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "web"]));
+    let state = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "web",
+    ]));
     assert_eq!(state, "exited 137");
     assert_eq!(ok(d.docker(&["rm", "web"])), "web");
     let o = d.docker(&["inspect", "web"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("No such object: web") || stderr(&o).contains("No such container"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("No such object: web") || stderr(&o).contains("No such container"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn logs_follow_streams_until_exit() {
     let d = daemon();
-    ok(d.docker(&["run", "-d", "--name", "f", "busybox", "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.2; done"]));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "f",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.2; done",
+    ]));
     let out = ok(d.docker(&["logs", "-f", "f"]));
     assert_eq!(out, "line1\nline2\nline3");
     let code = ok(d.docker(&["wait", "f"]));
@@ -83,10 +121,18 @@ fn rm_force_kills_running_container() {
     ok(d.docker(&["run", "-d", "--name", "victim", "busybox", "sleep", "1000"]));
     let o = d.docker(&["rm", "victim"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("cannot remove a running container"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot remove a running container"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(ok(d.docker(&["rm", "-f", "victim"])), "victim");
     assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
-    assert!(d.cgroup_pids().is_empty(), "processes left: {:?}", d.cgroup_pids());
+    assert!(
+        d.cgroup_pids().is_empty(),
+        "processes left: {:?}",
+        d.cgroup_pids()
+    );
 }
 
 #[test]
@@ -94,14 +140,32 @@ fn default_isolation_matches_docker() {
     let d = daemon();
     let script = "echo pid1=$(cat /proc/1/cmdline | tr '\\0' ' '); hostname; grep -E '^(CapBnd|Seccomp):' /proc/self/status; \
                   wc -c < /proc/kcore; touch /proc/sys/kernel/x 2>&1 || echo ro-ok; grep ' / ' /proc/mounts | cut -d' ' -f3";
-    let out = ok(d.docker(&["run", "--rm", "--hostname", "box", "busybox", "sh", "-c", script]));
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], format!("pid1=sh -c {script} "));
     assert_eq!(lines[1], "box");
-    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["CapBnd:", "00000000a80425fb"]);
-    assert_eq!(lines[3].split_whitespace().collect::<Vec<_>>(), ["Seccomp:", "2"]);
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["CapBnd:", "00000000a80425fb"]
+    );
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["Seccomp:", "2"]
+    );
     assert_eq!(lines[4].trim(), "0", "kcore must be masked");
-    assert!(out.contains("ro-ok") || out.contains("Read-only file system"), "{out}");
+    assert!(
+        out.contains("ro-ok") || out.contains("Read-only file system"),
+        "{out}"
+    );
     assert_eq!(*lines.last().unwrap(), "overlay");
 }
 
@@ -114,9 +178,24 @@ fn memory_limit_is_visible_and_enforced() {
     ]));
     assert_eq!(out, "67108864");
     // A hog is OOM-killed and inspect says so.
-    let o = d.docker(&["run", "--name", "hog", "-m", "16m", "--memory-swap", "16m", "busybox", "sh", "-c", "x=a; while true; do x=$x$x; done"]);
+    let o = d.docker(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x; done",
+    ]);
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
-    assert_eq!(ok(d.docker(&["inspect", "-f", "{{.State.OOMKilled}}", "hog"])), "true");
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.State.OOMKilled}}", "hog"])),
+        "true"
+    );
 }
 
 #[test]
@@ -124,37 +203,93 @@ fn bad_input_gets_clear_errors() {
     let d = daemon();
     let o = d.docker(&["run", "--rm", "-m", "1k", "busybox", "true"]);
     assert_eq!(o.status.code(), Some(125));
-    assert!(stderr(&o).contains("Minimum memory limit allowed is 6MB"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Minimum memory limit allowed is 6MB"),
+        "{}",
+        stderr(&o)
+    );
     let o = d.docker(&["stop", "nope"]);
-    assert!(stderr(&o).contains("No such container: nope"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("No such container: nope"),
+        "{}",
+        stderr(&o)
+    );
     // The daemon still serves.
-    assert_eq!(ok(d.docker(&["run", "--rm", "busybox", "echo", "alive"])), "alive");
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "busybox", "echo", "alive"])),
+        "alive"
+    );
 }
 
 #[test]
 fn containers_survive_a_daemon_crash() {
     let mut d = daemon();
-    ok(d.docker(&["run", "-d", "--name", "keeper", "busybox", "sh", "-c", "echo before; sleep 2; echo after; exit 7"]));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "keeper",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before; sleep 2; echo after; exit 7",
+    ]));
     std::thread::sleep(std::time::Duration::from_millis(300));
     d.crash_and_restart();
-    assert_eq!(ok(d.docker(&["inspect", "-f", "{{.State.Running}}", "keeper"])), "true");
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.State.Running}}", "keeper"])),
+        "true"
+    );
     assert_eq!(ok(d.docker(&["wait", "keeper"])), "7");
     assert_eq!(ok(d.docker(&["logs", "keeper"])), "before\nafter");
     // Exited while the daemon was down: the restarted daemon reports the true code.
-    ok(d.docker(&["run", "-d", "--name", "quick", "busybox", "sh", "-c", "sleep 1; exit 9"]));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "quick",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 9",
+    ]));
     d.crash_and_restart();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     d.crash_and_restart();
-    assert_eq!(ok(d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "quick"])), "exited 9");
+    assert_eq!(
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "quick"
+        ])),
+        "exited 9"
+    );
 }
 
 #[test]
 fn restart_policy_on_failure_retries_then_stops() {
     let d = daemon();
-    ok(d.docker(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1"]));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]));
     let mut status = String::new();
     for _ in 0..100 {
-        status = ok(d.docker(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "flaky"]));
+        status = ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "flaky",
+        ]));
         if status == "2 exited" {
             break;
         }
@@ -168,9 +303,15 @@ fn pause_unpause_rename_top() {
     let d = daemon();
     ok(d.docker(&["run", "-d", "--name", "p", "busybox", "sleep", "1000"]));
     ok(d.docker(&["pause", "p"]));
-    assert_eq!(ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "p"])), "paused");
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "p"])),
+        "paused"
+    );
     ok(d.docker(&["unpause", "p"]));
-    assert_eq!(ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "p"])), "running");
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "p"])),
+        "running"
+    );
     ok(d.docker(&["rename", "p", "q"]));
     let top = ok(d.docker(&["top", "q"]));
     assert!(top.contains("sleep 1000"), "{top}");

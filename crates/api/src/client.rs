@@ -136,16 +136,25 @@ pub enum RequestBody {
     /// No body.
     Empty,
     /// A complete body with its content type.
-    Full { data: Bytes, content_type: &'static str },
+    Full {
+        data: Bytes,
+        content_type: &'static str,
+    },
     /// A body streamed from a reader (chunked transfer encoding), e.g. an image tarball.
-    Reader { reader: Box<dyn AsyncRead + Send + Unpin>, content_type: &'static str },
+    Reader {
+        reader: Box<dyn AsyncRead + Send + Unpin>,
+        content_type: &'static str,
+    },
 }
 
 impl RequestBody {
     /// A JSON body.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
         let data = serde_json::to_vec(value).map_err(ClientError::Encode)?;
-        Ok(RequestBody::Full { data: data.into(), content_type: "application/json" })
+        Ok(RequestBody::Full {
+            data: data.into(),
+            content_type: "application/json",
+        })
     }
 
     fn content_type(&self) -> Option<&'static str> {
@@ -178,13 +187,21 @@ struct WireBody {
 impl WireBody {
     fn new(body: RequestBody) -> Self {
         match body {
-            RequestBody::Empty => WireBody { full: None, reader: None, buf: Vec::new() },
-            RequestBody::Full { data, .. } => {
-                WireBody { full: Some(data), reader: None, buf: Vec::new() }
-            }
-            RequestBody::Reader { reader, .. } => {
-                WireBody { full: None, reader: Some(reader), buf: vec![0; 64 * 1024] }
-            }
+            RequestBody::Empty => WireBody {
+                full: None,
+                reader: None,
+                buf: Vec::new(),
+            },
+            RequestBody::Full { data, .. } => WireBody {
+                full: Some(data),
+                reader: None,
+                buf: Vec::new(),
+            },
+            RequestBody::Reader { reader, .. } => WireBody {
+                full: None,
+                reader: Some(reader),
+                buf: vec![0; 64 * 1024],
+            },
         }
     }
 }
@@ -245,12 +262,15 @@ pub struct BodyStream {
 impl BodyStream {
     /// The response's `Content-Type`, if any.
     pub fn content_type(&self) -> Option<&str> {
-        self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
     }
 
     /// True when the body uses Docker's stdio framing (no tty).
     pub fn is_multiplexed(&self) -> bool {
-        self.content_type().is_some_and(|c| c.contains("multiplexed-stream"))
+        self.content_type()
+            .is_some_and(|c| c.contains("multiplexed-stream"))
     }
 
     /// The next chunk of data, `None` at the end.
@@ -336,7 +356,10 @@ pub struct HijackReader {
 enum ReaderInner {
     Upgraded(ReadHalf<TokioIo<hyper::upgrade::Upgraded>>),
     /// A daemon that answered 200 streams the output as the response body.
-    Body { body: Incoming, leftover: Bytes },
+    Body {
+        body: Incoming,
+        leftover: Bytes,
+    },
 }
 
 impl std::fmt::Debug for HijackReader {
@@ -403,7 +426,10 @@ impl HijackWriter {
 }
 
 fn not_writable() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "the daemon did not open the connection for input")
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the daemon did not open the connection for input",
+    )
 }
 
 impl AsyncWrite for HijackWriter {
@@ -469,7 +495,11 @@ impl Client {
             Some(p) if !p.is_empty() => PathBuf::from(p),
             _ => return Err(ClientError::UnsupportedHost(host.to_owned())),
         };
-        Ok(Client { host: host.to_owned(), socket, version: OnceCell::new() })
+        Ok(Client {
+            host: host.to_owned(),
+            socket,
+            version: OnceCell::new(),
+        })
     }
 
     /// A client with an already known API version (no `_ping` round trip).
@@ -502,9 +532,15 @@ impl Client {
         match UnixStream::connect(&self.socket).await {
             Ok(s) => Ok(TokioIo::new(s)),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                Err(ClientError::PermissionDenied { host: self.host.clone(), source: e })
+                Err(ClientError::PermissionDenied {
+                    host: self.host.clone(),
+                    source: e,
+                })
             }
-            Err(e) => Err(ClientError::Connect { host: self.host.clone(), source: e }),
+            Err(e) => Err(ClientError::Connect {
+                host: self.host.clone(),
+                source: e,
+            }),
         }
     }
 
@@ -515,8 +551,14 @@ impl Client {
         body: RequestBody,
         upgrade: bool,
     ) -> Result<Request<WireBody>> {
-        let mut b = Request::builder().method(method).uri(uri).header(header::HOST, "berth");
-        b = b.header(header::USER_AGENT, concat!("Berth-Client/", env!("CARGO_PKG_VERSION")));
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::HOST, "berth");
+        b = b.header(
+            header::USER_AGENT,
+            concat!("Berth-Client/", env!("CARGO_PKG_VERSION")),
+        );
         if let Some(ct) = body.content_type() {
             b = b.header(header::CONTENT_TYPE, ct);
         }
@@ -561,11 +603,19 @@ impl Client {
 
     /// `GET /_ping` (unversioned).
     pub async fn ping(&self) -> Result<Ping> {
-        let resp = self.send_raw(Method::GET, "/_ping", RequestBody::Empty).await?;
+        let resp = self
+            .send_raw(Method::GET, "/_ping", RequestBody::Empty)
+            .await?;
         let header = |k: &str| {
-            resp.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned)
+            resp.headers()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
         };
-        let ping = Ping { api_version: header("Api-Version"), os_type: header("Ostype") };
+        let ping = Ping {
+            api_version: header("Api-Version"),
+            os_type: header("Ostype"),
+        };
         if !resp.status().is_success() && ping.api_version.is_none() {
             return Err(daemon_error(resp).await);
         }
@@ -595,7 +645,11 @@ impl Client {
     ) -> Result<T> {
         let resp = self.request(method, path, body).await?;
         let data = resp.into_body().collect().await?.to_bytes();
-        let data: &[u8] = if data.iter().all(u8::is_ascii_whitespace) { b"null" } else { &data };
+        let data: &[u8] = if data.iter().all(u8::is_ascii_whitespace) {
+            b"null"
+        } else {
+            &data
+        };
         serde_json::from_slice(data).map_err(ClientError::Decode)
     }
 
@@ -626,14 +680,24 @@ impl Client {
 
     /// `DELETE path`, decoding the JSON answer (`()` accepts an empty body).
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.json_call(Method::DELETE, path, RequestBody::Empty).await
+        self.json_call(Method::DELETE, path, RequestBody::Empty)
+            .await
     }
 
     /// Sends a request whose answer is read as a stream.
-    pub async fn stream(&self, method: Method, path: &str, body: RequestBody) -> Result<BodyStream> {
+    pub async fn stream(
+        &self,
+        method: Method,
+        path: &str,
+        body: RequestBody,
+    ) -> Result<BodyStream> {
         let resp = self.request(method, path, body).await?;
         let (parts, body) = resp.into_parts();
-        Ok(BodyStream { body, headers: parts.headers, pending: Vec::new() })
+        Ok(BodyStream {
+            body,
+            headers: parts.headers,
+            pending: Vec::new(),
+        })
     }
 
     /// Sends a request asking to take over the connection (`Upgrade: tcp`) and returns the raw
@@ -656,14 +720,19 @@ impl Client {
                 let (r, w) = tokio::io::split(TokioIo::new(upgraded));
                 Ok(Hijacked {
                     multiplexed,
-                    reader: HijackReader { inner: ReaderInner::Upgraded(r) },
+                    reader: HijackReader {
+                        inner: ReaderInner::Upgraded(r),
+                    },
                     writer: HijackWriter { inner: Some(w) },
                 })
             }
             s if s.is_success() => Ok(Hijacked {
                 multiplexed,
                 reader: HijackReader {
-                    inner: ReaderInner::Body { body: resp.into_body(), leftover: Bytes::new() },
+                    inner: ReaderInner::Body {
+                        body: resp.into_body(),
+                        leftover: Bytes::new(),
+                    },
                 },
                 writer: HijackWriter { inner: None },
             }),
@@ -676,8 +745,16 @@ impl Client {
 /// has one and the body text (or the status' reason) otherwise.
 async fn daemon_error(resp: Response<Incoming>) -> ClientError {
     let status = resp.status();
-    let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    ClientError::Daemon { status: status.as_u16(), message: error_message(status, &body) }
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    ClientError::Daemon {
+        status: status.as_u16(),
+        message: error_message(status, &body),
+    }
 }
 
 /// The human message of an error body.
@@ -691,7 +768,10 @@ pub fn error_message(status: StatusCode, body: &[u8]) -> String {
     }
     let text = String::from_utf8_lossy(body).trim().to_owned();
     if text.is_empty() {
-        status.canonical_reason().unwrap_or("unknown error").to_owned()
+        status
+            .canonical_reason()
+            .unwrap_or("unknown error")
+            .to_owned()
     } else {
         text
     }
@@ -713,19 +793,37 @@ mod tests {
     #[test]
     fn only_unix_hosts() {
         assert!(Client::new("unix:///run/x.sock").is_ok());
-        assert!(matches!(Client::new("tcp://1.2.3.4:2375"), Err(ClientError::UnsupportedHost(_))));
-        assert!(matches!(Client::new("unix://"), Err(ClientError::UnsupportedHost(_))));
+        assert!(matches!(
+            Client::new("tcp://1.2.3.4:2375"),
+            Err(ClientError::UnsupportedHost(_))
+        ));
+        assert!(matches!(
+            Client::new("unix://"),
+            Err(ClientError::UnsupportedHost(_))
+        ));
     }
 
     #[test]
     fn error_messages() {
-        assert_eq!(error_message(StatusCode::NOT_FOUND, br#"{"message":"No such container: x"}"#), "No such container: x");
-        assert_eq!(error_message(StatusCode::NOT_FOUND, b"page not found\n"), "page not found");
+        assert_eq!(
+            error_message(
+                StatusCode::NOT_FOUND,
+                br#"{"message":"No such container: x"}"#
+            ),
+            "No such container: x"
+        );
+        assert_eq!(
+            error_message(StatusCode::NOT_FOUND, b"page not found\n"),
+            "page not found"
+        );
         assert_eq!(error_message(StatusCode::CONFLICT, b""), "Conflict");
     }
 
     #[test]
     fn query_encoding() {
-        assert_eq!(query(&[("name", "a b"), ("tag", "x&y")]), "name=a+b&tag=x%26y");
+        assert_eq!(
+            query(&[("name", "a b"), ("tag", "x&y")]),
+            "name=a+b&tag=x%26y"
+        );
     }
 }

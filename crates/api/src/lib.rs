@@ -4,6 +4,9 @@
 //! Transport only: handlers parse a request into a typed call on the engine and render its
 //! result; no HTTP type crosses into the engine.
 
+// `/info` is one large `json!` literal.
+#![recursion_limit = "256"]
+
 pub mod client;
 pub mod models;
 pub mod server;

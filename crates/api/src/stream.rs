@@ -34,7 +34,8 @@ impl FrameDecoder {
             if self.buf.len() < 8 {
                 break;
             }
-            let len = u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
+            let len =
+                u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
             if self.buf.len() < 8 + len {
                 break;
             }
@@ -61,6 +62,9 @@ mod tests {
         for chunk in wire.chunks(3) {
             got.extend(dec.push(chunk));
         }
-        assert_eq!(got, vec![(1, b"hello".to_vec()), (2, vec![]), (2, b"err".to_vec())]);
+        assert_eq!(
+            got,
+            vec![(1, b"hello".to_vec()), (2, vec![]), (2, b"err".to_vec())]
+        );
     }
 }

@@ -69,7 +69,8 @@ impl Default for State {
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 pub fn fmt_time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true)).unwrap_or_else(|| ZERO_TIME.to_owned())
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Nanos, true))
+        .unwrap_or_else(|| ZERO_TIME.to_owned())
 }
 
 impl State {
@@ -126,9 +127,15 @@ impl State {
         let now = Utc::now();
         match self.status {
             Status::Created => "Created".into(),
-            Status::Running => format!("Up {}", human_duration(now - self.started_at.unwrap_or(now))),
+            Status::Running => format!(
+                "Up {}",
+                human_duration(now - self.started_at.unwrap_or(now))
+            ),
             Status::Paused => {
-                format!("Up {} (Paused)", human_duration(now - self.started_at.unwrap_or(now)))
+                format!(
+                    "Up {} (Paused)",
+                    human_duration(now - self.started_at.unwrap_or(now))
+                )
             }
             Status::Restarting => format!(
                 "Restarting ({}) {} ago",
@@ -137,7 +144,11 @@ impl State {
             ),
             Status::Removing => "Removal In Progress".into(),
             Status::Exited => match self.finished_at {
-                Some(t) => format!("Exited ({}) {} ago", self.exit_code, human_duration(now - t)),
+                Some(t) => format!(
+                    "Exited ({}) {} ago",
+                    self.exit_code,
+                    human_duration(now - t)
+                ),
                 None => format!("Exited ({})", self.exit_code),
             },
             Status::Dead => "Dead".into(),

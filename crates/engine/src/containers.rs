@@ -36,7 +36,12 @@ impl IoSession {
         tty: bool,
         on_exit: Box<dyn FnOnce(ExitStatus) + Send>,
     ) -> Self {
-        Self { frames: Some(frames), stdin, tty, on_exit: Some(on_exit) }
+        Self {
+            frames: Some(frames),
+            stdin,
+            tty,
+            on_exit: Some(on_exit),
+        }
     }
 
     /// The next frame; `None` once the stream ended.
@@ -105,9 +110,28 @@ pub struct LogOptions {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "admiring", "brave", "calm", "clever", "dreamy", "eager", "festive", "gentle", "happy",
-    "jolly", "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "serene", "tender",
-    "upbeat", "vibrant", "wizardly", "zealous",
+    "admiring",
+    "brave",
+    "calm",
+    "clever",
+    "dreamy",
+    "eager",
+    "festive",
+    "gentle",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "modest",
+    "nifty",
+    "optimistic",
+    "quirky",
+    "serene",
+    "tender",
+    "upbeat",
+    "vibrant",
+    "wizardly",
+    "zealous",
 ];
 const NAMES: &[&str] = &[
     "babbage", "curie", "darwin", "euler", "fermi", "galileo", "hopper", "kepler", "lovelace",
@@ -126,26 +150,44 @@ fn valid_name(name: &str) -> bool {
 pub fn parse_signal(s: &str) -> Result<i32> {
     let bad = || EngineError::InvalidArgument(format!("Invalid signal: {s}"));
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     let name = s.to_ascii_uppercase();
     let name = name.strip_prefix("SIG").unwrap_or(&name);
     if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.trim_start_matches('+').parse().map_err(|_| bad())? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.trim_start_matches('+').parse().map_err(|_| bad())?
+        };
         return Ok(libc::SIGRTMIN() + off);
     }
     if let Some(rest) = name.strip_prefix("RTMAX") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.trim_start_matches('-').parse().map_err(|_| bad())? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.trim_start_matches('-').parse().map_err(|_| bad())?
+        };
         return Ok(libc::SIGRTMAX() - off);
     }
     let full = format!("SIG{name}");
-    full.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| bad())
+    full.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| bad())
 }
 
 impl Engine {
     /// Finds a container by full id, name (with or without `/`), or unique id prefix.
     pub fn resolve(&self, key: &str) -> Result<Arc<ContainerHandle>> {
-        let map = self.inner.containers.read().unwrap_or_else(|p| p.into_inner());
+        let map = self
+            .inner
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(h) = map.get(key) {
             return Ok(h.clone());
         }
@@ -187,7 +229,10 @@ impl Engine {
     pub fn graph_driver_data(&self, id: &str) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         let dir = self.container_dir(id);
-        m.insert("MergedDir".into(), dir.join("rootfs").to_string_lossy().into_owned());
+        m.insert(
+            "MergedDir".into(),
+            dir.join("rootfs").to_string_lossy().into_owned(),
+        );
         m
     }
 
@@ -199,10 +244,14 @@ impl Engine {
         host_config: HostConfig,
     ) -> Result<(String, Vec<String>)> {
         if config.image.is_empty() {
-            return Err(EngineError::InvalidArgument("config cannot be empty in order to create a container".into()));
+            return Err(EngineError::InvalidArgument(
+                "config cannot be empty in order to create a container".into(),
+            ));
         }
         spec::validate_host_config(&host_config)?;
-        if !host_config.runtime.is_empty() && !self.inner.cfg.runtimes.contains_key(&host_config.runtime) {
+        if !host_config.runtime.is_empty()
+            && !self.inner.cfg.runtimes.contains_key(&host_config.runtime)
+        {
             return Err(EngineError::InvalidArgument(format!(
                 "Unknown runtime specified {}",
                 host_config.runtime
@@ -253,7 +302,11 @@ impl Engine {
             has_been_started: false,
         };
         {
-            let mut map = self.inner.containers.write().unwrap_or_else(|p| p.into_inner());
+            let mut map = self
+                .inner
+                .containers
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             if let Some(other) = map.values().find(|h| lock(&h.rec).name == name) {
                 let other_id = lock(&other.rec).id.clone();
                 return Err(EngineError::Conflict(format!(
@@ -261,7 +314,8 @@ impl Engine {
                 )));
             }
             let dir = self.container_dir(&id);
-            std::fs::create_dir_all(&dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(EngineError::io(format!("create {}", dir.display())))?;
             self.persist(&rec)?;
             map.insert(id.clone(), ContainerHandle::new(rec.clone()));
         }
@@ -270,8 +324,15 @@ impl Engine {
     }
 
     fn name_owner(&self, name: &str) -> Option<String> {
-        let map = self.inner.containers.read().unwrap_or_else(|p| p.into_inner());
-        map.values().map(|h| lock(&h.rec)).find(|r| r.name == name).map(|r| r.id.clone())
+        let map = self
+            .inner
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .map(|h| lock(&h.rec))
+            .find(|r| r.name == name)
+            .map(|r| r.id.clone())
     }
 
     pub(crate) fn emit(&self, rec: &ContainerRecord, action: &str) {
@@ -281,14 +342,28 @@ impl Engine {
         if action == "die" {
             attrs.insert("exitCode".into(), rec.state.exit_code.to_string());
         }
-        self.inner.events.publish("container", action, &rec.id, attrs);
+        self.inner
+            .events
+            .publish("container", action, &rec.id, attrs);
     }
 
     /// Starts a container (304 NotModified if it runs already).
     pub async fn start(&self, key: &str) -> Result<()> {
         let h = self.resolve(key)?;
-        let _op = h.op.lock().await;
-        self.start_locked(&h).await
+        let op = h.op.lock().await;
+        let result = self.start_locked(&h).await;
+        drop(op);
+        if let Err(e) = &result {
+            // As Docker: a container that cannot start and asked for --rm is removed, so a
+            // client waiting for `condition=removed` is answered.
+            let rec = h.record();
+            if rec.host_config.auto_remove && !matches!(e, EngineError::NotModified(_)) {
+                if let Err(e) = self.remove(&rec.id, true).await {
+                    tracing::warn!(id = %rec.id, "auto-remove after a failed start: {e}");
+                }
+            }
+        }
+        result
     }
 
     async fn start_locked(&self, h: &Arc<ContainerHandle>) -> Result<()> {
@@ -321,6 +396,8 @@ impl Engine {
                 Ok(())
             }
             Err(e) => {
+                // Attachers waiting for this start get their streams closed.
+                lock(&h.attach_waiters).clear();
                 self.cleanup_after_exit(&rec.id);
                 let code = start_error_code(&e.to_string());
                 let mut r = lock(&h.rec);
@@ -339,11 +416,13 @@ impl Engine {
         let id = rec.id.clone();
         let dir = self.container_dir(&id);
         let run = self.run_paths(&id);
-        std::fs::create_dir_all(&run.dir).map_err(EngineError::io(format!("create {}", run.dir.display())))?;
+        std::fs::create_dir_all(&run.dir)
+            .map_err(EngineError::io(format!("create {}", run.dir.display())))?;
         let _ = std::fs::remove_file(run.exit_file());
         let rootfs = dir.join("rootfs");
         let image = self.inner.images.get(&rec.image_id)?;
-        std::fs::create_dir_all(&rootfs).map_err(EngineError::io(format!("create {}", rootfs.display())))?;
+        std::fs::create_dir_all(&rootfs)
+            .map_err(EngineError::io(format!("create {}", rootfs.display())))?;
         self.mount_rootfs(&id, &image, &rootfs)?;
 
         let hc = &rec.host_config;
@@ -353,7 +432,10 @@ impl Engine {
         };
         // Files the container sees at /etc/{hostname,hosts,resolv.conf}.
         let hostname = if hc.network_mode() == "host" {
-            rustix::system::uname().nodename().to_string_lossy().into_owned()
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
         } else if rec.config.hostname.is_empty() {
             rec.short_id().to_owned()
         } else {
@@ -381,7 +463,11 @@ impl Engine {
         crate::fsutil::write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
         crate::fsutil::write_atomic(&dir.join("resolv.conf"), resolv.as_bytes())?;
 
-        let cgroups_path = format!("{}/{}", self.inner.cfg.cgroup_parent.trim_end_matches('/'), id);
+        let cgroups_path = format!(
+            "{}/{}",
+            self.inner.cfg.cgroup_parent.trim_end_matches('/'),
+            id
+        );
         let prepared = spec::Prepared {
             rootfs: &rootfs,
             netns: netns.as_deref(),
@@ -390,18 +476,26 @@ impl Engine {
             cgroups_path: cgroups_path.clone(),
         };
         let cspec = spec::container_spec(&id, &rec.config, hc, &prepared)?;
-        let oci = berth_runtime::spec::build_spec(&cspec).map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
-        let oci_json = serde_json::to_vec_pretty(&oci).map_err(|e| EngineError::Runtime(e.to_string()))?;
+        let oci = berth_runtime::spec::build_spec(&cspec)
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        let oci_json =
+            serde_json::to_vec_pretty(&oci).map_err(|e| EngineError::Runtime(e.to_string()))?;
         crate::fsutil::write_atomic(&dir.join("config.json"), &oci_json)?;
 
-        let runtime_name = if hc.runtime.is_empty() { &self.inner.cfg.default_runtime } else { &hc.runtime };
+        let runtime_name = if hc.runtime.is_empty() {
+            &self.inner.cfg.default_runtime
+        } else {
+            &hc.runtime
+        };
         let runtime = self
             .inner
             .cfg
             .runtimes
             .get(runtime_name)
             .cloned()
-            .ok_or_else(|| EngineError::InvalidArgument(format!("Unknown runtime specified {runtime_name}")))?;
+            .ok_or_else(|| {
+                EngineError::InvalidArgument(format!("Unknown runtime specified {runtime_name}"))
+            })?;
         let runtime_root = self.inner.cfg.exec_root.join("runtime").join(runtime_name);
         let (log_path, max_size, max_file) = self.log_settings(rec);
         let shim_cfg = ShimConfig {
@@ -419,7 +513,13 @@ impl Engine {
             open_stdin: rec.config.open_stdin,
             stdin_once: rec.config.stdin_once,
         };
-        let pid = shim_client::spawn(&self.inner.cfg.shim_binary, &shim_cfg, &run.shim_config(), &run.shim_log()).await?;
+        let pid = shim_client::spawn(
+            &self.inner.cfg.shim_binary,
+            &shim_cfg,
+            &run.shim_config(),
+            &run.shim_log(),
+        )
+        .await?;
 
         // Attachers that were waiting for this start connect now, before the process runs.
         let waiters: Vec<AttachWaiter> = std::mem::take(&mut *lock(&h.attach_waiters));
@@ -431,7 +531,13 @@ impl Engine {
         }
         // The exit monitor connects before the start, so no exit can slip by.
         let mut monitor = ShimConn::connect(&run.socket()).await?;
-        monitor.request(&Request::Attach { stdin: false, stdout: false, stderr: false }).await?;
+        monitor
+            .request(&Request::Attach {
+                stdin: false,
+                stdout: false,
+                stderr: false,
+            })
+            .await?;
         shim_client::call(&run.socket(), &Request::Start)
             .await
             .map_err(|e| match e {
@@ -449,8 +555,14 @@ impl Engine {
         }
         let mut opts = self.inner.cfg.log_opts.clone();
         opts.extend(lc.config.clone());
-        let max_size = opts.get("max-size").and_then(|s| parse_size(s)).unwrap_or(0);
-        let max_file = opts.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(1);
+        let max_size = opts
+            .get("max-size")
+            .and_then(|s| parse_size(s))
+            .unwrap_or(0);
+        let max_file = opts
+            .get("max-file")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
         let (log, ..) = self.container_paths(&rec.id);
         (Some(log), max_size, max_file)
     }
@@ -488,18 +600,25 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        ExitStatus { exit_code: 255, oom_killed: false, finished_at: String::new() }
+        ExitStatus {
+            exit_code: 255,
+            oom_killed: false,
+            finished_at: String::new(),
+        }
     }
 
     /// Records an exit, then applies the restart policy or auto-remove.
     async fn on_exit(&self, h: Arc<ContainerHandle>, status: ExitStatus) {
-        let at = chrono::DateTime::parse_from_rfc3339(&status.finished_at).ok().map(|t| t.with_timezone(&Utc));
+        let at = chrono::DateTime::parse_from_rfc3339(&status.finished_at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc));
         let rec = {
             let mut r = lock(&h.rec);
             if !r.state.is_running() {
                 return;
             }
-            r.state.set_exited(status.exit_code as i64, status.oom_killed, at);
+            r.state
+                .set_exited(status.exit_code as i64, status.oom_killed, at);
             r.clone()
         };
         self.cleanup_after_exit(&rec.id);
@@ -518,7 +637,18 @@ impl Engine {
     }
 
     /// Restart policy (with Docker's backoff) or auto-remove, after an exit.
-    async fn after_exit(&self, h: Arc<ContainerHandle>) {
+    ///
+    /// Boxed with an explicit `Send` type: a failed restart schedules this again, and the
+    /// recursion would otherwise leave the future's `Send`-ness uninferable.
+    fn after_exit(
+        &self,
+        h: Arc<ContainerHandle>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let engine = self.clone();
+        Box::pin(async move { engine.after_exit_inner(h).await })
+    }
+
+    async fn after_exit_inner(&self, h: Arc<ContainerHandle>) {
         let rec = h.record();
         if let Some(delay) = restart_delay(&rec) {
             {
@@ -531,7 +661,9 @@ impl Engine {
             let _op = h.op.lock().await;
             let current = h.record();
             // A stop, remove or manual start during the delay wins.
-            if current.state.status != Status::Restarting || h.watch.borrow().starts != starts_before {
+            if current.state.status != Status::Restarting
+                || h.watch.borrow().starts != starts_before
+            {
                 return;
             }
             {
@@ -543,7 +675,7 @@ impl Engine {
                 let engine = self.clone();
                 let h2 = h.clone();
                 // A failed restart counts as an exit for the policy.
-                tokio::spawn(async move { Box::pin(engine.after_exit(h2)).await });
+                tokio::spawn(engine.after_exit(h2));
             } else {
                 self.emit(&h.record(), "restart");
             }
@@ -574,7 +706,12 @@ impl Engine {
         self.stop_locked(&h, timeout, signal).await
     }
 
-    async fn stop_locked(&self, h: &Arc<ContainerHandle>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+    async fn stop_locked(
+        &self,
+        h: &Arc<ContainerHandle>,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let rec = h.record();
         if rec.state.status == Status::Restarting {
             let mut r = lock(&h.rec);
@@ -592,7 +729,11 @@ impl Engine {
             let mut r = lock(&h.rec);
             r.state.manually_stopped = true;
         }
-        let sig = parse_signal(signal.or(rec.config.stop_signal.as_deref()).unwrap_or("SIGTERM"))?;
+        let sig = parse_signal(
+            signal
+                .or(rec.config.stop_signal.as_deref())
+                .unwrap_or("SIGTERM"),
+        )?;
         let timeout = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         let mut rx = h.watch.subscribe();
         let exits = rx.borrow().exits;
@@ -600,7 +741,14 @@ impl Engine {
         if rec.state.status == Status::Paused {
             let _ = shim_client::call(&socket, &Request::Resume).await;
         }
-        let _ = shim_client::call(&socket, &Request::Kill { signal: sig, all: false }).await;
+        let _ = shim_client::call(
+            &socket,
+            &Request::Kill {
+                signal: sig,
+                all: false,
+            },
+        )
+        .await;
         let exited = |w: &Watch| w.exits > exits || !w.running;
         let waited = if timeout < 0 {
             rx.wait_for(exited).await.is_ok()
@@ -610,10 +758,30 @@ impl Engine {
                 .is_ok()
         };
         if !waited {
-            let _ = shim_client::call(&socket, &Request::Kill { signal: libc::SIGKILL, all: true }).await;
-            let _ = shim_client::call(&socket, &Request::Kill { signal: libc::SIGKILL, all: false }).await;
-            if tokio::time::timeout(Duration::from_secs(30), rx.wait_for(exited)).await.is_err() {
-                return Err(EngineError::Runtime(format!("container {} did not exit after SIGKILL", rec.id)));
+            let _ = shim_client::call(
+                &socket,
+                &Request::Kill {
+                    signal: libc::SIGKILL,
+                    all: true,
+                },
+            )
+            .await;
+            let _ = shim_client::call(
+                &socket,
+                &Request::Kill {
+                    signal: libc::SIGKILL,
+                    all: false,
+                },
+            )
+            .await;
+            if tokio::time::timeout(Duration::from_secs(30), rx.wait_for(exited))
+                .await
+                .is_err()
+            {
+                return Err(EngineError::Runtime(format!(
+                    "container {} did not exit after SIGKILL",
+                    rec.id
+                )));
             }
         }
         self.persist(&h.record())?;
@@ -627,28 +795,56 @@ impl Engine {
         let rec = h.record();
         let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
         if !rec.state.is_running() {
-            return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
         }
         let socket = self.run_paths(&rec.id).socket();
         if sig == libc::SIGKILL {
             let mut rx = h.watch.subscribe();
             let exits = rx.borrow().exits;
-            shim_client::call(&socket, &Request::Kill { signal: sig, all: false }).await?;
+            shim_client::call(
+                &socket,
+                &Request::Kill {
+                    signal: sig,
+                    all: false,
+                },
+            )
+            .await?;
             // docker kill returns once a SIGKILLed container is gone.
-            let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|w| w.exits > exits || !w.running)).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                rx.wait_for(|w| w.exits > exits || !w.running),
+            )
+            .await;
         } else {
-            shim_client::call(&socket, &Request::Kill { signal: sig, all: false }).await?;
+            shim_client::call(
+                &socket,
+                &Request::Kill {
+                    signal: sig,
+                    all: false,
+                },
+            )
+            .await?;
         }
         let mut attrs = BTreeMap::new();
         attrs.insert("signal".into(), sig.to_string());
         attrs.insert("name".into(), rec.name.clone());
         attrs.insert("image".into(), rec.config.image.clone());
-        self.inner.events.publish("container", "kill", &rec.id, attrs);
+        self.inner
+            .events
+            .publish("container", "kill", &rec.id, attrs);
         Ok(())
     }
 
     /// Stops (if running) and starts again.
-    pub async fn restart(&self, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+    pub async fn restart(
+        &self,
+        key: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let h = self.resolve(key)?;
         let _op = h.op.lock().await;
         match self.stop_locked(&h, timeout, signal).await {
@@ -667,11 +863,19 @@ impl Engine {
         let mut rx = h.watch.subscribe();
         let start = rx.borrow().clone();
         let res = match condition {
-            "" | "not-running" => rx.wait_for(|w| !w.running || w.removed).await.map(|w| w.exit_code),
-            "next-exit" => rx.wait_for(|w| w.exits > start.exits || w.removed).await.map(|w| w.exit_code),
+            "" | "not-running" => rx
+                .wait_for(|w| !w.running || w.removed)
+                .await
+                .map(|w| w.exit_code),
+            "next-exit" => rx
+                .wait_for(|w| w.exits > start.exits || w.removed)
+                .await
+                .map(|w| w.exit_code),
             "removed" => rx.wait_for(|w| w.removed).await.map(|w| w.exit_code),
             other => {
-                return Err(EngineError::InvalidArgument(format!("invalid condition: \"{other}\"")));
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid condition: \"{other}\""
+                )));
             }
         };
         // The sender lives in the handle; when the handle is dropped the container is gone.
@@ -685,7 +889,11 @@ impl Engine {
         let rec = h.record();
         if rec.state.is_running() {
             if !force {
-                let verb = if rec.state.status == Status::Paused { "paused" } else { "running" };
+                let verb = if rec.state.status == Status::Paused {
+                    "paused"
+                } else {
+                    "running"
+                };
                 return Err(EngineError::Conflict(format!(
                     "You cannot remove a {verb} container {}. Stop the container before attempting removal or force remove",
                     rec.id
@@ -700,10 +908,30 @@ impl Engine {
             if rec.state.status == Status::Paused {
                 let _ = shim_client::call(&socket, &Request::Resume).await;
             }
-            let _ = shim_client::call(&socket, &Request::Kill { signal: libc::SIGKILL, all: true }).await;
-            let _ = shim_client::call(&socket, &Request::Kill { signal: libc::SIGKILL, all: false }).await;
-            if tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|w| !w.running)).await.is_err() {
-                return Err(EngineError::Runtime(format!("could not kill running container {}", rec.id)));
+            let _ = shim_client::call(
+                &socket,
+                &Request::Kill {
+                    signal: libc::SIGKILL,
+                    all: true,
+                },
+            )
+            .await;
+            let _ = shim_client::call(
+                &socket,
+                &Request::Kill {
+                    signal: libc::SIGKILL,
+                    all: false,
+                },
+            )
+            .await;
+            if tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|w| !w.running))
+                .await
+                .is_err()
+            {
+                return Err(EngineError::Runtime(format!(
+                    "could not kill running container {}",
+                    rec.id
+                )));
             }
         }
         {
@@ -720,8 +948,16 @@ impl Engine {
         }
         let _ = std::fs::remove_dir_all(self.run_paths(&rec.id).dir);
         self.inner.db.delete(crate::db::CONTAINERS, &rec.id)?;
-        self.inner.containers.write().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
-        self.inner.execs.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, e| e.container_id != rec.id);
+        self.inner
+            .containers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&rec.id);
+        self.inner
+            .execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, e| e.container_id != rec.id);
         h.watch.send_modify(|w| w.removed = true);
         self.emit(&rec, "destroy");
         Ok(())
@@ -732,20 +968,37 @@ impl Engine {
         for key in opts.filters.keys() {
             if !matches!(
                 key.as_str(),
-                "id" | "name" | "status" | "label" | "ancestor" | "exited" | "before" | "since" | "network" | "health" | "volume" | "is-task" | "publish" | "expose"
+                "id" | "name"
+                    | "status"
+                    | "label"
+                    | "ancestor"
+                    | "exited"
+                    | "before"
+                    | "since"
+                    | "network"
+                    | "health"
+                    | "volume"
+                    | "is-task"
+                    | "publish"
+                    | "expose"
             ) {
-                return Err(EngineError::InvalidArgument(format!("invalid filter '{key}'")));
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid filter '{key}'"
+                )));
             }
         }
         for s in opts.filters.get("status").into_iter().flatten() {
-            if !matches!(s.as_str(), "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead") {
+            if !matches!(
+                s.as_str(),
+                "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
+            ) {
                 return Err(EngineError::InvalidArgument(format!(
                     "invalid filter 'status={s}'"
                 )));
             }
         }
         let mut recs: Vec<ContainerRecord> = self.handles().iter().map(|h| h.record()).collect();
-        recs.sort_by(|a, b| b.created.cmp(&a.created));
+        recs.sort_by_key(|r| std::cmp::Reverse(r.created));
         let before = self.filter_anchor(opts, "before")?;
         let since = self.filter_anchor(opts, "since")?;
         let all = opts.all
@@ -778,7 +1031,11 @@ impl Engine {
         Ok(out)
     }
 
-    fn filter_anchor(&self, opts: &ListOptions, key: &str) -> Result<Option<chrono::DateTime<Utc>>> {
+    fn filter_anchor(
+        &self,
+        opts: &ListOptions,
+        key: &str,
+    ) -> Result<Option<chrono::DateTime<Utc>>> {
         match opts.filters.get(key).and_then(|v| v.first()) {
             Some(k) => Ok(Some(self.resolve(k)?.record().created)),
             None => Ok(None),
@@ -786,13 +1043,18 @@ impl Engine {
     }
 
     fn matches_filters(&self, r: &ContainerRecord, filters: &HashMap<String, Vec<String>>) -> bool {
-        let any = |key: &str, f: &dyn Fn(&str) -> bool| filters.get(key).is_none_or(|vals| vals.iter().any(|v| f(v)));
+        let any = |key: &str, f: &dyn Fn(&str) -> bool| {
+            filters
+                .get(key)
+                .is_none_or(|vals| vals.iter().any(|v| f(v)))
+        };
         let labels = r.config.labels.clone().unwrap_or_default();
         any("id", &|v| r.id.starts_with(v))
             && any("name", &|v| r.name.contains(v.trim_start_matches('/')))
             && any("status", &|v| r.state.status.as_str() == v)
             && any("exited", &|v| {
-                r.state.status == Status::Exited && v.parse::<i64>().is_ok_and(|c| c == r.state.exit_code)
+                r.state.status == Status::Exited
+                    && v.parse::<i64>().is_ok_and(|c| c == r.state.exit_code)
             })
             && filters.get("label").is_none_or(|vals| {
                 vals.iter().all(|v| match v.split_once('=') {
@@ -805,7 +1067,10 @@ impl Engine {
     }
 
     fn ancestor_matches(&self, r: &ContainerRecord, v: &str) -> bool {
-        if r.config.image == v || r.image_id == v || r.image_id.trim_start_matches("sha256:").starts_with(v) {
+        if r.config.image == v
+            || r.image_id == v
+            || r.image_id.trim_start_matches("sha256:").starts_with(v)
+        {
             return true;
         }
         match self.inner.images.resolve(v) {
@@ -825,9 +1090,15 @@ impl Engine {
         }
         let old = lock(&h.rec).name.clone();
         if old == new_name {
-            return Err(EngineError::InvalidArgument("Renaming a container with the same name as its current name".into()));
+            return Err(EngineError::InvalidArgument(
+                "Renaming a container with the same name as its current name".into(),
+            ));
         }
-        let map = self.inner.containers.write().unwrap_or_else(|p| p.into_inner());
+        let map = self
+            .inner
+            .containers
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(other) = map.values().find(|o| lock(&o.rec).name == new_name) {
             let other_id = lock(&other.rec).id.clone();
             return Err(EngineError::Conflict(format!(
@@ -844,7 +1115,9 @@ impl Engine {
         let mut attrs = BTreeMap::new();
         attrs.insert("oldName".into(), format!("/{old}"));
         attrs.insert("name".into(), new_name.to_owned());
-        self.inner.events.publish("container", "rename", &snap.id, attrs);
+        self.inner
+            .events
+            .publish("container", "rename", &snap.id, attrs);
         Ok(())
     }
 
@@ -855,11 +1128,23 @@ impl Engine {
         let rec = h.record();
         let mut probe = rec.state.clone();
         probe.set_paused(paused).map_err(|e| match e {
-            EngineError::Conflict(m) => EngineError::Conflict(format!("Container {} {}", rec.id, m.trim_start_matches("container "))),
+            EngineError::Conflict(m) => EngineError::Conflict(format!(
+                "Container {} {}",
+                rec.id,
+                m.trim_start_matches("container ")
+            )),
             other => other,
         })?;
         let socket = self.run_paths(&rec.id).socket();
-        shim_client::call(&socket, if paused { &Request::Pause } else { &Request::Resume }).await?;
+        shim_client::call(
+            &socket,
+            if paused {
+                &Request::Pause
+            } else {
+                &Request::Resume
+            },
+        )
+        .await?;
         let snap = {
             let mut r = lock(&h.rec);
             r.state.set_paused(paused)?;
@@ -875,10 +1160,21 @@ impl Engine {
         let h = self.resolve(key)?;
         let rec = h.record();
         if !rec.state.is_running() {
-            return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
         }
         let socket = self.run_paths(&rec.id).socket();
-        shim_client::call(&socket, &Request::Resize { height, width, exec_id: None }).await?;
+        shim_client::call(
+            &socket,
+            &Request::Resize {
+                height,
+                width,
+                exec_id: None,
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -887,10 +1183,17 @@ impl Engine {
         let h = self.resolve(key)?;
         let rec = h.record();
         if !rec.state.is_running() {
-            return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
         }
         let pids = self.container_pids(&rec.id);
-        let args: Vec<&str> = if ps_args.is_empty() { vec!["-ef"] } else { ps_args.split_whitespace().collect() };
+        let args: Vec<&str> = if ps_args.is_empty() {
+            vec!["-ef"]
+        } else {
+            ps_args.split_whitespace().collect()
+        };
         let out = tokio::process::Command::new("ps")
             .args(&args)
             .output()
@@ -908,7 +1211,12 @@ impl Engine {
     /// Pids in the container's cgroup (v1 or v2).
     pub fn container_pids(&self, id: &str) -> Vec<i32> {
         let rel = format!("{}/{}", self.inner.cfg.cgroup_parent.trim_matches('/'), id);
-        for base in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        for base in [
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup",
+        ] {
             if let Ok(s) = std::fs::read_to_string(format!("{base}/{rel}/cgroup.procs")) {
                 return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
             }
@@ -921,7 +1229,11 @@ impl Engine {
     pub async fn attach(&self, key: &str, opts: AttachOptions) -> Result<IoSession> {
         let h = self.resolve(key)?;
         let rec = h.record();
-        let req = Request::Attach { stdin: opts.stdin, stdout: opts.stdout, stderr: opts.stderr };
+        let req = Request::Attach {
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+        };
         let (conn, ack) = if rec.state.is_running() {
             let mut conn = ShimConn::connect(&self.run_paths(&rec.id).socket()).await?;
             conn.request(&req).await?;
@@ -930,7 +1242,10 @@ impl Engine {
             let (tx, rx) = oneshot::channel();
             lock(&h.attach_waiters).push(tx);
             let Ok((socket, ack)) = rx.await else {
-                return Err(EngineError::Conflict(format!("container {} was removed", rec.id)));
+                return Err(EngineError::Conflict(format!(
+                    "container {} was removed",
+                    rec.id
+                )));
             };
             let mut conn = ShimConn::connect(&socket).await?;
             conn.request(&req).await?;
@@ -960,7 +1275,14 @@ impl Engine {
             let run = self.run_paths(&rec.id);
             let alive = match ShimConn::connect(&run.socket()).await {
                 Ok(mut conn) => {
-                    match conn.request(&Request::Attach { stdin: false, stdout: false, stderr: false }).await {
+                    match conn
+                        .request(&Request::Attach {
+                            stdin: false,
+                            stdout: false,
+                            stderr: false,
+                        })
+                        .await
+                    {
                         Ok(resp) if resp.running => {
                             self.spawn_monitor(h.clone(), conn);
                             true
@@ -989,7 +1311,8 @@ impl Engine {
             let wanted = rec.has_been_started
                 && !rec.state.is_running()
                 && rec.state.status != Status::Restarting
-                && (policy == "always" || (policy == "unless-stopped" && !rec.state.manually_stopped));
+                && (policy == "always"
+                    || (policy == "unless-stopped" && !rec.state.manually_stopped));
             if wanted {
                 let engine = self.clone();
                 tokio::spawn(async move {
@@ -1059,23 +1382,29 @@ pub(crate) fn parse_size(s: &str) -> Option<u64> {
 /// Keeps the rows of `ps` output whose PID column is one of `pids`.
 fn parse_ps(out: &str, pids: &[i32]) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     let mut lines = out.lines();
-    let header = lines.next().ok_or_else(|| EngineError::Runtime("ps printed nothing".into()))?;
+    let header = lines
+        .next()
+        .ok_or_else(|| EngineError::Runtime("ps printed nothing".into()))?;
     let titles: Vec<String> = header.split_whitespace().map(String::from).collect();
-    let pid_col = titles
-        .iter()
-        .position(|t| t == "PID")
-        .ok_or_else(|| EngineError::InvalidArgument("Couldn't find PID field in ps output".into()))?;
+    let pid_col = titles.iter().position(|t| t == "PID").ok_or_else(|| {
+        EngineError::InvalidArgument("Couldn't find PID field in ps output".into())
+    })?;
     let mut rows = Vec::new();
     for line in lines {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.len() < titles.len() {
             continue;
         }
-        let Ok(pid) = fields[pid_col].parse::<i32>() else { continue };
+        let Ok(pid) = fields[pid_col].parse::<i32>() else {
+            continue;
+        };
         if !pids.contains(&pid) {
             continue;
         }
-        let mut row: Vec<String> = fields[..titles.len() - 1].iter().map(|s| s.to_string()).collect();
+        let mut row: Vec<String> = fields[..titles.len() - 1]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         row.push(fields[titles.len() - 1..].join(" "));
         rows.push(row);
     }
@@ -1135,7 +1464,19 @@ mod tests {
         let out = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init\nroot 42 1 0 10:00 ? 00:00:00 sleep 100\n";
         let (titles, rows) = parse_ps(out, &[42]).unwrap();
         assert_eq!(titles.len(), 8);
-        assert_eq!(rows, vec![vec!["root", "42", "1", "0", "10:00", "?", "00:00:00", "sleep 100"]]);
+        assert_eq!(
+            rows,
+            vec![vec![
+                "root",
+                "42",
+                "1",
+                "0",
+                "10:00",
+                "?",
+                "00:00:00",
+                "sleep 100"
+            ]]
+        );
     }
 
     #[test]

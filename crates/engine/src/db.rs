@@ -49,9 +49,9 @@ impl Db {
                 )));
             }
             while version < SCHEMA_VERSION {
-                let step = MIGRATIONS
-                    .get((version - 1) as usize)
-                    .ok_or_else(|| EngineError::Db(format!("no migration from schema {version}")))?;
+                let step = MIGRATIONS.get((version - 1) as usize).ok_or_else(|| {
+                    EngineError::Db(format!("no migration from schema {version}"))
+                })?;
                 step(&txn)?;
                 version += 1;
                 meta.insert("schema_version", version)?;
@@ -59,7 +59,9 @@ impl Db {
             txn.open_table(CONTAINERS)?;
         }
         txn.commit()?;
-        Ok(Self { inner: Arc::new(db) })
+        Ok(Self {
+            inner: Arc::new(db),
+        })
     }
 
     /// The underlying database, shared with the image store.
@@ -75,7 +77,12 @@ impl Db {
     }
 
     /// Writes one JSON record (one transaction: atomic and durable).
-    pub fn put<T: Serialize>(&self, table: TableDefinition<&str, &[u8]>, key: &str, value: &T) -> Result<()> {
+    pub fn put<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
         let data = serde_json::to_vec(value).map_err(|e| EngineError::Db(e.to_string()))?;
         let txn = self.inner.begin_write()?;
         txn.open_table(table)?.insert(key, data.as_slice())?;
@@ -117,7 +124,8 @@ mod tests {
         let path = dir.path().join("berth.redb");
         let db = Db::open(&path).unwrap();
         assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
-        db.put(CONTAINERS, "a", &serde_json::json!({"x": 1})).unwrap();
+        db.put(CONTAINERS, "a", &serde_json::json!({"x": 1}))
+            .unwrap();
         drop(db);
         let db = Db::open(&path).unwrap();
         let all: Vec<serde_json::Value> = db.all(CONTAINERS).unwrap();
@@ -133,7 +141,10 @@ mod tests {
         {
             let db = Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
-            txn.open_table(META).unwrap().insert("schema_version", SCHEMA_VERSION + 1).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", SCHEMA_VERSION + 1)
+                .unwrap();
             txn.commit().unwrap();
         }
         let err = Db::open(&path).err().expect("must refuse");

@@ -39,7 +39,10 @@ pub enum EngineError {
     #[error(transparent)]
     Image(#[from] berth_image::ImageError),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("state database: {0}")]
     Db(String),
     #[error("{0}")]
@@ -52,7 +55,9 @@ impl EngineError {
     /// The error's class.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::NoSuchContainer(_) | Self::NoSuchExec(_) | Self::NoSuchNetwork(_) => ErrorKind::NotFound,
+            Self::NoSuchContainer(_) | Self::NoSuchExec(_) | Self::NoSuchNetwork(_) => {
+                ErrorKind::NotFound
+            }
             Self::Conflict(_) => ErrorKind::Conflict,
             Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Self::NotModified(_) => ErrorKind::NotModified,
@@ -79,7 +84,10 @@ impl EngineError {
     }
 
     pub(crate) fn io(context: impl fmt::Display) -> impl FnOnce(std::io::Error) -> Self {
-        move |source| Self::Io { context: context.to_string(), source }
+        move |source| Self::Io {
+            context: context.to_string(),
+            source,
+        }
     }
 }
 

@@ -43,19 +43,30 @@ pub struct EventBus {
 
 impl Default for EventBus {
     fn default() -> Self {
-        Self { tx: broadcast::channel(1024).0 }
+        Self {
+            tx: broadcast::channel(1024).0,
+        }
     }
 }
 
 impl EventBus {
-    pub fn publish(&self, kind: &str, action: &str, id: &str, attributes: BTreeMap<String, String>) {
+    pub fn publish(
+        &self,
+        kind: &str,
+        action: &str,
+        id: &str,
+        attributes: BTreeMap<String, String>,
+    ) {
         let now = chrono::Utc::now();
         let nanos = now.timestamp_nanos_opt().unwrap_or(0);
         let from = attributes.get("image").cloned();
         let event = Event {
             kind: kind.into(),
             action: action.into(),
-            actor: Actor { id: id.into(), attributes },
+            actor: Actor {
+                id: id.into(),
+                attributes,
+            },
             scope: "local".into(),
             time: now.timestamp(),
             time_nano: nanos,

@@ -48,31 +48,52 @@ impl Engine {
         let h = self.resolve(key)?;
         let rec = h.record();
         if rec.state.status == crate::Status::Paused {
-            return Err(EngineError::Conflict(format!("Container {} is paused, unpause the container before exec", rec.id)));
+            return Err(EngineError::Conflict(format!(
+                "Container {} is paused, unpause the container before exec",
+                rec.id
+            )));
         }
         if !rec.state.is_running() {
-            return Err(EngineError::Conflict(format!("Container {} is not running", rec.id)));
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
         }
         if config.cmd.is_empty() {
-            return Err(EngineError::InvalidArgument("No exec command specified".into()));
+            return Err(EngineError::InvalidArgument(
+                "No exec command specified".into(),
+            ));
         }
         let id = {
             let mut bytes = [0u8; 32];
             rand::rng().fill(&mut bytes);
             hex::encode(bytes)
         };
-        let info = ExecInfo { id: id.clone(), container_id: rec.id.clone(), config, ..ExecInfo::default() };
-        let inst = Arc::new(ExecInstance { container_id: rec.id.clone(), info: Mutex::new(info) });
+        let info = ExecInfo {
+            id: id.clone(),
+            container_id: rec.id.clone(),
+            config,
+            ..ExecInfo::default()
+        };
+        let inst = Arc::new(ExecInstance {
+            container_id: rec.id.clone(),
+            info: Mutex::new(info),
+        });
         lock(&self.inner.execs).insert(id.clone(), inst);
         let mut attrs = std::collections::BTreeMap::new();
         attrs.insert("execID".into(), id.clone());
         attrs.insert("name".into(), rec.name.clone());
-        self.inner.events.publish("container", "exec_create", &rec.id, attrs);
+        self.inner
+            .events
+            .publish("container", "exec_create", &rec.id, attrs);
         Ok(id)
     }
 
     fn exec_instance(&self, id: &str) -> Result<Arc<ExecInstance>> {
-        lock(&self.inner.execs).get(id).cloned().ok_or_else(|| EngineError::NoSuchExec(id.to_owned()))
+        lock(&self.inner.execs)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::NoSuchExec(id.to_owned()))
     }
 
     pub fn exec_inspect(&self, id: &str) -> Result<ExecInfo> {
@@ -86,7 +107,9 @@ impl Engine {
         let info = {
             let mut i = lock(&inst.info);
             if i.running || i.exit_code.is_some() {
-                return Err(EngineError::Conflict(format!("Error: Exec command {id} has already run")));
+                return Err(EngineError::Conflict(format!(
+                    "Error: Exec command {id} has already run"
+                )));
             }
             i.running = true;
             i.clone()
@@ -99,10 +122,15 @@ impl Engine {
         let h = self.resolve(&info.container_id).map_err(fail)?;
         let rec = h.record();
         if !rec.state.is_running() {
-            return Err(fail(EngineError::Conflict(format!("Container {} is not running", rec.id))));
+            return Err(fail(EngineError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            ))));
         }
         let process = self.exec_process(&rec, &info.config).map_err(fail)?;
-        let mut conn = ShimConn::connect(&self.run_paths(&rec.id).socket()).await.map_err(fail)?;
+        let mut conn = ShimConn::connect(&self.run_paths(&rec.id).socket())
+            .await
+            .map_err(fail)?;
         let resp = conn
             .request(&Request::Exec {
                 exec_id: id.to_owned(),
@@ -117,7 +145,9 @@ impl Engine {
             i.running = false;
             i.exit_code = Some(126);
             drop(i);
-            return Err(EngineError::Runtime(crate::shim_client::runtime_message(&err)));
+            return Err(EngineError::Runtime(crate::shim_client::runtime_message(
+                &err,
+            )));
         }
         lock(&inst.info).pid = resp.pid.unwrap_or(0) as i64;
         let (frames, write) = conn.into_stream();
@@ -137,7 +167,10 @@ impl Engine {
                 let mut attrs = std::collections::BTreeMap::new();
                 attrs.insert("execID".into(), exec_id);
                 attrs.insert("exitCode".into(), status.exit_code.to_string());
-                engine.inner.events.publish("container", "exec_die", &container_id, attrs);
+                engine
+                    .inner
+                    .events
+                    .publish("container", "exec_die", &container_id, attrs);
             }),
         ))
     }
@@ -146,18 +179,34 @@ impl Engine {
     pub async fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
         let inst = self.exec_instance(id)?;
         let socket = self.run_paths(&inst.container_id).socket();
-        crate::shim_client::call(&socket, &Request::Resize { height, width, exec_id: Some(id.to_owned()) }).await?;
+        crate::shim_client::call(
+            &socket,
+            &Request::Resize {
+                height,
+                width,
+                exec_id: Some(id.to_owned()),
+            },
+        )
+        .await?;
         Ok(())
     }
 
     /// The OCI process for an exec: the container's process settings (capabilities, rlimits,
     /// no-new-privileges) with the exec's command, env, user, cwd and tty.
-    fn exec_process(&self, rec: &crate::ContainerRecord, cfg: &ExecConfig) -> Result<oci_spec::runtime::Process> {
+    fn exec_process(
+        &self,
+        rec: &crate::ContainerRecord,
+        cfg: &ExecConfig,
+    ) -> Result<oci_spec::runtime::Process> {
         let bundle = self.container_dir(&rec.id).join("config.json");
-        let data = std::fs::read(&bundle).map_err(EngineError::io(format!("read {}", bundle.display())))?;
-        let spec: oci_spec::runtime::Spec =
-            serde_json::from_slice(&data).map_err(|e| EngineError::Runtime(format!("bundle spec: {e}")))?;
-        let mut process = spec.process().clone().ok_or_else(|| EngineError::Runtime("bundle has no process".into()))?;
+        let data = std::fs::read(&bundle)
+            .map_err(EngineError::io(format!("read {}", bundle.display())))?;
+        let spec: oci_spec::runtime::Spec = serde_json::from_slice(&data)
+            .map_err(|e| EngineError::Runtime(format!("bundle spec: {e}")))?;
+        let mut process = spec
+            .process()
+            .clone()
+            .ok_or_else(|| EngineError::Runtime("bundle has no process".into()))?;
         let mut env = rec.config.env.clone().unwrap_or_default();
         for e in &cfg.env {
             let key = e.split('=').next().unwrap_or("");
@@ -183,11 +232,11 @@ impl Engine {
         }
         if cfg.privileged {
             let caps = berth_runtime::defaults::privileged_capabilities();
-            if let Some(c) = process.capabilities_mut() {
-                c.set_bounding(Some(caps.clone()));
-                c.set_effective(Some(caps.clone()));
-                c.set_permitted(Some(caps));
-            }
+            let mut c = process.capabilities().clone().unwrap_or_default();
+            c.set_bounding(Some(caps.clone()));
+            c.set_effective(Some(caps.clone()));
+            c.set_permitted(Some(caps));
+            process.set_capabilities(Some(c));
         }
         Ok(process)
     }

@@ -59,7 +59,9 @@ pub fn apply_changes(config: &mut Config, changes: &[String]) -> Result<()> {
         if change.is_empty() {
             continue;
         }
-        let (instr, rest) = change.split_once(char::is_whitespace).unwrap_or((change, ""));
+        let (instr, rest) = change
+            .split_once(char::is_whitespace)
+            .unwrap_or((change, ""));
         let rest = rest.trim();
         let list = || -> Vec<String> {
             if rest.starts_with('[') {
@@ -86,7 +88,11 @@ pub fn apply_changes(config: &mut Config, changes: &[String]) -> Result<()> {
             "EXPOSE" => {
                 let ports = config.exposed_ports.get_or_insert_with(BTreeMap::new);
                 for p in rest.split_whitespace() {
-                    let p = if p.contains('/') { p.to_owned() } else { format!("{p}/tcp") };
+                    let p = if p.contains('/') {
+                        p.to_owned()
+                    } else {
+                        format!("{p}/tcp")
+                    };
                     ports.insert(p, serde_json::json!({}));
                 }
             }
@@ -96,7 +102,8 @@ pub fn apply_changes(config: &mut Config, changes: &[String]) -> Result<()> {
             "VOLUME" => {
                 let vols = config.volumes.get_or_insert_with(BTreeMap::new);
                 let paths: Vec<String> = if rest.starts_with('[') {
-                    serde_json::from_str(rest).map_err(|e| EngineError::InvalidArgument(format!("VOLUME: {e}")))?
+                    serde_json::from_str(rest)
+                        .map_err(|e| EngineError::InvalidArgument(format!("VOLUME: {e}")))?
                 } else {
                     rest.split_whitespace().map(String::from).collect()
                 };
@@ -104,9 +111,15 @@ pub fn apply_changes(config: &mut Config, changes: &[String]) -> Result<()> {
                     vols.insert(p, serde_json::json!({}));
                 }
             }
-            "ONBUILD" => config.on_build.get_or_insert_with(Vec::new).push(rest.to_owned()),
+            "ONBUILD" => config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(rest.to_owned()),
             "HEALTHCHECK" if rest.eq_ignore_ascii_case("NONE") => {
-                config.healthcheck = Some(HealthConfig { test: Some(vec!["NONE".into()]), ..HealthConfig::default() });
+                config.healthcheck = Some(HealthConfig {
+                    test: Some(vec!["NONE".into()]),
+                    ..HealthConfig::default()
+                });
             }
             other => {
                 return Err(EngineError::InvalidArgument(format!(
@@ -121,9 +134,9 @@ pub fn apply_changes(config: &mut Config, changes: &[String]) -> Result<()> {
 /// `k=v k2="v 2"` or the legacy `k v`.
 fn key_values(s: &str) -> Result<Vec<(String, String)>> {
     if !s.contains('=') {
-        let (k, v) = s.split_once(char::is_whitespace).ok_or_else(|| {
-            EngineError::InvalidArgument(format!("{s}: needs a key and a value"))
-        })?;
+        let (k, v) = s
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| EngineError::InvalidArgument(format!("{s}: needs a key and a value")))?;
         return Ok(vec![(k.to_owned(), v.trim().to_owned())]);
     }
     let mut out = Vec::new();
@@ -153,7 +166,9 @@ fn key_values(s: &str) -> Result<Vec<(String, String)>> {
             }
         }
         if key.is_empty() {
-            return Err(EngineError::InvalidArgument(format!("invalid key=value: {s}")));
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid key=value: {s}"
+            )));
         }
         out.push((key, val));
     }
@@ -171,19 +186,31 @@ impl Engine {
     }
 
     /// Imports a root filesystem tarball as a one-layer image; returns the image id.
-    pub async fn import_image(&self, reader: Box<dyn std::io::Read + Send>, req: ImportRequest) -> Result<String> {
+    pub async fn import_image(
+        &self,
+        reader: Box<dyn std::io::Read + Send>,
+        req: ImportRequest,
+    ) -> Result<String> {
         let reference = req.reference.as_deref().map(parse_reference).transpose()?;
         let mut config = Config::default();
         apply_changes(&mut config, &req.changes)?;
-        let config_json = serde_json::to_value(&config).map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
-        let opts = ImportOptions { reference, config: config_json, message: req.message.clone(), platform: req.platform.clone() };
+        let config_json = serde_json::to_value(&config)
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        let opts = ImportOptions {
+            reference,
+            config: config_json,
+            message: req.message.clone(),
+            platform: req.platform.clone(),
+        };
         let engine = self.clone();
         let image = tokio::task::spawn_blocking(move || engine.inner.images.import(reader, &opts))
             .await
             .map_err(|e| EngineError::Runtime(format!("import task: {e}")))??;
         let mut attrs = BTreeMap::new();
         attrs.insert("name".into(), image.id.clone());
-        self.inner.events.publish("image", "import", &image.id, attrs);
+        self.inner
+            .events
+            .publish("image", "import", &image.id, attrs);
         Ok(image.id)
     }
 
@@ -200,9 +227,21 @@ impl Engine {
             created: image.created,
             size: image.size,
             labels: config.labels.clone().unwrap_or_default(),
-            architecture: raw.get("architecture").and_then(|v| v.as_str()).unwrap_or("amd64").to_owned(),
-            os: raw.get("os").and_then(|v| v.as_str()).unwrap_or("linux").to_owned(),
-            author: raw.get("author").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+            architecture: raw
+                .get("architecture")
+                .and_then(|v| v.as_str())
+                .unwrap_or("amd64")
+                .to_owned(),
+            os: raw
+                .get("os")
+                .and_then(|v| v.as_str())
+                .unwrap_or("linux")
+                .to_owned(),
+            author: raw
+                .get("author")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned(),
             comment: raw
                 .get("history")
                 .and_then(|h| h.as_array())
@@ -223,8 +262,16 @@ impl Engine {
                                 .and_then(|c| c.as_str())
                                 .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
                                 .map(|t| t.with_timezone(&Utc)),
-                            created_by: e.get("created_by").and_then(|c| c.as_str()).unwrap_or("").to_owned(),
-                            comment: e.get("comment").and_then(|c| c.as_str()).unwrap_or("").to_owned(),
+                            created_by: e
+                                .get("created_by")
+                                .and_then(|c| c.as_str())
+                                .unwrap_or("")
+                                .to_owned(),
+                            comment: e
+                                .get("comment")
+                                .and_then(|c| c.as_str())
+                                .unwrap_or("")
+                                .to_owned(),
                         })
                         .collect()
                 })
@@ -234,14 +281,23 @@ impl Engine {
     }
 
     /// Images, filtered as `docker images` does (`dangling`, `label`, `reference`).
-    pub fn image_list(&self, filters: &HashMap<String, Vec<String>>, _all: bool) -> Result<Vec<ImageView>> {
+    pub fn image_list(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+        _all: bool,
+    ) -> Result<Vec<ImageView>> {
         for k in filters.keys() {
-            if !matches!(k.as_str(), "dangling" | "label" | "reference" | "before" | "since") {
-                return Err(EngineError::InvalidArgument(format!("invalid filter '{k}'")));
+            if !matches!(
+                k.as_str(),
+                "dangling" | "label" | "reference" | "before" | "since"
+            ) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid filter '{k}'"
+                )));
             }
         }
         let mut images = self.inner.images.list()?;
-        images.sort_by(|a, b| b.created.cmp(&a.created));
+        images.sort_by_key(|i| std::cmp::Reverse(i.created));
         let mut out = Vec::new();
         for img in images {
             let v = self.view(&img);
@@ -261,7 +317,11 @@ impl Engine {
                 }
             }
             if let Some(refs) = filters.get("reference") {
-                let ok = refs.iter().any(|pat| v.repo_tags.iter().any(|t| glob_match(pat, t) || glob_match(pat, t.split(':').next().unwrap_or(""))));
+                let ok = refs.iter().any(|pat| {
+                    v.repo_tags.iter().any(|t| {
+                        glob_match(pat, t) || glob_match(pat, t.split(':').next().unwrap_or(""))
+                    })
+                });
                 if !ok {
                     continue;
                 }
@@ -291,7 +351,11 @@ impl Engine {
     }
 
     /// Removes an image (or a tag of it); returns (untagged, deleted) rows.
-    pub fn image_remove(&self, name: &str, force: bool) -> Result<Vec<(Option<String>, Option<String>)>> {
+    pub fn image_remove(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<Vec<(Option<String>, Option<String>)>> {
         let users: HashMap<String, String> = self
             .handles()
             .iter()

@@ -58,7 +58,10 @@ impl EngineConfig {
         runtimes.insert("berth".to_owned(), RuntimeKind::Embedded);
         runtimes.insert(
             "runc".to_owned(),
-            RuntimeKind::Binary { path: PathBuf::from("runc"), args: Vec::new() },
+            RuntimeKind::Binary {
+                path: PathBuf::from("runc"),
+                args: Vec::new(),
+            },
         );
         Self {
             data_root,
@@ -143,12 +146,11 @@ impl Engine {
     /// the daemon was away, and restarts those whose policy says so.
     pub async fn open(cfg: EngineConfig) -> Result<Self> {
         for dir in [&cfg.data_root, &cfg.exec_root] {
-            std::fs::create_dir_all(dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(EngineError::io(format!("create {}", dir.display())))?;
         }
-        for sub in ["containers"] {
-            let d = cfg.data_root.join(sub);
-            std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;
-        }
+        let d = cfg.data_root.join("containers");
+        std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;
         let db = db::Db::open(&cfg.data_root.join("berth.redb"))?;
         let images = ImageStore::open(&cfg.data_root, db.database())?;
         let init_binary = berth_runtime::defaults::install_init(&cfg.data_root.join("bin"))
@@ -187,7 +189,11 @@ impl Engine {
 
     /// Counts for `info`: (total, running, paused, stopped).
     pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let map = self.inner.containers.read().unwrap_or_else(|p| p.into_inner());
+        let map = self
+            .inner
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let mut c = (map.len(), 0, 0, 0);
         for h in map.values() {
             match lock(&h.rec).state.status {
@@ -200,7 +206,11 @@ impl Engine {
     }
 
     pub(crate) fn handles(&self) -> Vec<Arc<ContainerHandle>> {
-        let map = self.inner.containers.read().unwrap_or_else(|p| p.into_inner());
+        let map = self
+            .inner
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         map.values().cloned().collect()
     }
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use berth_shim::jsonlog::{self, Entry, Follower, Stream};
 use tokio::sync::mpsc;
 
+use crate::Engine;
 use crate::containers::LogOptions;
 use crate::error::{EngineError, Result};
-use crate::Engine;
 
 impl Engine {
     /// Streams a container's log entries. Returns whether the container has a tty (the output
@@ -23,7 +23,9 @@ impl Engine {
             ));
         }
         if !opts.stdout && !opts.stderr {
-            return Err(EngineError::InvalidArgument("You must choose at least one stream".into()));
+            return Err(EngineError::InvalidArgument(
+                "You must choose at least one stream".into(),
+            ));
         }
         let (path, ..) = self.container_paths(&rec.id);
         let keep = move |e: &Entry| {
@@ -35,15 +37,17 @@ impl Engine {
         };
         // Start following before reading the backlog, so nothing falls in between.
         let mut follower = Follower::at_end(&path);
-        let mut backlog: Vec<Entry> =
-            jsonlog::read_all(&path).map_err(EngineError::io(format!("read {}", path.display())))?;
+        let mut backlog: Vec<Entry> = jsonlog::read_all(&path)
+            .map_err(EngineError::io(format!("read {}", path.display())))?;
         backlog.retain(&keep);
         if let Some(n) = opts.tail {
             let skip = backlog.len().saturating_sub(n);
             backlog.drain(..skip);
         }
         let (tx, rx) = mpsc::channel(256);
-        let follow = opts.follow && rec.state.is_running() && opts.until.is_none_or(|t| t > chrono::Utc::now());
+        let follow = opts.follow
+            && rec.state.is_running()
+            && opts.until.is_none_or(|t| t > chrono::Utc::now());
         let mut watch = h.watch.subscribe();
         let until = opts.until;
         tokio::spawn(async move {

@@ -15,7 +15,12 @@ use crate::error::{EngineError, Result};
 
 /// Spawns `berth-shim` for a container, in its own session so it outlives the daemon, and
 /// waits for its ready line. Returns the container's init pid.
-pub async fn spawn(shim_bin: &Path, cfg: &ShimConfig, config_path: &Path, shim_log: &Path) -> Result<i32> {
+pub async fn spawn(
+    shim_bin: &Path,
+    cfg: &ShimConfig,
+    config_path: &Path,
+    shim_log: &Path,
+) -> Result<i32> {
     let data = serde_json::to_vec_pretty(cfg).map_err(|e| EngineError::Shim(e.to_string()))?;
     crate::fsutil::write_atomic(config_path, &data)?;
     let log = std::fs::OpenOptions::new()
@@ -24,7 +29,10 @@ pub async fn spawn(shim_bin: &Path, cfg: &ShimConfig, config_path: &Path, shim_l
         .open(shim_log)
         .map_err(EngineError::io(format!("open {}", shim_log.display())))?;
     let mut cmd = tokio::process::Command::new(shim_bin);
-    cmd.arg(config_path).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+    cmd.arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
@@ -35,9 +43,16 @@ pub async fn spawn(shim_bin: &Path, cfg: &ShimConfig, config_path: &Path, shim_l
     let mut child = cmd
         .spawn()
         .map_err(|e| EngineError::Shim(format!("spawning {}: {e}", shim_bin.display())))?;
-    let stdout = child.stdout.take().ok_or_else(|| EngineError::Shim("no stdout".into()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| EngineError::Shim("no stdout".into()))?;
     let mut line = String::new();
-    let read = tokio::time::timeout(Duration::from_secs(60), BufReader::new(stdout).read_line(&mut line)).await;
+    let read = tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await;
     // The shim lives on; reap it whenever it exits so it never lingers as a zombie.
     tokio::spawn(async move {
         let _ = child.wait().await;
@@ -55,7 +70,9 @@ pub async fn spawn(shim_bin: &Path, cfg: &ShimConfig, config_path: &Path, shim_l
     match (ready.pid, ready.error) {
         (_, Some(err)) => Err(EngineError::Runtime(runtime_message(&err))),
         (Some(pid), None) => Ok(pid),
-        (None, None) => Err(EngineError::Shim("shim reported neither pid nor error".into())),
+        (None, None) => Err(EngineError::Shim(
+            "shim reported neither pid nor error".into(),
+        )),
     }
 }
 
@@ -85,14 +102,20 @@ impl ShimConn {
             .await
             .map_err(|e| EngineError::Shim(format!("connect {}: {e}", socket.display())))?;
         let (r, w) = s.into_split();
-        Ok(Self { read: BufReader::new(r), write: w })
+        Ok(Self {
+            read: BufReader::new(r),
+            write: w,
+        })
     }
 
     /// Sends a request and reads the answer line.
     pub async fn request(&mut self, req: &Request) -> Result<Response> {
         let mut line = serde_json::to_vec(req).map_err(|e| EngineError::Shim(e.to_string()))?;
         line.push(b'\n');
-        self.write.write_all(&line).await.map_err(|e| EngineError::Shim(format!("send: {e}")))?;
+        self.write
+            .write_all(&line)
+            .await
+            .map_err(|e| EngineError::Shim(format!("send: {e}")))?;
         let mut answer = String::new();
         let n = self
             .read
@@ -102,7 +125,8 @@ impl ShimConn {
         if n == 0 {
             return Err(EngineError::Shim("shim closed the connection".into()));
         }
-        serde_json::from_str(answer.trim()).map_err(|e| EngineError::Shim(format!("bad answer: {e}")))
+        serde_json::from_str(answer.trim())
+            .map_err(|e| EngineError::Shim(format!("bad answer: {e}")))
     }
 
     /// Splits a streaming connection into its frame reader and stdin writer.
@@ -151,7 +175,9 @@ pub struct RunPaths {
 
 impl RunPaths {
     pub fn new(exec_root: &Path, id: &str) -> Self {
-        Self { dir: exec_root.join("containers").join(id) }
+        Self {
+            dir: exec_root.join("containers").join(id),
+        }
     }
     pub fn socket(&self) -> PathBuf {
         self.dir.join("shim.sock")

@@ -79,12 +79,16 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
         return bad("Minimum memoryswap limit should be larger than memory limit, see usage");
     }
     if hc.memory_swap > 0 && hc.memory == 0 {
-        return bad("You should always set the Memory limit when using Memoryswap limit, see usage");
+        return bad(
+            "You should always set the Memory limit when using Memoryswap limit, see usage",
+        );
     }
     if hc.nano_cpus < 0 {
         return bad("Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available");
     }
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64;
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as i64;
     if hc.nano_cpus > cpus * 1_000_000_000 {
         return Err(EngineError::InvalidArgument(format!(
             "Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
@@ -114,7 +118,9 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
             }
         }
         other => {
-            return Err(EngineError::InvalidArgument(format!("invalid restart policy '{other}'")));
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid restart policy '{other}'"
+            )));
         }
     }
     if hc.auto_remove && !matches!(hc.restart_policy.name.as_str(), "" | "no") {
@@ -149,12 +155,20 @@ fn parse_security_opt(opt: &str) -> Result<SecurityOpts> {
         "seccomp" => {
             out.seccomp = Some(match value {
                 "unconfined" => SeccompMode::Unconfined,
-                "" => return Err(EngineError::InvalidArgument("invalid --security-opt: seccomp needs a value".into())),
-                profile if profile.trim_start().starts_with('{') => SeccompMode::Profile(profile.to_owned()),
+                "" => {
+                    return Err(EngineError::InvalidArgument(
+                        "invalid --security-opt: seccomp needs a value".into(),
+                    ));
+                }
+                profile if profile.trim_start().starts_with('{') => {
+                    SeccompMode::Profile(profile.to_owned())
+                }
                 path => {
                     // The docker CLI sends the file's content; a path is read on the daemon's host.
                     let data = std::fs::read_to_string(path).map_err(|e| {
-                        EngineError::InvalidArgument(format!("opening seccomp profile ({path}) failed: {e}"))
+                        EngineError::InvalidArgument(format!(
+                            "opening seccomp profile ({path}) failed: {e}"
+                        ))
                     })?;
                     SeccompMode::Profile(data)
                 }
@@ -184,7 +198,12 @@ pub struct Prepared<'a> {
 }
 
 /// Builds the runtime's spec for a container.
-pub fn container_spec(id: &str, config: &Config, hc: &HostConfig, p: &Prepared<'_>) -> Result<ContainerSpec> {
+pub fn container_spec(
+    id: &str,
+    config: &Config,
+    hc: &HostConfig,
+    p: &Prepared<'_>,
+) -> Result<ContainerSpec> {
     let mut seccomp = SeccompMode::Default;
     let mut no_new_privileges = false;
     let mut unmask = false;
@@ -203,16 +222,29 @@ pub fn container_spec(id: &str, config: &Config, hc: &HostConfig, p: &Prepared<'
             None => NamespaceMode::Private,
         },
     };
-    let ns = |mode: &str| if mode == "host" { NamespaceMode::Host } else { NamespaceMode::Private };
+    let ns = |mode: &str| {
+        if mode == "host" {
+            NamespaceMode::Host
+        } else {
+            NamespaceMode::Private
+        }
+    };
     let hostname = if hc.network_mode() == "host" {
-        rustix::system::uname().nodename().to_string_lossy().into_owned()
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
     } else if config.hostname.is_empty() {
         id[..12.min(id.len())].to_owned()
     } else {
         config.hostname.clone()
     };
     let mut mounts = Vec::new();
-    for (file, dest) in [("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf")] {
+    for (file, dest) in [
+        ("hostname", "/etc/hostname"),
+        ("hosts", "/etc/hosts"),
+        ("resolv.conf", "/etc/resolv.conf"),
+    ] {
         mounts.push(MountSpec {
             destination: dest.into(),
             source: p.container_dir.join(file).to_string_lossy().into_owned(),
@@ -226,9 +258,16 @@ pub fn container_spec(id: &str, config: &Config, hc: &HostConfig, p: &Prepared<'
         .flatten()
         .map(|u| {
             if u.soft < 0 || u.hard < 0 {
-                return Err(EngineError::InvalidArgument(format!("invalid ulimit {}: negative value", u.name)));
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid ulimit {}: negative value",
+                    u.name
+                )));
             }
-            Ok(Ulimit { name: u.name.clone(), soft: u.soft as u64, hard: u.hard as u64 })
+            Ok(Ulimit {
+                name: u.name.clone(),
+                soft: u.soft as u64,
+                hard: u.hard as u64,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let devices = hc
@@ -242,7 +281,11 @@ pub fn container_spec(id: &str, config: &Config, hc: &HostConfig, p: &Prepared<'
             } else {
                 &d.path_in_container
             }),
-            permissions: if d.cgroup_permissions.is_empty() { "rwm".into() } else { d.cgroup_permissions.clone() },
+            permissions: if d.cgroup_permissions.is_empty() {
+                "rwm".into()
+            } else {
+                d.cgroup_permissions.clone()
+            },
         })
         .collect();
     let pos = |v: i64| (v > 0).then_some(v);
@@ -250,7 +293,11 @@ pub fn container_spec(id: &str, config: &Config, hc: &HostConfig, p: &Prepared<'
         rootfs: p.rootfs.to_owned(),
         args: argv(config),
         env: config.env.clone().unwrap_or_default(),
-        cwd: if config.working_dir.is_empty() { "/".into() } else { config.working_dir.clone() },
+        cwd: if config.working_dir.is_empty() {
+            "/".into()
+        } else {
+            config.working_dir.clone()
+        },
         user: config.user.clone(),
         group_add: hc.group_add.clone().unwrap_or_default(),
         hostname,
@@ -277,7 +324,12 @@ pub fn container_spec(id: &str, config: &Config, hc: &HostConfig, p: &Prepared<'
         },
         ulimits,
         shm_size: (hc.shm_size > 0).then_some(hc.shm_size),
-        sysctls: hc.sysctls.clone().unwrap_or_default().into_iter().collect::<BTreeMap<_, _>>(),
+        sysctls: hc
+            .sysctls
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
         devices,
         init: hc.init.unwrap_or(false).then(|| p.init_binary.to_owned()),
         network,
@@ -324,7 +376,11 @@ pub fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[Str
         .find_map(|l| l.strip_prefix("search "))
         .map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
         .unwrap_or_default();
-    let search = if search.is_empty() { host_search } else { search.to_vec() };
+    let search = if search.is_empty() {
+        host_search
+    } else {
+        search.to_vec()
+    };
     if !search.is_empty() {
         out.push_str(&format!("search {}\n", search.join(" ")));
     }
@@ -343,12 +399,19 @@ mod tests {
 
     fn cfg(entry: Option<&[&str]>, cmd: Option<&[&str]>) -> Config {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        Config { entrypoint: entry.map(v), cmd: cmd.map(v), ..Config::default() }
+        Config {
+            entrypoint: entry.map(v),
+            cmd: cmd.map(v),
+            ..Config::default()
+        }
     }
 
     #[test]
     fn merge_follows_dockers_entrypoint_cmd_rules() {
-        let image = Config { env: Some(vec!["PATH=/bin".into(), "A=1".into()]), ..cfg(Some(&["/ep"]), Some(&["dflt"])) };
+        let image = Config {
+            env: Some(vec!["PATH=/bin".into(), "A=1".into()]),
+            ..cfg(Some(&["/ep"]), Some(&["dflt"]))
+        };
         let mut c = cfg(None, None);
         merge_image_config(&mut c, &image).unwrap();
         assert_eq!(argv(&c), ["/ep", "dflt"]);
@@ -358,7 +421,10 @@ mod tests {
         let mut c = cfg(Some(&["/other"]), None);
         merge_image_config(&mut c, &image).unwrap();
         assert_eq!(argv(&c), ["/other"]);
-        let mut c = Config { env: Some(vec!["A=2".into()]), ..cfg(None, Some(&["x"])) };
+        let mut c = Config {
+            env: Some(vec!["A=2".into()]),
+            ..cfg(None, Some(&["x"]))
+        };
         merge_image_config(&mut c, &image).unwrap();
         assert_eq!(c.env.unwrap(), ["PATH=/bin", "A=2"]);
         let mut c = cfg(None, None);
@@ -368,13 +434,34 @@ mod tests {
 
     #[test]
     fn impossible_limits_are_refused() {
-        let hc = HostConfig { memory: 1024, ..HostConfig::default() };
-        assert_eq!(validate_host_config(&hc).unwrap_err().to_string(), "Minimum memory limit allowed is 6MB");
-        let hc = HostConfig { memory: 64 << 20, memory_swap: 32 << 20, ..HostConfig::default() };
+        let hc = HostConfig {
+            memory: 1024,
+            ..HostConfig::default()
+        };
+        assert_eq!(
+            validate_host_config(&hc).unwrap_err().to_string(),
+            "Minimum memory limit allowed is 6MB"
+        );
+        let hc = HostConfig {
+            memory: 64 << 20,
+            memory_swap: 32 << 20,
+            ..HostConfig::default()
+        };
         assert!(validate_host_config(&hc).is_err());
-        let hc = HostConfig { nano_cpus: 1000 * 1_000_000_000, ..HostConfig::default() };
-        assert!(validate_host_config(&hc).unwrap_err().to_string().starts_with("Range of CPUs"));
-        let hc = HostConfig { security_opt: Some(vec!["bogus".into()]), ..HostConfig::default() };
+        let hc = HostConfig {
+            nano_cpus: 1000 * 1_000_000_000,
+            ..HostConfig::default()
+        };
+        assert!(
+            validate_host_config(&hc)
+                .unwrap_err()
+                .to_string()
+                .starts_with("Range of CPUs")
+        );
+        let hc = HostConfig {
+            security_opt: Some(vec!["bogus".into()]),
+            ..HostConfig::default()
+        };
         assert!(validate_host_config(&hc).is_err());
         let mut hc = HostConfig::default();
         hc.restart_policy.name = "sometimes".into();
@@ -385,10 +472,21 @@ mod tests {
     #[test]
     fn resolv_conf_drops_loopback_resolvers() {
         let host = "search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n";
-        assert_eq!(resolv_conf(host, &[], &[], &[]), "search example.com\nnameserver 10.0.0.2\n");
-        assert_eq!(resolv_conf("nameserver 127.0.0.1\n", &[], &[], &[]), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
         assert_eq!(
-            resolv_conf(host, &["1.1.1.1".into()], &["s".into()], &["ndots:2".into()]),
+            resolv_conf(host, &[], &[], &[]),
+            "search example.com\nnameserver 10.0.0.2\n"
+        );
+        assert_eq!(
+            resolv_conf("nameserver 127.0.0.1\n", &[], &[], &[]),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        assert_eq!(
+            resolv_conf(
+                host,
+                &["1.1.1.1".into()],
+                &["s".into()],
+                &["ndots:2".into()]
+            ),
             "search s\nnameserver 1.1.1.1\noptions ndots:2\n"
         );
     }

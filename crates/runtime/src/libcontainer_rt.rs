@@ -21,7 +21,27 @@ pub struct Libcontainer {
 }
 
 fn lc_err(e: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Libcontainer(e.to_string())
+    RuntimeError::Libcontainer(docker_wording(&e.to_string()))
+}
+
+/// Rephrases libcontainer's exec failures the way runc words them, which is what Docker's
+/// clients match on to pick exit codes 127 (not found) and 126 (cannot invoke).
+fn docker_wording(msg: &str) -> String {
+    if let Some(rest) = msg.split("executable '").nth(1) {
+        if let Some((exe, tail)) = rest.split_once('\'') {
+            if tail.contains("correct permissions") {
+                return format!(
+                    "unable to start container process: exec: \"{exe}\": permission denied"
+                );
+            }
+            if tail.contains("not found") {
+                return format!(
+                    "unable to start container process: exec: \"{exe}\": executable file not found in $PATH"
+                );
+            }
+        }
+    }
+    msg.to_owned()
 }
 
 fn dev_null() -> Result<OwnedFd, RuntimeError> {
@@ -161,5 +181,19 @@ impl Libcontainer {
     /// The bundle the container was created from.
     pub fn bundle(&self, id: &str) -> Option<PathBuf> {
         self.load(id).ok().map(|c| c.bundle().clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn not_found_reads_like_runc() {
+        let m = super::docker_wording(
+            "exec process failed with error error in executing process : executable 'nope' not found in $PATH",
+        );
+        assert!(
+            m.contains("exec: \"nope\": executable file not found in $PATH"),
+            "{m}"
+        );
     }
 }

@@ -380,8 +380,12 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
             "inheritable": [], "ambient": [],
         },
         "rlimits": rlimits,
-        "noNewPrivileges": spec.no_new_privileges,
     });
+    // Only present when asked for: libcontainer keys "load seccomp before dropping
+    // capabilities" on the field's absence, and a late load without no_new_privs fails.
+    if spec.no_new_privileges {
+        process["noNewPrivileges"] = json!(true);
+    }
     if let Some(adj) = spec.oom_score_adj {
         if !(-1000..=1000).contains(&adj) {
             return Err(RuntimeError::InvalidSpec(format!(

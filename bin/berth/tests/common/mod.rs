@@ -20,10 +20,18 @@ pub const DOCKER: &str = "/usr/local/bin/docker";
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!("berth-test-busybox-{}.tar", std::process::id()));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkrootfs-busybox.sh");
-        let out = Command::new(script).output().expect("run mkrootfs-busybox.sh");
-        assert!(out.status.success(), "mkrootfs: {}", String::from_utf8_lossy(&out.stderr));
+        let path =
+            std::env::temp_dir().join(format!("berth-test-busybox-{}.tar", std::process::id()));
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkrootfs-busybox.sh");
+        let out = Command::new(script)
+            .output()
+            .expect("run mkrootfs-busybox.sh");
+        assert!(
+            out.status.success(),
+            "mkrootfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::write(&path, &out.stdout).unwrap();
         path
     })
@@ -48,7 +56,10 @@ fn bin(name: &str) -> PathBuf {
 impl Daemon {
     /// Starts a daemon with fresh state.
     pub fn start() -> Self {
-        assert!(rustix_is_root(), "the integration tests run real containers and need root");
+        assert!(
+            rustix_is_root(),
+            "the integration tests run real containers and need root"
+        );
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let tag = format!("{}-{n}", std::process::id());
         let dir = PathBuf::from(format!("/tmp/berth-test-{tag}"));
@@ -66,7 +77,11 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("berthd.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("berthd.log"))
+            .unwrap();
         let child = Command::new(bin("berthd"))
             .arg("-H")
             .arg(self.host())
@@ -91,7 +106,11 @@ impl Daemon {
             if std::os::unix::net::UnixStream::connect(&self.sock).is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("berthd exited with {status}: {}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -150,14 +169,22 @@ impl Daemon {
     pub fn import_busybox(&self) {
         let tar = std::fs::read(busybox_tar()).unwrap();
         let out = self.docker_stdin(&["import", "-", "busybox:latest"], Some(&tar));
-        assert!(out.status.success(), "import: {}\n{}", stderr(&out), self.log());
+        assert!(
+            out.status.success(),
+            "import: {}\n{}",
+            stderr(&out),
+            self.log()
+        );
     }
 
     /// Pids of every process in this daemon's cgroups.
     pub fn cgroup_pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();
         for base in cgroup_bases() {
-            collect_pids(&base.join(self.cgroup_parent.trim_start_matches('/')), &mut pids);
+            collect_pids(
+                &base.join(self.cgroup_parent.trim_start_matches('/')),
+                &mut pids,
+            );
         }
         pids.sort_unstable();
         pids.dedup();
@@ -171,9 +198,13 @@ fn rustix_is_root() -> bool {
 }
 
 fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn client");
     if let Some(data) = stdin {
         let mut si = child.stdin.take().unwrap();
@@ -208,7 +239,13 @@ pub fn stderr(o: &Output) -> String {
 /// Asserts success and returns trimmed stdout.
 #[track_caller]
 pub fn ok(o: Output) -> String {
-    assert!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status.code(), stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(&o),
+        stderr(&o)
+    );
     stdout(&o).trim().to_owned()
 }
 
@@ -265,7 +302,9 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             if pid == me {
                 continue;
             }

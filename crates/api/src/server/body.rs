@@ -55,11 +55,19 @@ fn with_type(status: StatusCode, ctype: &str, body: Body) -> Response<Body> {
 pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
     let mut data = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
     data.push(b'\n');
-    with_type(status, "application/json", Body::Full(Some(Bytes::from(data))))
+    with_type(
+        status,
+        "application/json",
+        Body::Full(Some(Bytes::from(data))),
+    )
 }
 
 pub fn text(status: StatusCode, s: &str) -> Response<Body> {
-    with_type(status, "text/plain; charset=utf-8", Body::Full(Some(Bytes::copy_from_slice(s.as_bytes()))))
+    with_type(
+        status,
+        "text/plain; charset=utf-8",
+        Body::Full(Some(Bytes::copy_from_slice(s.as_bytes()))),
+    )
 }
 
 pub fn empty(status: StatusCode) -> Response<Body> {

@@ -21,8 +21,14 @@ use crate::stream::{StdStream, encode_frame};
 pub(super) async fn create(ctx: &Ctx, r: &mut Req) -> HandlerResult {
     let name = r.q("name").map(String::from);
     let body: ContainerCreateRequest = r.json().await?;
-    let (id, warnings) = ctx.engine.create(name.as_deref(), body.config, body.host_config).await?;
-    Ok(json(StatusCode::CREATED, &ContainerCreateResponse { id, warnings }))
+    let (id, warnings) = ctx
+        .engine
+        .create(name.as_deref(), body.config, body.host_config)
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &ContainerCreateResponse { id, warnings },
+    ))
 }
 
 fn network_settings(rec: &ContainerRecord) -> serde_json::Value {
@@ -72,7 +78,11 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord) -> ContainerInspe
         resolv_conf_path: resolv.display().to_string(),
         hostname_path: hostname.display().to_string(),
         hosts_path: hosts.display().to_string(),
-        log_path: if rec.host_config.log_config.kind == "none" { String::new() } else { log.display().to_string() },
+        log_path: if rec.host_config.log_config.kind == "none" {
+            String::new()
+        } else {
+            log.display().to_string()
+        },
         name: format!("/{}", rec.name),
         restart_count: rec.restart_count,
         driver: "overlay2".into(),
@@ -82,7 +92,10 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord) -> ContainerInspe
         app_armor_profile: String::new(),
         exec_ids,
         host_config: rec.host_config.clone(),
-        graph_driver: GraphDriver { name: "overlay2".into(), data: ctx.engine.graph_driver_data(&rec.id) },
+        graph_driver: GraphDriver {
+            name: "overlay2".into(),
+            data: ctx.engine.graph_driver_data(&rec.id),
+        },
         mounts: Vec::new(),
         config: rec.config.clone(),
         network_settings: network_settings(rec),
@@ -96,7 +109,11 @@ pub(super) fn inspect(ctx: &Ctx, id: &str) -> HandlerResult {
 
 pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
     let limit = r.int("limit")?.filter(|&l| l > 0).map(|l| l as usize);
-    let opts = ListOptions { all: r.flag("all"), limit, filters: r.filters()? };
+    let opts = ListOptions {
+        all: r.flag("all"),
+        limit,
+        filters: r.filters()?,
+    };
     let recs = ctx.engine.list(&opts)?;
     let rows: Vec<ContainerSummary> = recs
         .iter()
@@ -137,12 +154,24 @@ fn stop_timeout(r: &Req) -> Result<Option<i64>, ApiError> {
 }
 
 pub(super) async fn stop(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
-    ctx.engine.stop(id, stop_timeout(r)?, r.q("signal").filter(|s| !s.is_empty())).await?;
+    ctx.engine
+        .stop(
+            id,
+            stop_timeout(r)?,
+            r.q("signal").filter(|s| !s.is_empty()),
+        )
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
 pub(super) async fn restart(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
-    ctx.engine.restart(id, stop_timeout(r)?, r.q("signal").filter(|s| !s.is_empty())).await?;
+    ctx.engine
+        .restart(
+            id,
+            stop_timeout(r)?,
+            r.q("signal").filter(|s| !s.is_empty()),
+        )
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -191,8 +220,16 @@ pub(super) async fn remove(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
 }
 
 pub(super) fn wait(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
-    let condition = r.q("condition").unwrap_or("").to_owned();
-    if !matches!(condition.as_str(), "" | "not-running" | "next-exit" | "removed") {
+    // `condition` exists since API 1.30; older clients always wait for "not-running".
+    let condition = if r.at_least(1, 30) {
+        r.q("condition").unwrap_or("").to_owned()
+    } else {
+        String::new()
+    };
+    if !matches!(
+        condition.as_str(),
+        "" | "not-running" | "next-exit" | "removed"
+    ) {
         return Err(ApiError::bad(format!("invalid condition: \"{condition}\"")));
     }
     // Resolve now so a missing container is a plain 404.
@@ -201,8 +238,16 @@ pub(super) fn wait(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");
     tokio::spawn(async move {
         let out = match engine.wait(&rec.id, &condition).await {
-            Ok(code) => WaitResponse { status_code: code, error: None },
-            Err(e) => WaitResponse { status_code: -1, error: Some(WaitError { message: e.to_string() }) },
+            Ok(code) => WaitResponse {
+                status_code: code,
+                error: None,
+            },
+            Err(e) => WaitResponse {
+                status_code: -1,
+                error: Some(WaitError {
+                    message: e.to_string(),
+                }),
+            },
         };
         let mut line = serde_json::to_vec(&out).unwrap_or_default();
         line.push(b'\n');
@@ -213,7 +258,9 @@ pub(super) fn wait(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
 
 /// Parses Docker's time arguments: unix seconds (with optional fraction) or RFC 3339.
 fn parse_time(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
-    let Some(v) = v.filter(|v| !v.is_empty() && *v != "0") else { return Ok(None) };
+    let Some(v) = v.filter(|v| !v.is_empty() && *v != "0") else {
+        return Ok(None);
+    };
     if let Ok(secs) = v.parse::<f64>() {
         let nanos = (secs * 1e9) as i64;
         return Ok(Some(chrono::DateTime::from_timestamp_nanos(nanos)));
@@ -226,7 +273,10 @@ fn parse_time(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, 
 pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     let tail = match r.q("tail") {
         None | Some("") | Some("all") => None,
-        Some(n) => Some(n.parse::<usize>().map_err(|_| ApiError::bad(format!("invalid tail: {n}")))?),
+        Some(n) => Some(
+            n.parse::<usize>()
+                .map_err(|_| ApiError::bad(format!("invalid tail: {n}")))?,
+        ),
     };
     let opts = LogOptions {
         stdout: r.flag("stdout"),
@@ -238,14 +288,20 @@ pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     };
     let timestamps = r.flag("timestamps");
     let (tty, mut rx) = ctx.engine.logs(id, opts)?;
-    let ctype = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let ctype = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
     let (resp, tx) = body::stream(StatusCode::OK, ctype);
     tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
             let mut payload = Vec::new();
             if timestamps {
                 payload.extend_from_slice(
-                    e.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).as_bytes(),
+                    e.time
+                        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                        .as_bytes(),
                 );
                 payload.push(b' ');
             }
@@ -269,7 +325,11 @@ pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
 
 pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
     let rec = ctx.engine.inspect(id)?;
-    let opts = AttachOptions { stdin: r.flag("stdin"), stdout: r.flag("stdout"), stderr: r.flag("stderr") };
+    let opts = AttachOptions {
+        stdin: r.flag("stdin"),
+        stdout: r.flag("stdout"),
+        stderr: r.flag("stderr"),
+    };
     if !r.flag("stream") && !r.flag("logs") {
         return Err(ApiError::bad("one of stream or logs must be true"));
     }

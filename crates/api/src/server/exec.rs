@@ -6,7 +6,9 @@ use hyper::StatusCode;
 use super::body::json;
 use super::hijack;
 use super::{ApiError, Ctx, HandlerResult, Req, ok_json};
-use crate::models::{ExecCreateRequest, ExecInspect, ExecProcessConfig, ExecStartRequest, IdResponse};
+use crate::models::{
+    ExecCreateRequest, ExecInspect, ExecProcessConfig, ExecStartRequest, IdResponse,
+};
 
 pub(super) async fn create(ctx: &Ctx, r: &mut Req, id: &str) -> HandlerResult {
     let body: ExecCreateRequest = r.json().await?;
@@ -55,7 +57,11 @@ pub(super) async fn resize(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
 pub(super) fn inspect(ctx: &Ctx, id: &str) -> HandlerResult {
     let i = ctx.engine.exec_inspect(id)?;
     let mut args = i.config.cmd.clone();
-    let entrypoint = if args.is_empty() { String::new() } else { args.remove(0) };
+    let entrypoint = if args.is_empty() {
+        String::new()
+    } else {
+        args.remove(0)
+    };
     ok_json(&ExecInspect {
         id: i.id,
         running: i.running,

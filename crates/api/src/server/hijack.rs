@@ -25,7 +25,11 @@ where
     F: FnOnce(Box<dyn Io>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let ctype = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let ctype = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
     let wants_upgrade = r
         .parts
         .headers
@@ -42,8 +46,14 @@ where
         let mut resp = Response::new(Body::Full(None));
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = resp.headers_mut();
-        h.insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("Upgrade"));
-        h.insert(hyper::header::UPGRADE, hyper::header::HeaderValue::from_static("tcp"));
+        h.insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("Upgrade"),
+        );
+        h.insert(
+            hyper::header::UPGRADE,
+            hyper::header::HeaderValue::from_static("tcp"),
+        );
         if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
             h.insert(hyper::header::CONTENT_TYPE, v);
         }
@@ -139,7 +149,11 @@ impl DetachMatcher {
 /// Copies the session's output to the client (framed without a tty) and the client's input to
 /// the session's stdin, until the process ends, the client detaches or goes away.
 pub(super) async fn pump(io: Box<dyn Io>, mut session: IoSession, detach_keys: Option<&str>) {
-    let keys = match parse_detach_keys(detach_keys.filter(|k| !k.is_empty()).unwrap_or("ctrl-p,ctrl-q")) {
+    let keys = match parse_detach_keys(
+        detach_keys
+            .filter(|k| !k.is_empty())
+            .unwrap_or("ctrl-p,ctrl-q"),
+    ) {
         Ok(k) => k,
         Err(e) => return fail(io, &e).await,
     };
@@ -153,7 +167,11 @@ pub(super) async fn pump(io: Box<dyn Io>, mut session: IoSession, detach_keys: O
                     let chunk = if tty {
                         data.to_vec()
                     } else {
-                        let s = if stream == 2 { StdStream::Stderr } else { StdStream::Stdout };
+                        let s = if stream == 2 {
+                            StdStream::Stderr
+                        } else {
+                            StdStream::Stdout
+                        };
                         encode_frame(s, &data)
                     };
                     if wr.write_all(&chunk).await.is_err() {
@@ -212,7 +230,10 @@ mod tests {
 
     #[test]
     fn detach_matcher_holds_partial_matches() {
-        let mut m = DetachMatcher { keys: vec![16, 17], matched: 0 };
+        let mut m = DetachMatcher {
+            keys: vec![16, 17],
+            matched: 0,
+        };
         assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
         assert_eq!(m.feed(b"x"), (b"\x10x".to_vec(), false));
         assert_eq!(m.feed(b"\x10\x10"), (b"\x10".to_vec(), false));

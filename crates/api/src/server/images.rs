@@ -9,7 +9,9 @@ use hyper::StatusCode;
 
 use super::body::{self, empty};
 use super::{ApiError, Ctx, HandlerResult, Req, ok_json};
-use crate::models::{GraphDriver, ImageDeleteItem, ImageInspect, ImageSummary, JsonMessage, RootFs};
+use crate::models::{
+    GraphDriver, ImageDeleteItem, ImageInspect, ImageSummary, JsonMessage, RootFs,
+};
 
 /// Largest image tarball accepted by import.
 const MAX_IMPORT: u64 = 64 << 30;
@@ -44,7 +46,9 @@ pub(super) fn inspect(ctx: &Ctx, name: &str) -> HandlerResult {
         repo_digests: Vec::new(),
         parent: String::new(),
         comment: i.comment.clone(),
-        created: i.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        created: i
+            .created
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         container: String::new(),
         docker_version: String::new(),
         author: i.author.clone(),
@@ -53,9 +57,18 @@ pub(super) fn inspect(ctx: &Ctx, name: &str) -> HandlerResult {
         os: i.os.clone(),
         size: i.size as i64,
         virtual_size: i.size as i64,
-        graph_driver: GraphDriver { name: "overlay2".into(), data: BTreeMap::new() },
-        root_fs: RootFs { kind: "layers".into(), layers: i.layers.clone() },
-        metadata: BTreeMap::from([("LastTagTime".to_owned(), serde_json::Value::String(String::new()))]),
+        graph_driver: GraphDriver {
+            name: "overlay2".into(),
+            data: BTreeMap::new(),
+        },
+        root_fs: RootFs {
+            kind: "layers".into(),
+            layers: i.layers.clone(),
+        },
+        metadata: BTreeMap::from([(
+            "LastTagTime".to_owned(),
+            serde_json::Value::String(String::new()),
+        )]),
     })
 }
 
@@ -83,7 +96,9 @@ pub(super) fn history(ctx: &Ctx, name: &str) -> HandlerResult {
 pub(super) fn tag(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
     let repo = r.q("repo").unwrap_or("");
     if repo.is_empty() {
-        return Err(ApiError::bad("repository name must have at least one component"));
+        return Err(ApiError::bad(
+            "repository name must have at least one component",
+        ));
     }
     let tag = r.q("tag").filter(|t| !t.is_empty());
     ctx.engine.image_tag(name, repo, tag)?;
@@ -125,7 +140,10 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
             message: "importing from a URL is not supported yet; send the tarball as the body (fromSrc=-)".into(),
         });
     }
-    let reference = match (r.q("repo").filter(|s| !s.is_empty()), r.q("tag").filter(|s| !s.is_empty())) {
+    let reference = match (
+        r.q("repo").filter(|s| !s.is_empty()),
+        r.q("tag").filter(|s| !s.is_empty()),
+    ) {
         (Some(repo), Some(tag)) => Some(format!("{repo}:{tag}")),
         (Some(repo), None) => Some(repo.to_owned()),
         _ => None,
@@ -163,7 +181,11 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         total += data.len() as u64;
-                        if total > MAX_IMPORT { Err("image tarball too large".to_owned()) } else { Ok(data) }
+                        if total > MAX_IMPORT {
+                            Err("image tarball too large".to_owned())
+                        } else {
+                            Ok(data)
+                        }
                     }
                     Err(_) => continue,
                 },
@@ -180,12 +202,25 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
     let engine = ctx.engine.clone();
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");
     tokio::spawn(async move {
-        let result = engine.import_image(Box::new(ChannelReader { rx: chunk_rx, cur: Bytes::new() }), req).await;
+        let result = engine
+            .import_image(
+                Box::new(ChannelReader {
+                    rx: chunk_rx,
+                    cur: Bytes::new(),
+                }),
+                req,
+            )
+            .await;
         let msg = match result {
-            Ok(id) => JsonMessage { status: Some(id), ..JsonMessage::default() },
+            Ok(id) => JsonMessage {
+                status: Some(id),
+                ..JsonMessage::default()
+            },
             Err(e) => JsonMessage {
                 error: Some(e.to_string()),
-                error_detail: Some(crate::models::ErrorResponse { message: e.to_string() }),
+                error_detail: Some(crate::models::ErrorResponse {
+                    message: e.to_string(),
+                }),
                 ..JsonMessage::default()
             },
         };

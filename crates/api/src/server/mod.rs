@@ -80,13 +80,16 @@ impl Req {
         };
         let v: serde_json::Value =
             serde_json::from_str(raw).map_err(|e| ApiError::bad(format!("invalid filter: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| ApiError::bad("invalid filter: not an object"))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| ApiError::bad("invalid filter: not an object"))?;
         let mut out = HashMap::new();
         for (k, vals) in obj {
             let list = match vals {
-                serde_json::Value::Array(a) => {
-                    a.iter().filter_map(|x| x.as_str().map(String::from)).collect()
-                }
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect(),
                 serde_json::Value::Object(o) => o
                     .iter()
                     .filter(|(_, on)| on.as_bool().unwrap_or(false))
@@ -133,10 +136,16 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub fn bad(msg: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: msg.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: msg.into(),
+        }
     }
     pub fn not_found(msg: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, message: msg.into() }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: msg.into(),
+        }
     }
 }
 
@@ -151,7 +160,10 @@ impl From<EngineError> for ApiError {
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self { status, message: e.to_string() }
+        Self {
+            status,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -226,7 +238,7 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
     let mut segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     let max = parse_version(&format!("v{}", crate::API_VERSION)).unwrap_or((1, 50));
     let min = parse_version(&format!("v{}", crate::MIN_API_VERSION)).unwrap_or((1, 24));
@@ -259,7 +271,14 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
     }
     tracing::debug!(%method, %path, "request");
     let (parts, body) = req.into_parts();
-    let r = Req { method, segs, query, api_version, parts, body: Some(body) };
+    let r = Req {
+        method,
+        segs,
+        query,
+        api_version,
+        parts,
+        body: Some(body),
+    };
     let result = route(&ctx, r).await;
     let mut resp = match result {
         Ok(resp) => resp,
@@ -271,10 +290,18 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         Err(e) => message(e.status, &e.message),
     };
     let headers = resp.headers_mut();
-    headers.insert("Api-Version", hyper::header::HeaderValue::from_static(crate::API_VERSION));
-    headers.insert("Docker-Experimental", hyper::header::HeaderValue::from_static("false"));
+    headers.insert(
+        "Api-Version",
+        hyper::header::HeaderValue::from_static(crate::API_VERSION),
+    );
+    headers.insert(
+        "Docker-Experimental",
+        hyper::header::HeaderValue::from_static("false"),
+    );
     headers.insert("Ostype", hyper::header::HeaderValue::from_static("linux"));
-    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("Berth/{} (linux)", ctx.info.version)) {
+    if let Ok(v) =
+        hyper::header::HeaderValue::from_str(&format!("Berth/{} (linux)", ctx.info.version))
+    {
         headers.insert("Server", v);
     }
     resp
@@ -286,7 +313,10 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+            if let Ok(b) = u8::from_str_radix(
+                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                16,
+            ) {
                 out.push(b);
                 i += 3;
                 continue;
@@ -350,7 +380,11 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::DELETE, ["images", name @ ..]) if !name.is_empty() => {
             images::remove(ctx, &r, &name.join("/")).await
         }
-        _ => Err(ApiError::not_found(format!("page not found: {} {}", m, r.parts.uri.path()))),
+        _ => Err(ApiError::not_found(format!(
+            "page not found: {} {}",
+            m,
+            r.parts.uri.path()
+        ))),
     }
 }
 

@@ -9,19 +9,38 @@ use super::{Ctx, HandlerResult, Req, ok_json};
 use crate::models::{Component, Platform, Version};
 
 pub(super) fn ping(r: &Req) -> HandlerResult {
-    let mut resp = if r.method == Method::HEAD { empty(StatusCode::OK) } else { text(StatusCode::OK, "OK") };
+    let mut resp = if r.method == Method::HEAD {
+        empty(StatusCode::OK)
+    } else {
+        text(StatusCode::OK, "OK")
+    };
     let h = resp.headers_mut();
-    h.insert("Builder-Version", hyper::header::HeaderValue::from_static("1"));
-    h.insert("Cache-Control", hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"));
-    h.insert("Pragma", hyper::header::HeaderValue::from_static("no-cache"));
+    h.insert(
+        "Builder-Version",
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    h.insert(
+        "Cache-Control",
+        hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(
+        "Pragma",
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
     if r.method == Method::HEAD {
-        h.insert(hyper::header::CONTENT_LENGTH, hyper::header::HeaderValue::from_static("0"));
+        h.insert(
+            hyper::header::CONTENT_LENGTH,
+            hyper::header::HeaderValue::from_static("0"),
+        );
     }
     Ok(resp)
 }
 
 fn kernel() -> String {
-    rustix::system::uname().release().to_string_lossy().into_owned()
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn arch() -> &'static str {
@@ -35,13 +54,22 @@ fn arch() -> &'static str {
 pub(super) fn version(ctx: &Ctx) -> HandlerResult {
     let mut details = std::collections::BTreeMap::new();
     details.insert("ApiVersion".to_owned(), crate::API_VERSION.to_owned());
-    details.insert("MinAPIVersion".to_owned(), crate::MIN_API_VERSION.to_owned());
+    details.insert(
+        "MinAPIVersion".to_owned(),
+        crate::MIN_API_VERSION.to_owned(),
+    );
     details.insert("Os".to_owned(), "linux".to_owned());
     details.insert("Arch".to_owned(), arch().to_owned());
     details.insert("KernelVersion".to_owned(), kernel());
     let v = Version {
-        platform: Platform { name: "Berth".into() },
-        components: vec![Component { name: "Engine".into(), version: ctx.info.version.clone(), details }],
+        platform: Platform {
+            name: "Berth".into(),
+        },
+        components: vec![Component {
+            name: "Engine".into(),
+            version: ctx.info.version.clone(),
+            details,
+        }],
         version: ctx.info.version.clone(),
         api_version: crate::API_VERSION.into(),
         min_api_version: crate::MIN_API_VERSION.into(),
@@ -79,7 +107,11 @@ fn os_name() -> String {
 }
 
 fn cgroup_version() -> &'static str {
-    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" }
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    }
 }
 
 pub(super) fn info(ctx: &Ctx) -> HandlerResult {
@@ -95,7 +127,10 @@ pub(super) fn info(ctx: &Ctx) -> HandlerResult {
         };
         runtimes.insert(name.clone(), json!({ "path": path }));
     }
-    let hostname = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let hostname = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
     let mut warnings = ctx.info.warnings.clone();
     warnings.push(
         "WARNING: the default bridge network is loopback-only: containers on \"bridge\" get a private network namespace with only lo until Berth's networking lands".to_owned(),
@@ -197,12 +232,22 @@ pub(super) fn events(ctx: &Ctx, r: &Req) -> HandlerResult {
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return,
             };
-            let pass = |key: &str, value: &str| filters.get(key).is_none_or(|vals| vals.iter().any(|v| v == value));
+            let pass = |key: &str, value: &str| {
+                filters
+                    .get(key)
+                    .is_none_or(|vals| vals.iter().any(|v| v == value))
+            };
             let name = ev.actor.attributes.get("name").cloned().unwrap_or_default();
             let ok = pass("type", &ev.kind)
                 && pass("event", &ev.action)
-                && filters.get("container").is_none_or(|vals| vals.iter().any(|v| ev.actor.id.starts_with(v.as_str()) || *v == name))
-                && filters.get("image").is_none_or(|vals| vals.iter().any(|v| ev.actor.attributes.get("image") == Some(v)));
+                && filters.get("container").is_none_or(|vals| {
+                    vals.iter()
+                        .any(|v| ev.actor.id.starts_with(v.as_str()) || *v == name)
+                })
+                && filters.get("image").is_none_or(|vals| {
+                    vals.iter()
+                        .any(|v| ev.actor.attributes.get("image") == Some(v))
+                });
             if !ok {
                 continue;
             }

@@ -1,0 +1,300 @@
+//! `version` and `info`.
+
+use berth_api::client::Client;
+use berth_api::models::Version;
+use serde_json::{Value, json};
+
+use crate::args::FormatArgs;
+use crate::error::{CliError, Result};
+use crate::format::{TabWriter, bytes_size};
+use crate::template::{Template, preprocess};
+
+/// Go's names for our architecture.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+fn client_info(api_version: &str) -> Value {
+    json!({
+        "Platform": {"Name": "Berth"},
+        "Version": env!("CARGO_PKG_VERSION"),
+        "ApiVersion": api_version,
+        "DefaultAPIVersion": berth_api::API_VERSION,
+        "GitCommit": option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
+        "GoVersion": "n/a (Rust)",
+        "Os": std::env::consts::OS,
+        "Arch": go_arch(),
+        "BuildTime": option_env!("BERTH_BUILD_TIME").unwrap_or("unknown"),
+        "Context": "default",
+    })
+}
+
+fn run_format(format: &str, data: &Value) -> Result<()> {
+    let (src, _) = preprocess(format);
+    outln!("{}", Template::parse(&src)?.render(data)?);
+    Ok(())
+}
+
+/// `version`.
+pub async fn version(client: &Client, a: FormatArgs) -> Result<i32> {
+    let server = client.get::<Version>("/version").await;
+    let api = match (&server, client.api_version().await) {
+        (Ok(_), Ok(v)) => v.to_owned(),
+        _ => berth_api::API_VERSION.to_owned(),
+    };
+    let cinfo = client_info(&api);
+    if let Some(f) = a.format.as_deref().filter(|f| !f.is_empty()) {
+        let server_v = match &server {
+            Ok(v) => serde_json::to_value(v).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        run_format(f, &json!({"Client": cinfo, "Server": server_v}))?;
+        return server.map(|_| 0).map_err(CliError::from);
+    }
+    let mut text = String::from("Client:\n");
+    let mut line = |k: &str, v: &str| text.push_str(&format!(" {k}:\t{v}\n"));
+    line("Version", env!("CARGO_PKG_VERSION"));
+    let api_line = if api != berth_api::API_VERSION {
+        format!("{api} (downgraded from {})", berth_api::API_VERSION)
+    } else {
+        api.clone()
+    };
+    line("API version", &api_line);
+    line(
+        "Git commit",
+        cinfo["GitCommit"].as_str().unwrap_or_default(),
+    );
+    line("Built", cinfo["BuildTime"].as_str().unwrap_or_default());
+    line(
+        "OS/Arch",
+        &format!("{}/{}", std::env::consts::OS, go_arch()),
+    );
+    line("Context", "default");
+    if let Ok(v) = &server {
+        {
+            let name = if v.platform.name.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", v.platform.name)
+            };
+            text.push_str(&format!("\nServer:{name}\n"));
+            let engine_in_components = v.components.iter().any(|c| c.name == "Engine");
+            if !engine_in_components {
+                text.push_str(" Engine:\n");
+                text.push_str(&format!("  Version:\t{}\n", v.version));
+                text.push_str(&format!(
+                    "  API version:\t{} (minimum version {})\n",
+                    v.api_version, v.min_api_version
+                ));
+                text.push_str(&format!("  Git commit:\t{}\n", v.git_commit));
+                text.push_str(&format!("  Built:\t{}\n", v.build_time));
+                text.push_str(&format!("  OS/Arch:\t{}/{}\n", v.os, v.arch));
+                text.push_str("  Experimental:\tfalse\n");
+            }
+            for c in &v.components {
+                text.push_str(&format!(" {}:\n", c.name));
+                if c.name == "Engine" {
+                    let d = |k: &str| c.details.get(k).cloned().unwrap_or_default();
+                    text.push_str(&format!("  Version:\t{}\n", c.version));
+                    text.push_str(&format!(
+                        "  API version:\t{} (minimum version {})\n",
+                        d("ApiVersion"),
+                        d("MinAPIVersion")
+                    ));
+                    text.push_str(&format!("  Git commit:\t{}\n", d("GitCommit")));
+                    text.push_str(&format!("  Built:\t{}\n", d("BuildTime")));
+                    text.push_str(&format!("  OS/Arch:\t{}/{}\n", d("Os"), d("Arch")));
+                    text.push_str(&format!("  Experimental:\t{}\n", d("Experimental")));
+                } else {
+                    text.push_str(&format!("  Version:\t{}\n", c.version));
+                    for (k, v) in &c.details {
+                        text.push_str(&format!("  {k}:\t{v}\n"));
+                    }
+                }
+            }
+        }
+    }
+    let mut tw = TabWriter::new(20, 1);
+    tw.write_text(&text);
+    out!("{}", tw.render());
+    server.map(|_| 0).map_err(CliError::from)
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn n(v: &Value, k: &str) -> i64 {
+    v.get(k).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// The server half of `info`, as Docker lays it out.
+pub fn info_text(v: &Value) -> String {
+    let mut o = String::new();
+    let mut p = |line: String| {
+        o.push_str(&line);
+        o.push('\n');
+    };
+    p(format!(" Containers: {}", n(v, "Containers")));
+    p(format!("  Running: {}", n(v, "ContainersRunning")));
+    p(format!("  Paused: {}", n(v, "ContainersPaused")));
+    p(format!("  Stopped: {}", n(v, "ContainersStopped")));
+    p(format!(" Images: {}", n(v, "Images")));
+    p(format!(" Server Version: {}", s(v, "ServerVersion")));
+    p(format!(" Storage Driver: {}", s(v, "Driver")));
+    if let Some(status) = v.get("DriverStatus").and_then(Value::as_array) {
+        for pair in status {
+            if let Some([k, val]) = pair.as_array().map(Vec::as_slice) {
+                p(format!(
+                    "  {}: {}",
+                    k.as_str().unwrap_or_default(),
+                    val.as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    p(format!(" Logging Driver: {}", s(v, "LoggingDriver")));
+    p(format!(" Cgroup Driver: {}", s(v, "CgroupDriver")));
+    p(format!(" Cgroup Version: {}", s(v, "CgroupVersion")));
+    if let Some(plugins) = v.get("Plugins").and_then(Value::as_object) {
+        p(" Plugins:".to_owned());
+        for (k, list) in plugins {
+            let items: Vec<&str> = list
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if !items.is_empty() {
+                p(format!("  {k}: {}", items.join(" ")));
+            }
+        }
+    }
+    if let Some(rt) = v.get("Runtimes").and_then(Value::as_object) {
+        let names: Vec<&str> = rt.keys().map(String::as_str).collect();
+        p(format!(" Runtimes: {}", names.join(" ")));
+    }
+    p(format!(" Default Runtime: {}", s(v, "DefaultRuntime")));
+    p(format!(" Init Binary: {}", s(v, "InitBinary")));
+    if let Some(sec) = v.get("SecurityOptions").and_then(Value::as_array) {
+        p(" Security Options:".to_owned());
+        for opt in sec.iter().filter_map(Value::as_str) {
+            let mut name = "";
+            let mut rest = Vec::new();
+            for kv in opt.split(',') {
+                match kv.split_once('=') {
+                    Some(("name", v)) => name = v,
+                    Some((k, v)) => rest.push((k, v)),
+                    None => name = kv,
+                }
+            }
+            p(format!("  {name}"));
+            for (k, val) in rest {
+                let mut k = k.to_owned();
+                if let Some(first) = k.get(..1) {
+                    k = format!("{}{}", first.to_uppercase(), &k[1..]);
+                }
+                p(format!("   {k}: {val}"));
+            }
+        }
+    }
+    p(format!(" Kernel Version: {}", s(v, "KernelVersion")));
+    p(format!(" Operating System: {}", s(v, "OperatingSystem")));
+    p(format!(" OSType: {}", s(v, "OSType")));
+    p(format!(" Architecture: {}", s(v, "Architecture")));
+    p(format!(" CPUs: {}", n(v, "NCPU")));
+    p(format!(
+        " Total Memory: {}",
+        bytes_size(n(v, "MemTotal") as f64)
+    ));
+    p(format!(" Name: {}", s(v, "Name")));
+    p(format!(" ID: {}", s(v, "ID")));
+    p(format!(" Docker Root Dir: {}", s(v, "DockerRootDir")));
+    p(format!(
+        " Debug Mode: {}",
+        v.get("Debug").and_then(Value::as_bool).unwrap_or(false)
+    ));
+    p(format!(
+        " Experimental: {}",
+        v.get("ExperimentalBuild")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    ));
+    if let Some(cidrs) = v
+        .pointer("/RegistryConfig/InsecureRegistryCIDRs")
+        .and_then(Value::as_array)
+    {
+        p(" Insecure Registries:".to_owned());
+        for c in cidrs.iter().filter_map(Value::as_str) {
+            p(format!("  {c}"));
+        }
+    }
+    p(format!(
+        " Live Restore Enabled: {}",
+        v.get("LiveRestoreEnabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    ));
+    o
+}
+
+/// `info`.
+pub async fn info(client: &Client, a: FormatArgs) -> Result<i32> {
+    let server = client.get::<Value>("/info").await;
+    if let Some(f) = a.format.as_deref().filter(|f| !f.is_empty()) {
+        let api = berth_api::API_VERSION;
+        let data = match &server {
+            Ok(v) => {
+                let mut d = v.clone();
+                if let Some(o) = d.as_object_mut() {
+                    o.insert("ClientInfo".to_owned(), client_info(api));
+                }
+                d
+            }
+            Err(_) => json!({"ClientInfo": client_info(api)}),
+        };
+        run_format(f, &data)?;
+        return server.map(|_| 0).map_err(CliError::from);
+    }
+    outln!("Client:");
+    outln!(" Version:    {}", env!("CARGO_PKG_VERSION"));
+    outln!(" Context:    default");
+    outln!(" Debug Mode: false");
+    outln!();
+    outln!("Server:");
+    let v = server?;
+    out!("{}", info_text(&v));
+    if let Some(w) = v.get("Warnings").and_then(Value::as_array) {
+        let warnings: Vec<&str> = w.iter().filter_map(Value::as_str).collect();
+        if !warnings.is_empty() {
+            outln!();
+        }
+        for w in warnings {
+            eprintln!("{w}");
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_layout() {
+        let v = json!({
+            "Containers": 2, "ContainersRunning": 1, "ContainersPaused": 0, "ContainersStopped": 1,
+            "Images": 3, "ServerVersion": "0.1.0", "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"]],
+            "SecurityOptions": ["name=seccomp,profile=builtin"], "MemTotal": 8_000_000_000i64,
+        });
+        let t = info_text(&v);
+        assert!(t.starts_with(" Containers: 2\n  Running: 1\n"));
+        assert!(t.contains("  Backing Filesystem: extfs\n"));
+        assert!(t.contains("  seccomp\n   Profile: builtin\n"));
+        assert!(t.contains(" Total Memory: 7.451GiB\n"));
+    }
+}

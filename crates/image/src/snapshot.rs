@@ -1,0 +1,365 @@
+//! Snapshots: one directory per unpacked layer, `snapshots/<chain-id hex>/fs`, and overlay
+//! mounts for containers (the image's layers as lower dirs under a per-container upper dir,
+//! `snapshots/ctr-<container-id>/{fs,work}`).
+//!
+//! A layer is unpacked into `snapshots/tmp-<random>/fs` and renamed into place once complete,
+//! so a snapshot directory under a chain id is always whole; leftovers of an interrupted
+//! unpack are removed when the snapshotter opens.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::CWD;
+use rustix::io::Errno;
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+};
+use sha2::{Digest, Sha256};
+
+use crate::content::{digest_hex, finish_digest};
+use crate::error::ImageError;
+
+const TEMP_PREFIX: &str = "tmp-";
+const CONTAINER_PREFIX: &str = "ctr-";
+
+/// The chain id of a layer on top of `parent` (the chain id of the layers below it):
+/// the diff id itself for a bottom layer, else `sha256(parent + " " + diff_id)`.
+pub fn chain_id(parent: Option<&str>, diff_id: &str) -> String {
+    match parent {
+        None => diff_id.to_owned(),
+        Some(p) => finish_digest(Sha256::new_with_prefix(format!("{p} {diff_id}"))),
+    }
+}
+
+/// The chain ids of a stack of layers, bottom first.
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = chain_id(out.last().map(String::as_str), d);
+        out.push(next);
+    }
+    out
+}
+
+/// A container id usable as a directory name.
+fn check_container_id(id: &str) -> Result<(), ImageError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && !id.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ImageError::InvalidArgument(format!(
+            "invalid container id {id:?}"
+        )))
+    }
+}
+
+/// The directory of layer snapshots.
+#[derive(Debug, Clone)]
+pub struct Snapshotter {
+    root: PathBuf,
+}
+
+/// A layer being unpacked; removed on drop unless committed.
+#[derive(Debug)]
+pub struct TempSnapshot {
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl TempSnapshot {
+    /// The directory to unpack into.
+    pub fn fs(&self) -> PathBuf {
+        self.dir.join("fs")
+    }
+}
+
+impl Drop for TempSnapshot {
+    fn drop(&mut self) {
+        if !self.committed {
+            if let Err(e) = fs::remove_dir_all(&self.dir) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %self.dir.display(), error = %e, "removing temp snapshot");
+                }
+            }
+        }
+    }
+}
+
+impl Snapshotter {
+    /// Opens (creating it if needed) `<data-root>/snapshots` and removes half-made snapshots.
+    pub fn open(root: &Path) -> Result<Self, ImageError> {
+        fs::create_dir_all(root).map_err(ImageError::io(format!("create {}", root.display())))?;
+        let s = Self {
+            root: root.to_owned(),
+        };
+        for name in s.entries()? {
+            if name.starts_with(TEMP_PREFIX) {
+                tracing::info!(snapshot = %name, "removing half-made snapshot");
+                s.remove_dir(&root.join(&name))?;
+            }
+        }
+        Ok(s)
+    }
+
+    fn entries(&self) -> Result<Vec<String>, ImageError> {
+        let ctx = || format!("read {}", self.root.display());
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(ImageError::io(ctx()))? {
+            let entry = entry.map_err(ImageError::io(ctx()))?;
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+
+    /// The chain ids of every layer snapshot present.
+    pub fn list(&self) -> Result<Vec<String>, ImageError> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .map(|n| format!("sha256:{n}"))
+            .filter(|d| digest_hex(d).is_ok())
+            .collect())
+    }
+
+    /// `std::fs::remove_dir_all` never follows symlinks inside the tree.
+    fn remove_dir(&self, dir: &Path) -> Result<(), ImageError> {
+        match fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(ImageError::Io {
+                context: format!("remove {}", dir.display()),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The unpacked layer of a chain id.
+    pub fn layer_dir(&self, chain_id: &str) -> Result<PathBuf, ImageError> {
+        Ok(self.root.join(digest_hex(chain_id)?).join("fs"))
+    }
+
+    /// Whether the layer of a chain id is unpacked.
+    pub fn exists(&self, chain_id: &str) -> bool {
+        self.layer_dir(chain_id).is_ok_and(|d| d.is_dir())
+    }
+
+    /// A fresh directory to unpack a layer into.
+    pub fn prepare(&self) -> Result<TempSnapshot, ImageError> {
+        let dir = self
+            .root
+            .join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+        let fs_dir = dir.join("fs");
+        fs::create_dir_all(&fs_dir)
+            .map_err(ImageError::io(format!("create {}", fs_dir.display())))?;
+        Ok(TempSnapshot {
+            dir,
+            committed: false,
+        })
+    }
+
+    /// Moves an unpacked layer under its chain id. If that snapshot already exists the new
+    /// copy is discarded (same chain id, same content).
+    pub fn commit(&self, mut temp: TempSnapshot, chain_id: &str) -> Result<(), ImageError> {
+        let target = self.root.join(digest_hex(chain_id)?);
+        if target.join("fs").is_dir() {
+            return Ok(());
+        }
+        // A target without `fs` is debris of an old failure.
+        self.remove_dir(&target)?;
+        match fs::rename(&temp.dir, &target) {
+            Ok(()) => {
+                temp.committed = true;
+                crate::content::sync_dir(&self.root)
+            }
+            Err(e) if target.join("fs").is_dir() => {
+                tracing::debug!(error = %e, "snapshot committed concurrently");
+                Ok(())
+            }
+            Err(e) => Err(ImageError::Io {
+                context: format!("rename to {}", target.display()),
+                source: e,
+            }),
+        }
+    }
+
+    /// Removes a layer snapshot; a missing one is not an error.
+    pub fn remove(&self, chain_id: &str) -> Result<(), ImageError> {
+        self.remove_dir(&self.root.join(digest_hex(chain_id)?))
+    }
+
+    /// The upper and work directories of a container.
+    fn container_dirs(
+        &self,
+        container_id: &str,
+    ) -> Result<(PathBuf, PathBuf, PathBuf), ImageError> {
+        check_container_id(container_id)?;
+        let base = self.root.join(format!("{CONTAINER_PREFIX}{container_id}"));
+        Ok((base.join("fs"), base.join("work"), base))
+    }
+
+    /// Mounts an overlay on `target`: `lowers` (top layer first) under the container's upper
+    /// dir, created if missing and reused if present so a restarted container keeps its
+    /// changes. With no layers an empty directory is the lower.
+    pub fn mount_container(
+        &self,
+        container_id: &str,
+        lowers: &[PathBuf],
+        target: &Path,
+    ) -> Result<(), ImageError> {
+        let (upper, work, base) = self.container_dirs(container_id)?;
+        for d in [&upper, &work] {
+            fs::create_dir_all(d).map_err(ImageError::io(format!("create {}", d.display())))?;
+        }
+        let mut lowers = lowers.to_vec();
+        if lowers.is_empty() {
+            let empty = base.join("empty");
+            fs::create_dir_all(&empty)
+                .map_err(ImageError::io(format!("create {}", empty.display())))?;
+            lowers.push(empty);
+        }
+        match mount_overlay_fsopen(&lowers, &upper, &work, target) {
+            Ok(()) => Ok(()),
+            Err(e @ (Errno::INVAL | Errno::NOSYS | Errno::NODEV)) => {
+                tracing::debug!(error = %e, "new mount API failed, trying mount(2)");
+                mount_overlay_legacy(&lowers, &upper, &work, target)
+            }
+            Err(e) => Err(mount_err(target, e)),
+        }
+    }
+
+    /// Unmounts a container's root (lazily); a target that is not mounted is fine.
+    pub fn unmount(&self, target: &Path) -> Result<(), ImageError> {
+        match rustix::mount::unmount(target, UnmountFlags::DETACH) {
+            Ok(()) | Err(Errno::INVAL | Errno::NOENT) => Ok(()),
+            Err(e) => Err(ImageError::errno(format!("unmount {}", target.display()))(
+                e,
+            )),
+        }
+    }
+
+    /// Deletes a container's upper and work directories.
+    pub fn remove_container(&self, container_id: &str) -> Result<(), ImageError> {
+        let (_, _, base) = self.container_dirs(container_id)?;
+        self.remove_dir(&base)
+    }
+}
+
+fn mount_err(target: &Path, e: Errno) -> ImageError {
+    ImageError::errno(format!("mount overlay on {}", target.display()))(e)
+}
+
+/// `fsopen("overlay")` with one `lowerdir+` per layer: no limit on the number of layers and
+/// no escaping of `:` or `,` in paths.
+fn mount_overlay_fsopen(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), Errno> {
+    let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for l in lowers {
+        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
+    }
+    rustix::mount::fsconfig_set_string(&fs, "upperdir", upper)?;
+    rustix::mount::fsconfig_set_string(&fs, "workdir", work)?;
+    rustix::mount::fsconfig_create(&fs)?;
+    let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    rustix::mount::move_mount(
+        &mnt,
+        "",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+}
+
+/// `mount(2)` with `lowerdir=a:b,...` for kernels without `lowerdir+`.
+fn mount_overlay_legacy(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), ImageError> {
+    let mut parts = Vec::new();
+    for p in lowers.iter().map(PathBuf::as_path).chain([upper, work]) {
+        let s = p.to_str().filter(|s| !s.contains([':', ',']));
+        let s = s.ok_or_else(|| {
+            ImageError::InvalidArgument(format!(
+                "overlay path {} cannot be passed to mount(2)",
+                p.display()
+            ))
+        })?;
+        parts.push(s);
+    }
+    let (dirs, rest) = parts.split_at(lowers.len());
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        dirs.join(":"),
+        rest[0],
+        rest[1]
+    );
+    // The kernel copies at most one page of mount data.
+    if data.len() >= 4096 {
+        return Err(ImageError::InvalidArgument(format!(
+            "too many layers ({}) for mount(2) on this kernel",
+            lowers.len()
+        )));
+    }
+    let data = std::ffi::CString::new(data)
+        .map_err(|_| ImageError::InvalidArgument("overlay paths contain a NUL byte".into()))?;
+    rustix::mount::mount(
+        "overlay",
+        target,
+        "overlay",
+        MountFlags::empty(),
+        data.as_c_str(),
+    )
+    .map_err(|e| mount_err(target, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_rule() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        assert_eq!(chain_id(None, &a), a);
+        let ab = chain_id(Some(&a), &b);
+        let expected = crate::content::sha256_digest(format!("{a} {b}").as_bytes());
+        assert_eq!(ab, expected);
+        assert_eq!(chain_ids(&[a.clone(), b.clone()]), vec![a, ab]);
+        assert!(chain_ids(&[]).is_empty());
+    }
+
+    #[test]
+    fn temp_snapshots_commit_or_vanish() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshotter::open(&dir.path().join("snapshots")).unwrap();
+        let id = format!("sha256:{}", "c".repeat(64));
+        let t = s.prepare().unwrap();
+        fs::write(t.fs().join("f"), b"1").unwrap();
+        s.commit(t, &id).unwrap();
+        assert!(s.exists(&id));
+        assert_eq!(s.list().unwrap(), vec![id.clone()]);
+        // A second copy of the same chain id is discarded; the first stays.
+        let t = s.prepare().unwrap();
+        fs::write(t.fs().join("f"), b"2").unwrap();
+        s.commit(t, &id).unwrap();
+        assert_eq!(fs::read(s.layer_dir(&id).unwrap().join("f")).unwrap(), b"1");
+        // Dropped uncommitted: gone. Left behind by a crash: removed on open.
+        drop(s.prepare().unwrap());
+        std::mem::forget(s.prepare().unwrap());
+        let s = Snapshotter::open(&dir.path().join("snapshots")).unwrap();
+        assert_eq!(s.entries().unwrap().len(), 1);
+        s.remove(&id).unwrap();
+        assert!(!s.exists(&id));
+        assert!(s.mount_container("../x", &[], dir.path()).is_err());
+    }
+}

@@ -1,0 +1,329 @@
+//! The image store end to end: import, list, resolve, tag, remove, garbage collection, and
+//! overlay mounts (when running as root with overlayfs).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_image::error::ErrorKind;
+use berth_image::{ImageStore, ImportOptions, Reference, RemovedImage};
+
+fn rootfs_tar(marker: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8], kind: tar::EntryType, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add("etc/", b"", tar::EntryType::Directory, 0o755);
+    add(
+        "etc/marker",
+        marker.as_bytes(),
+        tar::EntryType::Regular,
+        0o644,
+    );
+    add("bin/", b"", tar::EntryType::Directory, 0o755);
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    store: ImageStore,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(redb::Database::create(dir.path().join("berth.redb")).unwrap());
+    let store = ImageStore::open(dir.path(), db).unwrap();
+    Env { dir, store }
+}
+
+fn import(store: &ImageStore, data: Vec<u8>, tag: Option<&str>) -> berth_image::Image {
+    let opts = ImportOptions {
+        reference: tag.map(|t| Reference::parse(t).unwrap()),
+        config: serde_json::json!({"Cmd": ["/bin/sh"]}),
+        message: None,
+        platform: None,
+    };
+    store
+        .import(Box::new(std::io::Cursor::new(data)), &opts)
+        .unwrap()
+}
+
+#[test]
+fn store_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<ImageStore>();
+}
+
+fn no_users(_: &str) -> Option<String> {
+    None
+}
+
+fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn import_list_resolve_tag_remove() {
+    let Env { dir, store } = env();
+    let tar = rootfs_tar("one");
+    let img = import(&store, gzip(&tar), Some("busybox"));
+    assert!(img.id.starts_with("sha256:") && img.id.len() == 71);
+    assert_eq!(img.repo_tags, vec!["busybox:latest"]);
+    assert_eq!(img.size, 3);
+    // The diff id is the digest of the uncompressed tar, gzip or not.
+    let diff_id = berth_image::content::sha256_digest(&tar);
+    assert_eq!(img.layers, vec![diff_id.clone()]);
+    assert_eq!(img.config["rootfs"]["diff_ids"][0], diff_id);
+    assert_eq!(img.config["config"]["Cmd"][0], "/bin/sh");
+    assert_eq!(img.config["architecture"], "amd64");
+    assert_eq!(img.config["os"], "linux");
+    assert_eq!(img.config["history"][0]["comment"], "Imported from -");
+    let snap = dir
+        .path()
+        .join("snapshots")
+        .join(&diff_id[7..])
+        .join("fs/etc/marker");
+    assert_eq!(std::fs::read(snap).unwrap(), b"one");
+
+    // Resolve by name, full reference, id, prefixes.
+    let hex = &img.id[7..];
+    for name in [
+        "busybox",
+        "busybox:latest",
+        "docker.io/library/busybox:latest",
+        &img.id,
+        &hex[..12],
+        &hex[..1],
+    ] {
+        assert_eq!(store.resolve(name).unwrap().id, img.id, "{name}");
+    }
+    assert_eq!(
+        store.resolve(&format!("sha256:{}", &hex[..5])).unwrap().id,
+        img.id
+    );
+    let e = store.resolve("nope").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(e.to_string(), "No such image: nope:latest");
+    assert_eq!(store.get(&img.id).unwrap().id, img.id);
+
+    // Tag and list; the same content imported again shares its snapshot.
+    store
+        .tag(&img.id, &Reference::parse("myreg:5000/x/y:1").unwrap())
+        .unwrap();
+    let img2 = import(&store, tar.clone(), Some("other:v2"));
+    assert_ne!(img2.id, img.id);
+    assert_eq!(img2.layers, img.layers);
+    let mut list = store.list().unwrap();
+    list.sort_by_key(|i| i.repo_tags.len());
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        list[1].repo_tags,
+        vec!["busybox:latest", "myreg:5000/x/y:1"]
+    );
+
+    // Moving a tag.
+    store
+        .tag(&img2.id, &Reference::parse("busybox").unwrap())
+        .unwrap();
+    assert_eq!(store.resolve("busybox").unwrap().id, img2.id);
+    store
+        .tag(&img.id, &Reference::parse("busybox").unwrap())
+        .unwrap();
+
+    // By id with tags in two repositories: needs force.
+    let e = store.remove(&img.id, false, &no_users).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(
+        e.to_string().contains("must be forced") && e.to_string().contains(&hex[..12]),
+        "{e}"
+    );
+
+    // Untag one reference: the image stays.
+    let r = store.remove("myreg:5000/x/y:1", false, &no_users).unwrap();
+    assert_eq!(r, vec![RemovedImage::Untagged("myreg:5000/x/y:1".into())]);
+    // In use by a container: the last tag cannot go without force.
+    let used = |id: &str| (id == img.id).then(|| "0123abcd4567".to_owned());
+    let e = store.remove("busybox", false, &used).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(e.to_string().starts_with("conflict: unable to remove repository reference \"busybox\" (must force) - container 0123abcd4567 is using its referenced image"), "{e}");
+    // With force: untagged, kept.
+    let r = store.remove("busybox", true, &used).unwrap();
+    assert_eq!(r, vec![RemovedImage::Untagged("busybox:latest".into())]);
+    assert!(store.get(&img.id).unwrap().repo_tags.is_empty());
+    let e = store.remove(&img.id, false, &used).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+
+    // Deleting the first image keeps the snapshot the second still uses.
+    let r = store.remove(&img.id, false, &no_users).unwrap();
+    assert_eq!(r, vec![RemovedImage::Deleted(img.id.clone())]);
+    assert_eq!(store.get(&img.id).unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(dir.path().join("snapshots").join(&diff_id[7..]).is_dir());
+
+    // The last image: untag + delete, snapshot and blobs collected.
+    let r = store.remove("other:v2", false, &no_users).unwrap();
+    assert_eq!(
+        r,
+        vec![
+            RemovedImage::Untagged("other:v2".into()),
+            RemovedImage::Deleted(img2.id.clone())
+        ]
+    );
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(count(&dir.path().join("snapshots")), 0);
+    assert_eq!(count(&dir.path().join("content/blobs/sha256")), 0);
+}
+
+#[test]
+fn remove_by_id_in_one_repository_untags_all() {
+    let Env { dir: _dir, store } = env();
+    let img = import(&store, rootfs_tar("x"), Some("app:1"));
+    store
+        .tag(&img.id, &Reference::parse("app:2").unwrap())
+        .unwrap();
+    let r = store.remove(&img.id[7..19], false, &no_users).unwrap();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[2], RemovedImage::Deleted(img.id.clone()));
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing() {
+    let Env { dir, store } = env();
+    let opts = ImportOptions::default();
+    for (data, what) in [
+        (b"BZh91AY&SY".to_vec(), "bzip2"),
+        (vec![0xfd, b'7', b'z', b'X', b'Z', 0, 1, 2], "xz"),
+    ] {
+        let e = store
+            .import(Box::new(std::io::Cursor::new(data)), &opts)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains(what), "{e}");
+    }
+    let e = store
+        .import(
+            Box::new(std::io::Cursor::new(vec![0x1f, 0x8b, 1, 2, 3])),
+            &opts,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    let plat = ImportOptions {
+        platform: Some("windows/amd64".into()),
+        ..ImportOptions::default()
+    };
+    assert!(
+        store
+            .import(Box::new(std::io::Cursor::new(rootfs_tar("w"))), &plat)
+            .is_err()
+    );
+    assert_eq!(count(&dir.path().join("snapshots")), 0);
+    assert_eq!(count(&dir.path().join("content/blobs/sha256")), 0);
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(
+        store.resolve("").unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        store.resolve("sha256:zz").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn reopen_keeps_images_and_checks_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.redb");
+    let id = {
+        let db = Arc::new(redb::Database::create(&path).unwrap());
+        let store = ImageStore::open(dir.path(), db).unwrap();
+        import(&store, rootfs_tar("r"), Some("keep")).id
+    };
+    // Leftovers of an interrupted import are removed on open.
+    std::fs::create_dir_all(dir.path().join("snapshots/tmp-dead/fs")).unwrap();
+    std::fs::write(dir.path().join("content/blobs/sha256/.tmp-dead"), b"x").unwrap();
+    let db = Arc::new(redb::Database::create(&path).unwrap());
+    let store = ImageStore::open(dir.path(), db.clone()).unwrap();
+    assert_eq!(store.resolve("keep").unwrap().id, id);
+    assert!(!dir.path().join("snapshots/tmp-dead").exists());
+    assert!(!dir.path().join("content/blobs/sha256/.tmp-dead").exists());
+    drop(store);
+    // A newer schema is refused.
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn
+            .open_table(redb::TableDefinition::<&str, u64>::new("image_meta"))
+            .unwrap();
+        t.insert("schema_version", 99).unwrap();
+    }
+    txn.commit().unwrap();
+    assert!(ImageStore::open(dir.path(), db).is_err());
+}
+
+/// Unmounts on drop so a failing assertion does not leave a mount behind.
+struct MountGuard<'a>(&'a ImageStore, PathBuf);
+
+impl Drop for MountGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unmount_container(&self.1);
+    }
+}
+
+#[test]
+fn overlay_mount_keeps_container_changes() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let Env { dir, store } = env();
+    let img = import(&store, rootfs_tar("lower"), Some("m"));
+    let target = dir.path().join("rootfs");
+    std::fs::create_dir(&target).unwrap();
+    if let Err(e) = store.mount_container("c1", &img, &target) {
+        eprintln!("skipping: overlay mount failed here: {e}");
+        return;
+    }
+    {
+        let _g = MountGuard(&store, target.clone());
+        assert_eq!(std::fs::read(target.join("etc/marker")).unwrap(), b"lower");
+        std::fs::write(target.join("etc/marker"), b"changed").unwrap();
+    }
+    // Unmounted by the guard; the layer is untouched, the change is in the upper dir.
+    assert!(!target.join("etc/marker").exists());
+    store.unmount_container(&target).unwrap();
+    let layer = dir
+        .path()
+        .join("snapshots")
+        .join(&img.layers[0][7..])
+        .join("fs/etc/marker");
+    assert_eq!(std::fs::read(layer).unwrap(), b"lower");
+    store.mount_container("c1", &img, &target).unwrap();
+    {
+        let _g = MountGuard(&store, target.clone());
+        assert_eq!(
+            std::fs::read(target.join("etc/marker")).unwrap(),
+            b"changed"
+        );
+    }
+    store.remove_container("c1").unwrap();
+    assert!(!dir.path().join("snapshots/ctr-c1").exists());
+
+    // An image without layers mounts over an empty lower dir.
+    let empty = tar::Builder::new(Vec::new()).into_inner().unwrap();
+    let mut img2 = import(&store, empty, None);
+    img2.layers.clear();
+    store.mount_container("c2", &img2, &target).unwrap();
+    let _g = MountGuard(&store, target.clone());
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+}
