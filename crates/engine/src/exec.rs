@@ -207,7 +207,13 @@ impl Engine {
             .process()
             .clone()
             .ok_or_else(|| EngineError::Runtime("bundle has no process".into()))?;
-        let mut env = rec.config.env.clone().unwrap_or_default();
+        // The container's process environment (image and create-time env plus PATH, HOSTNAME
+        // and HOME as the spec builder filled them in), then the exec's own variables.
+        let mut env = process.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("TERM="));
+        if cfg.tty {
+            env.push("TERM=xterm".into());
+        }
         for e in &cfg.env {
             let key = e.split('=').next().unwrap_or("");
             env.retain(|x| x.split('=').next() != Some(key));

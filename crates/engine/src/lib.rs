@@ -145,7 +145,20 @@ impl Engine {
     /// Opens the state under the configured roots, reconciles containers that changed while
     /// the daemon was away, and restarts those whose policy says so.
     pub async fn open(cfg: EngineConfig) -> Result<Self> {
-        for dir in [&cfg.data_root, &cfg.exec_root] {
+        // Shim sockets live at <exec-root>/shims/<64-hex id>.sock.
+        let longest = cfg
+            .exec_root
+            .join("shims")
+            .join(format!("{}.sock", "0".repeat(64)));
+        if longest.as_os_str().len() > shim_client::MAX_SOCKET_PATH {
+            return Err(EngineError::InvalidArgument(format!(
+                "--exec-root {} is too long: shim sockets under it would exceed the {}-byte \
+                 limit of unix socket paths",
+                cfg.exec_root.display(),
+                shim_client::MAX_SOCKET_PATH
+            )));
+        }
+        for dir in [&cfg.data_root, &cfg.exec_root, &cfg.exec_root.join("shims")] {
             std::fs::create_dir_all(dir)
                 .map_err(EngineError::io(format!("create {}", dir.display())))?;
         }

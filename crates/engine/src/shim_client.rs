@@ -171,16 +171,22 @@ pub async fn call(socket: &Path, req: &Request) -> Result<Response> {
 #[derive(Debug, Clone)]
 pub struct RunPaths {
     pub dir: PathBuf,
+    socket: PathBuf,
 }
+
+/// Longest path a unix socket address holds (`sun_path` is 108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
 
 impl RunPaths {
     pub fn new(exec_root: &Path, id: &str) -> Self {
         Self {
             dir: exec_root.join("containers").join(id),
+            // Short and flat (`shims/<id>.sock`), since socket paths are limited to 107 bytes.
+            socket: exec_root.join("shims").join(format!("{id}.sock")),
         }
     }
     pub fn socket(&self) -> PathBuf {
-        self.dir.join("shim.sock")
+        self.socket.clone()
     }
     pub fn exit_file(&self) -> PathBuf {
         self.dir.join("exit.json")

@@ -62,9 +62,10 @@ impl Daemon {
         );
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let tag = format!("{}-{n}", std::process::id());
-        let dir = PathBuf::from(format!("/tmp/berth-test-{tag}"));
+        let dir = PathBuf::from(format!("/tmp/bt-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("docker-config")).unwrap();
+        std::fs::write(dir.join("daemon.json"), "{}\n").unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut d = Daemon {
             sock: dir.join("berth.sock"),
@@ -354,7 +355,8 @@ impl Drop for Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         // Shims (and anything else started from this test's directories).
-        let needle = self.dir.to_string_lossy().into_owned();
+        // With the trailing slash, so daemon 1's clean-up never matches daemon 10's paths.
+        let needle = format!("{}/", self.dir.display());
         for _ in 0..50 {
             let procs = processes_mentioning(&needle);
             if procs.is_empty() {
