@@ -20,8 +20,8 @@ pub const DOCKER: &str = "/usr/local/bin/docker";
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let path =
-            std::env::temp_dir().join(format!("berth-test-busybox-{}.tar", std::process::id()));
+        // Under cargo's per-target scratch dir, so nothing is left in /tmp.
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox.tar");
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkrootfs-busybox.sh");
         let out = Command::new(script)
@@ -32,7 +32,9 @@ pub fn busybox_tar() -> &'static Path {
             "mkrootfs: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::write(&path, &out.stdout).unwrap();
+        let tmp = path.with_extension(format!("tar.{}", std::process::id()));
+        std::fs::write(&tmp, &out.stdout).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
         path
     })
 }
