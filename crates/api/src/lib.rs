@@ -8,6 +8,7 @@
 #![recursion_limit = "256"]
 
 pub mod client;
+pub mod detach;
 pub mod models;
 pub mod server;
 pub mod stream;

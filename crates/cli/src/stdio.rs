@@ -6,6 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use berth_api::client::{Client, HijackReader, HijackWriter, Hijacked, RequestBody, query};
+use berth_api::detach::{DEFAULT_DETACH_KEYS, DetachMatcher, parse_detach_keys};
 use berth_api::models::{ContainerInspect, WaitResponse};
 use berth_api::stream::FrameDecoder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -98,34 +99,77 @@ async fn pump_output(mut reader: HijackReader, multiplexed: bool) -> std::io::Re
     }
 }
 
-/// Copies our stdin into the connection, then half-closes it.
-async fn pump_input(mut rx: mpsc::Receiver<Vec<u8>>, writer: &mut HijackWriter) {
+/// How an attached session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The daemon closed the output: the process ended (or the daemon detached us).
+    Closed,
+    /// The user typed the detach keys; the process goes on.
+    Detached,
+}
+
+/// Copies our stdin into the connection, then half-closes it; stops without forwarding them
+/// when the detach keys are typed (returns `true` then).
+async fn pump_input(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    writer: &mut HijackWriter,
+    mut detach: Option<DetachMatcher>,
+) -> bool {
     while let Some(chunk) = rx.recv().await {
-        if writer.write_all(&chunk).await.is_err() || writer.flush().await.is_err() {
-            return;
+        let (data, detached) = match detach.as_mut() {
+            Some(m) => m.feed(&chunk),
+            None => (chunk, false),
+        };
+        if writer.write_all(&data).await.is_err() || writer.flush().await.is_err() {
+            return false;
+        }
+        if detached {
+            return true;
         }
     }
     let _ = writer.close_write().await;
+    false
 }
 
-/// Runs an attach/exec session until the daemon closes the output: copies stdin in (when
-/// `stdin`), output out (demultiplexed unless `tty`).
-pub async fn session(h: Hijacked, tty: bool, stdin: bool) -> std::io::Result<()> {
+/// Runs an attach/exec session until the daemon closes the output or the user detaches: copies
+/// stdin in (when `stdin`), output out (demultiplexed unless `tty`). As Docker's CLI, the
+/// detach keys are watched here only with a tty (the daemon watches them in every case).
+pub async fn session(
+    h: Hijacked,
+    tty: bool,
+    stdin: bool,
+    detach_keys: Option<&str>,
+) -> std::io::Result<SessionEnd> {
     let multiplexed = h.multiplexed.unwrap_or(!tty);
     let Hijacked {
         reader, mut writer, ..
     } = h;
     let output = pump_output(reader, multiplexed);
     if !stdin || !writer.is_writable() {
-        return output.await;
+        return output.await.map(|()| SessionEnd::Closed);
     }
+    let detach = if tty {
+        parse_detach_keys(
+            detach_keys
+                .filter(|k| !k.is_empty())
+                .unwrap_or(DEFAULT_DETACH_KEYS),
+        )
+        .ok()
+        .map(DetachMatcher::new)
+    } else {
+        None
+    };
     let rx = spawn_stdin();
     tokio::pin!(output);
     tokio::select! {
-        r = &mut output => return r,
-        () = pump_input(rx, &mut writer) => {}
+        r = &mut output => return r.map(|()| SessionEnd::Closed),
+        detached = pump_input(rx, &mut writer, detach) => {
+            if detached {
+                return Ok(SessionEnd::Detached);
+            }
+        }
     }
-    output.await
+    output.await.map(|()| SessionEnd::Closed)
 }
 
 /// Forwards the signals a user can send to the container (`--sig-proxy`); never returns.

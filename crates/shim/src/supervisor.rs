@@ -654,7 +654,9 @@ impl Shim {
         match c.mode {
             Mode::Request => c.dead = true,
             Mode::Attach { stdin: true, .. } => {
-                if self.cfg.stdin_once {
+                // As Docker: a tty's input is never closed by a client going away (it detached
+                // or lost its connection); `StdinOnce` only ends piped input.
+                if self.cfg.stdin_once && !self.cfg.tty {
                     self.flush_stdin();
                     self.stdin = None;
                     self.stdin_pending.clear();

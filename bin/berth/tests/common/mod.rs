@@ -385,3 +385,172 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// A client running in a pseudo-terminal, as in a user's shell: the pty is its controlling
+/// terminal, so raw mode, SIGWINCH on resize and detach keys all behave as they do for users.
+pub struct PtySession {
+    master: std::fs::File,
+    child: Child,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl PtySession {
+    /// Starts `cmd` with a fresh pty of `rows` x `cols` as its stdio and controlling terminal.
+    pub fn spawn(mut cmd: Command, rows: u16, cols: u16) -> Self {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        let mut master: libc::c_int = -1;
+        let mut slave: libc::c_int = -1;
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty writes two fds into the out-pointers; name and termios may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws,
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: openpty succeeded, so both fds are open and owned by nobody else.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        // SAFETY: between fork and exec only async-signal-safe calls (setsid, ioctl).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // fd 0 is the slave by now.
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn client in pty");
+        drop(cmd);
+        let master = std::fs::File::from(master);
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader = master.try_clone().unwrap();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            // EIO once the last slave fd closes.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        PtySession {
+            master,
+            child,
+            output,
+        }
+    }
+
+    /// Everything the client has written so far.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Types `data` into the terminal.
+    pub fn send(&mut self, data: &[u8]) {
+        self.master.write_all(data).unwrap();
+    }
+
+    /// Waits until the output after byte `from` contains `needle`; returns the end offset.
+    #[track_caller]
+    pub fn expect_from(&self, from: usize, needle: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            {
+                let out = self.output.lock().unwrap();
+                let tail = String::from_utf8_lossy(&out[from.min(out.len())..]).into_owned();
+                if let Some(i) = tail.find(needle) {
+                    return from + i + needle.len();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?}; output: {:?}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Output length so far (a mark for `expect_from`).
+    pub fn mark(&self) -> usize {
+        self.output.lock().unwrap().len()
+    }
+
+    /// Resizes the terminal; the kernel sends SIGWINCH to the client.
+    pub fn resize(&self, rows: u16, cols: u16) {
+        use std::os::fd::AsRawFd;
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(rc, 0);
+    }
+
+    /// Waits for the client to exit and returns its exit code.
+    #[track_caller]
+    pub fn wait(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("client did not exit; output: {:?}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for PtySession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// `berth <args>` in a pty of `rows` x `cols`.
+    pub fn berth_pty(&self, args: &[&str], rows: u16, cols: u16) -> PtySession {
+        let mut cmd = Command::new(bin("berth"));
+        cmd.arg("-H").arg(self.host()).args(args);
+        PtySession::spawn(cmd, rows, cols)
+    }
+
+    /// `docker <args>` in a pty of `rows` x `cols`.
+    pub fn docker_pty(&self, args: &[&str], rows: u16, cols: u16) -> PtySession {
+        let mut cmd = Command::new(DOCKER);
+        cmd.args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .env("DOCKER_CLI_HINTS", "false")
+            .env_remove("DOCKER_CONTEXT");
+        PtySession::spawn(cmd, rows, cols)
+    }
+}

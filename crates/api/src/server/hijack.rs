@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::body::{self, Body};
 use super::{HandlerResult, Req};
+use crate::detach::{DEFAULT_DETACH_KEYS, DetachMatcher, parse_detach_keys};
 use crate::stream::{StdStream, encode_frame};
 
 /// The bidirectional stream a handler works on.
@@ -85,74 +86,13 @@ pub(super) async fn fail(mut io: Box<dyn Io>, msg: &str) {
     let _ = io.shutdown().await;
 }
 
-/// Parses Docker's detach keys ("ctrl-p,ctrl-q", "a,ctrl-@"...).
-pub(super) fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    for key in spec.split(',') {
-        let k = key.trim();
-        if let Some(c) = k.strip_prefix("ctrl-") {
-            let c = c.to_ascii_lowercase();
-            let b = match c.as_bytes() {
-                [ch @ b'a'..=b'z'] => ch - b'a' + 1,
-                [b'@'] => 0,
-                [b'['] => 27,
-                [b'\\'] => 28,
-                [b']'] => 29,
-                [b'^'] => 30,
-                [b'_'] => 31,
-                _ => return Err(format!("Unknown character: '{c}'")),
-            };
-            out.push(b);
-        } else if k.len() == 1 {
-            out.push(k.as_bytes()[0]);
-        } else {
-            return Err(format!("Unknown character: '{k}'"));
-        }
-    }
-    Ok(out)
-}
-
-/// Recognizes the detach sequence in stdin, holding back a partial match.
-struct DetachMatcher {
-    keys: Vec<u8>,
-    matched: usize,
-}
-
-impl DetachMatcher {
-    /// Returns the bytes to forward and whether the sequence was completed.
-    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = Vec::with_capacity(data.len());
-        for &b in data {
-            if self.keys.is_empty() {
-                out.push(b);
-                continue;
-            }
-            if b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    return (out, true);
-                }
-            } else {
-                out.extend_from_slice(&self.keys[..self.matched]);
-                self.matched = 0;
-                if b == self.keys[0] {
-                    self.matched = 1;
-                } else {
-                    out.push(b);
-                }
-            }
-        }
-        (out, false)
-    }
-}
-
 /// Copies the session's output to the client (framed without a tty) and the client's input to
 /// the session's stdin, until the process ends, the client detaches or goes away.
 pub(super) async fn pump(io: Box<dyn Io>, mut session: IoSession, detach_keys: Option<&str>) {
     let keys = match parse_detach_keys(
         detach_keys
             .filter(|k| !k.is_empty())
-            .unwrap_or("ctrl-p,ctrl-q"),
+            .unwrap_or(DEFAULT_DETACH_KEYS),
     ) {
         Ok(k) => k,
         Err(e) => return fail(io, &e).await,
@@ -189,7 +129,7 @@ pub(super) async fn pump(io: Box<dyn Io>, mut session: IoSession, detach_keys: O
             std::future::pending::<()>().await;
             return;
         };
-        let mut matcher = DetachMatcher { keys, matched: 0 };
+        let mut matcher = DetachMatcher::new(keys);
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             match rd.read(&mut buf).await {
@@ -213,30 +153,5 @@ pub(super) async fn pump(io: Box<dyn Io>, mut session: IoSession, detach_keys: O
     tokio::select! {
         _ = output => {}
         _ = input => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detach_keys_parse() {
-        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
-        assert_eq!(parse_detach_keys("a,ctrl-@").unwrap(), vec![b'a', 0]);
-        assert!(parse_detach_keys("ctrl-1").is_err());
-        assert!(parse_detach_keys("ab").is_err());
-    }
-
-    #[test]
-    fn detach_matcher_holds_partial_matches() {
-        let mut m = DetachMatcher {
-            keys: vec![16, 17],
-            matched: 0,
-        };
-        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
-        assert_eq!(m.feed(b"x"), (b"\x10x".to_vec(), false));
-        assert_eq!(m.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
-        assert_eq!(m.feed(b"\x11rest"), (vec![], true));
     }
 }

@@ -10,7 +10,8 @@ use super::seg;
 use crate::args::ExecArgs;
 use crate::error::{CliError, Result, run_exit_code};
 use crate::opts::collect_env;
-use crate::{stdio, tty};
+use crate::stdio::{self, SessionEnd};
+use crate::tty;
 
 /// `exec`.
 pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
@@ -80,11 +81,15 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
         }
     };
     let result = tokio::select! {
-        r = stdio::session(hijacked, a.tty, attach_stdin) => r,
-        () = resize => Ok(()),
+        r = stdio::session(hijacked, a.tty, attach_stdin, a.detach_keys.as_deref()) => r,
+        () = resize => Ok(SessionEnd::Closed),
     };
     drop(raw);
-    result?;
+    if result? == SessionEnd::Detached {
+        // As Docker's CLI: the exec goes on, the client reports the detach and exits 1.
+        eprintln!("read escape sequence");
+        return Err(CliError::Exit(1));
+    }
     exit_status(client, &id).await
 }
 

@@ -10,7 +10,7 @@ use super::seg;
 use crate::args::{AttachArgs, ContainerOpts, CreateArgs, RunArgs, StartArgs};
 use crate::error::{CliError, Result};
 use crate::opts::{build_create, split_reference};
-use crate::stdio;
+use crate::stdio::{self, SessionEnd};
 use crate::tty;
 
 /// Docker's "the input device is not a TTY".
@@ -242,17 +242,19 @@ impl Attach<'_> {
         };
         let session = async {
             match hijacked {
-                Some(h) => stdio::session(h, self.tty, self.stdin).await,
-                None => Ok(()),
+                Some(h) => stdio::session(h, self.tty, self.stdin, self.detach_keys).await,
+                None => Ok(SessionEnd::Closed),
             }
         };
         let result = tokio::select! {
             r = session => r,
-            () = resize => Ok(()),
-            () = signals => Ok(()),
+            () = resize => Ok(SessionEnd::Closed),
+            () = signals => Ok(SessionEnd::Closed),
         };
         drop(raw);
-        result?;
+        if result? == SessionEnd::Detached {
+            return Ok(None);
+        }
         stdio::finish(client, self.id, Some(wait)).await
     }
 }
@@ -340,6 +342,12 @@ pub async fn attach(client: &Client, a: AttachArgs) -> Result<i32> {
         start: None,
         wait: "not-running",
     };
-    let code = attach.run(client).await?;
-    Ok(code.map(|c| c as i32).unwrap_or(0))
+    match attach.run(client).await? {
+        Some(code) => Ok(code as i32),
+        None => {
+            // As Docker's CLI: detaching from `attach` is reported and exits 1.
+            eprintln!("read escape sequence");
+            Err(CliError::Exit(1))
+        }
+    }
 }
