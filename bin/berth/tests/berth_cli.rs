@@ -1,0 +1,457 @@
+//! Berth's own CLI (`berth`) against a test berthd: Docker's commands, flags, output and exit
+//! codes.
+
+mod common;
+
+use common::{Daemon, ok, stderr, stdout};
+
+fn daemon() -> Daemon {
+    let d = Daemon::start();
+    let tar = std::fs::read(common::busybox_tar()).unwrap();
+    let id = ok(d.berth_stdin(&["import", "-", "busybox"], Some(&tar)));
+    assert!(id.starts_with("sha256:"), "{id}");
+    d
+}
+
+#[test]
+fn run_rm_echo_hello() {
+    let d = daemon();
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "busybox", "echo", "hello"])),
+        "hello"
+    );
+    assert_eq!(ok(d.berth(&["ps", "-aq"])), "");
+}
+
+#[test]
+fn run_exit_codes_follow_docker() {
+    let d = daemon();
+    let code = |args: &[&str]| d.berth(args).status.code();
+    assert_eq!(
+        code(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]),
+        Some(3)
+    );
+    let o = d.berth(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no-such-command"), "{}", stderr(&o));
+    // A directory cannot be invoked.
+    let o = d.berth(&["run", "--rm", "busybox", "/etc"]);
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    let o = d.berth(&["run", "--rm", "no-such-image-here"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Unable to find image 'no-such-image-here:latest' locally"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.berth(&["run", "--bogus-flag", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--bogus-flag"), "{}", stderr(&o));
+    // An impossible limit is refused before anything runs.
+    let o = d.berth(&["run", "--rm", "-m", "lots", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert_eq!(ok(d.berth(&["ps", "-aq"])), "", "nothing left behind");
+}
+
+#[test]
+fn run_applies_process_flags() {
+    let d = daemon();
+    let env_file = d.dir.join("env.list");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=yes\n").unwrap();
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi there",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-w",
+        "/tmp",
+        "-u",
+        "1000:1000",
+        "--hostname",
+        "boxhost",
+        "busybox",
+        "sh",
+        "-c",
+        "echo \"$GREETING|$FROM_FILE|$(pwd)|$(id -u):$(id -g)|$(hostname)|$$\"",
+    ]));
+    assert_eq!(out, "hi there|yes|/tmp|1000:1000|boxhost|1");
+    // --entrypoint replaces the command's program.
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "--entrypoint", "echo", "busybox", "a", "b"])),
+        "a b"
+    );
+    // --read-only: the root refuses writes.
+    let o = d.berth(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn security_flags_change_the_defaults() {
+    let d = daemon();
+    let capbnd = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "busybox",
+            "sh",
+            "-c",
+            "grep -E '^(CapBnd|Seccomp):' /proc/self/status",
+        ]);
+        ok(d.berth(&args))
+    };
+    assert_eq!(capbnd(&[]), "CapBnd:\t00000000a80425fb\nSeccomp:\t2");
+    // cap-drop of CHOWN (bit 0) and cap-add of NET_ADMIN (bit 12).
+    assert_eq!(
+        capbnd(&["--cap-drop", "chown", "--cap-add", "NET_ADMIN"]),
+        "CapBnd:\t00000000a80435fa\nSeccomp:\t2"
+    );
+    assert_eq!(
+        capbnd(&["--security-opt", "seccomp=unconfined"]),
+        "CapBnd:\t00000000a80425fb\nSeccomp:\t0"
+    );
+    // Privileged: the host's whole bounding set, no seccomp.
+    let host = std::fs::read_to_string("/proc/self/status").unwrap();
+    let host_bnd = host
+        .lines()
+        .find(|l| l.starts_with("CapBnd:"))
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        capbnd(&["--privileged"]),
+        format!("{host_bnd}\nSeccomp:\t0")
+    );
+}
+
+#[test]
+fn resource_flags_reach_the_cgroup() {
+    let d = daemon();
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "50",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max",
+    ]));
+    let v: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(v, ["50", "50000", "100000"], "{out}");
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=1024:2048",
+            "busybox",
+            "sh",
+            "-c",
+            "ulimit -Sn; ulimit -Hn"
+        ])),
+        "1024\n2048"
+    );
+    // An rlimit above this host's hard limit (root here lacks CAP_SYS_RESOURCE) is a clear
+    // error before anything runs, not a half-started container.
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=999999999:999999999",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("above this host's hard limit"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(ok(d.berth(&["ps", "-aq"])), "");
+}
+
+#[test]
+fn detached_lifecycle() {
+    let d = daemon();
+    let id = ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "worker",
+        "-l",
+        "tier=back",
+        "busybox",
+        "sh",
+        "-c",
+        "echo err >&2; sleep 0.2; echo one; echo two; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+    ]));
+    assert_eq!(id.len(), 64, "{id}");
+    ok(d.berth(&["create", "--name", "idle", "busybox", "true"]));
+
+    // ps: running only by default, -a for all, filters, formats.
+    assert_eq!(ok(d.berth(&["ps", "-q"])), &id[..12]);
+    assert_eq!(ok(d.berth(&["ps", "-q", "--no-trunc"])), id);
+    let all = ok(d.berth(&["ps", "-a", "--format", "{{.Names}}"]));
+    let mut names: Vec<&str> = all.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["idle", "worker"]);
+    assert_eq!(
+        ok(d.berth(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=created",
+            "--format",
+            "{{.Names}}"
+        ])),
+        "idle"
+    );
+    assert_eq!(
+        ok(d.berth(&[
+            "ps",
+            "--filter",
+            "label=tier=back",
+            "--format",
+            "{{.Names}} {{.Image}}"
+        ])),
+        "worker busybox"
+    );
+    let table = ok(d.berth(&["ps"]));
+    assert!(
+        table.starts_with("CONTAINER ID   IMAGE     COMMAND"),
+        "{table}"
+    );
+
+    // logs: both streams, tail, timestamps.
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = stdout(&d.berth(&["logs", "worker"]));
+        if logs.contains("two") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(logs, "one\ntwo\n");
+    assert_eq!(stderr(&d.berth(&["logs", "worker"])), "err\n");
+    assert_eq!(ok(d.berth(&["logs", "--tail", "1", "worker"])), "two");
+    let ts = ok(d.berth(&["logs", "-t", "--tail", "1", "worker"]));
+    assert!(ts.ends_with("Z two") && ts.starts_with("20"), "{ts}");
+
+    // exec with env, workdir, user; exit code.
+    assert_eq!(
+        ok(d.berth(&[
+            "exec",
+            "-e",
+            "X=1",
+            "-w",
+            "/etc",
+            "-u",
+            "nobody",
+            "worker",
+            "sh",
+            "-c",
+            "echo $X $(pwd) $(id -un)"
+        ])),
+        "1 /etc nobody"
+    );
+    assert_eq!(d.berth(&["exec", "worker", "false"]).status.code(), Some(1));
+
+    // inspect with a Go template.
+    assert_eq!(
+        ok(d.berth(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.Config.Labels.tier}} {{.HostConfig.NetworkMode}}",
+            "worker"
+        ])),
+        "running back default"
+    );
+
+    // stop runs the trap, the exit code is recorded, wait returns it.
+    assert_eq!(ok(d.berth(&["stop", "worker"])), "worker");
+    assert_eq!(ok(d.berth(&["wait", "worker"])), "0");
+    assert_eq!(ok(d.berth(&["logs", "--tail", "1", "worker"])), "bye");
+    assert_eq!(
+        ok(d.berth(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "worker"
+        ])),
+        "exited 0"
+    );
+    // start again; kill gives 137.
+    ok(d.berth(&["start", "worker"]));
+    ok(d.berth(&["kill", "worker"]));
+    assert_eq!(ok(d.berth(&["wait", "worker"])), "137");
+    ok(d.berth(&["restart", "worker"]));
+    assert_eq!(
+        ok(d.berth(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.RestartCount}}",
+            "worker"
+        ])),
+        "true 0"
+    );
+    // rm of a running container is refused, -f forces it.
+    let o = d.berth(&["rm", "worker"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("You cannot remove a running container"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(ok(d.berth(&["rm", "-f", "worker", "idle"])), "worker\nidle");
+    assert_eq!(ok(d.berth(&["ps", "-aq"])), "");
+}
+
+#[test]
+fn errors_read_like_docker() {
+    let d = daemon();
+    for (args, msg) in [
+        (
+            &["rm", "nope"][..],
+            "Error response from daemon: No such container: nope",
+        ),
+        (
+            &["stop", "nope"][..],
+            "Error response from daemon: No such container: nope",
+        ),
+        (
+            &["logs", "nope"][..],
+            "Error response from daemon: No such container: nope",
+        ),
+        (
+            &["exec", "nope", "true"][..],
+            "Error response from daemon: No such container: nope",
+        ),
+        (&["inspect", "nope"][..], "Error: No such object: nope"),
+        (
+            &["rmi", "nope"][..],
+            "Error response from daemon: No such image: nope:latest",
+        ),
+    ] {
+        let o = d.berth(args);
+        assert_ne!(o.status.code(), Some(0), "{args:?}");
+        assert!(stderr(&o).contains(msg), "{args:?}: {}", stderr(&o));
+    }
+    ok(d.berth(&["run", "-d", "--name", "taken", "busybox", "sleep", "100"]));
+    let o = d.berth(&["run", "-d", "--name", "taken", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("Conflict. The container name \"/taken\" is already in use"),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.berth(&["rm", "-f", "taken"]));
+}
+
+#[test]
+fn images_import_tag_rmi() {
+    let d = daemon();
+    let table = ok(d.berth(&["images"]));
+    let mut lines = table.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("REPOSITORY   TAG       IMAGE ID"),
+        "{table}"
+    );
+    assert!(
+        lines.next().unwrap().starts_with("busybox      latest    "),
+        "{table}"
+    );
+    ok(d.berth(&["tag", "busybox", "example.com/team/box:v1"]));
+    let refs = ok(d.berth(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let mut refs: Vec<&str> = refs.lines().collect();
+    refs.sort_unstable();
+    assert_eq!(refs, ["busybox:latest", "example.com/team/box:v1"]);
+    let id = ok(d.berth(&["inspect", "-f", "{{.Id}}", "busybox"]));
+    assert_eq!(
+        ok(d.berth(&["inspect", "-f", "{{.Id}}", "example.com/team/box:v1"])),
+        id
+    );
+    // The tagged name runs the same image.
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "example.com/team/box:v1", "echo", "ok"])),
+        "ok"
+    );
+    assert_eq!(
+        ok(d.berth(&["rmi", "example.com/team/box:v1"])),
+        "Untagged: example.com/team/box:v1"
+    );
+    // An image used by a container is not removed without -f.
+    ok(d.berth(&["create", "--name", "user", "busybox", "true"]));
+    let o = d.berth(&["rmi", "busybox"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("conflict"), "{}", stderr(&o));
+    ok(d.berth(&["rm", "user"]));
+    let out = ok(d.berth(&["rmi", "busybox"]));
+    assert!(
+        out.contains("Untagged: busybox:latest") && out.contains(&format!("Deleted: {id}")),
+        "{out}"
+    );
+    assert_eq!(ok(d.berth(&["images", "-q"])), "");
+}
+
+#[test]
+fn version_and_info() {
+    let d = daemon();
+    assert_eq!(
+        ok(d.berth(&["version", "--format", "{{.Server.APIVersion}}"])),
+        "1.50"
+    );
+    let info = ok(d.berth(&["info"]));
+    assert!(info.contains("Server Version:"), "{info}");
+    assert!(info.contains("Cgroup Version:"), "{info}");
+    assert!(info.contains("Images: 1"), "{info}");
+    // The default network is loopback-only until the networking milestone, and says so.
+    let warnings = stderr(&d.berth(&["info"])) + &info;
+    assert!(warnings.contains("loopback"), "{warnings}");
+    assert_eq!(ok(d.berth(&["info", "--format", "{{.Containers}}"])), "0");
+}
+
+#[test]
+fn berth_honours_docker_host() {
+    let d = daemon();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["ps", "-a", "-q"])
+        .env("DOCKER_HOST", d.host())
+        .env_remove("BERTH_HOST")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["version", "--format", "{{.Server.Os}}"])
+        .env("BERTH_HOST", d.host())
+        .env("DOCKER_HOST", "unix:///nonexistent/sock")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "linux",
+        "{}",
+        stderr(&o)
+    );
+    // No daemon: a clear error and a failure exit.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["-H", "unix:///nonexistent/berth.sock", "ps"])
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("/nonexistent/berth.sock"),
+        "{}",
+        stderr(&o)
+    );
+}
