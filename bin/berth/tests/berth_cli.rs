@@ -455,3 +455,51 @@ fn berth_honours_docker_host() {
         stderr(&o)
     );
 }
+
+/// The known runtime escapes: the shim binary that every container process runs until it
+/// execs its command lies on a read-only mount (CVE-2019-5736), no host fd reaches the
+/// container, and a working directory under `/proc/self/fd` is refused (CVE-2024-21626).
+#[test]
+fn runtime_escapes_are_closed() {
+    let d = daemon();
+    ok(d.berth(&["run", "-d", "--name", "long", "busybox", "sleep", "1000"]));
+    let shims: Vec<i32> = common::processes_mentioning(&format!("{}/", d.dir.display()))
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("shim.json"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(shims.len(), 1, "one shim for one container");
+    for pid in shims {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(exe.ends_with("exec/bin/berth-shim"), "{}", exe.display());
+        let path = std::ffi::CString::new(format!("/proc/{pid}/exe")).unwrap();
+        // SAFETY: statvfs fills the struct it is given from a valid C string path.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0);
+        assert_ne!(
+            st.f_flag & libc::ST_RDONLY,
+            0,
+            "the shim's exe is on a writable mount"
+        );
+    }
+    // Only the standard streams (and ls's own directory fd) are open in the container.
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "busybox", "ls", "/proc/self/fd"]))
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
+    assert_eq!(
+        ok(d.berth(&["exec", "long", "ls", "/proc/self/fd"]))
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
+    let o = d.berth(&["run", "--rm", "-w", "/proc/self/fd/5", "busybox", "pwd"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/proc/self/fd/5"), "{}", stderr(&o));
+    ok(d.berth(&["rm", "-f", "long"]));
+}

@@ -18,6 +18,7 @@ mod images;
 pub mod logs;
 mod netns;
 pub mod shim_client;
+mod shimbin;
 pub mod spec;
 
 use std::collections::{BTreeMap, HashMap};
@@ -166,6 +167,8 @@ impl Engine {
         std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;
         let db = db::Db::open(&cfg.data_root.join("berth.redb"))?;
         let images = ImageStore::open(&cfg.data_root, db.database())?;
+        let mut cfg = cfg;
+        cfg.shim_binary = shimbin::protect(&cfg.shim_binary, &cfg.exec_root)?;
         let init_binary = berth_runtime::defaults::install_init(&cfg.data_root.join("bin"))
             .map_err(|e| EngineError::Runtime(format!("installing the init binary: {e}")))?;
         let records: Vec<ContainerRecord> = db.all(db::CONTAINERS)?;
