@@ -503,3 +503,100 @@ fn runtime_escapes_are_closed() {
     assert!(stderr(&o).contains("/proc/self/fd/5"), "{}", stderr(&o));
     ok(d.berth(&["rm", "-f", "long"]));
 }
+
+/// After a reboot (daemon, shims and containers all gone), `always` and `unless-stopped`
+/// containers start again with the daemon; a stopped `unless-stopped` one and a `no` one
+/// stay down.
+#[test]
+fn restart_policies_after_a_reboot() {
+    let mut d = daemon();
+    for (name, policy) in [
+        ("alw", "always"),
+        ("uns", "unless-stopped"),
+        ("uns-stopped", "unless-stopped"),
+        ("never", "no"),
+    ] {
+        ok(d.berth(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "busybox",
+            "sleep",
+            "1000",
+        ]));
+    }
+    ok(d.berth(&["stop", "-t", "1", "uns-stopped"]));
+    let old_pid = ok(d.berth(&["inspect", "-f", "{{.State.Pid}}", "alw"]));
+    d.reboot();
+    let state = |name: &str| ok(d.berth(&["inspect", "-f", "{{.State.Status}}", name]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while (state("alw") != "running" || state("uns") != "running")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(state("alw"), "running", "{}", d.log());
+    assert_eq!(state("uns"), "running");
+    assert_eq!(state("uns-stopped"), "exited");
+    assert_eq!(state("never"), "exited");
+    assert_ne!(
+        ok(d.berth(&["inspect", "-f", "{{.State.Pid}}", "alw"])),
+        old_pid
+    );
+    // And they really run: exec works.
+    assert_eq!(ok(d.berth(&["exec", "alw", "echo", "up"])), "up");
+    ok(d.berth(&["rm", "-f", "alw", "uns", "uns-stopped", "never"]));
+}
+
+/// `--runtime runc`: the same container through an OCI runtime binary, with the same
+/// defaults.
+#[test]
+fn runc_runtime_runs_containers() {
+    if !std::path::Path::new("/usr/sbin/runc").exists()
+        && !std::path::Path::new("/usr/bin/runc").exists()
+    {
+        panic!("runc is not installed (scripts/deps.sh installs it)");
+    }
+    let d = daemon();
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "--runtime",
+            "runc",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi; grep CapBnd /proc/self/status"
+        ])),
+        "hi\nCapBnd:\t00000000a80425fb"
+    );
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "viarunc",
+        "--runtime",
+        "runc",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    assert_eq!(ok(d.berth(&["exec", "viarunc", "echo", "in"])), "in");
+    assert_eq!(
+        ok(d.berth(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Runtime}} {{.State.Status}}",
+            "viarunc"
+        ])),
+        "runc running"
+    );
+    ok(d.berth(&["rm", "-f", "viarunc"]));
+    let o = d.berth(&["run", "--rm", "--runtime", "nope", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+}

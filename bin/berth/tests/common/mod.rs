@@ -333,8 +333,18 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
+impl Daemon {
+    /// A machine reboot: the daemon, every shim and container process die, mounts and the
+    /// exec root (a tmpfs on real hosts) vanish; then the daemon starts again on the same data.
+    pub fn reboot(&mut self) {
+        self.kill_everything();
+        let _ = std::fs::remove_dir_all(self.dir.join("exec"));
+        self.spawn();
+    }
+
+    /// Kills the daemon, container processes and shims, and unmounts everything under the
+    /// test's directory.
+    fn kill_everything(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -377,6 +387,13 @@ impl Drop for Daemon {
             // SAFETY: umount2 with a valid C string.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill_everything();
+        let rel = self.cgroup_parent.trim_start_matches('/').to_owned();
         for base in cgroup_bases() {
             remove_cgroup_tree(&base.join(&rel));
         }
