@@ -571,3 +571,95 @@ impl Daemon {
         PtySession::spawn(cmd, rows, cols)
     }
 }
+
+/// A response read by [`Daemon::http`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Splits an HTTP/1.1 response head from its body; `None` until the head is complete.
+pub fn parse_head(buf: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some((status, headers, end + 4))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(i) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_str = String::from_utf8_lossy(&data[..i]);
+        let size =
+            usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        data = &data[i + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+    out
+}
+
+impl Daemon {
+    /// One raw HTTP/1.1 request on the daemon's socket (`Connection: close`), read to the end.
+    pub fn http(&self, method: &str, path: &str, body: Option<&[u8]>) -> HttpResponse {
+        use std::io::Read;
+        let mut s = std::os::unix::net::UnixStream::connect(&self.sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        // The daemon may answer (and close) before taking a whole body it refuses.
+        let _ = s.write_all(req.as_bytes());
+        if let Some(b) = body {
+            let _ = s.write_all(b);
+        }
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let (status, headers, at) =
+            parse_head(&buf).unwrap_or_else(|| panic!("bad response: {buf:?}"));
+        let raw = &buf[at..];
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked { dechunk(raw) } else { raw.to_vec() };
+        HttpResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+}

@@ -261,9 +261,21 @@ fn parse_time(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, 
     let Some(v) = v.filter(|v| !v.is_empty() && *v != "0") else {
         return Ok(None);
     };
-    if let Ok(secs) = v.parse::<f64>() {
-        let nanos = (secs * 1e9) as i64;
-        return Ok(Some(chrono::DateTime::from_timestamp_nanos(nanos)));
+    // "seconds[.fraction]", parsed exactly (as f64 it would lose the nanoseconds the docker
+    // CLI sends, and miss the very entry a timestamp names).
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    if !secs.is_empty()
+        && secs.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= 9
+        && frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        let s: i64 = secs
+            .parse()
+            .map_err(|_| ApiError::bad(format!("invalid time value: {v}")))?;
+        let nanos: u32 = format!("{frac:0<9}").parse().unwrap_or(0);
+        return chrono::DateTime::from_timestamp(s, nanos)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad(format!("invalid time value: {v}")));
     }
     chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| Some(t.with_timezone(&chrono::Utc)))
@@ -342,4 +354,27 @@ pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
             Err(e) => hijack::fail(io, &e.to_string()).await,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_values_keep_their_nanoseconds() {
+        let t = parse_time(Some("1763894390.123456789")).unwrap().unwrap();
+        assert_eq!(t.timestamp(), 1763894390);
+        assert_eq!(t.timestamp_subsec_nanos(), 123456789);
+        let t = parse_time(Some("1763894390.5")).unwrap().unwrap();
+        assert_eq!(t.timestamp_subsec_nanos(), 500_000_000);
+        let t = parse_time(Some("1763894390")).unwrap().unwrap();
+        assert_eq!(t.timestamp(), 1763894390);
+        assert!(
+            parse_time(Some("2026-11-23T10:00:00.5Z"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(parse_time(Some("yesterday")).is_err());
+        assert!(parse_time(Some("0")).unwrap().is_none());
+    }
 }

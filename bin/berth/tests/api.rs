@@ -1,0 +1,357 @@
+//! The Engine API on the wire, as SDKs see it: ping and version negotiation, Docker's error
+//! bodies and status codes, list filters, log options, the hijacked attach stream framing, and
+//! hostile requests that must not hurt the daemon.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::{Daemon, ok, parse_head};
+
+fn daemon() -> Daemon {
+    let d = Daemon::start();
+    d.import_busybox();
+    d
+}
+
+#[test]
+fn ping_version_and_socket() {
+    let d = Daemon::start();
+    let mode = std::fs::metadata(&d.sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    for path in ["/_ping", "/v1.41/_ping", "/v1.50/_ping"] {
+        let r = d.http("GET", path, None);
+        assert_eq!((r.status, r.text().as_str()), (200, "OK"), "{path}");
+        assert_eq!(r.header("api-version"), Some("1.50"));
+    }
+    let r = d.http("HEAD", "/_ping", None);
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("api-version"), Some("1.50"));
+
+    let v = d.http("GET", "/v1.41/version", None).json();
+    assert_eq!(v["ApiVersion"], "1.50");
+    assert_eq!(v["MinAPIVersion"], "1.24");
+    assert_eq!(v["Os"], "linux");
+    let r = d.http("GET", "/v1.99/version", None);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("too new"),
+        "{}",
+        r.text()
+    );
+    let r = d.http("GET", "/v1.12/version", None);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("too old"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn errors_have_docker_status_and_body() {
+    let d = daemon();
+    let r = d.http("GET", "/containers/nope/json", None);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "No such container: nope");
+    let r = d.http("GET", "/v1.41/images/nope/json", None);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "No such image: nope:latest");
+    // Malformed JSON, wrong types: 400 with a message.
+    for body in [
+        &b"{not json"[..],
+        br#"{"Image": 5}"#,
+        br#"{"Image":"busybox","HostConfig":{"Memory":"lots"}}"#,
+    ] {
+        let r = d.http("POST", "/containers/create", Some(body));
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.json()["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // A bad parameter and an unknown image.
+    let r = d.http(
+        "POST",
+        "/containers/create?name=bad/name",
+        Some(br#"{"Image":"busybox"}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = d.http("POST", "/containers/create", Some(br#"{"Image":"ghost"}"#));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["message"], "No such image: ghost:latest");
+    // A name in use: 409.
+    let body = br#"{"Image":"busybox","Cmd":["true"]}"#;
+    assert_eq!(
+        d.http("POST", "/containers/create?name=twice", Some(body))
+            .status,
+        201
+    );
+    let r = d.http("POST", "/containers/create?name=twice", Some(body));
+    assert_eq!(r.status, 409, "{}", r.text());
+    // Unknown fields are ignored, as Docker does.
+    let r = d.http(
+        "POST",
+        "/containers/create",
+        Some(br#"{"Image":"busybox","Cmd":["true"],"FutureField":{"x":1}}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // No such route.
+    let r = d.http("GET", "/no/such/route", None);
+    assert_eq!(r.status, 404);
+    assert!(r.json()["message"].is_string());
+    // Starting twice is fine (304), stopping a stopped container too.
+    let id = d
+        .http(
+            "POST",
+            "/containers/create",
+            Some(br#"{"Image":"busybox","Cmd":["sleep","100"]}"#),
+        )
+        .json()["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        d.http("POST", &format!("/containers/{id}/start"), None)
+            .status,
+        204
+    );
+    assert_eq!(
+        d.http("POST", &format!("/containers/{id}/start"), None)
+            .status,
+        304
+    );
+    assert_eq!(
+        d.http("DELETE", &format!("/containers/{id}"), None).status,
+        409
+    );
+    assert_eq!(
+        d.http("DELETE", &format!("/containers/{id}?force=1&v=1"), None)
+            .status,
+        204
+    );
+    assert_eq!(d.http("GET", "/_ping", None).status, 200, "still serving");
+}
+
+#[test]
+fn list_filters() {
+    let d = daemon();
+    let run = |name: &str, cmd: &str, label: &str| {
+        ok(d.docker(&[
+            "run", "-d", "--name", name, "-l", label, "busybox", "sh", "-c", cmd,
+        ]))
+    };
+    let a = run("fail3", "exit 3", "app=x");
+    let b = run("ok0", "exit 0", "app=y");
+    let c = run("runs", "sleep 1000", "app=x");
+    for id in [&a, &b] {
+        ok(d.docker(&["wait", id]));
+    }
+    let names = |filters: &str, extra: &str| -> Vec<String> {
+        let q = format!(
+            "/containers/json?all=1&filters={}{extra}",
+            urlencode(filters)
+        );
+        let r = d.http("GET", &q, None);
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        let mut v: Vec<String> = r
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c["Names"][0]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches('/')
+                    .to_owned()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(r#"{"exited":["3"]}"#, ""), ["fail3"]);
+    assert_eq!(names(r#"{"status":["exited"]}"#, ""), ["fail3", "ok0"]);
+    assert_eq!(names(r#"{"status":["running"]}"#, ""), ["runs"]);
+    assert_eq!(names(r#"{"label":["app=x"]}"#, ""), ["fail3", "runs"]);
+    assert_eq!(names(r#"{"ancestor":["busybox"]}"#, "").len(), 3);
+    assert_eq!(names(r#"{"ancestor":["other"]}"#, ""), Vec::<String>::new());
+    assert_eq!(
+        names(&format!(r#"{{"id":["{}"]}}"#, &c[..10]), ""),
+        ["runs"]
+    );
+    assert_eq!(names(r#"{"name":["ok"]}"#, ""), ["ok0"]);
+    assert_eq!(names("{}", "&limit=1").len(), 1);
+    let r = d.http(
+        "GET",
+        &format!(
+            "/containers/json?filters={}",
+            urlencode(r#"{"bogus":["1"]}"#)
+        ),
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    ok(d.docker(&["rm", "-f", &a, &b, &c]));
+}
+
+#[test]
+fn logs_since_until_and_timestamps() {
+    let d = daemon();
+    let id = ok(d.docker(&[
+        "run",
+        "-d",
+        "busybox",
+        "sh",
+        "-c",
+        "echo early; sleep 2; echo late",
+    ]));
+    ok(d.docker(&["wait", &id]));
+    let stamped = ok(d.docker(&["logs", "-t", &id]));
+    let lines: Vec<&str> = stamped.lines().collect();
+    assert_eq!(lines.len(), 2, "{stamped}");
+    let ts_late = lines[1].split(' ').next().unwrap();
+    assert!(lines[1].ends_with(" late"));
+    let ts_early = lines[0].split(' ').next().unwrap();
+    // Both bounds are inclusive, as Docker's: --since the second line's time keeps it only,
+    // --until the first line's time keeps the first only.
+    assert_eq!(ok(d.docker(&["logs", "--since", ts_late, &id])), "late");
+    assert_eq!(ok(d.docker(&["logs", "--until", ts_early, &id])), "early");
+    assert_eq!(
+        ok(d.docker(&["logs", "--since", ts_early, "--until", ts_late, &id])),
+        "early\nlate"
+    );
+    ok(d.docker(&["rm", &id]));
+}
+
+/// Attach without a tty: Docker's 8-byte stdio frame headers, stdout and stderr apart.
+#[test]
+fn attach_stream_framing() {
+    let d = daemon();
+    let created = d.http(
+        "POST",
+        "/containers/create",
+        Some(br#"{"Image":"busybox","Cmd":["sh","-c","read x; echo out-$x; echo err-$x >&2"],"OpenStdin":true,"AttachStdin":true,"AttachStdout":true,"AttachStderr":true}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["Id"].as_str().unwrap().to_owned();
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /v1.41/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let at = loop {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the upgrade");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some((status, headers, at)) = parse_head(&buf) {
+            assert_eq!(status, 101, "{headers:?}");
+            assert!(headers.iter().any(|(k, v)| k == "upgrade" && v == "tcp"));
+            break at;
+        }
+    };
+    buf.drain(..at);
+    assert_eq!(
+        d.http("POST", &format!("/containers/{id}/start"), None)
+            .status,
+        204
+    );
+    s.write_all(b"abc\n").unwrap();
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let mut frames = Vec::new();
+    let mut rest = &buf[..];
+    while rest.len() >= 8 {
+        let len = u32::from_be_bytes(rest[4..8].try_into().unwrap()) as usize;
+        assert_eq!(&rest[1..4], &[0, 0, 0]);
+        frames.push((
+            rest[0],
+            String::from_utf8_lossy(&rest[8..8 + len]).into_owned(),
+        ));
+        rest = &rest[8 + len..];
+    }
+    assert!(rest.is_empty(), "trailing bytes: {rest:?}");
+    frames.sort();
+    assert_eq!(
+        frames,
+        [(1, "out-abc\n".to_owned()), (2, "err-abc\n".to_owned())]
+    );
+    let w = d
+        .http("POST", &format!("/containers/{id}/wait"), None)
+        .json();
+    assert_eq!(w["StatusCode"], 0);
+    assert_eq!(
+        d.http("DELETE", &format!("/containers/{id}"), None).status,
+        204
+    );
+}
+
+/// Huge bodies, clients that vanish mid-request or mid-stream: the daemon goes on serving.
+#[test]
+fn hostile_clients_do_not_hurt_the_daemon() {
+    let d = daemon();
+    // A body far above any sane size, announced and then not sent.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    write!(s, "POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n{{").unwrap();
+    drop(s);
+    // A huge body really sent.
+    let big = vec![b' '; 64 << 20];
+    let mut body = b"{\"Image\":\"busybox\",\"Cmd\":[\"true\"],\"Pad\":\"".to_vec();
+    body.extend_from_slice(&big);
+    body.extend_from_slice(b"\"}");
+    let r = d.http("POST", "/containers/create", Some(&body));
+    assert!(
+        r.status == 400 || r.status == 413,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    // Garbage instead of HTTP.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.write_all(b"\x00\x01\x02 not http\r\n\r\n").unwrap();
+    drop(s);
+    // A follower that disconnects mid-stream.
+    let id = ok(d.docker(&[
+        "run",
+        "-d",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.1; done",
+    ]));
+    for _ in 0..5 {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+        write!(
+            s,
+            "GET /containers/{id}/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: d\r\n\r\n"
+        )
+        .unwrap();
+        let mut b = [0u8; 256];
+        let _ = s.read(&mut b);
+        drop(s);
+    }
+    // Everything still works.
+    assert_eq!(d.http("GET", "/_ping", None).status, 200);
+    assert_eq!(ok(d.docker(&["exec", &id, "echo", "fine"])), "fine");
+    ok(d.docker(&["rm", "-f", &id]));
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
