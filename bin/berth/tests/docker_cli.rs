@@ -332,3 +332,78 @@ fn images_tag_rmi() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("conflict"), "{}", stderr(&o));
 }
+
+/// json-file logs in Docker's format, rotated by `max-size`/`max-file`, and `--log-driver
+/// none`.
+#[test]
+fn json_file_log_rotation() {
+    let d = daemon();
+    let id = ok(d.docker(&[
+        "run",
+        "-d",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done",
+    ]));
+    assert_eq!(ok(d.docker(&["wait", &id])), "0");
+    let log_path = ok(d.docker(&["inspect", "-f", "{{.LogPath}}", &id]));
+    let dir = std::path::Path::new(&log_path).parent().unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-json.log"))
+        .collect();
+    files.sort();
+    let base = std::path::Path::new(&log_path)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        files,
+        [base.clone(), format!("{base}.1"), format!("{base}.2")]
+    );
+    for f in &files {
+        let len = std::fs::metadata(dir.join(f)).unwrap().len();
+        assert!(len <= 2048 + 200, "{f}: {len} bytes");
+        // Docker's json-file lines.
+        let text = std::fs::read_to_string(dir.join(f)).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["stream"], "stdout");
+        assert!(first["log"].as_str().unwrap().starts_with("line-"));
+        assert!(first["time"].as_str().unwrap().ends_with('Z'));
+    }
+    // `logs` reads across the kept files, in order, and ends with the last line.
+    let logs = ok(d.docker(&["logs", &id]));
+    let nums: Vec<u32> = logs
+        .lines()
+        .map(|l| l.trim_start_matches("line-").parse().unwrap())
+        .collect();
+    assert_eq!(*nums.last().unwrap(), 399);
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "out of order");
+    assert!(nums.len() < 400, "old lines rotated away");
+
+    let id = ok(d.docker(&[
+        "run",
+        "-d",
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "gone",
+    ]));
+    ok(d.docker(&["wait", &id]));
+    let o = d.docker(&["logs", &id]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("configured logging driver does not support reading"),
+        "{}",
+        stderr(&o)
+    );
+}
