@@ -758,22 +758,7 @@ impl Engine {
                 .is_ok()
         };
         if !waited {
-            let _ = shim_client::call(
-                &socket,
-                &Request::Kill {
-                    signal: libc::SIGKILL,
-                    all: true,
-                },
-            )
-            .await;
-            let _ = shim_client::call(
-                &socket,
-                &Request::Kill {
-                    signal: libc::SIGKILL,
-                    all: false,
-                },
-            )
-            .await;
+            shim_client::kill_all(&socket).await;
             if tokio::time::timeout(Duration::from_secs(30), rx.wait_for(exited))
                 .await
                 .is_err()
@@ -908,22 +893,7 @@ impl Engine {
             if rec.state.status == Status::Paused {
                 let _ = shim_client::call(&socket, &Request::Resume).await;
             }
-            let _ = shim_client::call(
-                &socket,
-                &Request::Kill {
-                    signal: libc::SIGKILL,
-                    all: true,
-                },
-            )
-            .await;
-            let _ = shim_client::call(
-                &socket,
-                &Request::Kill {
-                    signal: libc::SIGKILL,
-                    all: false,
-                },
-            )
-            .await;
+            shim_client::kill_all(&socket).await;
             if tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|w| !w.running))
                 .await
                 .is_err()

@@ -198,3 +198,18 @@ impl RunPaths {
         self.dir.join("shim.log")
     }
 }
+
+/// SIGKILLs every process of the container, then its init (which a frozen or half-created
+/// container may need on its own); errors are ignored, as the container may already be gone.
+pub async fn kill_all(socket: &Path) {
+    for all in [true, false] {
+        let _ = call(
+            socket,
+            &Request::Kill {
+                signal: libc::SIGKILL,
+                all,
+            },
+        )
+        .await;
+    }
+}

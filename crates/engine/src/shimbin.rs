@@ -2,8 +2,8 @@
 //! container (its init, exec'd processes) runs the shim's image until it execs the user's
 //! command, so its `/proc/<pid>/exe` is the shim binary. To make the CVE-2019-5736 class of
 //! attack (a container process writing the host binary through that link) impossible, the
-//! daemon runs shims from a read-only bind mount of the binary under the exec root: a write
-//! through `/proc/<pid>/exe` resolves to that mount and fails with `EROFS`.
+//! daemon runs shims from a read-only bind mount of the binaries' directory under the exec
+//! root: a write through `/proc/<pid>/exe` resolves to that mount and fails with `EROFS`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -12,38 +12,41 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use crate::error::{EngineError, Result};
 
-/// Makes `<exec_root>/bin/berth-shim` a read-only bind mount of `src` (reusing one a previous
-/// daemon left if it is still the same binary) and returns its path.
+/// Makes `<exec_root>/bin` a read-only bind mount of the directory holding the shim binary
+/// `src` (so the shim's sibling binaries come along), reusing one a previous daemon left if it
+/// still shows the same directory; returns the shim's path under it.
 pub fn protect(src: &Path, exec_root: &Path) -> Result<PathBuf> {
-    let dir = exec_root.join("bin");
-    std::fs::create_dir_all(&dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
-    let target = dir.join("berth-shim");
-    let src_meta =
-        std::fs::metadata(src).map_err(EngineError::io(format!("stat {}", src.display())))?;
+    let (Some(src_dir), Some(name)) = (src.parent(), src.file_name()) else {
+        return Err(EngineError::InvalidArgument(format!(
+            "shim binary path {} has no directory",
+            src.display()
+        )));
+    };
+    let target = exec_root.join("bin");
+    std::fs::create_dir_all(&target)
+        .map_err(EngineError::io(format!("create {}", target.display())))?;
+    let src_meta = std::fs::metadata(src_dir)
+        .map_err(EngineError::io(format!("stat {}", src_dir.display())))?;
     if is_mount_point(&target) {
         let same = std::fs::metadata(&target)
             .map(|m| m.dev() == src_meta.dev() && m.ino() == src_meta.ino())
             .unwrap_or(false);
         if same && is_read_only(&target) {
-            return Ok(target);
+            return Ok(target.join(name));
         }
-        // A stale binary (upgraded since): detach it; shims running from it keep it alive.
+        // Another directory (the binaries moved): detach it; shims running from it keep it.
         umount2(&target, MntFlags::MNT_DETACH)
             .map_err(|e| EngineError::Runtime(format!("unmount {}: {e}", target.display())))?;
-    }
-    if !target.exists() {
-        std::fs::File::create(&target)
-            .map_err(EngineError::io(format!("create {}", target.display())))?;
     }
     let fail = |what: &str, e: nix::Error| {
         EngineError::Runtime(format!(
             "{what} {} on {}: {e}",
-            src.display(),
+            src_dir.display(),
             target.display()
         ))
     };
     mount(
-        Some(src),
+        Some(src_dir),
         &target,
         None::<&str>,
         MsFlags::MS_BIND,
@@ -55,7 +58,7 @@ pub fn protect(src: &Path, exec_root: &Path) -> Result<PathBuf> {
         let _ = umount2(&target, MntFlags::MNT_DETACH);
         return Err(fail("remount read-only", e));
     }
-    Ok(target)
+    Ok(target.join(name))
 }
 
 /// Whether `path` is a mount point in our mount namespace.

@@ -159,13 +159,18 @@ impl Daemon {
     }
 
     pub fn docker_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run(self.docker_command(args), stdin)
+    }
+
+    /// The docker CLI pointed at this daemon, with its own config directory.
+    fn docker_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(DOCKER);
         cmd.args(args)
             .env("DOCKER_HOST", self.host())
             .env("DOCKER_CONFIG", self.dir.join("docker-config"))
             .env("DOCKER_CLI_HINTS", "false")
             .env_remove("DOCKER_CONTEXT");
-        run(cmd, stdin)
+        cmd
     }
 
     /// Imports the busybox image as `busybox:latest` through the docker CLI.
@@ -562,13 +567,7 @@ impl Daemon {
 
     /// `docker <args>` in a pty of `rows` x `cols`.
     pub fn docker_pty(&self, args: &[&str], rows: u16, cols: u16) -> PtySession {
-        let mut cmd = Command::new(DOCKER);
-        cmd.args(args)
-            .env("DOCKER_HOST", self.host())
-            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
-            .env("DOCKER_CLI_HINTS", "false")
-            .env_remove("DOCKER_CONTEXT");
-        PtySession::spawn(cmd, rows, cols)
+        PtySession::spawn(self.docker_command(args), rows, cols)
     }
 }
 
