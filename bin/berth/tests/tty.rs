@@ -45,7 +45,11 @@ fn interactive_shell(mut pty: PtySession) {
     pty.expect_from(at, "42");
     pty.send(b"exit 7\r");
     assert_eq!(pty.wait(), Some(7), "{:?}", pty.output());
-    assert!(!pty.output().contains('\0'), "stray NUL: {:?}", pty.output());
+    assert!(
+        !pty.output().contains('\0'),
+        "stray NUL: {:?}",
+        pty.output()
+    );
 }
 
 #[test]
