@@ -330,7 +330,37 @@ fn images_tag_rmi() {
     ok(d.docker(&["create", "--name", "user", "busybox", "true"]));
     let o = d.docker(&["rmi", "busybox"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("conflict"), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("conflict: unable to remove repository reference \"busybox\" (must force)"),
+        "{}",
+        stderr(&o)
+    );
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "busybox"]));
+    let short = &id["sha256:".len()..][..12];
+    let o = d.docker(&["rmi", short]);
+    assert!(
+        stderr(&o).contains("(must be forced) - image is being used by stopped container"),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.docker(&["rm", "user"]));
+    ok(d.docker(&["run", "-d", "--name", "busy", "busybox", "sleep", "100"]));
+    for args in [&["rmi", short][..], &["rmi", "-f", short][..]] {
+        let o = d.docker(args);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("(cannot be forced) - image is being used by running container"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    ok(d.docker(&["rm", "-f", "busy"]));
+    let out = ok(d.docker(&["rmi", "busybox"]));
+    assert!(
+        out.contains("Untagged: busybox:latest") && out.contains(&format!("Deleted: {id}")),
+        "{out}"
+    );
 }
 
 /// json-file logs in Docker's format, rotated by `max-size`/`max-file`, and `--log-driver

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use berth_image::{Image, ImportOptions, Reference};
+use berth_image::{Image, ImageUser, ImportOptions, Reference};
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, HealthConfig};
@@ -356,14 +356,24 @@ impl Engine {
         name: &str,
         force: bool,
     ) -> Result<Vec<(Option<String>, Option<String>)>> {
-        let users: HashMap<String, String> = self
-            .handles()
-            .iter()
-            .map(|h| {
-                let r = lock(&h.rec);
-                (r.image_id.clone(), r.id.clone())
-            })
-            .collect();
+        // Per image, one container using it: a running one if any.
+        let mut users: HashMap<String, ImageUser> = HashMap::new();
+        for h in self.handles() {
+            let r = lock(&h.rec);
+            let user = ImageUser {
+                container: r.id.clone(),
+                running: matches!(
+                    r.state.status,
+                    crate::Status::Running | crate::Status::Paused | crate::Status::Restarting
+                ),
+            };
+            match users.get(&r.image_id) {
+                Some(u) if u.running || !user.running => {}
+                _ => {
+                    users.insert(r.image_id.clone(), user);
+                }
+            }
+        }
         let in_use = |id: &str| users.get(id).cloned();
         let removed = self.inner.images.remove(name, force, &in_use)?;
         let mut rows = Vec::new();

@@ -21,4 +21,4 @@ pub mod store;
 
 pub use error::ImageError;
 pub use reference::Reference;
-pub use store::{Image, ImageStore, ImportOptions, RemovedImage};
+pub use store::{Image, ImageStore, ImageUser, ImportOptions, RemovedImage};

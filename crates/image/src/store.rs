@@ -57,6 +57,15 @@ pub struct ImportOptions {
     pub platform: Option<String>,
 }
 
+/// A container that uses an image, as `rmi` needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUser {
+    /// The container's id.
+    pub container: String,
+    /// A running container blocks removal even with force.
+    pub running: bool,
+}
+
 /// One row of an `rmi` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemovedImage {
@@ -513,13 +522,15 @@ impl ImageStore {
     /// `docker rmi`, following moby's `ImageDelete`: a reference is untagged, and the image
     /// goes with its last tag unless a container uses it (then the last tag stays, unless
     /// `force`). An id deletes the image with all its tags; tags in several repositories, or a
-    /// container using the image, need `force` (which untags and keeps a used image).
+    /// stopped container using the image, need `force` (which untags and keeps a used image);
+    /// a running container's image cannot be deleted, even with `force`. `in_use` names a
+    /// container using the image, a running one if there is any.
     /// Snapshots and blobs no other image uses are removed with the image.
     pub fn remove(
         &self,
         name: &str,
         force: bool,
-        in_use: &dyn Fn(&str) -> Option<String>,
+        in_use: &dyn Fn(&str) -> Option<ImageUser>,
     ) -> Result<Vec<RemovedImage>, ImageError> {
         let _g = self.guard();
         let (img, by_ref) = self.resolve_inner(name)?;
@@ -534,7 +545,7 @@ impl ImageStore {
                 if let Some(ctr) = &user {
                     return Err(ImageError::Conflict(format!(
                         "conflict: unable to remove repository reference {name:?} (must force) - container {} is using its referenced image {}",
-                        short_id(ctr),
+                        short_id(&ctr.container),
                         short_id(&id)
                     )));
                 }
@@ -562,11 +573,18 @@ impl ImageStore {
                 // The last tag went; the image stays for its container (as Docker does).
                 return Ok(records);
             }
+            if ctr.running {
+                return Err(ImageError::Conflict(format!(
+                    "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                    short_id(&id),
+                    short_id(&ctr.container)
+                )));
+            }
             if !force {
                 return Err(ImageError::Conflict(format!(
-                    "conflict: unable to delete {} (must be forced) - image is being used by container {}",
+                    "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
                     short_id(&id),
-                    short_id(&ctr)
+                    short_id(&ctr.container)
                 )));
             }
             for r in refs {

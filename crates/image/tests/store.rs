@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_image::error::ErrorKind;
-use berth_image::{ImageStore, ImportOptions, Reference, RemovedImage};
+use berth_image::{ImageStore, ImageUser, ImportOptions, Reference, RemovedImage};
 
 fn rootfs_tar(marker: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -67,7 +67,7 @@ fn store_is_send_and_sync() {
     check::<ImageStore>();
 }
 
-fn no_users(_: &str) -> Option<String> {
+fn no_users(_: &str) -> Option<ImageUser> {
     None
 }
 
@@ -155,7 +155,18 @@ fn import_list_resolve_tag_remove() {
     let r = store.remove("myreg:5000/x/y:1", false, &no_users).unwrap();
     assert_eq!(r, vec![RemovedImage::Untagged("myreg:5000/x/y:1".into())]);
     // In use by a container: the last tag cannot go without force.
-    let used = |id: &str| (id == img.id).then(|| "0123abcd4567".to_owned());
+    let used = |id: &str| {
+        (id == img.id).then(|| ImageUser {
+            container: "0123abcd4567".to_owned(),
+            running: false,
+        })
+    };
+    let running = |id: &str| {
+        (id == img.id).then(|| ImageUser {
+            container: "89abcdef0123".to_owned(),
+            running: true,
+        })
+    };
     let e = store.remove("busybox", false, &used).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(e.to_string().starts_with("conflict: unable to remove repository reference \"busybox\" (must force) - container 0123abcd4567 is using its referenced image"), "{e}");
@@ -165,6 +176,21 @@ fn import_list_resolve_tag_remove() {
     assert!(store.get(&img.id).unwrap().repo_tags.is_empty());
     let e = store.remove(&img.id, false, &used).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(
+        e.to_string()
+            .ends_with("(must be forced) - image is being used by stopped container 0123abcd4567"),
+        "{e}"
+    );
+    // A running container's image cannot go, even forced.
+    for force in [false, true] {
+        let e = store.remove(&img.id, force, &running).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "(cannot be forced) - image is being used by running container 89abcdef0123"
+            ),
+            "{e}"
+        );
+    }
 
     // Deleting the first image keeps the snapshot the second still uses.
     let r = store.remove(&img.id, false, &no_users).unwrap();

@@ -65,9 +65,11 @@ pub(super) fn inspect(ctx: &Ctx, name: &str) -> HandlerResult {
             kind: "layers".into(),
             layers: i.layers.clone(),
         },
+        // Docker's zero time when the last tag time is unknown: clients parse this field
+        // as a timestamp, and an empty string breaks `docker inspect`.
         metadata: BTreeMap::from([(
             "LastTagTime".to_owned(),
-            serde_json::Value::String(String::new()),
+            serde_json::Value::String("0001-01-01T00:00:00Z".to_owned()),
         )]),
     })
 }
