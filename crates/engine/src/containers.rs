@@ -459,9 +459,9 @@ impl Engine {
             hc.dns_search.as_deref().unwrap_or_default(),
             hc.dns_options.as_deref().unwrap_or_default(),
         );
-        crate::fsutil::write_atomic(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
-        crate::fsutil::write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
-        crate::fsutil::write_atomic(&dir.join("resolv.conf"), resolv.as_bytes())?;
+        crate::fsutil::write_replace(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
+        crate::fsutil::write_replace(&dir.join("hosts"), hosts.as_bytes())?;
+        crate::fsutil::write_replace(&dir.join("resolv.conf"), resolv.as_bytes())?;
 
         let cgroups_path = format!(
             "{}/{}",
@@ -480,7 +480,7 @@ impl Engine {
             .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
         let oci_json =
             serde_json::to_vec_pretty(&oci).map_err(|e| EngineError::Runtime(e.to_string()))?;
-        crate::fsutil::write_atomic(&dir.join("config.json"), &oci_json)?;
+        crate::fsutil::write_replace(&dir.join("config.json"), &oci_json)?;
 
         let runtime_name = if hc.runtime.is_empty() {
             &self.inner.cfg.default_runtime

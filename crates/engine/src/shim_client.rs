@@ -22,7 +22,7 @@ pub async fn spawn(
     shim_log: &Path,
 ) -> Result<i32> {
     let data = serde_json::to_vec_pretty(cfg).map_err(|e| EngineError::Shim(e.to_string()))?;
-    crate::fsutil::write_atomic(config_path, &data)?;
+    crate::fsutil::write_replace(config_path, &data)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
