@@ -600,3 +600,86 @@ fn runc_runtime_runs_containers() {
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
 }
+
+/// The rest of `run`'s runtime flags, each observed from inside the container.
+#[test]
+fn more_runtime_flags_take_effect() {
+    let d = daemon();
+    // (cgroup files at their v1 paths: this suite runs on cgroup v1 hosts.)
+    // --init: PID 1 is the tiny init, the command runs under it.
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; echo $$",
+    ]));
+    let mut lines = out.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("/sbin/docker-init -- sh -c"),
+        "{out}"
+    );
+    assert_ne!(lines.next().unwrap(), "1", "{out}");
+    let df = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--shm-size",
+        "16m",
+        "busybox",
+        "df",
+        "-k",
+        "/dev/shm",
+    ]));
+    assert!(
+        df.lines().nth(1).unwrap().split_whitespace().nth(1) == Some("16384"),
+        "{df}"
+    );
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "--sysctl",
+            "kernel.shmmax=1000000",
+            "busybox",
+            "cat",
+            "/proc/sys/kernel/shmmax"
+        ])),
+        "1000000"
+    );
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/null:/dev/mynull",
+            "busybox",
+            "sh",
+            "-c",
+            "[ -c /dev/mynull ] && echo x > /dev/mynull && echo wrote"
+        ])),
+        "wrote"
+    );
+    // Without --device, a device node made in the container cannot be opened (cgroup rule).
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(
+        ok(d.berth(&[
+            "run", "--rm", "--cpuset-cpus", "0", "--cpu-shares", "512", "--security-opt", "no-new-privileges",
+            "busybox", "sh", "-c",
+            "cat /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/cpu/cpu.shares; grep NoNewPrivs /proc/self/status",
+        ])),
+        "0\n512\nNoNewPrivs:\t1"
+    );
+}
