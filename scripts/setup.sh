@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo build --release --locked -p berth
-install -m 0755 target/release/berth target/release/berthd target/release/berth-shim /usr/local/bin/
+install -m 0755 target/release/berth target/release/berthd target/release/berth-shim \
+  target/release/berth-shim-runtime /usr/local/bin/
 sock=/run/berth/berth.sock
 if ! berth -H "unix://$sock" version >/dev/null 2>&1; then
   mkdir -p /var/log

@@ -6,11 +6,17 @@
 //! serves attach, exec, resize, kill and pause to the engine over its own unix socket
 //! ([`protocol`]). It is not tied to the daemon's lifetime: the daemon can die and come back and
 //! reconnect.
+//!
+//! The shim lives as long as its container, so its memory counts once per container. It never
+//! maps the embedded runtime: libcontainer runs in short-lived helper processes
+//! (`berth-shim-runtime`, [`helper`]).
 
 pub mod config;
+pub mod helper;
 pub mod jsonlog;
 pub mod protocol;
 mod supervisor;
 
 pub use config::ShimConfig;
+pub use helper::HELPER_BINARY;
 pub use supervisor::main;

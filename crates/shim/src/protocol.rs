@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 /// The frame stream id of the final exit-status frame.
 pub const FRAME_EXIT: u8 = 3;
 
-/// One request from the engine.
+/// One request from the engine. `P` is how an exec's process spec is held: the engine builds a
+/// typed one; the shim reads it as plain JSON and leaves decoding it to the runtime helper, so
+/// that the long-lived shim never carries the spec's validating deserializers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
+pub enum Request<P = Box<oci_spec::runtime::Process>> {
     /// The init's pid and whether it still runs.
     State,
     /// Starts the created container (after the engine connected its attach streams).
@@ -42,7 +44,7 @@ pub enum Request {
     /// Runs a process in the container and streams it like `attach`.
     Exec {
         exec_id: String,
-        process: Box<oci_spec::runtime::Process>,
+        process: P,
         tty: bool,
         stdin: bool,
     },
@@ -117,16 +119,37 @@ mod tests {
                 all: false
             }
         ));
-        let line = serde_json::to_string(&Request::Attach {
+        let attach: Request = Request::Attach {
             stdin: false,
             stdout: true,
             stderr: true,
-        })
-        .unwrap();
+        };
+        let line = serde_json::to_string(&attach).unwrap();
         assert_eq!(
             line,
             r#"{"op":"attach","stdin":false,"stdout":true,"stderr":true}"#
         );
+    }
+
+    #[test]
+    fn the_shim_reads_exec_processes_as_plain_json() {
+        let process: oci_spec::runtime::Process = serde_json::from_str(
+            r#"{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0},"terminal":true}"#,
+        )
+        .unwrap();
+        let line = serde_json::to_string(&Request::Exec {
+            exec_id: "e1".into(),
+            process: Box::new(process.clone()),
+            tty: true,
+            stdin: false,
+        })
+        .unwrap();
+        let r: Request<serde_json::Value> = serde_json::from_str(&line).unwrap();
+        let Request::Exec { process: raw, .. } = r else {
+            panic!("not an exec: {line}");
+        };
+        let back: oci_spec::runtime::Process = serde_json::from_value(raw).unwrap();
+        assert_eq!(back, process);
     }
 
     #[test]

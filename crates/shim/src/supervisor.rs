@@ -8,15 +8,19 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_runtime::{Runtime, Stdio};
+use berth_runtime::Stdio;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use rustix::event::{PollFd, PollFlags, poll};
 
 use crate::config::ShimConfig;
+use crate::helper::HelperRuntime;
 use crate::jsonlog::{LogWriter, Stream};
-use crate::protocol::{ExitStatus, FRAME_EXIT, Ready, Request, Response, frame};
+use crate::protocol::{ExitStatus, FRAME_EXIT, Ready, Response, frame};
+
+/// A request as the shim reads it: an exec's process spec stays JSON for the runtime helper.
+type Request = crate::protocol::Request<serde_json::Value>;
 
 /// A client whose pending output passes this is too slow and is dropped, so that one stuck
 /// client never blocks the container.
@@ -84,8 +88,8 @@ fn report_ready(ready: &Ready) {
 extern "C" fn noop_handler(_: libc::c_int) {}
 
 /// A handler (not SIG_IGN, which children would inherit across exec) so that writing to a
-/// closed pipe is an EPIPE error instead of killing the shim.
-fn install_sigpipe_noop() {
+/// closed pipe is an EPIPE error instead of killing the process.
+pub(crate) fn install_sigpipe_noop() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let action = SigAction::new(
         SigHandler::Handler(noop_handler),
@@ -158,7 +162,7 @@ struct ExecProc {
 
 struct Shim {
     cfg: ShimConfig,
-    runtime: Box<dyn Runtime>,
+    runtime: HelperRuntime,
     init_pid: i32,
     init_pidfd: Option<OwnedFd>,
     pty: Option<OwnedFd>,
@@ -267,7 +271,8 @@ impl Shim {
             ),
             None => None,
         };
-        let runtime = berth_runtime::open(&cfg.runtime, &cfg.runtime_root);
+        let runtime =
+            HelperRuntime::new(&cfg.runtime, &cfg.runtime_root).map_err(|e| e.to_string())?;
         let mut outputs = Vec::new();
         let mut stdin = None;
         let mut pty = None;
@@ -830,7 +835,7 @@ impl Shim {
     fn start_exec(
         &mut self,
         exec_id: &str,
-        process: &oci_spec::runtime::Process,
+        process: &serde_json::Value,
         tty: bool,
         want_stdin: bool,
     ) -> Result<i32, String> {
