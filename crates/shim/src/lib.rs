@@ -9,11 +9,13 @@
 //!
 //! The shim lives as long as its container, so its memory counts once per container. It never
 //! maps the embedded runtime: libcontainer runs in short-lived helper processes
-//! (`berth-shim-runtime`, [`helper`]).
+//! (`berth-shim-runtime`, [`helper`]), and once the container runs the shim drops the pages its
+//! start-up touched (`memory`).
 
 pub mod config;
 pub mod helper;
 pub mod jsonlog;
+mod memory;
 pub mod protocol;
 mod supervisor;
 

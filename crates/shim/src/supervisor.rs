@@ -177,6 +177,21 @@ struct Shim {
     started: bool,
     /// Set when starting failed: the shim cleans up and leaves.
     failed: bool,
+    /// When to next drop the pages the shim no longer needs.
+    release: Release,
+}
+
+/// When the shim next drops the code and constant pages it faulted in and no longer needs
+/// ([`crate::memory`]), so that its resident set is the supervise loop's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// Nothing to drop.
+    Done,
+    /// Once the answers queued for clients are written: the container's start answered, the
+    /// start-up is over.
+    AfterReplies,
+    /// At the next idle tick: after another runtime operation (an exec, a pause...).
+    WhenIdle,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
@@ -360,6 +375,7 @@ impl Shim {
             exit: None,
             started: false,
             failed: false,
+            release: Release::Done,
         })
     }
 
@@ -378,12 +394,22 @@ impl Shim {
                     break;
                 }
             }
-            self.poll_once(&mut buf);
+            let idle = self.poll_once(&mut buf);
+            let due = match self.release {
+                Release::Done => false,
+                Release::AfterReplies => self.clients.iter().all(|c| c.outbuf.is_empty()),
+                Release::WhenIdle => idle,
+            };
+            if due {
+                self.release = Release::Done;
+                crate::memory::release_startup_pages();
+            }
         }
         self.finish();
     }
 
-    fn poll_once(&mut self, buf: &mut [u8]) {
+    /// One round of the loop; returns true when it found nothing to do (an idle tick).
+    fn poll_once(&mut self, buf: &mut [u8]) -> bool {
         // Build the poll set: [listener, init pidfd?, exec pidfds.., outputs.., stdin?, clients..]
         #[derive(Clone, Copy)]
         enum Slot {
@@ -432,15 +458,15 @@ impl Shim {
             tv_sec: 0,
             tv_nsec: 500_000_000,
         };
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return,
+        let idle = match poll(&mut fds, Some(&timeout)) {
+            Ok(n) => n == 0,
+            Err(rustix::io::Errno::INTR) => return false,
             Err(e) => {
                 eprintln!("shim: poll: {e}");
                 std::thread::sleep(Duration::from_millis(50));
-                return;
+                return false;
             }
-        }
+        };
         let ready: Vec<(Slot, PollFlags)> = fds
             .iter()
             .zip(slots.iter())
@@ -477,6 +503,7 @@ impl Shim {
             }
         }
         self.clients.retain(|c| !c.dead);
+        idle
     }
 
     fn accept(&mut self) {
@@ -677,6 +704,17 @@ impl Shim {
     }
 
     fn handle(&mut self, i: usize, req: Request) {
+        let runs_helper = matches!(
+            req,
+            Request::State
+                | Request::Pause
+                | Request::Resume
+                | Request::Exec { .. }
+                | Request::Kill { all: true, .. }
+        );
+        if runs_helper && self.release == Release::Done {
+            self.release = Release::WhenIdle;
+        }
         match req {
             Request::State => {
                 let resp = Response {
@@ -699,6 +737,7 @@ impl Shim {
                     match self.runtime.start(&self.cfg.id) {
                         Ok(()) => {
                             self.started = true;
+                            self.release = Release::AfterReplies;
                             Response {
                                 pid: Some(self.init_pid),
                                 running: true,
