@@ -177,21 +177,9 @@ struct Shim {
     started: bool,
     /// Set when starting failed: the shim cleans up and leaves.
     failed: bool,
-    /// When to next drop the pages the shim no longer needs.
-    release: Release,
-}
-
-/// When the shim next drops the code and constant pages it faulted in and no longer needs
-/// ([`crate::memory`]), so that its resident set is the supervise loop's own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Release {
-    /// Nothing to drop.
-    Done,
-    /// Once the answers queued for clients are written: the container's start answered, the
-    /// start-up is over.
-    AfterReplies,
-    /// At the next idle tick: after another runtime operation (an exec, a pause...).
-    WhenIdle,
+    /// Set by a runtime operation (the start included): once its answer is written, the shim
+    /// checks its resident set against the busy budget ([`Shim::keep_small`]).
+    check_memory: bool,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
@@ -375,7 +363,7 @@ impl Shim {
             exit: None,
             started: false,
             failed: false,
-            release: Release::Done,
+            check_memory: false,
         })
     }
 
@@ -395,17 +383,23 @@ impl Shim {
                 }
             }
             let idle = self.poll_once(&mut buf);
-            let due = match self.release {
-                Release::Done => false,
-                Release::AfterReplies => self.clients.iter().all(|c| c.outbuf.is_empty()),
-                Release::WhenIdle => idle,
-            };
-            if due {
-                self.release = Release::Done;
-                crate::memory::release_startup_pages();
+            if idle {
+                self.keep_small(crate::memory::IDLE_BUDGET);
+            } else if self.check_memory && self.clients.iter().all(|c| c.outbuf.is_empty()) {
+                self.check_memory = false;
+                self.keep_small(crate::memory::BUSY_BUDGET);
             }
         }
         self.finish();
+    }
+
+    /// Drops the code and constant pages the shim faulted in for work it has finished (its
+    /// start-up, runtime operations, a burst of output) once its resident set passes `budget`:
+    /// what the supervise loop still runs faults back in.
+    fn keep_small(&self, budget: u64) {
+        if crate::memory::resident_bytes().is_some_and(|r| r > budget) {
+            crate::memory::release_clean_file_pages();
+        }
     }
 
     /// One round of the loop; returns true when it found nothing to do (an idle tick).
@@ -704,17 +698,15 @@ impl Shim {
     }
 
     fn handle(&mut self, i: usize, req: Request) {
-        let runs_helper = matches!(
+        self.check_memory |= matches!(
             req,
-            Request::State
+            Request::Start
+                | Request::State
                 | Request::Pause
                 | Request::Resume
                 | Request::Exec { .. }
                 | Request::Kill { all: true, .. }
         );
-        if runs_helper && self.release == Release::Done {
-            self.release = Release::WhenIdle;
-        }
         match req {
             Request::State => {
                 let resp = Response {
@@ -737,7 +729,6 @@ impl Shim {
                     match self.runtime.start(&self.cfg.id) {
                         Ok(()) => {
                             self.started = true;
-                            self.release = Release::AfterReplies;
                             Response {
                                 pid: Some(self.init_pid),
                                 running: true,
