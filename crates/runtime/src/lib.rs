@@ -10,7 +10,8 @@
 //!   ([`oci_binary`]).
 //!
 //! The embedded runtime forks with raw `clone3` and marks its caller non-dumpable, so it is only
-//! ever called from the single-threaded shim, never from the daemon.
+//! ever called from single-threaded processes (the shim's short-lived runtime helper,
+//! `berth-shim-runtime`, and the `berth runtime` CLI), never from the daemon.
 
 pub mod defaults;
 pub mod error;

@@ -1,9 +1,10 @@
-//! The embedded runtime: youki's `libcontainer`, called in-process by the shim.
+//! The embedded runtime: youki's `libcontainer`, called in-process.
 //!
 //! libcontainer forks with raw `clone3` and makes its caller non-dumpable, so this runs only in
-//! the single-threaded shim (and the `berth runtime` CLI), never in the multi-threaded daemon.
-//! The container's init is cloned as a child of the caller, which must be a child subreaper to
-//! collect it.
+//! single-threaded processes (the shim's runtime helper `berth-shim-runtime`, and the
+//! `berth runtime` CLI), never in the multi-threaded daemon.
+//! The container's init is cloned as a child of the caller; a caller that exits hands it to its
+//! nearest child subreaper (the shim), which collects it.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
