@@ -13,8 +13,8 @@
 /// idle tick. The idle supervise loop's own working set is about 0.6 to 0.9 MiB.
 pub const IDLE_BUDGET: u64 = 1 << 20;
 
-/// The resident set a busy shim keeps under: past it, it releases them as soon as a runtime
-/// operation is answered (always so after the start, which leaves about 2.4 MiB). Below it,
+/// The resident set a busy shim keeps under: past it, it releases them at the first idle moment
+/// after a runtime operation (always so after the start, which leaves about 2.4 MiB). Below it,
 /// repeated operations keep the pages they use rather than fault them back in every time:
 /// everything the shim ever does (exec with and without a tty, pause, attach, logs) fits in
 /// about 1.35 MiB.

@@ -28,6 +28,10 @@ const MAX_CLIENT_BACKLOG: usize = 8 << 20;
 /// How long output may still drain after the init exited (only matters when processes outside
 /// the container's pid namespace hold its pipes).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How long the loop waits for an event before an idle tick.
+const IDLE_TICK: Duration = Duration::from_millis(500);
+/// The same, right after a runtime operation.
+const CHECK_TICK: Duration = Duration::from_millis(20);
 
 /// Runs the shim: `berth-shim <shim.json>`. The ready line goes to stdout, which is then
 /// closed; diagnostics go to stderr. Returns the process exit code.
@@ -177,8 +181,9 @@ struct Shim {
     started: bool,
     /// Set when starting failed: the shim cleans up and leaves.
     failed: bool,
-    /// Set by a runtime operation (the start included): once its answer is written, the shim
-    /// checks its resident set against the busy budget ([`Shim::keep_small`]).
+    /// Set by a runtime operation (the start included): at the next idle tick, which then
+    /// comes after [`CHECK_TICK`], the shim checks its resident set against the busy budget
+    /// ([`Shim::keep_small`]).
     check_memory: bool,
 }
 
@@ -382,12 +387,22 @@ impl Shim {
                     break;
                 }
             }
-            let idle = self.poll_once(&mut buf);
-            if idle {
-                self.keep_small(crate::memory::IDLE_BUDGET);
-            } else if self.check_memory && self.clients.iter().all(|c| c.outbuf.is_empty()) {
-                self.check_memory = false;
-                self.keep_small(crate::memory::BUSY_BUDGET);
+            // After a runtime operation, the next idle tick comes soon: the check then runs
+            // off the operation's path (a `run --rm` container is often gone by then).
+            let tick = if self.check_memory {
+                CHECK_TICK
+            } else {
+                IDLE_TICK
+            };
+            let idle = self.poll_once(&mut buf, tick);
+            // A shim whose container exited is about to leave: nothing to keep small.
+            if idle && self.exit.is_none() {
+                let budget = if std::mem::take(&mut self.check_memory) {
+                    crate::memory::BUSY_BUDGET
+                } else {
+                    crate::memory::IDLE_BUDGET
+                };
+                self.keep_small(budget);
             }
         }
         self.finish();
@@ -402,8 +417,9 @@ impl Shim {
         }
     }
 
-    /// One round of the loop; returns true when it found nothing to do (an idle tick).
-    fn poll_once(&mut self, buf: &mut [u8]) -> bool {
+    /// One round of the loop, waiting at most `tick`; returns true when it found nothing to do
+    /// (an idle tick).
+    fn poll_once(&mut self, buf: &mut [u8], tick: Duration) -> bool {
         // Build the poll set: [listener, init pidfd?, exec pidfds.., outputs.., stdin?, clients..]
         #[derive(Clone, Copy)]
         enum Slot {
@@ -449,8 +465,8 @@ impl Shim {
             slots.push(Slot::Client(i));
         }
         let timeout = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 500_000_000,
+            tv_sec: tick.as_secs() as i64,
+            tv_nsec: tick.subsec_nanos() as i64,
         };
         let idle = match poll(&mut fds, Some(&timeout)) {
             Ok(n) => n == 0,
