@@ -499,6 +499,15 @@ pub fn main(args: Vec<String>) -> i32 {
         eprintln!("usage: {HELPER_BINARY} (internal: berth-shim starts it, its stdin a socket)");
         return 2;
     }
+    // Dying with the shim, as the runtime did when it ran inside it: a helper must never go on
+    // creating a container nobody supervises. (A shim that died before this is seen below: its
+    // end of the socket is closed.)
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    {
+        eprintln!("{HELPER_BINARY}: parent death signal: {e}");
+        return 1;
+    }
     // Processes forked from here inherit our signal dispositions across their exec: they must
     // be the shim's, with neither an ignored SIGPIPE nor ignored libc-internal signals.
     crate::supervisor::install_sigpipe_noop();
@@ -554,6 +563,9 @@ fn serve(runtime: &dyn Runtime, mut chan: Channel) -> io::Result<()> {
         let Some(call) = chan.recv::<Call>()? else {
             return Ok(());
         };
+        if shim_gone(&chan) {
+            return Ok(());
+        }
         let is_create = matches!(call, Call::Create { .. });
         let reply = match chan
             .take_fds(call.fd_count())
@@ -573,6 +585,21 @@ fn serve(runtime: &dyn Runtime, mut chan: Channel) -> io::Result<()> {
         }
         chan.send(&reply, &[])?;
     }
+}
+
+/// Whether the shim closed its end of the socket (it died, or dropped the session): calls it
+/// sent before are never carried out then.
+fn shim_gone(chan: &Channel) -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = [PollFd::new(&chan.sock, PollFlags::RDHUP)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .intersects(PollFlags::RDHUP | PollFlags::HUP)
 }
 
 /// Waits for the next call or for the init behind `pidfd` to die; true when a call (or the end
@@ -783,6 +810,48 @@ mod tests {
         fn state(&self, _: &str) -> Result<(Status, Option<i32>), RuntimeError> {
             Ok((Status::Running, Some(42)))
         }
+    }
+
+    #[test]
+    fn calls_from_a_shim_that_is_gone_are_dropped() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let shim = Channel::new(a);
+        shim.send(&Call::State { id: "c1".into() }, &[]).unwrap();
+        drop(shim);
+        // Fake would answer State; the helper must not run it for nobody.
+        struct Panics;
+        impl Runtime for Panics {
+            fn create(&self, _: &str, _: &Path, _: Stdio) -> Result<i32, RuntimeError> {
+                unreachable!()
+            }
+            fn start(&self, _: &str) -> Result<(), RuntimeError> {
+                unreachable!()
+            }
+            fn exec(
+                &self,
+                _: &str,
+                _: &oci_spec::runtime::Process,
+                _: Stdio,
+            ) -> Result<i32, RuntimeError> {
+                unreachable!()
+            }
+            fn kill(&self, _: &str, _: i32, _: bool) -> Result<(), RuntimeError> {
+                unreachable!()
+            }
+            fn pause(&self, _: &str) -> Result<(), RuntimeError> {
+                unreachable!()
+            }
+            fn resume(&self, _: &str) -> Result<(), RuntimeError> {
+                unreachable!()
+            }
+            fn delete(&self, _: &str, _: bool) -> Result<(), RuntimeError> {
+                unreachable!()
+            }
+            fn state(&self, _: &str) -> Result<(Status, Option<i32>), RuntimeError> {
+                unreachable!()
+            }
+        }
+        serve(&Panics, Channel::new(b)).unwrap();
     }
 
     #[test]
