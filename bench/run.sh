@@ -6,7 +6,7 @@
 #
 # Knobs (environment): RUNS (50), PARALLEL (8), PS_CONTAINERS (20), PS_RUNS (20),
 # CMD_TIMEOUT (60 s per command), BENCH_START_DOCKER (0), BENCH_SKIP_DOCKER, BENCH_SKIP_PODMAN,
-# BERTH_BIN_DIR (use prebuilt berth/berthd/berth-shim; no build), CARGO_TARGET_DIR,
+# BERTH_BIN_DIR (use prebuilt berth/berthd/berth-shim/berth-shim-runtime; no build), CARGO_TARGET_DIR,
 # DOCKER_CLI (/usr/local/bin/docker). See bench/README.md.
 #
 # Berth runs on its own private daemon (socket, data root, exec root and cgroup parent under a
@@ -51,7 +51,7 @@ else
   (cd "$repo" && CARGO_TARGET_DIR=$target cargo build --release -p berth) || die "cargo build failed"
   bindir=$target/release
 fi
-for b in berth berthd berth-shim; do
+for b in berth berthd berth-shim berth-shim-runtime; do
   [ -x "$bindir/$b" ] || die "$bindir/$b not found (BERTH_BIN_DIR / CARGO_TARGET_DIR?)"
 done
 

@@ -476,9 +476,11 @@ fn runtime_escapes_are_closed() {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
         assert!(exe.ends_with("exec/bin/berth-shim"), "{}", exe.display());
         let path = std::ffi::CString::new(format!("/proc/{pid}/exe")).unwrap();
-        // SAFETY: statvfs fills the struct it is given from a valid C string path.
+        // SAFETY: statvfs is plain old data; all-zero is a valid value.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0);
+        // SAFETY: statvfs fills the struct it is given from a valid C string path.
+        let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+        assert_eq!(rc, 0);
         assert_ne!(
             st.f_flag & libc::ST_RDONLY,
             0,

@@ -598,8 +598,11 @@ impl HttpResponse {
     }
 }
 
+/// An HTTP response head: status, lower-cased headers, and the offset where the body starts.
+pub type Head = (u16, Vec<(String, String)>, usize);
+
 /// Splits an HTTP/1.1 response head from its body; `None` until the head is complete.
-pub fn parse_head(buf: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
+pub fn parse_head(buf: &[u8]) -> Option<Head> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..end]);
     let mut lines = head.split("\r\n");
