@@ -263,6 +263,14 @@ fn detached_lifecycle() {
         "1 /etc nobody"
     );
     assert_eq!(d.berth(&["exec", "worker", "false"]).status.code(), Some(1));
+    let o = d.berth(&["exec", "worker", "no-such-cmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        (stdout(&o) + &stderr(&o)).contains("executable file not found"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 
     // inspect with a Go template.
     assert_eq!(

@@ -67,6 +67,17 @@ fn detached_lifecycle_ps_logs_exec_inspect_stop_rm() {
     );
     let o = d.docker(&["exec", "web", "sh", "-c", "exit 5"]);
     assert_eq!(o.status.code(), Some(5));
+    // A command that does not exist: Docker's message on the stream, exit code 127.
+    let o = d.docker(&["exec", "web", "no-such-cmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("executable file not found"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = d.docker(&["exec", "web", "/etc"]);
+    assert_eq!(o.status.code(), Some(126), "{}{}", stdout(&o), stderr(&o));
     let state = ok(d.docker(&[
         "inspect",
         "-f",

@@ -1326,7 +1326,7 @@ fn restart_delay(rec: &ContainerRecord) -> Option<Duration> {
 }
 
 /// The exit code Docker gives a container whose process could not start.
-fn start_error_code(msg: &str) -> i64 {
+pub(crate) fn start_error_code(msg: &str) -> i64 {
     if msg.contains("executable file not found") || msg.contains("no such file or directory") {
         127
     } else if msg.contains("permission denied") {

@@ -142,12 +142,15 @@ impl Engine {
             .map_err(fail)?;
         if let Some(err) = resp.error {
             let mut i = lock(&inst.info);
+            let msg = crate::shim_client::runtime_message(&err);
             i.running = false;
-            i.exit_code = Some(126);
+            // As Docker: 127 for a command not found, 126 for one that cannot be invoked.
+            i.exit_code = Some(match crate::containers::start_error_code(&msg) {
+                127 => 127,
+                _ => 126,
+            });
             drop(i);
-            return Err(EngineError::Runtime(crate::shim_client::runtime_message(
-                &err,
-            )));
+            return Err(EngineError::Runtime(msg));
         }
         lock(&inst.info).pid = resp.pid.unwrap_or(0) as i64;
         let (frames, write) = conn.into_stream();
