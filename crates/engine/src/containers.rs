@@ -307,12 +307,7 @@ impl Engine {
                 .containers
                 .write()
                 .unwrap_or_else(|p| p.into_inner());
-            if let Some(other) = map.values().find(|h| lock(&h.rec).name == name) {
-                let other_id = lock(&other.rec).id.clone();
-                return Err(EngineError::Conflict(format!(
-                    "Conflict. The container name \"/{name}\" is already in use by container \"{other_id}\". You have to remove (or rename) that container to be able to reuse that name."
-                )));
-            }
+            name_free(&map, &name)?;
             let dir = self.container_dir(&id);
             std::fs::create_dir_all(&dir)
                 .map_err(EngineError::io(format!("create {}", dir.display())))?;
@@ -1069,12 +1064,7 @@ impl Engine {
             .containers
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(other) = map.values().find(|o| lock(&o.rec).name == new_name) {
-            let other_id = lock(&other.rec).id.clone();
-            return Err(EngineError::Conflict(format!(
-                "Conflict. The container name \"/{new_name}\" is already in use by container \"{other_id}\". You have to remove (or rename) that container to be able to reuse that name."
-            )));
-        }
+        name_free(&map, new_name)?;
         let snap = {
             let mut r = lock(&h.rec);
             r.name = new_name.to_owned();
@@ -1326,6 +1316,18 @@ fn restart_delay(rec: &ContainerRecord) -> Option<Duration> {
 }
 
 /// The exit code Docker gives a container whose process could not start.
+/// Docker's conflict when another container already has `name`.
+fn name_free(map: &HashMap<String, Arc<ContainerHandle>>, name: &str) -> Result<()> {
+    match map.values().find(|h| lock(&h.rec).name == name) {
+        Some(other) => Err(EngineError::Conflict(format!(
+            "Conflict. The container name \"/{name}\" is already in use by container \"{}\". \
+             You have to remove (or rename) that container to be able to reuse that name.",
+            lock(&other.rec).id
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn start_error_code(msg: &str) -> i64 {
     if msg.contains("executable file not found") || msg.contains("no such file or directory") {
         127
