@@ -204,7 +204,7 @@ fn run(flags: Flags) -> Result<()> {
             .with_context(|| format!("listening on {}", socket.display()))?;
         tracing::info!(socket = %socket.display(), data_root = %engine.data_root().display(), "berthd ready");
         let info = berth_api::server::DaemonInfo { version: env!("CARGO_PKG_VERSION").into(), warnings: Vec::new() };
-        let server = berth_api::server::serve(engine, info, listener);
+        let server = berth_api::server::serve(engine.clone(), info, listener);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = server => {}
@@ -212,6 +212,7 @@ fn run(flags: Flags) -> Result<()> {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down, containers keep running"),
         }
         let _ = std::fs::remove_file(&socket);
+        engine.close();
         Ok::<(), anyhow::Error>(())
     })?;
     // Streams still open (follow, attach) are not waited for.

@@ -693,3 +693,23 @@ fn more_runtime_flags_take_effect() {
         "0\n512\nNoNewPrivs:\t1"
     );
 }
+
+/// A clean stop (SIGTERM) with no container running leaves no mount behind, not even the
+/// read-only mount the shims run from; with a container running, that mount stays for its
+/// shim.
+#[test]
+fn clean_stop_leaves_no_mounts() {
+    let mut d = daemon();
+    ok(d.berth(&["run", "-d", "--name", "stays", "busybox", "sleep", "1000"]));
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    let exec_bin = d.dir.join("exec/bin");
+    assert!(common::mounts_under(&exec_bin).contains(&exec_bin));
+    d.reboot();
+    ok(d.berth(&["rm", "-f", "stays"]));
+    assert_eq!(ok(d.berth(&["run", "--rm", "busybox", "echo", "x"])), "x");
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    assert_eq!(
+        common::mounts_under(&d.dir),
+        Vec::<std::path::PathBuf>::new()
+    );
+}

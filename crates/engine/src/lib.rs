@@ -191,6 +191,15 @@ impl Engine {
         Ok(engine)
     }
 
+    /// At a clean daemon shutdown: with no container left running (so no shim needs it),
+    /// the read-only mount of the shim binaries goes too; otherwise it stays for the shims.
+    pub fn close(&self) {
+        let (_, running, paused, _) = self.counts();
+        if running == 0 && paused == 0 {
+            shimbin::release(&self.inner.cfg.exec_root);
+        }
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.inner.cfg
     }

@@ -61,6 +61,16 @@ pub fn protect(src: &Path, exec_root: &Path) -> Result<PathBuf> {
     Ok(target.join(name))
 }
 
+/// Unmounts `<exec_root>/bin` (when no shim runs from it any more).
+pub fn release(exec_root: &Path) {
+    let target = exec_root.join("bin");
+    if is_mount_point(&target) {
+        if let Err(e) = umount2(&target, MntFlags::MNT_DETACH) {
+            tracing::warn!("unmount {}: {e}", target.display());
+        }
+    }
+}
+
 /// Whether `path` is a mount point in our mount namespace.
 fn is_mount_point(path: &Path) -> bool {
     let want = path.to_string_lossy();

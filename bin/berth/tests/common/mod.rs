@@ -133,6 +133,23 @@ impl Daemon {
         format!("unix://{}", self.sock.display())
     }
 
+    /// Stops the daemon with SIGTERM, as an init system does, and waits for it to exit.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
     /// Kills the daemon with SIGKILL (containers stay), then starts it again on the same state.
     pub fn crash_and_restart(&mut self) {
         if let Some(mut c) = self.child.take() {
