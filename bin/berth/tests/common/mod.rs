@@ -345,13 +345,16 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
 
 /// Mount points at or under `dir`.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let prefix = dir.to_string_lossy().into_owned();
+    // Path::starts_with compares whole components: /tmp/bt-1-1 is not under /tmp/bt-1-11.
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(|p| p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(&prefix))
-        .map(PathBuf::from)
+        .filter_map(|l| {
+            l.split(' ')
+                .nth(4)
+                .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        })
+        .filter(|p| p.starts_with(dir))
         .collect()
 }
 
