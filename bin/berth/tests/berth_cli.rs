@@ -129,6 +129,73 @@ fn security_flags_change_the_defaults() {
     );
 }
 
+/// The seccomp filter (compiled once, installed by the container's init right before exec)
+/// is in force in runs and execs, for root and other users, with exactly Docker's capability
+/// sets left over: nothing borrowed to install it survives.
+#[test]
+fn seccomp_filter_holds_in_runs_and_execs() {
+    let d = daemon();
+    let status = "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status | tr '\\t\\n' '= '; \
+                  unshare -U true 2>&1; echo rc=$?";
+    let root = "CapInh:=0000000000000000 CapPrm:=00000000a80425fb CapEff:=00000000a80425fb \
+                CapBnd:=00000000a80425fb CapAmb:=0000000000000000 NoNewPrivs:=0 Seccomp:=2 \
+                unshare: unshare(0x10000000): Operation not permitted\nrc=1";
+    let nobody = "CapInh:=0000000000000000 CapPrm:=0000000000000000 CapEff:=0000000000000000 \
+                  CapBnd:=00000000a80425fb CapAmb:=0000000000000000 NoNewPrivs:=0 Seccomp:=2 \
+                  unshare: unshare(0x10000000): Operation not permitted\nrc=1";
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "busybox", "sh", "-c", status])),
+        root
+    );
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "-u", "65534", "busybox", "sh", "-c", status])),
+        nobody
+    );
+    // Without the filter the same call succeeds: the check above can tell.
+    assert!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            "seccomp=unconfined",
+            "busybox",
+            "sh",
+            "-c",
+            status
+        ]))
+        .ends_with("Seccomp:=0 rc=0")
+    );
+    ok(d.berth(&["run", "-d", "--name", "sc", "busybox", "sleep", "1000"]));
+    assert_eq!(ok(d.berth(&["exec", "sc", "sh", "-c", status])), root);
+    assert_eq!(
+        ok(d.berth(&["exec", "-u", "65534", "sc", "sh", "-c", status])),
+        nobody
+    );
+    // A profile of the user's own, with its own errno, compiled and cached beside Docker's.
+    let profile = d.dir.join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":28}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    for _ in 0..2 {
+        assert_eq!(
+            ok(d.berth(&[
+                "run",
+                "--rm",
+                "--security-opt",
+                &opt,
+                "busybox",
+                "sh",
+                "-c",
+                "mkdir /x 2>&1; echo rc=$?"
+            ])),
+            "mkdir: can't create directory '/x': No space left on device\nrc=1"
+        );
+    }
+}
+
 #[test]
 fn resource_flags_reach_the_cgroup() {
     let d = daemon();

@@ -19,6 +19,7 @@ pub mod libcontainer_rt;
 pub mod oci_binary;
 pub mod oci_cli;
 pub mod seccomp;
+pub mod seccomp_bpf;
 pub mod spec;
 pub mod user;
 

@@ -14,7 +14,7 @@ use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::signal::Signal;
 use libcontainer::syscall::syscall::SyscallType;
 
-use crate::{Runtime, RuntimeError, Status, Stdio};
+use crate::{Runtime, RuntimeError, Status, Stdio, seccomp_bpf};
 
 /// libcontainer with its state under one root directory.
 pub struct Libcontainer {
@@ -91,9 +91,12 @@ impl Libcontainer {
 
 impl Runtime for Libcontainer {
     fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
-        let container = self
-            .builder(id, stdio)?
-            .as_init(bundle)
+        let builder = self.builder(id, stdio)?;
+        let builder = match seccomp_bpf::prepare(&self.root, bundle)? {
+            Some((prepared, executor)) => builder.with_executor(executor).as_init(prepared),
+            None => builder.as_init(bundle),
+        };
+        let container = builder
             .with_systemd(false)
             .with_detach(true)
             .build()
@@ -114,12 +117,19 @@ impl Runtime for Libcontainer {
         process: &oci_spec::runtime::Process,
         stdio: Stdio,
     ) -> Result<i32, RuntimeError> {
+        let container = self.load(id)?;
+        let mut process = process.clone();
+        let executor = seccomp_bpf::prepare_exec(&self.root, container.bundle(), &mut process)?;
         let dir = self.root.join(id);
         let path = dir.join(format!("exec-{}.json", rand_suffix()));
-        let json = serde_json::to_vec(process).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+        let json = serde_json::to_vec(&process).map_err(|e| RuntimeError::Spec(e.to_string()))?;
         std::fs::write(&path, json).map_err(RuntimeError::io("write", &path))?;
         let result = self
             .builder(id, stdio)
+            .map(|b| match executor {
+                Some(e) => b.with_executor(e),
+                None => b,
+            })
             .and_then(|b| {
                 b.as_tenant()
                     .with_process(Some(&path))
@@ -181,7 +191,14 @@ pub(crate) fn rand_suffix() -> String {
 impl Libcontainer {
     /// The bundle the container was created from.
     pub fn bundle(&self, id: &str) -> Option<PathBuf> {
-        self.load(id).ok().map(|c| c.bundle().clone())
+        let b = self.load(id).ok()?.bundle().clone();
+        // A container on the cached-seccomp path runs from a prepared copy inside its bundle.
+        if b.file_name()
+            .is_some_and(|n| n == seccomp_bpf::PREPARED_BUNDLE)
+        {
+            return b.parent().map(Path::to_path_buf);
+        }
+        Some(b)
     }
 }
 
