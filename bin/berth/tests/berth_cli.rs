@@ -196,6 +196,61 @@ fn seccomp_filter_holds_in_runs_and_execs() {
     }
 }
 
+/// Namespaces come from a pool made ahead of time: each container still gets one of its own,
+/// with loopback up and nothing else, and `--network host` gets the host's.
+#[test]
+fn each_container_gets_its_own_network_namespace() {
+    let d = daemon();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..4 {
+        let name = format!("ns{i}");
+        ok(d.berth(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100",
+        ]));
+        let ns = ok(d.berth(&["exec", &name, "readlink", "/proc/self/ns/net"]));
+        assert_ne!(
+            ns,
+            host.to_string_lossy(),
+            "container {i} is in the host's namespace"
+        );
+        assert!(
+            seen.insert(ns.clone()),
+            "container {i} shares namespace {ns}"
+        );
+        assert_eq!(
+            ok(d.berth(&[
+                "exec",
+                &name,
+                "sh",
+                "-c",
+                "ls /sys/class/net; cat /sys/class/net/lo/operstate"
+            ])),
+            "lo\nunknown"
+        );
+    }
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "busybox",
+            "readlink",
+            "/proc/self/ns/net"
+        ])),
+        host.to_string_lossy()
+    );
+}
+
 #[test]
 fn resource_flags_reach_the_cgroup() {
     let d = daemon();

@@ -423,7 +423,7 @@ impl Engine {
         let hc = &rec.host_config;
         let netns = match hc.network_mode() {
             "host" => None,
-            _ => Some(netns::create(&self.inner.cfg.exec_root, &id)?),
+            _ => Some(self.inner.netns.create(&self.inner.cfg.exec_root, &id)?),
         };
         // Files the container sees at /etc/{hostname,hosts,resolv.conf}.
         let hostname = if hc.network_mode() == "host" {

@@ -134,6 +134,7 @@ pub(crate) struct Inner {
     pub execs: Mutex<HashMap<String, Arc<exec::ExecInstance>>>,
     pub events: events::EventBus,
     pub init_binary: PathBuf,
+    pub netns: Arc<netns::Pool>,
 }
 
 /// The engine; cheap to clone.
@@ -185,6 +186,7 @@ impl Engine {
                 execs: Mutex::new(HashMap::new()),
                 events: events::EventBus::default(),
                 init_binary,
+                netns: Default::default(),
             }),
         };
         engine.reconcile().await;

@@ -1091,21 +1091,16 @@ fn oom_killed(cgroups_path: &str) -> bool {
     })
 }
 
-/// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
+/// Writes `data` to `path` atomically: temp file in the same directory, then rename, so a
+/// reader sees the old file or the whole new one. No fsync: the exit file lives in the exec
+/// root, which is volatile by design (a tmpfs under /run) and means nothing after a reboot; it
+/// only has to survive the daemon, and the page cache outlives any process.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
     ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    std::fs::File::create(&tmp)?.write_all(data)?;
+    std::fs::rename(&tmp, path)
 }
