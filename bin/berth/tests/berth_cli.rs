@@ -21,6 +21,35 @@ fn run_rm_echo_hello() {
         "hello"
     );
     assert_eq!(ok(d.berth(&["ps", "-aq"])), "");
+    // The container's directories leave with it (deleted in the background after a rename):
+    // nothing of it stays in the data or exec root.
+    let leftovers = || {
+        let mut names = Vec::new();
+        for sub in [
+            "data/containers",
+            "data/snapshots",
+            "exec/containers",
+            "exec/netns",
+        ] {
+            for e in std::fs::read_dir(d.dir.join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let n = e.file_name().to_string_lossy().into_owned();
+                // Layer snapshots are named by their 64-hex chain id.
+                if !(sub == "data/snapshots" && n.len() == 64) {
+                    names.push(format!("{sub}/{n}"));
+                }
+            }
+        }
+        names
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !leftovers().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(leftovers(), Vec::<String>::new());
 }
 
 #[test]

@@ -904,14 +904,13 @@ impl Engine {
             r.state.status = Status::Removing;
         }
         self.cleanup_after_exit(&rec.id);
-        self.remove_rootfs(&rec.id)?;
-        let dir = self.container_dir(&rec.id);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(EngineError::io(format!("remove {}", dir.display()))(e));
-            }
+        // The directories leave the store by rename; the disk work happens in the background,
+        // so `wait --condition=removed` (and `run --rm`) do not wait on it.
+        if let Some(upper) = self.inner.images.detach_container(&rec.id)? {
+            crate::fsutil::delete_in_background(upper);
         }
-        let _ = std::fs::remove_dir_all(self.run_paths(&rec.id).dir);
+        crate::fsutil::remove_dir_later(&self.container_dir(&rec.id))?;
+        let _ = crate::fsutil::remove_dir_later(&self.run_paths(&rec.id).dir);
         self.inner.db.delete(crate::db::CONTAINERS, &rec.id)?;
         self.inner
             .containers

@@ -15,3 +15,83 @@ pub fn write_replace(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::write(&tmp, data).map_err(EngineError::io(ctx()))?;
     std::fs::rename(&tmp, path).map_err(EngineError::io(ctx()))
 }
+
+/// The prefix of a directory waiting for [`remove_dir_later`]'s background deletion.
+const REMOVING_PREFIX: &str = ".removing-";
+
+/// Removes a directory tree without making the caller wait for the disk: one rename to a
+/// hidden sibling (`.removing-<name>`), then the deletion on a blocking thread. A crash in
+/// between leaves the sibling for [`sweep_removing`]. A missing `path` is fine.
+pub fn remove_dir_later(path: &Path) -> Result<()> {
+    let Some(name) = path.file_name() else {
+        return Ok(());
+    };
+    let hidden = path.with_file_name(format!("{REMOVING_PREFIX}{}", name.to_string_lossy()));
+    match std::fs::rename(path, &hidden) {
+        Ok(()) => {
+            delete_in_background(hidden);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(EngineError::io(format!("remove {}", path.display()))(e)),
+    }
+}
+
+/// Deletes `dir` (a tree nothing refers to any more) on a blocking thread.
+pub fn delete_in_background(dir: std::path::PathBuf) {
+    let work = move || {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("remove {}: {e}", dir.display());
+            }
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => drop(h.spawn_blocking(work)),
+        Err(_) => work(),
+    }
+}
+
+/// Deletes, in the background, what [`remove_dir_later`] left in `dir` when the daemon
+/// stopped before finishing.
+pub fn sweep_removing(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(REMOVING_PREFIX) {
+            delete_in_background(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn removed_dirs_vanish_and_leftovers_are_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("c1");
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/f"), b"x").unwrap();
+        remove_dir_later(&dir).unwrap();
+        assert!(!dir.exists());
+        // A leftover from a crash between the rename and the deletion.
+        let left = root.path().join(".removing-c2");
+        std::fs::create_dir_all(left.join("x")).unwrap();
+        sweep_removing(root.path());
+        // Missing paths are fine.
+        remove_dir_later(&root.path().join("nope")).unwrap();
+        for _ in 0..100 {
+            if std::fs::read_dir(root.path()).unwrap().next().is_none() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "not deleted: {:?}",
+            std::fs::read_dir(root.path()).unwrap().collect::<Vec<_>>()
+        );
+    }
+}

@@ -406,11 +406,6 @@ impl Engine {
         self.inner.images.unmount_container(target)?;
         Ok(())
     }
-
-    pub(crate) fn remove_rootfs(&self, id: &str) -> Result<()> {
-        self.inner.images.remove_container(id)?;
-        Ok(())
-    }
 }
 
 /// The Docker `Config` inside an image config blob.

@@ -166,6 +166,8 @@ impl Engine {
         }
         let d = cfg.data_root.join("containers");
         std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;
+        fsutil::sweep_removing(&d);
+        fsutil::sweep_removing(&cfg.exec_root.join("containers"));
         let db = db::Db::open(&cfg.data_root.join("berth.redb"))?;
         let images = ImageStore::open(&cfg.data_root, db.database())?;
         let mut cfg = cfg;

@@ -247,6 +247,21 @@ impl Snapshotter {
         let (_, _, base) = self.container_dirs(container_id)?;
         self.remove_dir(&base)
     }
+
+    /// Takes a container's upper and work directories out of the store with one rename, for
+    /// the caller to delete when it suits it; a crash before that leaves a temporary entry,
+    /// which [`Snapshotter::open`] removes. `None` when the container has none.
+    pub fn detach_container(&self, container_id: &str) -> Result<Option<PathBuf>, ImageError> {
+        let (_, _, base) = self.container_dirs(container_id)?;
+        let to = self
+            .root
+            .join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+        match fs::rename(&base, &to) {
+            Ok(()) => Ok(Some(to)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ImageError::io(format!("remove {}", base.display()))(e)),
+        }
+    }
 }
 
 fn mount_err(target: &Path, e: Errno) -> ImageError {

@@ -677,4 +677,9 @@ impl ImageStore {
     pub fn remove_container(&self, container_id: &str) -> Result<(), ImageError> {
         self.snapshots.remove_container(container_id)
     }
+
+    /// See [`crate::snapshot::Snapshotter::detach_container`].
+    pub fn detach_container(&self, container_id: &str) -> Result<Option<PathBuf>, ImageError> {
+        self.snapshots.detach_container(container_id)
+    }
 }
