@@ -347,3 +347,41 @@ fn urlencode(s: &str) -> String {
     }
     out
 }
+
+/// The stats endpoint: a single sample with Docker's field names and a CPU baseline, and a
+/// stream of a sample a second with the previous one's CPU figures carried over.
+#[test]
+fn stats_stream_and_single_sample() {
+    let d = daemon();
+    ok(d.berth(&["run", "-d", "--name", "st", "busybox", "sleep", "1000"]));
+    let r = d.http("GET", "/v1.50/containers/st/stats?stream=false", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["name"], "/st");
+    let sys = |s: &serde_json::Value| s["system_cpu_usage"].as_u64().unwrap_or(0);
+    assert!(sys(&v["cpu_stats"]) > sys(&v["precpu_stats"]), "{v}");
+    assert!(v["memory_stats"]["usage"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["pids_stats"]["current"], 1);
+    assert_eq!(
+        d.http("GET", "/containers/nosuch/stats?stream=0", None)
+            .status,
+        404
+    );
+    // Streamed: read two samples, then hang up; the daemon keeps serving.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /containers/st/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(s));
+    let mut samples = Vec::new();
+    while samples.len() < 2 {
+        let line = lines.next().expect("stream ended").unwrap();
+        if line.trim_start().starts_with('{') {
+            samples.push(serde_json::from_str::<serde_json::Value>(line.trim()).unwrap());
+        }
+    }
+    assert_eq!(samples[1]["precpu_stats"], samples[0]["cpu_stats"]);
+    assert_eq!(samples[1]["preread"], samples[0]["read"]);
+    drop(lines);
+    assert_eq!(ok(d.berth(&["rm", "-f", "st"])), "st");
+}

@@ -448,3 +448,63 @@ fn json_file_log_rotation() {
         stderr(&o)
     );
 }
+
+/// `docker stats --no-stream` reads berthd's samples: the memory limit, the pids, a busy
+/// container's CPU, a stopped container's zeros; `berth stats` prints the same table.
+#[test]
+fn stats_show_usage_like_docker() {
+    let d = daemon();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]));
+    ok(d.docker(&["run", "-d", "--name", "idle", "busybox", "sleep", "1000"]));
+    ok(d.docker(&["create", "--name", "never", "busybox", "true"]));
+    let fmt = "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}";
+    let out = ok(d.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        fmt,
+        "busy",
+        "idle",
+        "never",
+    ]));
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    let cpu = |r: &[&str]| r[1].trim_end_matches('%').parse::<f64>().unwrap();
+    assert_eq!(rows[0][0], "busy");
+    assert!(cpu(&rows[0]) > 20.0, "a busy loop should show CPU: {out}");
+    assert!(rows[0][2].ends_with(" / 64MiB"), "{out}");
+    assert_eq!(rows[0][3], "1", "the shell runs its loop itself: {out}");
+    assert_eq!(rows[1][0], "idle");
+    assert!(cpu(&rows[1]) < 5.0, "{out}");
+    assert_eq!(rows[1][3], "1");
+    assert_eq!(rows[2], ["never", "0.00%", "0B / 0B", "0"], "{out}");
+    // The default table, with Docker's headers.
+    let table = ok(d.docker(&["stats", "--no-stream"]));
+    assert!(table.starts_with("CONTAINER ID   NAME"), "{table}");
+    assert!(
+        table.contains("MEM USAGE / LIMIT") && table.contains("BLOCK I/O"),
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 3, "two running containers: {table}");
+    // berth's own CLI reads the same samples.
+    let berth = ok(d.berth(&["stats", "--no-stream", "--format", fmt, "idle"]));
+    assert!(
+        berth.starts_with("idle|") && berth.ends_with("|1"),
+        "{berth}"
+    );
+    let err = d.docker(&["stats", "--no-stream", "nosuch"]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("No such container: nosuch"));
+    ok(d.docker(&["rm", "-f", "busy", "idle", "never"]));
+}

@@ -55,6 +55,8 @@ pub enum Cmd {
     Wait(NamesArgs),
     /// Display the running processes of a container
     Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
     /// Pause all processes within one or more containers
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers
@@ -101,6 +103,7 @@ pub enum ContainerCmd {
     Inspect(TypedInspectArgs),
     Wait(NamesArgs),
     Top(TopArgs),
+    Stats(StatsArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
     Rename(RenameArgs),
@@ -141,6 +144,7 @@ impl ContainerCmd {
             ContainerCmd::Inspect(a) => Cmd::Inspect(a.with_type("container")),
             ContainerCmd::Wait(a) => Cmd::Wait(a),
             ContainerCmd::Top(a) => Cmd::Top(a),
+            ContainerCmd::Stats(a) => Cmd::Stats(a),
             ContainerCmd::Pause(a) => Cmd::Pause(a),
             ContainerCmd::Unpause(a) => Cmd::Unpause(a),
             ContainerCmd::Rename(a) => Cmd::Rename(a),
@@ -494,6 +498,24 @@ pub struct PsArgs {
     /// Format output using a custom template
     #[arg(long)]
     pub format: Option<String>,
+}
+
+/// `stats [OPTIONS] [CONTAINER...]`.
+#[derive(Debug, Clone, Args)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    pub containers: Vec<String>,
 }
 
 /// `logs [OPTIONS] CONTAINER`.

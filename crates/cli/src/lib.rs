@@ -41,7 +41,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::args::{Cli, Cmd};
-use crate::commands::{container, exec, image, run, system};
+use crate::commands::{container, exec, image, run, stats, system};
 use crate::error::{CliError, Result, run_exit_code};
 
 /// Runs the CLI with `args` (`args[0]` is the program name) and returns the exit status.
@@ -141,6 +141,7 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Inspect(a) => container::inspect(client, a).await,
         Cmd::Wait(a) => container::wait(client, a).await,
         Cmd::Top(a) => container::top(client, a).await,
+        Cmd::Stats(a) => stats::stats(client, a).await,
         Cmd::Pause(a) => container::pause(client, a, "pause").await,
         Cmd::Unpause(a) => container::pause(client, a, "unpause").await,
         Cmd::Rename(a) => container::rename(client, a).await,

@@ -1168,6 +1168,24 @@ impl Engine {
     }
 
     /// Pids in the container's cgroup (v1 or v2).
+    /// One resource-usage sample of a container (zeros when it is not running).
+    pub fn stats_sample(&self, key: &str) -> Result<crate::stats::Stats> {
+        let h = self.resolve(key)?;
+        let rec = h.record();
+        let idle = || crate::stats::Stats::idle(&rec.id, &rec.name);
+        if !matches!(rec.state.status, Status::Running | Status::Paused) {
+            return Ok(idle());
+        }
+        let rel = format!(
+            "{}/{}",
+            self.inner.cfg.cgroup_parent.trim_matches('/'),
+            rec.id
+        );
+        Ok(crate::stats::Hierarchy::detect()
+            .sample(&rel, &rec.id, &rec.name)
+            .unwrap_or_else(idle))
+    }
+
     pub fn container_pids(&self, id: &str) -> Vec<i32> {
         let rel = format!("{}/{}", self.inner.cfg.cgroup_parent.trim_matches('/'), id);
         for base in [

@@ -20,6 +20,7 @@ mod netns;
 pub mod shim_client;
 mod shimbin;
 pub mod spec;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

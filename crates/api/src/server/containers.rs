@@ -335,6 +335,51 @@ pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     Ok(resp)
 }
 
+/// How long before a single stats sample its CPU baseline (`precpu_stats`) is taken.
+const STATS_BASELINE: std::time::Duration = std::time::Duration::from_millis(500);
+/// The interval between samples of a stats stream, as Docker's.
+const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /containers/{id}/stats`: a sample a second while the client reads (`stream`, the
+/// default), or one sample (`stream=false`) carrying a CPU baseline taken a moment before so
+/// clients can compute the CPU percentage; `one-shot=true` skips the baseline. The stream ends
+/// when the container is removed or the client goes.
+pub(super) async fn stats(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    let stream = r.q("stream").is_none_or(|_| r.flag("stream"));
+    let first = ctx.engine.stats_sample(id)?;
+    if !stream {
+        let s = if r.flag("one-shot") {
+            first
+        } else {
+            tokio::time::sleep(STATS_BASELINE).await;
+            ctx.engine.stats_sample(id)?.after(&first)
+        };
+        return Ok(body::json(StatusCode::OK, &s));
+    }
+    let (resp, tx) = body::stream(StatusCode::OK, "application/json");
+    let engine = ctx.engine.clone();
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        let mut sample = first;
+        loop {
+            let mut line = serde_json::to_vec(&sample).unwrap_or_default();
+            line.push(b'\n');
+            if tx.send(Bytes::from(line)).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(STATS_INTERVAL) => {}
+                _ = tx.closed() => return,
+            }
+            match engine.stats_sample(&id) {
+                Ok(next) => sample = next.after(&sample),
+                Err(_) => return,
+            }
+        }
+    });
+    Ok(resp)
+}
+
 pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
     let rec = ctx.engine.inspect(id)?;
     let opts = AttachOptions {

@@ -354,6 +354,7 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::POST, ["containers", id, "resize"]) => containers::resize(ctx, &r, id).await,
         (&Method::GET, ["containers", id, "top"]) => containers::top(ctx, &r, id).await,
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(ctx, &r, id),
+        (&Method::GET, ["containers", id, "stats"]) => containers::stats(ctx, &r, id).await,
         (&Method::POST, ["containers", id, "attach"]) => {
             let id = id.to_string();
             containers::attach(ctx, r, &id)

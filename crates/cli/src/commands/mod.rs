@@ -4,6 +4,7 @@ pub mod container;
 pub mod exec;
 pub mod image;
 pub mod run;
+pub mod stats;
 pub mod system;
 
 use crate::error::{CliError, Result};
