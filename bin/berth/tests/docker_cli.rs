@@ -508,3 +508,119 @@ fn stats_show_usage_like_docker() {
     assert!(String::from_utf8_lossy(&err.stderr).contains("No such container: nosuch"));
     ok(d.docker(&["rm", "-f", "busy", "idle", "never"]));
 }
+
+/// `docker cp` both ways, running and stopped containers, files and directories; what the
+/// container sees (its /etc/hosts); symlinks resolved inside the container, never on the host.
+#[test]
+fn cp_both_ways_inside_the_container_only() {
+    let d = daemon();
+    let host = d.dir.join("cp");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("tree/a.txt"), "alpha\n").unwrap();
+    std::fs::write(host.join("tree/sub/b.txt"), "beta\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", host.join("tree/link")).unwrap();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "cp1",
+        "--hostname",
+        "cphost",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    // Into the container: a directory, then a file under a new name.
+    ok(d.docker(&["cp", host.join("tree").to_str().unwrap(), "cp1:/tmp/"]));
+    ok(d.docker(&[
+        "cp",
+        host.join("tree/a.txt").to_str().unwrap(),
+        "cp1:/tmp/renamed.txt",
+    ]));
+    assert_eq!(
+        ok(d.docker(&["exec", "cp1", "sh", "-c",
+            "cat /tmp/tree/a.txt /tmp/tree/sub/b.txt /tmp/renamed.txt; readlink /tmp/tree/link; stat -c %u:%g /tmp/tree/a.txt"])),
+        "alpha\nbeta\nalpha\na.txt\n0:0"
+    );
+    // Out of the container: a file, a directory, and /etc/hosts as the container sees it.
+    let out = host.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    ok(d.docker(&[
+        "exec",
+        "cp1",
+        "sh",
+        "-c",
+        "mkdir -p /data/x && echo made > /data/x/f && chmod 600 /data/x/f",
+    ]));
+    ok(d.docker(&["cp", "cp1:/data", out.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(out.join("data/x/f")).unwrap(),
+        "made\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(out.join("data/x/f"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    ok(d.docker(&["cp", "cp1:/etc/hosts", out.join("hosts").to_str().unwrap()]));
+    assert!(
+        std::fs::read_to_string(out.join("hosts"))
+            .unwrap()
+            .contains("cphost")
+    );
+    // Symlinks in the container resolve in the container: a link to /etc puts the file in the
+    // container's /etc; a link to this host directory leads nowhere.
+    let victim = host.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    let link = format!("ln -s /etc /toetc; ln -s {} /tohost", victim.display());
+    ok(d.docker(&["exec", "cp1", "sh", "-c", &link]));
+    ok(d.docker(&[
+        "cp",
+        host.join("tree/a.txt").to_str().unwrap(),
+        "cp1:/toetc/",
+    ]));
+    assert_eq!(ok(d.docker(&["exec", "cp1", "cat", "/etc/a.txt"])), "alpha");
+    let e = d.docker(&[
+        "cp",
+        host.join("tree/a.txt").to_str().unwrap(),
+        "cp1:/tohost/",
+    ]);
+    assert!(!e.status.success());
+    let e2 = d.docker(&["cp", "cp1:/tohost/", out.join("nothing").to_str().unwrap()]);
+    assert!(!e2.status.success());
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        0,
+        "nothing reached the host"
+    );
+    // A path that is not there.
+    let e = d.docker(&["cp", "cp1:/nope", out.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&e.stderr)
+            .contains("Could not find the file /nope in container cp1"),
+        "{e:?}"
+    );
+    // A stopped container: its root filesystem is mounted for the copy and unmounted after.
+    ok(d.docker(&["stop", "-t", "0", "cp1"]));
+    ok(d.docker(&[
+        "cp",
+        host.join("tree/sub/b.txt").to_str().unwrap(),
+        "cp1:/tmp/",
+    ]));
+    ok(d.docker(&["cp", "cp1:/tmp/b.txt", out.join("b2.txt").to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(out.join("b2.txt")).unwrap(),
+        "beta\n"
+    );
+    assert!(common::mounts_under(&d.dir.join("data/containers")).is_empty());
+    ok(d.docker(&["start", "cp1"]));
+    assert_eq!(
+        ok(d.docker(&["exec", "cp1", "cat", "/tmp/b.txt", "/tmp/renamed.txt"])),
+        "beta\nalpha"
+    );
+    ok(d.docker(&["rm", "-f", "cp1"]));
+}

@@ -28,6 +28,9 @@ pub enum EngineError {
     NoSuchExec(String),
     #[error("network {0} not found")]
     NoSuchNetwork(String),
+    /// Anything else that does not exist (a path in a container...), with Docker's message.
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -55,9 +58,10 @@ impl EngineError {
     /// The error's class.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::NoSuchContainer(_) | Self::NoSuchExec(_) | Self::NoSuchNetwork(_) => {
-                ErrorKind::NotFound
-            }
+            Self::NoSuchContainer(_)
+            | Self::NoSuchExec(_)
+            | Self::NoSuchNetwork(_)
+            | Self::NotFound(_) => ErrorKind::NotFound,
             Self::Conflict(_) => ErrorKind::Conflict,
             Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Self::NotModified(_) => ErrorKind::NotModified,

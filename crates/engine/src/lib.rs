@@ -6,6 +6,7 @@
 //! supervised by their shims; the engine watches each through one connection and reacts to
 //! exits (restart policies, auto-remove). The engine never runs container code itself.
 
+mod archive;
 pub mod config;
 pub mod container;
 mod containers;
@@ -30,6 +31,7 @@ use berth_image::ImageStore;
 use berth_runtime::RuntimeKind;
 use tokio::sync::watch;
 
+pub use archive::{PathStat, PutOptions};
 pub use container::{ContainerRecord, State, Status};
 pub use containers::{AttachOptions, IoSession, ListOptions, LogOptions};
 pub use error::{EngineError, ErrorKind, Result};

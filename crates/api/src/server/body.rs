@@ -81,8 +81,13 @@ pub fn message(status: StatusCode, msg: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "message": msg }))
 }
 
+/// A streamed response fed by `rx`; it ends when the sender is dropped.
+pub fn from_receiver(status: StatusCode, ctype: &str, rx: mpsc::Receiver<Bytes>) -> Response<Body> {
+    with_type(status, ctype, Body::Stream(rx))
+}
+
 /// A streamed response; the returned sender feeds it, dropping it ends it.
 pub fn stream(status: StatusCode, ctype: &str) -> (Response<Body>, mpsc::Sender<Bytes>) {
     let (tx, rx) = mpsc::channel(64);
-    (with_type(status, ctype, Body::Stream(rx)), tx)
+    (from_receiver(status, ctype, rx), tx)
 }

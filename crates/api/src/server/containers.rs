@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use berth_engine::container::fmt_time;
 use berth_engine::{AttachOptions, ContainerRecord, ListOptions, LogOptions, Status};
 use bytes::Bytes;
-use hyper::StatusCode;
+use http_body_util::BodyExt;
+use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use super::body::{self, empty, json};
+use super::body::{self, Body, empty, json};
 use super::hijack;
 use super::{ApiError, Ctx, HandlerResult, Req, ok_json};
 use crate::models::{
@@ -333,6 +334,74 @@ pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
         }
     });
     Ok(resp)
+}
+
+/// The `path` of an archive request (`docker cp`), relative paths taken from `/`.
+fn archive_path(r: &Req) -> Result<String, ApiError> {
+    match r.q("path") {
+        Some(p) if !p.is_empty() => Ok(if p.starts_with('/') {
+            p.to_owned()
+        } else {
+            format!("/{p}")
+        }),
+        _ => Err(ApiError::bad("the path parameter is required")),
+    }
+}
+
+/// Docker's `X-Docker-Container-Path-Stat` header: the path's stat, JSON in base64.
+fn with_path_stat(mut resp: Response<Body>, st: &berth_engine::PathStat) -> Response<Body> {
+    use base64::Engine as _;
+    let json = serde_json::to_vec(st).unwrap_or_default();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&encoded) {
+        resp.headers_mut().insert("X-Docker-Container-Path-Stat", v);
+    }
+    resp
+}
+
+/// `HEAD /containers/{id}/archive`: the stat of a path in the container.
+pub(super) async fn archive_head(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    let st = ctx.engine.archive_stat(id, &archive_path(r)?).await?;
+    Ok(with_path_stat(body::empty(StatusCode::OK), &st))
+}
+
+/// `GET /containers/{id}/archive`: a path in the container as a tar stream.
+pub(super) async fn archive_get(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
+    let (st, rx) = ctx.engine.archive_get(id, &archive_path(r)?).await?;
+    Ok(with_path_stat(
+        body::from_receiver(StatusCode::OK, "application/x-tar", rx),
+        &st,
+    ))
+}
+
+/// `PUT /containers/{id}/archive`: extracts the tar body into a directory of the container.
+pub(super) async fn archive_put(ctx: &Ctx, mut r: Req, id: &str) -> HandlerResult {
+    let path = archive_path(&r)?;
+    let opts = berth_engine::PutOptions {
+        no_overwrite_dir_non_dir: r.flag("noOverwriteDirNonDir"),
+        copy_uid_gid: r.flag("copyUIDGID"),
+    };
+    let mut incoming = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+    tokio::spawn(async move {
+        while let Some(frame) = incoming.frame().await {
+            let item = match frame {
+                Ok(f) => match f.into_data() {
+                    Ok(d) => Ok(d),
+                    Err(_) => continue,
+                },
+                Err(e) => Err(std::io::Error::other(format!(
+                    "reading the request body: {e}"
+                ))),
+            };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    ctx.engine.archive_put(id, &path, opts, rx).await?;
+    Ok(body::empty(StatusCode::OK))
 }
 
 /// How long before a single stats sample its CPU baseline (`precpu_stats`) is taken.

@@ -355,6 +355,14 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::GET, ["containers", id, "top"]) => containers::top(ctx, &r, id).await,
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(ctx, &r, id),
         (&Method::GET, ["containers", id, "stats"]) => containers::stats(ctx, &r, id).await,
+        (&Method::HEAD, ["containers", id, "archive"]) => {
+            containers::archive_head(ctx, &r, id).await
+        }
+        (&Method::GET, ["containers", id, "archive"]) => containers::archive_get(ctx, &r, id).await,
+        (&Method::PUT, ["containers", id, "archive"]) => {
+            let id = id.to_string();
+            containers::archive_put(ctx, r, &id).await
+        }
         (&Method::POST, ["containers", id, "attach"]) => {
             let id = id.to_string();
             containers::attach(ctx, r, &id)

@@ -1,0 +1,871 @@
+//! `docker cp`: paths inside a container, read as tar archives and written from them
+//! (`GET`/`HEAD`/`PUT /containers/{id}/archive`).
+//!
+//! A running container is reached through `/proc/<pid>/root`, so the copy sees what the
+//! container sees (its bind mounts included); a stopped one through its root filesystem,
+//! mounted for the copy under the container's operation lock. Every path is resolved by the
+//! kernel inside that root (`openat2` with `RESOLVE_IN_ROOT`, exactly as the container would
+//! resolve it), and trees are walked and written through directory fds with `O_NOFOLLOW`: no
+//! symlink, not even one the container swaps in during the copy, leads outside its root.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::error::{EngineError, Result};
+use crate::{ContainerHandle, Engine, Status};
+
+/// What `HEAD` answers (and `GET` sends too), in Docker's `X-Docker-Container-Path-Stat`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PathStat {
+    pub name: String,
+    pub size: i64,
+    /// Go's `os.FileMode` bits, which Docker's clients decode.
+    pub mode: u32,
+    pub mtime: String,
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+/// Options of `PUT /containers/{id}/archive`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PutOptions {
+    /// Refuse to replace a directory with a non-directory or the other way round.
+    pub no_overwrite_dir_non_dir: bool,
+    /// Keep the archive's owners; otherwise files belong to the container's root.
+    pub copy_uid_gid: bool,
+}
+
+const GO_DIR: u32 = 1 << 31;
+const GO_SYMLINK: u32 = 1 << 27;
+const GO_DEVICE: u32 = 1 << 26;
+const GO_PIPE: u32 = 1 << 25;
+const GO_SOCKET: u32 = 1 << 24;
+const GO_SETUID: u32 = 1 << 23;
+const GO_SETGID: u32 = 1 << 22;
+const GO_CHARDEV: u32 = 1 << 21;
+const GO_STICKY: u32 = 1 << 20;
+
+fn go_mode(st: &Stat) -> u32 {
+    let m = st.st_mode;
+    let mut out = m & 0o777;
+    match FileType::from_raw_mode(m) {
+        FileType::Directory => out |= GO_DIR,
+        FileType::Symlink => out |= GO_SYMLINK,
+        FileType::Fifo => out |= GO_PIPE,
+        FileType::Socket => out |= GO_SOCKET,
+        FileType::CharacterDevice => out |= GO_DEVICE | GO_CHARDEV,
+        FileType::BlockDevice => out |= GO_DEVICE,
+        _ => {}
+    }
+    if m & 0o4000 != 0 {
+        out |= GO_SETUID;
+    }
+    if m & 0o2000 != 0 {
+        out |= GO_SETGID;
+    }
+    if m & 0o1000 != 0 {
+        out |= GO_STICKY;
+    }
+    out
+}
+
+fn not_found(path: &str, container: &str) -> EngineError {
+    EngineError::NotFound(format!(
+        "Could not find the file {path} in container {container}"
+    ))
+}
+
+fn io_err(what: &str, path: &str) -> impl FnOnce(rustix::io::Errno) -> EngineError {
+    let ctx = format!("{what} {path}");
+    move |e| EngineError::io(ctx)(io::Error::from(e))
+}
+
+/// The name Docker gives the archive's top entry: the requested path's last element, `.` for
+/// a path ending in `/.`, `/` for the root.
+fn base_name(path: &str) -> String {
+    if path.ends_with("/.") || path == "." {
+        return ".".into();
+    }
+    match Path::new(path).file_name() {
+        Some(n) => n.to_string_lossy().into_owned(),
+        None => "/".into(),
+    }
+}
+
+/// A container's root directory, held open.
+pub(crate) struct Root {
+    fd: OwnedFd,
+    /// The container as the client named it, for messages.
+    label: String,
+}
+
+/// A path resolved inside a [`Root`]: an `O_PATH` fd to it and the directory holding it.
+struct Resolved {
+    fd: OwnedFd,
+    stat: Stat,
+}
+
+impl Root {
+    fn open(dir: &Path, label: &str) -> io::Result<Root> {
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Root {
+            fd,
+            label: label.to_owned(),
+        })
+    }
+
+    /// `path` inside the root, with the container's own resolution of symlinks (scoped to the
+    /// root, magic links refused). The last element is not followed unless the path ends in
+    /// `/` or `/.`, as Docker resolves it.
+    fn resolve(&self, path: &str) -> Result<Resolved> {
+        let rel = path.trim_start_matches('/');
+        let follow_last = path.ends_with('/') || path.ends_with("/.") || rel.is_empty();
+        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        let fd = if follow_last {
+            let target = if rel.is_empty() { "." } else { rel };
+            rustix::fs::openat2(
+                &self.fd,
+                target,
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+                how,
+            )
+        } else {
+            let p = Path::new(rel);
+            let parent = p.parent().map(|x| x.as_os_str()).filter(|x| !x.is_empty());
+            let name = p.file_name().unwrap_or(OsStr::new("."));
+            let dir = rustix::fs::openat2(
+                &self.fd,
+                parent.unwrap_or(OsStr::new(".")),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                how,
+            );
+            dir.and_then(|d| {
+                rustix::fs::openat(
+                    &d,
+                    name,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+            })
+        };
+        let fd = fd.map_err(|e| match e {
+            rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP => {
+                not_found(path, &self.label)
+            }
+            e => io_err("resolve", path)(e),
+        })?;
+        let stat = rustix::fs::fstat(&fd).map_err(io_err("stat", path))?;
+        Ok(Resolved { fd, stat })
+    }
+
+    fn stat(&self, path: &str) -> Result<PathStat> {
+        let r = self.resolve(path)?;
+        let link_target = if FileType::from_raw_mode(r.stat.st_mode) == FileType::Symlink {
+            rustix::fs::readlinkat(&r.fd, "", Vec::new())
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mtime = chrono::DateTime::from_timestamp(r.stat.st_mtime, r.stat.st_mtime_nsec as u32)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        Ok(PathStat {
+            name: base_name(path),
+            size: r.stat.st_size,
+            mode: go_mode(&r.stat),
+            mtime,
+            link_target,
+        })
+    }
+}
+
+/// Reopens an `O_PATH` fd for reading (a file's content or a directory's entries).
+fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> io::Result<OwnedFd> {
+    // The fd is ours: /proc/self/fd/N is the very file, whatever its path is now.
+    let p = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&fd));
+    Ok(rustix::fs::open(
+        p.as_str(),
+        flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .or_else(|_| rustix::fs::open(p.as_str(), flags | OFlags::CLOEXEC, Mode::empty()))?)
+}
+
+/// Writes the tree at `r` as tar entries under `name`.
+struct TarWalk<W: Write> {
+    tar: tar::Builder<W>,
+    /// (dev, inode) of files with several links already written, for hard link entries.
+    seen: HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> TarWalk<W> {
+    fn header(st: &Stat, kind: tar::EntryType) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(st.st_uid as u64);
+        h.set_gid(st.st_gid as u64);
+        h.set_mtime(st.st_mtime.max(0) as u64);
+        h.set_size(0);
+        h
+    }
+
+    fn add(&mut self, fd: &OwnedFd, st: &Stat, name: &Path) -> io::Result<()> {
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                let mut h = Self::header(st, tar::EntryType::Directory);
+                self.tar.append_data(&mut h, name, io::empty())?;
+                let dir = reopen(fd.as_fd(), OFlags::RDONLY | OFlags::DIRECTORY)?;
+                let mut names: Vec<OsString> = Vec::new();
+                for e in rustix::fs::Dir::read_from(&dir)? {
+                    let e = e?;
+                    let n = OsStr::from_bytes(e.file_name().to_bytes());
+                    if n != "." && n != ".." {
+                        names.push(n.to_owned());
+                    }
+                }
+                names.sort();
+                for n in names {
+                    // A single name from the directory itself, never followed.
+                    let child = match rustix::fs::openat(
+                        &dir,
+                        n.as_os_str(),
+                        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    ) {
+                        Ok(c) => c,
+                        // Gone since the listing.
+                        Err(rustix::io::Errno::NOENT) => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    let cst = rustix::fs::fstat(&child)?;
+                    self.add(&child, &cst, &name.join(&n))?;
+                }
+                Ok(())
+            }
+            FileType::RegularFile => {
+                if st.st_nlink > 1 {
+                    let key = (st.st_dev, st.st_ino);
+                    if let Some(first) = self.seen.get(&key) {
+                        let mut h = Self::header(st, tar::EntryType::Link);
+                        let first = first.clone();
+                        return self.tar.append_link(&mut h, name, first);
+                    }
+                    self.seen.insert(key, name.to_owned());
+                }
+                let file = std::fs::File::from(reopen(fd.as_fd(), OFlags::RDONLY)?);
+                let now = rustix::fs::fstat(&file)?;
+                if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+                    return Err(io::Error::other(format!(
+                        "{} changed during the copy",
+                        name.display()
+                    )));
+                }
+                let size = now.st_size.max(0) as u64;
+                let mut h = Self::header(&now, tar::EntryType::Regular);
+                h.set_size(size);
+                // Exactly `size` bytes, even if the file changes meanwhile.
+                let body = file.take(size).chain(io::repeat(0).take(size));
+                self.tar.append_data(&mut h, name, body.take(size))
+            }
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(fd, "", Vec::new())?;
+                let mut h = Self::header(st, tar::EntryType::Symlink);
+                self.tar
+                    .append_link(&mut h, name, OsStr::from_bytes(target.as_bytes()))
+            }
+            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
+                let kind = match FileType::from_raw_mode(st.st_mode) {
+                    FileType::CharacterDevice => tar::EntryType::Char,
+                    FileType::BlockDevice => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                };
+                let mut h = Self::header(st, kind);
+                h.set_device_major(rustix::fs::major(st.st_rdev))?;
+                h.set_device_minor(rustix::fs::minor(st.st_rdev))?;
+                self.tar.append_data(&mut h, name, io::empty())
+            }
+            // Sockets and the like have no place in an archive.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A `Write` that hands 64 KiB chunks to an async receiver.
+struct ChannelWriter {
+    tx: mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn push(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.push()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.push()
+    }
+}
+
+/// A `Read` over chunks arriving from an async sender.
+pub struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl ChannelReader {
+    pub fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        Self {
+            rx,
+            cur: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len());
+        out[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Splits an archive entry's path into its normal components; `None` for one that climbs
+/// (`..`) — such an archive is refused, as Docker refuses it.
+fn entry_components(p: &Path) -> Option<Vec<OsString>> {
+    let mut out = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_owned()),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Removes `name` in `dir`, recursively for a directory, never following a symlink.
+fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::ISDIR) | Err(rustix::io::Errno::PERM) => {}
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let sub = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(&sub)? {
+        let e = e?;
+        let n = OsStr::from_bytes(e.file_name().to_bytes());
+        if n != "." && n != ".." {
+            names.push(n.to_owned());
+        }
+    }
+    for n in names {
+        remove_all_at(sub.as_fd(), &n)?;
+    }
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+}
+
+impl Root {
+    /// Opens (creating missing directories) the directory `rel` inside the root, resolving
+    /// like the container would.
+    fn dir_at(&self, rel: &Path) -> io::Result<OwnedFd> {
+        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        match rustix::fs::openat2(&self.fd, rel, flags, Mode::empty(), how) {
+            Ok(fd) => return Ok(fd),
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let name = rel
+            .file_name()
+            .ok_or_else(|| io::Error::other("bad directory path"))?;
+        let p = self.dir_at(parent)?;
+        match rustix::fs::mkdirat(&p, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(rustix::fs::openat(
+            &p,
+            name,
+            flags | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )?)
+    }
+
+    /// Extracts `input` (a tar stream) into the directory `dest`.
+    fn extract(&self, dest: &str, input: impl Read, opts: PutOptions) -> Result<()> {
+        let dest_rel = PathBuf::from(dest.trim_start_matches('/'));
+        let mut archive = tar::Archive::new(input);
+        let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
+        let bad = |m: String| EngineError::InvalidArgument(m);
+        for entry in archive
+            .entries()
+            .map_err(|e| bad(format!("reading the archive: {e}")))?
+        {
+            let mut entry = entry.map_err(|e| bad(format!("reading the archive: {e}")))?;
+            let path = entry
+                .path()
+                .map_err(|e| bad(format!("bad archive entry path: {e}")))?
+                .into_owned();
+            let comps = entry_components(&path).ok_or_else(|| {
+                bad(format!(
+                    "archive entry {} leaves the destination",
+                    path.display()
+                ))
+            })?;
+            let Some((name, parents)) = comps.split_last() else {
+                continue;
+            };
+            let parent_rel: PathBuf = std::iter::once(dest_rel.as_os_str().to_owned())
+                .chain(parents.iter().cloned())
+                .collect();
+            let ctx = |what: &str| format!("{what} {}", path.display());
+            let parent = self
+                .dir_at(&parent_rel)
+                .map_err(|e| EngineError::io(ctx("create parent of"))(e))?;
+            let h = entry.header().clone();
+            let kind = h.entry_type();
+            let mode = Mode::from_raw_mode(h.mode().unwrap_or(0o644) & 0o7777);
+            let existing =
+                rustix::fs::statat(&parent, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW).ok();
+            if let Some(st) = &existing {
+                let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                let want_dir = kind == tar::EntryType::Directory;
+                if opts.no_overwrite_dir_non_dir && is_dir != want_dir {
+                    return Err(bad(format!(
+                        "cannot overwrite {} {} with a {}",
+                        if is_dir { "directory" } else { "non-directory" },
+                        path.display(),
+                        if want_dir {
+                            "directory"
+                        } else {
+                            "non-directory"
+                        },
+                    )));
+                }
+                if !(is_dir && want_dir) {
+                    remove_all_at(parent.as_fd(), name)
+                        .map_err(|e| EngineError::io(ctx("replace"))(e))?;
+                }
+            }
+            let io = |what: &'static str| {
+                let c = ctx(what);
+                move |e: rustix::io::Errno| EngineError::io(c)(io::Error::from(e))
+            };
+            match kind {
+                tar::EntryType::Directory => {
+                    if existing.is_none() {
+                        rustix::fs::mkdirat(&parent, name.as_os_str(), mode)
+                            .map_err(io("mkdir"))?;
+                    }
+                    let full: PathBuf = parent_rel.join(name);
+                    dir_times.push((full, h.mtime().unwrap_or(0) as i64));
+                }
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let fd = rustix::fs::openat(
+                        &parent,
+                        name.as_os_str(),
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        mode,
+                    )
+                    .map_err(io("create"))?;
+                    let mut f = std::fs::File::from(fd);
+                    io::copy(&mut entry, &mut f).map_err(EngineError::io(ctx("write")))?;
+                }
+                tar::EntryType::Symlink => {
+                    let target = h
+                        .link_name()
+                        .ok()
+                        .flatten()
+                        .ok_or_else(|| bad(ctx("symlink without a target:")))?;
+                    rustix::fs::symlinkat(target.as_os_str(), &parent, name.as_os_str())
+                        .map_err(io("symlink"))?;
+                }
+                tar::EntryType::Link => {
+                    let target = h
+                        .link_name()
+                        .ok()
+                        .flatten()
+                        .ok_or_else(|| bad(ctx("hard link without a target:")))?;
+                    let tcomps = entry_components(&target).ok_or_else(|| {
+                        bad(format!(
+                            "hard link {} leaves the destination",
+                            path.display()
+                        ))
+                    })?;
+                    let Some((tname, tparents)) = tcomps.split_last() else {
+                        return Err(bad(ctx("hard link to the destination itself:")));
+                    };
+                    let tparent_rel: PathBuf = std::iter::once(dest_rel.as_os_str().to_owned())
+                        .chain(tparents.iter().cloned())
+                        .collect();
+                    let tparent = self
+                        .dir_at(&tparent_rel)
+                        .map_err(|e| EngineError::io(ctx("link"))(e))?;
+                    rustix::fs::linkat(
+                        &tparent,
+                        tname.as_os_str(),
+                        &parent,
+                        name.as_os_str(),
+                        AtFlags::empty(),
+                    )
+                    .map_err(io("link"))?;
+                    continue;
+                }
+                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                    let ft = match kind {
+                        tar::EntryType::Char => FileType::CharacterDevice,
+                        tar::EntryType::Block => FileType::BlockDevice,
+                        _ => FileType::Fifo,
+                    };
+                    let dev = rustix::fs::makedev(
+                        h.device_major().ok().flatten().unwrap_or(0),
+                        h.device_minor().ok().flatten().unwrap_or(0),
+                    );
+                    rustix::fs::mknodat(&parent, name.as_os_str(), ft, mode, dev)
+                        .map_err(io("mknod"))?;
+                }
+                // Extended headers are consumed by the tar reader; anything else is skipped.
+                _ => continue,
+            }
+            let (uid, gid) = if opts.copy_uid_gid {
+                (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32)
+            } else {
+                (0, 0)
+            };
+            rustix::fs::chownat(
+                &parent,
+                name.as_os_str(),
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(io("chown"))?;
+            if kind != tar::EntryType::Symlink {
+                // After chown, which clears set-id bits.
+                rustix::fs::chmodat(&parent, name.as_os_str(), mode, AtFlags::empty())
+                    .map_err(io("chmod"))?;
+            }
+            let t = Timespec {
+                tv_sec: h.mtime().unwrap_or(0) as i64,
+                tv_nsec: 0,
+            };
+            let _ = rustix::fs::utimensat(
+                &parent,
+                name.as_os_str(),
+                &Timestamps {
+                    last_access: t,
+                    last_modification: t,
+                },
+                AtFlags::SYMLINK_NOFOLLOW,
+            );
+        }
+        // Directory times last: adding entries changed them.
+        for (rel, mtime) in dir_times.into_iter().rev() {
+            if let Ok(fd) = self.dir_at(&rel) {
+                let t = Timespec {
+                    tv_sec: mtime,
+                    tv_nsec: 0,
+                };
+                let _ = rustix::fs::utimensat(
+                    &fd,
+                    "",
+                    &Timestamps {
+                        last_access: t,
+                        last_modification: t,
+                    },
+                    AtFlags::EMPTY_PATH,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A container's root held for one copy: through `/proc/<pid>/root` while it runs, or its
+/// root filesystem mounted for the copy (and unmounted after) while it does not.
+struct Access {
+    root: Root,
+    mounted: Option<PathBuf>,
+    engine: Engine,
+}
+
+impl Drop for Access {
+    fn drop(&mut self) {
+        if let Some(target) = self.mounted.take() {
+            if let Err(e) = self.engine.unmount_rootfs(&target) {
+                tracing::warn!("unmount after copy {}: {e}", target.display());
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Opens the container's root. For a container that is not running the caller must hold
+    /// its operation lock for as long as the result lives.
+    fn open_root(&self, h: &ContainerHandle, key: &str) -> Result<Access> {
+        let rec = h.record();
+        if matches!(rec.state.status, Status::Running | Status::Paused) && rec.state.pid > 0 {
+            let root = Root::open(Path::new(&format!("/proc/{}/root", rec.state.pid)), key)
+                .map_err(EngineError::io(format!("open the root of {}", rec.id)))?;
+            // The pid must still be the container's: it could have exited (and the pid been
+            // reused) between reading the record and opening its root.
+            if h.record().state.pid == rec.state.pid && h.record().state.is_running() {
+                return Ok(Access {
+                    root,
+                    mounted: None,
+                    engine: self.clone(),
+                });
+            }
+            return Err(EngineError::Conflict(format!(
+                "container {} stopped during the copy",
+                rec.id
+            )));
+        }
+        let image = self.inner.images.get(&rec.image_id)?;
+        let target = self.container_dir(&rec.id).join("rootfs");
+        std::fs::create_dir_all(&target)
+            .map_err(EngineError::io(format!("create {}", target.display())))?;
+        self.mount_rootfs(&rec.id, &image, &target)?;
+        let access = Access {
+            root: Root::open(&target, key)
+                .map_err(EngineError::io(format!("open {}", target.display())))?,
+            mounted: Some(target),
+            engine: self.clone(),
+        };
+        Ok(access)
+    }
+
+    /// `HEAD /containers/{id}/archive`.
+    pub async fn archive_stat(&self, key: &str, path: &str) -> Result<PathStat> {
+        let h = self.resolve(key)?;
+        let _op = h.op.lock().await;
+        let access = self.open_root(&h, key)?;
+        access.root.stat(path)
+    }
+
+    /// `GET /containers/{id}/archive`: the path's stat and its tar stream.
+    pub async fn archive_get(
+        &self,
+        key: &str,
+        path: &str,
+    ) -> Result<(PathStat, mpsc::Receiver<Bytes>)> {
+        let h = self.resolve(key)?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = mpsc::channel(8);
+        let engine = self.clone();
+        let path = path.to_owned();
+        let key = key.to_owned();
+        tokio::spawn(async move {
+            let h: Arc<ContainerHandle> = h;
+            // Held until the archive is written: no start or removal under the copy.
+            let _op = h.op.lock().await;
+            let prepared = engine.open_root(&h, &key).and_then(|a| {
+                let st = a.root.stat(&path)?;
+                let r = a.root.resolve(&path)?;
+                Ok((a, st, r))
+            });
+            let (access, st, resolved) = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            if ready_tx.send(Ok(st.clone())).is_err() {
+                return;
+            }
+            let name = PathBuf::from(&st.name);
+            let written = tokio::task::spawn_blocking(move || {
+                let mut walk = TarWalk {
+                    tar: tar::Builder::new(ChannelWriter {
+                        tx,
+                        buf: Vec::new(),
+                    }),
+                    seen: HashMap::new(),
+                };
+                walk.tar.follow_symlinks(false);
+                walk.add(&resolved.fd, &resolved.stat, &name)?;
+                let mut w = walk.tar.into_inner()?;
+                w.flush()
+            })
+            .await;
+            match written {
+                Ok(Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => {
+                    tracing::warn!("archive of {path}: {e}");
+                }
+                _ => {}
+            }
+            drop(access);
+        });
+        let st = ready_rx
+            .await
+            .map_err(|_| EngineError::Runtime("archive task ended".into()))??;
+        Ok((st, rx))
+    }
+
+    /// `PUT /containers/{id}/archive`: extracts a tar stream into the directory `path`.
+    pub async fn archive_put(
+        &self,
+        key: &str,
+        path: &str,
+        opts: PutOptions,
+        body: mpsc::Receiver<io::Result<Bytes>>,
+    ) -> Result<()> {
+        let h = self.resolve(key)?;
+        if h.record().host_config.readonly_rootfs {
+            return Err(EngineError::InvalidArgument(
+                "container rootfs is marked read-only".into(),
+            ));
+        }
+        let _op = h.op.lock().await;
+        let access = self.open_root(&h, key)?;
+        // The destination is always followed: it is a directory, or a link to one.
+        let dir_path = format!("{}/", path.trim_end_matches('/'));
+        let r = access.root.resolve(&dir_path)?;
+        if FileType::from_raw_mode(r.stat.st_mode) != FileType::Directory {
+            return Err(EngineError::InvalidArgument(format!(
+                "extraction point is not a directory: {path}"
+            )));
+        }
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let res = access.root.extract(&path, ChannelReader::new(body), opts);
+            drop(access);
+            res
+        })
+        .await
+        .map_err(|e| EngineError::Runtime(format!("extraction: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_names_follow_docker() {
+        assert_eq!(base_name("/etc/hosts"), "hosts");
+        assert_eq!(base_name("/etc/"), "etc");
+        assert_eq!(base_name("/etc/."), ".");
+        assert_eq!(base_name("/"), "/");
+    }
+
+    #[test]
+    fn climbing_entries_are_refused() {
+        assert!(entry_components(Path::new("a/../../b")).is_none());
+        assert_eq!(
+            entry_components(Path::new("./a/b")).unwrap(),
+            vec![OsString::from("a"), OsString::from("b")]
+        );
+    }
+
+    /// A symlink pointing at the host's root, inside the tree, in the destination path or in
+    /// the archive, never lets a read or a write out of the root.
+    #[test]
+    fn symlinks_stay_inside_the_root() {
+        let host = tempfile::tempdir().unwrap();
+        let outside = host.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"host").unwrap();
+        let root_dir = host.path().join("root");
+        std::fs::create_dir_all(root_dir.join("etc")).unwrap();
+        std::fs::write(root_dir.join("etc/secret"), b"container").unwrap();
+        std::os::unix::fs::symlink(&outside, root_dir.join("escape")).unwrap();
+        let root = Root::open(&root_dir, "c").unwrap();
+        // Read through the link: resolved in the root, where `outside` does not exist.
+        assert!(matches!(
+            root.stat("/escape/secret"),
+            Err(EngineError::NotFound(_))
+        ));
+        // Write through the link: lands inside the root, never in the host directory.
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, "x", &b"evil"[..]).unwrap();
+        let data = tar.into_inner().unwrap();
+        let _ = root.extract("/escape", &data[..], PutOptions::default());
+        assert!(!outside.join("x").exists());
+        // An archive symlink followed by an entry through it: resolved in the root, so a
+        // link to the host directory goes nowhere (refused), and a link to `/` means the
+        // container's root.
+        for (target, lands) in [(outside.clone(), None), (PathBuf::from("/"), Some("y"))] {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut l = tar::Header::new_gnu();
+            l.set_entry_type(tar::EntryType::Symlink);
+            l.set_size(0);
+            tar.append_link(&mut l, "up", &target).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(4);
+            h.set_mode(0o644);
+            tar.append_data(&mut h, "up/y", &b"evil"[..]).unwrap();
+            let data = tar.into_inner().unwrap();
+            let r = root.extract("/etc", &data[..], PutOptions::default());
+            assert_eq!(r.is_ok(), lands.is_some(), "{r:?}");
+            assert!(!outside.join("y").exists());
+            if let Some(f) = lands {
+                assert_eq!(std::fs::read(root_dir.join(f)).unwrap(), b"evil");
+            }
+        }
+        assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"host");
+    }
+}
