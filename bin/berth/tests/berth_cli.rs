@@ -864,3 +864,63 @@ fn clean_stop_leaves_no_mounts() {
         Vec::<std::path::PathBuf>::new()
     );
 }
+
+/// `berth cp` follows Docker's path rules both ways: into a directory under the source's
+/// name, onto a new name, a directory's content with `SRC/.`, a tar stream with `-`.
+#[test]
+fn cp_follows_docker_path_rules() {
+    let d = daemon();
+    let host = d.dir.join("cp");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("tree/a.txt"), "alpha\n").unwrap();
+    std::fs::write(host.join("tree/sub/b.txt"), "beta\n").unwrap();
+    let h = |p: &str| host.join(p).to_string_lossy().into_owned();
+    ok(d.berth(&["run", "-d", "--name", "bc", "busybox", "sleep", "1000"]));
+    ok(d.berth(&["cp", &h("tree"), "bc:/tmp"]));
+    ok(d.berth(&["cp", &h("tree"), "bc:/tmp/copy"]));
+    ok(d.berth(&["cp", &h("tree/a.txt"), "bc:/tmp/one.txt"]));
+    assert_eq!(
+        ok(d.berth(&[
+            "exec",
+            "bc",
+            "sh",
+            "-c",
+            "cat /tmp/tree/sub/b.txt /tmp/copy/a.txt /tmp/one.txt"
+        ])),
+        "beta\nalpha\nalpha"
+    );
+    // Out: into an existing directory, onto a new directory name, the content only.
+    std::fs::create_dir_all(host.join("out")).unwrap();
+    ok(d.berth(&["cp", "bc:/tmp/tree", &h("out")]));
+    ok(d.berth(&["cp", "bc:/tmp/tree", &h("out/renamed")]));
+    ok(d.berth(&["cp", "bc:/tmp/tree/.", &h("out/content")]));
+    ok(d.berth(&["cp", "bc:/tmp/one.txt", &h("out/file.txt")]));
+    for (p, want) in [
+        ("out/tree/sub/b.txt", "beta\n"),
+        ("out/renamed/a.txt", "alpha\n"),
+        ("out/content/sub/b.txt", "beta\n"),
+        ("out/file.txt", "alpha\n"),
+    ] {
+        assert_eq!(std::fs::read_to_string(host.join(p)).unwrap(), want, "{p}");
+    }
+    // A tar stream on stdout.
+    let tar = d.berth(&["cp", "bc:/tmp/one.txt", "-"]);
+    assert!(tar.status.success());
+    let mut a = tar::Archive::new(&tar.stdout[..]);
+    let names: Vec<String> = a
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["one.txt"]);
+    // Errors read like Docker's.
+    let e = d.berth(&["cp", "bc:/nope", &h("out")]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&e.stderr)
+            .contains("Could not find the file /nope in container bc")
+    );
+    let e = d.berth(&["cp", &h("tree"), "bc:/tmp/one.txt"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("cannot copy a directory to a file"));
+    ok(d.berth(&["rm", "-f", "bc"]));
+}

@@ -57,6 +57,8 @@ pub enum Cmd {
     Top(TopArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
     /// Pause all processes within one or more containers
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers
@@ -104,6 +106,7 @@ pub enum ContainerCmd {
     Wait(NamesArgs),
     Top(TopArgs),
     Stats(StatsArgs),
+    Cp(CpArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
     Rename(RenameArgs),
@@ -145,6 +148,7 @@ impl ContainerCmd {
             ContainerCmd::Wait(a) => Cmd::Wait(a),
             ContainerCmd::Top(a) => Cmd::Top(a),
             ContainerCmd::Stats(a) => Cmd::Stats(a),
+            ContainerCmd::Cp(a) => Cmd::Cp(a),
             ContainerCmd::Pause(a) => Cmd::Pause(a),
             ContainerCmd::Unpause(a) => Cmd::Unpause(a),
             ContainerCmd::Rename(a) => Cmd::Rename(a),
@@ -498,6 +502,22 @@ pub struct PsArgs {
     /// Format output using a custom template
     #[arg(long)]
     pub format: Option<String>,
+}
+
+/// `cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-` or `cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH`.
+#[derive(Debug, Clone, Args)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow_link: bool,
+    /// Suppress progress output during copy
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    pub src: String,
+    pub dest: String,
 }
 
 /// `stats [OPTIONS] [CONTAINER...]`.

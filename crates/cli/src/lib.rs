@@ -41,7 +41,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::args::{Cli, Cmd};
-use crate::commands::{container, exec, image, run, stats, system};
+use crate::commands::{container, cp, exec, image, run, stats, system};
 use crate::error::{CliError, Result, run_exit_code};
 
 /// Runs the CLI with `args` (`args[0]` is the program name) and returns the exit status.
@@ -142,6 +142,7 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Wait(a) => container::wait(client, a).await,
         Cmd::Top(a) => container::top(client, a).await,
         Cmd::Stats(a) => stats::stats(client, a).await,
+        Cmd::Cp(a) => cp::cp(client, a).await,
         Cmd::Pause(a) => container::pause(client, a, "pause").await,
         Cmd::Unpause(a) => container::pause(client, a, "unpause").await,
         Cmd::Rename(a) => container::rename(client, a).await,

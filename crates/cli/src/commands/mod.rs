@@ -1,6 +1,7 @@
 //! One module per command group; each command is an `async fn` returning its exit status.
 
 pub mod container;
+pub mod cp;
 pub mod exec;
 pub mod image;
 pub mod run;
