@@ -624,3 +624,87 @@ fn cp_both_ways_inside_the_container_only() {
     );
     ok(d.docker(&["rm", "-f", "cp1"]));
 }
+
+/// `docker diff` lists what the container added, changed and deleted; `docker export` and
+/// `berth export` archive its whole filesystem (running or stopped).
+#[test]
+fn diff_and_export() {
+    let d = daemon();
+    ok(d.docker(&["run", "-d", "--name", "df", "busybox", "sh", "-c",
+        "mkdir -p /new/deep && echo x > /new/deep/f && echo y >> /etc/passwd && rm /bin/vi && sleep 1000"]));
+    let mut out = String::new();
+    for _ in 0..100 {
+        out = ok(d.docker(&["diff", "df"]));
+        if out.contains("/new/deep/f") && out.contains("D /bin/vi") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for line in [
+        "C /bin",
+        "D /bin/vi",
+        "C /etc",
+        "C /etc/passwd",
+        "A /new",
+        "A /new/deep",
+        "A /new/deep/f",
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+    assert_eq!(ok(d.berth(&["diff", "df"])), out);
+    // The mount points the runtime makes (/etc/hosts...) are no change, as in Docker.
+    ok(d.docker(&["run", "-d", "--name", "quiet", "busybox", "sleep", "1000"]));
+    assert_eq!(ok(d.docker(&["diff", "quiet"])), "");
+    ok(d.docker(&["rm", "-f", "quiet"]));
+    let tar_of = |o: std::process::Output| -> Vec<String> {
+        assert!(
+            o.status.success(),
+            "{:?} after {} bytes: {}",
+            o.status,
+            o.stdout.len(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let mut a = tar::Archive::new(&o.stdout[..]);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_owned()
+            })
+            .collect()
+    };
+    let names = tar_of(d.docker(&["export", "df"]));
+    for want in ["bin/busybox", "new/deep/f", "etc/passwd"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in export");
+    }
+    assert!(
+        !names.iter().any(|n| n == "bin/vi"),
+        "a deleted file was exported"
+    );
+    // Only the root filesystem: nothing of /proc.
+    assert!(!names.iter().any(|n| n.starts_with("proc/")));
+    ok(d.docker(&["stop", "-t", "0", "df"]));
+    let file = d.dir.join("export.tar");
+    ok(d.berth(&["export", "-o", file.to_str().unwrap(), "df"]));
+    let mut a = tar::Archive::new(std::fs::File::open(&file).unwrap());
+    let mut found = false;
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_string_lossy() == "new/deep/f" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            assert_eq!(s, "x\n");
+            found = true;
+        }
+    }
+    assert!(found);
+    assert!(common::mounts_under(&d.dir.join("data/containers")).is_empty());
+    ok(d.docker(&["rm", "df"]));
+}

@@ -59,6 +59,10 @@ pub enum Cmd {
     Stats(StatsArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(ContainerArg),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportArgs),
     /// Pause all processes within one or more containers
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers
@@ -107,6 +111,8 @@ pub enum ContainerCmd {
     Top(TopArgs),
     Stats(StatsArgs),
     Cp(CpArgs),
+    Diff(ContainerArg),
+    Export(ExportArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
     Rename(RenameArgs),
@@ -149,6 +155,8 @@ impl ContainerCmd {
             ContainerCmd::Top(a) => Cmd::Top(a),
             ContainerCmd::Stats(a) => Cmd::Stats(a),
             ContainerCmd::Cp(a) => Cmd::Cp(a),
+            ContainerCmd::Diff(a) => Cmd::Diff(a),
+            ContainerCmd::Export(a) => Cmd::Export(a),
             ContainerCmd::Pause(a) => Cmd::Pause(a),
             ContainerCmd::Unpause(a) => Cmd::Unpause(a),
             ContainerCmd::Rename(a) => Cmd::Rename(a),
@@ -665,6 +673,23 @@ impl TypedInspectArgs {
 pub struct NamesArgs {
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
+}
+
+/// A command taking one container.
+#[derive(Debug, Clone, Args)]
+pub struct ContainerArg {
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// `export [OPTIONS] CONTAINER`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
 }
 
 /// `top CONTAINER [ps OPTIONS]`.

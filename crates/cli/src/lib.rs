@@ -143,6 +143,8 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Top(a) => container::top(client, a).await,
         Cmd::Stats(a) => stats::stats(client, a).await,
         Cmd::Cp(a) => cp::cp(client, a).await,
+        Cmd::Diff(a) => cp::diff(client, a).await,
+        Cmd::Export(a) => cp::export(client, a).await,
         Cmd::Pause(a) => container::pause(client, a, "pause").await,
         Cmd::Unpause(a) => container::pause(client, a, "unpause").await,
         Cmd::Rename(a) => container::rename(client, a).await,

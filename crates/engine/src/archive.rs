@@ -227,38 +227,43 @@ impl<W: Write> TarWalk<W> {
         h
     }
 
+    /// Adds what the directory `fd` holds, named under `name` (`""`: at the archive's top).
+    fn add_children(&mut self, fd: &OwnedFd, name: &Path) -> io::Result<()> {
+        let dir = reopen(fd.as_fd(), OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let mut names: Vec<OsString> = Vec::new();
+        for e in rustix::fs::Dir::read_from(&dir)? {
+            let e = e?;
+            let n = OsStr::from_bytes(e.file_name().to_bytes());
+            if n != "." && n != ".." {
+                names.push(n.to_owned());
+            }
+        }
+        names.sort();
+        for n in names {
+            // A single name from the directory itself, never followed.
+            let child = match rustix::fs::openat(
+                &dir,
+                n.as_os_str(),
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(c) => c,
+                // Gone since the listing.
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let cst = rustix::fs::fstat(&child)?;
+            self.add(&child, &cst, &name.join(&n))?;
+        }
+        Ok(())
+    }
+
     fn add(&mut self, fd: &OwnedFd, st: &Stat, name: &Path) -> io::Result<()> {
         match FileType::from_raw_mode(st.st_mode) {
             FileType::Directory => {
                 let mut h = Self::header(st, tar::EntryType::Directory);
                 self.tar.append_data(&mut h, name, io::empty())?;
-                let dir = reopen(fd.as_fd(), OFlags::RDONLY | OFlags::DIRECTORY)?;
-                let mut names: Vec<OsString> = Vec::new();
-                for e in rustix::fs::Dir::read_from(&dir)? {
-                    let e = e?;
-                    let n = OsStr::from_bytes(e.file_name().to_bytes());
-                    if n != "." && n != ".." {
-                        names.push(n.to_owned());
-                    }
-                }
-                names.sort();
-                for n in names {
-                    // A single name from the directory itself, never followed.
-                    let child = match rustix::fs::openat(
-                        &dir,
-                        n.as_os_str(),
-                        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    ) {
-                        Ok(c) => c,
-                        // Gone since the listing.
-                        Err(rustix::io::Errno::NOENT) => continue,
-                        Err(e) => return Err(e.into()),
-                    };
-                    let cst = rustix::fs::fstat(&child)?;
-                    self.add(&child, &cst, &name.join(&n))?;
-                }
-                Ok(())
+                self.add_children(fd, name)
             }
             FileType::RegularFile => {
                 if st.st_nlink > 1 {
@@ -662,8 +667,24 @@ impl Engine {
     /// Opens the container's root. For a container that is not running the caller must hold
     /// its operation lock for as long as the result lives.
     fn open_root(&self, h: &ContainerHandle, key: &str) -> Result<Access> {
+        self.open_root_as(h, key, true)
+    }
+
+    /// With `as_seen`, a running container's root as its processes see it (its mounts
+    /// included); without, its root filesystem alone (what `export` archives).
+    fn open_root_as(&self, h: &ContainerHandle, key: &str, as_seen: bool) -> Result<Access> {
         let rec = h.record();
-        if matches!(rec.state.status, Status::Running | Status::Paused) && rec.state.pid > 0 {
+        let running = matches!(rec.state.status, Status::Running | Status::Paused);
+        if running && !as_seen {
+            let target = self.container_dir(&rec.id).join("rootfs");
+            return Ok(Access {
+                root: Root::open(&target, key)
+                    .map_err(EngineError::io(format!("open {}", target.display())))?,
+                mounted: None,
+                engine: self.clone(),
+            });
+        }
+        if running && rec.state.pid > 0 {
             let root = Root::open(Path::new(&format!("/proc/{}/root", rec.state.pid)), key)
                 .map_err(EngineError::io(format!("open the root of {}", rec.id)))?;
             // The pid must still be the container's: it could have exited (and the pid been
@@ -760,6 +781,54 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Runtime("archive task ended".into()))??;
         Ok((st, rx))
+    }
+
+    /// `GET /containers/{id}/export`: the container's root filesystem as a tar stream
+    /// (without what is mounted over it).
+    pub async fn export(&self, key: &str) -> Result<mpsc::Receiver<Bytes>> {
+        let h = self.resolve(key)?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = mpsc::channel(8);
+        let engine = self.clone();
+        let key = key.to_owned();
+        tokio::spawn(async move {
+            let h: Arc<ContainerHandle> = h;
+            let _op = h.op.lock().await;
+            let access = match engine.open_root_as(&h, &key, false) {
+                Ok(a) => a,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            if ready_tx.send(Ok(())).is_err() {
+                return;
+            }
+            let written = tokio::task::spawn_blocking(move || {
+                let mut walk = TarWalk {
+                    tar: tar::Builder::new(ChannelWriter {
+                        tx,
+                        buf: Vec::new(),
+                    }),
+                    seen: HashMap::new(),
+                };
+                walk.add_children(&access.root.fd, Path::new(""))?;
+                let mut w = walk.tar.into_inner()?;
+                w.flush()?;
+                drop(access);
+                Ok::<_, io::Error>(())
+            })
+            .await;
+            if let Ok(Err(e)) = written {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    tracing::warn!("export of {key}: {e}");
+                }
+            }
+        });
+        ready_rx
+            .await
+            .map_err(|_| EngineError::Runtime("export task ended".into()))??;
+        Ok(rx)
     }
 
     /// `PUT /containers/{id}/archive`: extracts a tar stream into the directory `path`.

@@ -7,6 +7,7 @@
 //! exits (restart policies, auto-remove). The engine never runs container code itself.
 
 mod archive;
+pub mod changes;
 pub mod config;
 pub mod container;
 mod containers;

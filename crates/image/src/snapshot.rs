@@ -242,6 +242,11 @@ impl Snapshotter {
         }
     }
 
+    /// A container's upper directory (what it wrote).
+    pub fn container_upper(&self, container_id: &str) -> Result<PathBuf, ImageError> {
+        Ok(self.container_dirs(container_id)?.0)
+    }
+
     /// Deletes a container's upper and work directories.
     pub fn remove_container(&self, container_id: &str) -> Result<(), ImageError> {
         let (_, _, base) = self.container_dirs(container_id)?;

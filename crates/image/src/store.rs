@@ -668,6 +668,17 @@ impl ImageStore {
             .mount_container(container_id, &lowers, target)
     }
 
+    /// A container's layers as overlay stacks them: its upper directory (written by the
+    /// container) and the image's layer directories, top first.
+    pub fn container_layers(
+        &self,
+        container_id: &str,
+        image: &Image,
+    ) -> Result<(PathBuf, Vec<PathBuf>), ImageError> {
+        let upper = self.snapshots.container_upper(container_id)?;
+        Ok((upper, self.lower_dirs(image)?))
+    }
+
     /// Unmounts a container's root; not mounted is fine.
     pub fn unmount_container(&self, target: &Path) -> Result<(), ImageError> {
         self.snapshots.unmount(target)

@@ -238,19 +238,35 @@ fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
             let _ = si.write_all(&data);
         });
     }
+    // Drained while the client runs: a client writing more than a pipe holds must not block.
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
     // A wedged client must fail the test, not hang it.
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break st;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            break;
+            break child.wait().expect("client status");
         }
         std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
-    child.wait_with_output().expect("client output")
 }
 
 pub fn stdout(o: &Output) -> String {

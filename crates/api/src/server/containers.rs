@@ -359,6 +359,17 @@ fn with_path_stat(mut resp: Response<Body>, st: &berth_engine::PathStat) -> Resp
     resp
 }
 
+/// `GET /containers/{id}/changes`: what the container changed in its filesystem.
+pub(super) fn changes(ctx: &Ctx, id: &str) -> HandlerResult {
+    Ok(json(StatusCode::OK, &ctx.engine.container_changes(id)?))
+}
+
+/// `GET /containers/{id}/export`: the container's filesystem as a tar stream.
+pub(super) async fn export(ctx: &Ctx, id: &str) -> HandlerResult {
+    let rx = ctx.engine.export(id).await?;
+    Ok(body::from_receiver(StatusCode::OK, "application/x-tar", rx))
+}
+
 /// `HEAD /containers/{id}/archive`: the stat of a path in the container.
 pub(super) async fn archive_head(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     let st = ctx.engine.archive_stat(id, &archive_path(r)?).await?;

@@ -1,4 +1,6 @@
-//! `cp`: copies between a container and the local filesystem with Docker's path rules (a
+//! `cp`, `diff` and `export`: a container's files from the outside.
+//!
+//! `cp` copies between a container and the local filesystem with Docker's path rules (a
 //! directory destination receives the source under its own name, a missing one is created
 //! with the source's content, `SRC/.` copies a directory's content, `-` is a tar stream on
 //! stdin or stdout). Archives from a container are untrusted: no entry may land outside the
@@ -12,7 +14,7 @@ use hyper::Method;
 use serde::Deserialize;
 
 use super::seg;
-use crate::args::CpArgs;
+use crate::args::{ContainerArg, CpArgs, ExportArgs};
 use crate::error::{CliError, Result};
 
 /// The `X-Docker-Container-Path-Stat` header.
@@ -412,6 +414,63 @@ async fn to_container(
         .map_err(|_| CliError::Precondition("archiving failed".into()))?;
     sent?;
     built.map_err(io(format!("archiving {src}")))?;
+    Ok(0)
+}
+
+/// `diff CONTAINER`: `A`dded, `C`hanged and `D`eleted paths.
+pub async fn diff(client: &Client, a: ContainerArg) -> Result<i32> {
+    #[derive(Deserialize)]
+    struct Change {
+        #[serde(rename = "Path")]
+        path: String,
+        #[serde(rename = "Kind")]
+        kind: u8,
+    }
+    let changes: Option<Vec<Change>> = client
+        .get(&format!("/containers/{}/changes", seg(&a.container)))
+        .await?;
+    let mut out = String::new();
+    for c in changes.unwrap_or_default() {
+        let k = match c.kind {
+            0 => 'C',
+            1 => 'A',
+            2 => 'D',
+            _ => '?',
+        };
+        out.push_str(&format!("{k} {}\n", c.path));
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+/// `export [-o FILE] CONTAINER`: the container's filesystem as a tar archive.
+pub async fn export(client: &Client, a: ExportArgs) -> Result<i32> {
+    use tokio::io::AsyncWriteExt;
+    if a.output.is_none() && crate::tty::stdout_is_tty() {
+        return Err(CliError::Precondition(
+            "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
+        ));
+    }
+    let resp = client
+        .request(
+            Method::GET,
+            &format!("/containers/{}/export", seg(&a.container)),
+            RequestBody::Empty,
+        )
+        .await?;
+    let mut body = resp.into_body();
+    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &a.output {
+        Some(p) => Box::new(
+            tokio::fs::File::create(p)
+                .await
+                .map_err(io(format!("create {p}")))?,
+        ),
+        None => Box::new(tokio::io::stdout()),
+    };
+    while let Some(chunk) = next_chunk(&mut body).await? {
+        out.write_all(&chunk).await.map_err(io("write"))?;
+    }
+    out.flush().await.map_err(io("write"))?;
     Ok(0)
 }
 
