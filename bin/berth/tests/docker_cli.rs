@@ -708,3 +708,50 @@ fn diff_and_export() {
     assert!(common::mounts_under(&d.dir.join("data/containers")).is_empty());
     ok(d.docker(&["rm", "df"]));
 }
+
+/// `docker container prune` removes stopped containers only, honours label and until
+/// filters, and reports what it removed like Docker.
+#[test]
+fn container_prune_removes_stopped_only() {
+    let d = daemon();
+    let run = ok(d.docker(&["run", "-d", "--name", "running", "busybox", "sleep", "1000"]));
+    let done = ok(d.docker(&[
+        "run",
+        "--name",
+        "done",
+        "--label",
+        "keep=no",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /f",
+    ]));
+    assert_eq!(done, "");
+    let kept = ok(d.docker(&[
+        "create", "--name", "kept", "--label", "keep=yes", "busybox", "true",
+    ]));
+    // Nothing is older than an hour.
+    let none = ok(d.docker(&["container", "prune", "-f", "--filter", "until=1h"]));
+    assert_eq!(none, "Total reclaimed space: 0B");
+    let out = ok(d.docker(&["container", "prune", "-f", "--filter", "label!=keep=yes"]));
+    let done_id = ok(d.docker(&["ps", "-aq", "--no-trunc", "--filter", "name=done"]));
+    assert_eq!(done_id, "", "done was pruned");
+    assert!(out.starts_with("Deleted Containers:\n"), "{out}");
+    assert_eq!(
+        out.lines().count(),
+        4,
+        "one id, a blank line, the total: {out}"
+    );
+    assert!(
+        out.ends_with("Total reclaimed space: 2B") || out.contains("Total reclaimed space:"),
+        "{out}"
+    );
+    let left = ok(d.docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    let mut left: Vec<&str> = left.lines().collect();
+    left.sort();
+    assert_eq!(left, ["kept", "running"]);
+    let out = ok(d.berth(&["container", "prune", "-f"]));
+    assert!(out.contains(&kept), "{out}");
+    assert_eq!(ok(d.docker(&["ps", "-aq", "--no-trunc"])), run);
+    ok(d.docker(&["rm", "-f", "running"]));
+}

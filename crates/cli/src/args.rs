@@ -63,6 +63,9 @@ pub enum Cmd {
     Diff(ContainerArg),
     /// Export a container's filesystem as a tar archive
     Export(ExportArgs),
+    /// Remove all stopped containers (`container prune`)
+    #[command(hide = true)]
+    ContainerPrune(PruneArgs),
     /// Pause all processes within one or more containers
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers
@@ -113,6 +116,8 @@ pub enum ContainerCmd {
     Cp(CpArgs),
     Diff(ContainerArg),
     Export(ExportArgs),
+    /// Remove all stopped containers
+    Prune(PruneArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
     Rename(RenameArgs),
@@ -157,6 +162,7 @@ impl ContainerCmd {
             ContainerCmd::Cp(a) => Cmd::Cp(a),
             ContainerCmd::Diff(a) => Cmd::Diff(a),
             ContainerCmd::Export(a) => Cmd::Export(a),
+            ContainerCmd::Prune(a) => Cmd::ContainerPrune(a),
             ContainerCmd::Pause(a) => Cmd::Pause(a),
             ContainerCmd::Unpause(a) => Cmd::Unpause(a),
             ContainerCmd::Rename(a) => Cmd::Rename(a),
@@ -680,6 +686,17 @@ pub struct NamesArgs {
 pub struct ContainerArg {
     #[arg(value_name = "CONTAINER")]
     pub container: String,
+}
+
+/// `container prune [OPTIONS]`.
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long)]
+    pub filter: Vec<String>,
 }
 
 /// `export [OPTIONS] CONTAINER`.

@@ -19,6 +19,7 @@ mod fsutil;
 mod images;
 pub mod logs;
 mod netns;
+pub mod prune;
 pub mod shim_client;
 mod shimbin;
 pub mod spec;

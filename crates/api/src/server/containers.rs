@@ -359,6 +359,16 @@ fn with_path_stat(mut resp: Response<Body>, st: &berth_engine::PathStat) -> Resp
     resp
 }
 
+/// `POST /containers/prune`: removes the stopped containers the filters select.
+pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
+    let pruned = ctx.engine.prune_containers(&r.filters()?).await?;
+    let ids = (!pruned.ids.is_empty()).then_some(pruned.ids);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "ContainersDeleted": ids, "SpaceReclaimed": pruned.space }),
+    ))
+}
+
 /// `GET /containers/{id}/changes`: what the container changed in its filesystem.
 pub(super) fn changes(ctx: &Ctx, id: &str) -> HandlerResult {
     Ok(json(StatusCode::OK, &ctx.engine.container_changes(id)?))

@@ -271,6 +271,48 @@ pub async fn top(client: &Client, a: TopArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `container prune`.
+pub async fn prune(client: &Client, a: crate::args::PruneArgs) -> Result<i32> {
+    if !a.force {
+        eprint!(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
+        );
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+            return Ok(0);
+        }
+    }
+    let mut path = "/containers/prune".to_owned();
+    if let Some(f) = parse_filters(&a.filter)? {
+        path = format!("{path}?{}", query(&[("filters", &f)]));
+    }
+    #[derive(serde::Deserialize)]
+    struct Report {
+        #[serde(rename = "ContainersDeleted")]
+        deleted: Option<Vec<String>>,
+        #[serde(rename = "SpaceReclaimed")]
+        space: u64,
+    }
+    let r: Report = client.post(&path, None::<&serde_json::Value>).await?;
+    let mut out = String::new();
+    let deleted = r.deleted.unwrap_or_default();
+    if !deleted.is_empty() {
+        out.push_str("Deleted Containers:\n");
+        for id in &deleted {
+            out.push_str(id);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "Total reclaimed space: {}",
+        crate::format::human_size(r.space as f64)
+    ));
+    out!("{out}");
+    Ok(0)
+}
+
 /// `logs`.
 pub async fn logs(client: &Client, a: LogsArgs) -> Result<i32> {
     let now = chrono::Utc::now().timestamp();
