@@ -755,3 +755,65 @@ fn container_prune_removes_stopped_only() {
     assert_eq!(ok(d.docker(&["ps", "-aq", "--no-trunc"])), run);
     ok(d.docker(&["rm", "-f", "running"]));
 }
+
+/// `docker update` changes a running container's cgroup limits in place and keeps them for
+/// the next start; a restart policy cannot be given to an auto-removed container.
+#[test]
+fn update_changes_limits_in_place() {
+    let d = daemon();
+    ok(d.docker(&[
+        "run", "-d", "--name", "up", "-m", "64m", "busybox", "sleep", "1000",
+    ]));
+    let read = || {
+        ok(d.docker(&["exec", "up", "sh", "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max"]))
+    };
+    assert_eq!(read(), "67108864\n-1\nmax");
+    assert_eq!(
+        ok(d.docker(&[
+            "update",
+            "-m",
+            "128m",
+            "--memory-swap",
+            "256m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            "--restart",
+            "on-failure:3",
+            "up"
+        ])),
+        "up"
+    );
+    assert_eq!(read(), "134217728\n50000\n50");
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", "up"])),
+        "134217728 500000000 50 on-failure:3"
+    );
+    // Kept for the next start.
+    ok(d.docker(&["restart", "-t", "0", "up"]));
+    assert_eq!(read(), "134217728\n50000\n50");
+    // Docker's refusals.
+    let e = d.docker(&["update", "-m", "4m", "up"]);
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("Minimum memory limit allowed is 6MB"),
+        "{e:?}"
+    );
+    ok(d.docker(&[
+        "run", "-d", "--rm", "--name", "gone", "busybox", "sleep", "1000",
+    ]));
+    let e = d.docker(&["update", "--restart", "always", "gone"]);
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains(
+            "Restart policy cannot be updated because AutoRemove is enabled for the container"
+        ),
+        "{e:?}"
+    );
+    assert_eq!(ok(d.berth(&["update", "--cpu-shares", "512", "up"])), "up");
+    assert_eq!(
+        ok(d.docker(&["exec", "up", "cat", "/sys/fs/cgroup/cpu/cpu.shares"])),
+        "512"
+    );
+    ok(d.docker(&["rm", "-f", "up", "gone"]));
+}

@@ -63,6 +63,8 @@ pub enum Cmd {
     Diff(ContainerArg),
     /// Export a container's filesystem as a tar archive
     Export(ExportArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
     /// Remove all stopped containers (`container prune`)
     #[command(hide = true)]
     ContainerPrune(PruneArgs),
@@ -118,6 +120,7 @@ pub enum ContainerCmd {
     Export(ExportArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
+    Update(UpdateArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
     Rename(RenameArgs),
@@ -163,6 +166,7 @@ impl ContainerCmd {
             ContainerCmd::Diff(a) => Cmd::Diff(a),
             ContainerCmd::Export(a) => Cmd::Export(a),
             ContainerCmd::Prune(a) => Cmd::ContainerPrune(a),
+            ContainerCmd::Update(a) => Cmd::Update(a),
             ContainerCmd::Pause(a) => Cmd::Pause(a),
             ContainerCmd::Unpause(a) => Cmd::Unpause(a),
             ContainerCmd::Rename(a) => Cmd::Rename(a),
@@ -686,6 +690,49 @@ pub struct NamesArgs {
 pub struct ContainerArg {
     #[arg(value_name = "CONTAINER")]
     pub container: String,
+}
+
+/// `update [OPTIONS] CONTAINER [CONTAINER...]`.
+#[derive(Debug, Clone, Args)]
+pub struct UpdateArgs {
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
 }
 
 /// `container prune [OPTIONS]`.

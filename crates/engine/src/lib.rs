@@ -24,6 +24,7 @@ pub mod shim_client;
 mod shimbin;
 pub mod spec;
 pub mod stats;
+pub mod update;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

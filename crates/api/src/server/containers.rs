@@ -359,6 +359,16 @@ fn with_path_stat(mut resp: Response<Body>, st: &berth_engine::PathStat) -> Resp
     resp
 }
 
+/// `POST /containers/{id}/update`: new resource limits and restart policy.
+pub(super) async fn update(ctx: &Ctx, r: &mut Req, id: &str) -> HandlerResult {
+    let u: berth_engine::update::UpdateConfig = r.json().await?;
+    let warnings = ctx.engine.update(id, &u).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "Warnings": warnings }),
+    ))
+}
+
 /// `POST /containers/prune`: removes the stopped containers the filters select.
 pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
     let pruned = ctx.engine.prune_containers(&r.filters()?).await?;

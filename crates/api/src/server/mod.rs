@@ -342,6 +342,10 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::GET, ["containers", "json"]) => containers::list(ctx, &r),
         (&Method::POST, ["containers", "create"]) => containers::create(ctx, &mut r).await,
         (&Method::POST, ["containers", "prune"]) => containers::prune(ctx, &r).await,
+        (&Method::POST, ["containers", id, "update"]) => {
+            let id = id.to_string();
+            containers::update(ctx, &mut r, &id).await
+        }
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(ctx, id),
         (&Method::POST, ["containers", id, "start"]) => containers::start(ctx, id).await,
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(ctx, &r, id).await,

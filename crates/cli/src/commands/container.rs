@@ -271,6 +271,84 @@ pub async fn top(client: &Client, a: TopArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `update`: new limits for each container; prints each name as Docker does.
+pub async fn update(client: &Client, a: crate::args::UpdateArgs) -> Result<i32> {
+    use crate::opts::{parse_cpus, parse_restart, parse_size, parse_swap};
+    let mut body = serde_json::Map::new();
+    let mut set = |k: &str, v: Value| {
+        body.insert(k.to_owned(), v);
+    };
+    if let Some(m) = &a.memory {
+        set("Memory", parse_size(m)?.into());
+    }
+    if let Some(m) = &a.memory_swap {
+        set("MemorySwap", parse_swap(m)?.into());
+    }
+    if let Some(m) = &a.memory_reservation {
+        set("MemoryReservation", parse_size(m)?.into());
+    }
+    if let Some(c) = &a.cpus {
+        set("NanoCpus", parse_cpus(c)?.into());
+    }
+    if let Some(c) = a.cpu_shares {
+        set("CpuShares", c.into());
+    }
+    if let Some(c) = a.cpu_period {
+        set("CpuPeriod", c.into());
+    }
+    if let Some(c) = a.cpu_quota {
+        set("CpuQuota", c.into());
+    }
+    if let Some(c) = &a.cpuset_cpus {
+        set("CpusetCpus", c.clone().into());
+    }
+    if let Some(c) = &a.cpuset_mems {
+        set("CpusetMems", c.clone().into());
+    }
+    if let Some(p) = a.pids_limit {
+        set("PidsLimit", p.into());
+    }
+    if let Some(w) = a.blkio_weight {
+        set("BlkioWeight", w.into());
+    }
+    if let Some(r) = &a.restart {
+        set(
+            "RestartPolicy",
+            serde_json::to_value(parse_restart(r)?).unwrap_or_default(),
+        );
+    }
+    if body.is_empty() {
+        return Err(CliError::Precondition(
+            "you must provide one or more flags when using this command".into(),
+        ));
+    }
+    let body = Value::Object(body);
+    let mut failed = false;
+    for name in &a.containers {
+        let r: Result<Value> = client
+            .post(&format!("/containers/{}/update", seg(name)), Some(&body))
+            .await
+            .map_err(CliError::from);
+        match r {
+            Ok(v) => {
+                for w in v["Warnings"].as_array().into_iter().flatten() {
+                    eprintln!("{}", w.as_str().unwrap_or_default());
+                }
+                out!("{name}");
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err(CliError::Partial)
+    } else {
+        Ok(0)
+    }
+}
+
 /// `container prune`.
 pub async fn prune(client: &Client, a: crate::args::PruneArgs) -> Result<i32> {
     if !a.force {
