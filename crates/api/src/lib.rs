@@ -12,6 +12,7 @@ pub mod detach;
 pub mod models;
 pub mod server;
 pub mod stream;
+pub mod timefmt;
 
 /// The highest Engine API version Berth speaks.
 pub const API_VERSION: &str = "1.50";

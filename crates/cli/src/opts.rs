@@ -9,6 +9,8 @@ use berth_api::models::{
     RestartPolicy, Ulimit,
 };
 
+pub use berth_api::timefmt::parse_go_duration;
+
 use crate::args::ContainerOpts;
 
 /// A flag value that does not parse.
@@ -589,40 +591,6 @@ pub fn parse_time_arg(s: &str, now_unix: i64) -> String {
         Some(d) => format!("{}", now_unix - d.as_secs() as i64),
         None => s.to_owned(),
     }
-}
-
-/// Parses a Go duration (`300ms`, `1.5h`, `2h45m`); `None` if it is not one.
-pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if n == 0 {
-            return None;
-        }
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = &rest[u..];
-    }
-    Some(std::time::Duration::from_secs_f64(total))
 }
 
 /// Splits `name[:tag]` (a `:` after the last `/` starts the tag; a digest stays in the name).

@@ -313,6 +313,32 @@ impl<W: Write> TarWalk<W> {
     }
 }
 
+/// Writes a tar stream to `tx`: `fill` adds the entries, then the archive is finished.
+fn tar_to_channel(
+    tx: mpsc::Sender<Bytes>,
+    fill: impl FnOnce(&mut TarWalk<ChannelWriter>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut walk = TarWalk {
+        tar: tar::Builder::new(ChannelWriter {
+            tx,
+            buf: Vec::new(),
+        }),
+        seen: HashMap::new(),
+    };
+    walk.tar.follow_symlinks(false);
+    fill(&mut walk)?;
+    walk.tar.into_inner()?.flush()
+}
+
+/// Logs a failed archive, unless the client just went away.
+fn warn_unless_gone(what: &str, r: std::result::Result<io::Result<()>, tokio::task::JoinError>) {
+    match r {
+        Ok(Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => tracing::warn!("{what}: {e}"),
+        Err(e) => tracing::warn!("{what}: {e}"),
+        _ => {}
+    }
+}
+
 /// A `Write` that hands 64 KiB chunks to an async receiver.
 struct ChannelWriter {
     tx: mpsc::Sender<Bytes>,
@@ -390,32 +416,17 @@ fn entry_components(p: &Path) -> Option<Vec<OsString>> {
     Some(out)
 }
 
-/// Removes `name` in `dir`, recursively for a directory, never following a symlink.
-fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
-    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) => return Ok(()),
-        Err(rustix::io::Errno::ISDIR) | Err(rustix::io::Errno::PERM) => {}
-        Err(rustix::io::Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    }
-    let sub = rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut names = Vec::new();
-    for e in rustix::fs::Dir::read_from(&sub)? {
-        let e = e?;
-        let n = OsStr::from_bytes(e.file_name().to_bytes());
-        if n != "." && n != ".." {
-            names.push(n.to_owned());
-        }
-    }
-    for n in names {
-        remove_all_at(sub.as_fd(), &n)?;
-    }
-    Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+/// An archive path's last name and the directory holding it, under `dest`: `None` for a
+/// path that climbs out, `Some(None)` for the destination itself.
+fn under(dest: &Path, p: &Path) -> Option<Option<(OsString, PathBuf)>> {
+    let comps = entry_components(p)?;
+    let Some((name, parents)) = comps.split_last() else {
+        return Some(None);
+    };
+    let dir: PathBuf = std::iter::once(dest.as_os_str().to_owned())
+        .chain(parents.iter().cloned())
+        .collect();
+    Some(Some((name.clone(), dir)))
 }
 
 impl Root {
@@ -466,18 +477,16 @@ impl Root {
                 .path()
                 .map_err(|e| bad(format!("bad archive entry path: {e}")))?
                 .into_owned();
-            let comps = entry_components(&path).ok_or_else(|| {
+            let Some((name, parent_rel)) = under(&dest_rel, &path).ok_or_else(|| {
                 bad(format!(
                     "archive entry {} leaves the destination",
                     path.display()
                 ))
-            })?;
-            let Some((name, parents)) = comps.split_last() else {
+            })?
+            else {
                 continue;
             };
-            let parent_rel: PathBuf = std::iter::once(dest_rel.as_os_str().to_owned())
-                .chain(parents.iter().cloned())
-                .collect();
+            let name = &name;
             let ctx = |what: &str| format!("{what} {}", path.display());
             let parent = self
                 .dir_at(&parent_rel)
@@ -503,8 +512,8 @@ impl Root {
                     )));
                 }
                 if !(is_dir && want_dir) {
-                    remove_all_at(parent.as_fd(), name)
-                        .map_err(|e| EngineError::io(ctx("replace"))(e))?;
+                    berth_image::apply::remove_all_at(parent.as_fd(), name)
+                        .map_err(|e| EngineError::io(ctx("replace"))(e.into()))?;
                 }
             }
             let io = |what: &'static str| {
@@ -550,18 +559,14 @@ impl Root {
                         .ok()
                         .flatten()
                         .ok_or_else(|| bad(ctx("hard link without a target:")))?;
-                    let tcomps = entry_components(&target).ok_or_else(|| {
-                        bad(format!(
-                            "hard link {} leaves the destination",
-                            path.display()
-                        ))
-                    })?;
-                    let Some((tname, tparents)) = tcomps.split_last() else {
-                        return Err(bad(ctx("hard link to the destination itself:")));
-                    };
-                    let tparent_rel: PathBuf = std::iter::once(dest_rel.as_os_str().to_owned())
-                        .chain(tparents.iter().cloned())
-                        .collect();
+                    let (tname, tparent_rel) = under(&dest_rel, &target)
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "hard link {} leaves the destination",
+                                path.display()
+                            ))
+                        })?
+                        .ok_or_else(|| bad(ctx("hard link to the destination itself:")))?;
                     let tparent = self
                         .dir_at(&tparent_rel)
                         .map_err(|e| EngineError::io(ctx("link"))(e))?;
@@ -756,25 +761,10 @@ impl Engine {
             }
             let name = PathBuf::from(&st.name);
             let written = tokio::task::spawn_blocking(move || {
-                let mut walk = TarWalk {
-                    tar: tar::Builder::new(ChannelWriter {
-                        tx,
-                        buf: Vec::new(),
-                    }),
-                    seen: HashMap::new(),
-                };
-                walk.tar.follow_symlinks(false);
-                walk.add(&resolved.fd, &resolved.stat, &name)?;
-                let mut w = walk.tar.into_inner()?;
-                w.flush()
+                tar_to_channel(tx, |w| w.add(&resolved.fd, &resolved.stat, &name))
             })
             .await;
-            match written {
-                Ok(Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => {
-                    tracing::warn!("archive of {path}: {e}");
-                }
-                _ => {}
-            }
+            warn_unless_gone(&format!("archive of {path}"), written);
             drop(access);
         });
         let st = ready_rx
@@ -805,25 +795,12 @@ impl Engine {
                 return;
             }
             let written = tokio::task::spawn_blocking(move || {
-                let mut walk = TarWalk {
-                    tar: tar::Builder::new(ChannelWriter {
-                        tx,
-                        buf: Vec::new(),
-                    }),
-                    seen: HashMap::new(),
-                };
-                walk.add_children(&access.root.fd, Path::new(""))?;
-                let mut w = walk.tar.into_inner()?;
-                w.flush()?;
+                let r = tar_to_channel(tx, |w| w.add_children(&access.root.fd, Path::new("")));
                 drop(access);
-                Ok::<_, io::Error>(())
+                r
             })
             .await;
-            if let Ok(Err(e)) = written {
-                if e.kind() != io::ErrorKind::BrokenPipe {
-                    tracing::warn!("export of {key}: {e}");
-                }
-            }
+            warn_unless_gone(&format!("export of {key}"), written);
         });
         ready_rx
             .await

@@ -1,12 +1,12 @@
 //! `container prune`: removing every stopped container a filter selects, with the space
 //! their writable layers held (`POST /containers/prune`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::{Engine, Status};
 
 /// What a prune removed.
@@ -14,60 +14,6 @@ use crate::{Engine, Status};
 pub struct Pruned {
     pub ids: Vec<String>,
     pub space: u64,
-}
-
-/// Docker's `until` (and `since`) values: a Unix time (seconds, fractions allowed), an
-/// RFC 3339 time, or a Go duration back from `now` (`10m`, `1h30m`, `2h45m10s`).
-pub fn parse_time(v: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    if let Ok(secs) = v.parse::<f64>() {
-        let whole = secs.trunc() as i64;
-        let nanos = ((secs - secs.trunc()) * 1e9) as u32;
-        return DateTime::from_timestamp(whole, nanos);
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Some(t.with_timezone(&Utc));
-    }
-    let d = parse_go_duration(v)?;
-    Some(now - d)
-}
-
-fn parse_go_duration(v: &str) -> Option<chrono::Duration> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = v.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() || n == 'µ' {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let n: f64 = num.parse().ok()?;
-        num.clear();
-        let scale = match unit.as_str() {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * scale;
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return None;
-    }
-    chrono::Duration::try_milliseconds((total * 1000.0) as i64)
 }
 
 /// Bytes under `dir`, not following symlinks (a writable layer's size).
@@ -95,24 +41,14 @@ fn labels_pass(labels: &BTreeMap<String, String>, want: &[String], negated: &[St
 }
 
 impl Engine {
-    /// Removes the stopped containers that `filters` (`until`, `label`, `label!`) select.
-    pub async fn prune_containers(&self, filters: &HashMap<String, Vec<String>>) -> Result<Pruned> {
-        for key in filters.keys() {
-            if !matches!(key.as_str(), "until" | "label" | "label!") {
-                return Err(EngineError::InvalidArgument(format!(
-                    "invalid filter '{key}'"
-                )));
-            }
-        }
-        let now = Utc::now();
-        let mut until = None;
-        for v in filters.get("until").into_iter().flatten() {
-            until = Some(parse_time(v, now).ok_or_else(|| {
-                EngineError::InvalidArgument(format!("invalid until value: {v}"))
-            })?);
-        }
-        let want = filters.get("label").cloned().unwrap_or_default();
-        let negated = filters.get("label!").cloned().unwrap_or_default();
+    /// Removes the stopped containers created before `until` whose labels match `want`
+    /// (`key` or `key=value`, all of them) and none of `negated`.
+    pub async fn prune_containers(
+        &self,
+        until: Option<DateTime<Utc>>,
+        want: &[String],
+        negated: &[String],
+    ) -> Result<Pruned> {
         let mut out = Pruned::default();
         for h in self.handles() {
             let rec = h.record();
@@ -126,7 +62,7 @@ impl Engine {
                 continue;
             }
             let labels = rec.config.labels.clone().unwrap_or_default();
-            if !labels_pass(&labels, &want, &negated) {
+            if !labels_pass(&labels, want, negated) {
                 continue;
             }
             let image = self.inner.images.get(&rec.image_id).ok();
@@ -150,24 +86,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn until_values_like_docker() {
-        let now = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let t = |v: &str| parse_time(v, now).map(|t| t.to_rfc3339());
-        assert_eq!(t("1h30m").unwrap(), "2026-11-23T10:30:00+00:00");
-        assert_eq!(t("90s").unwrap(), "2026-11-23T11:58:30+00:00");
-        assert_eq!(t("1795348800").unwrap(), "2026-11-22T12:00:00+00:00");
-        assert_eq!(
-            t("2026-11-01T00:00:00Z").unwrap(),
-            "2026-11-01T00:00:00+00:00"
-        );
-        assert!(t("soon").is_none());
-        assert!(t("10").is_some());
-        assert!(t("5x").is_none());
-    }
 
     #[test]
     fn label_filters() {

@@ -371,7 +371,26 @@ pub(super) async fn update(ctx: &Ctx, r: &mut Req, id: &str) -> HandlerResult {
 
 /// `POST /containers/prune`: removes the stopped containers the filters select.
 pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
-    let pruned = ctx.engine.prune_containers(&r.filters()?).await?;
+    let filters = r.filters()?;
+    if let Some(key) = filters
+        .keys()
+        .find(|k| !matches!(k.as_str(), "until" | "label" | "label!"))
+    {
+        return Err(ApiError::bad(format!("invalid filter '{key}'")));
+    }
+    let now = chrono::Utc::now();
+    let mut until = None;
+    for v in filters.get("until").into_iter().flatten() {
+        until = Some(
+            crate::timefmt::parse_filter_time(v, now)
+                .ok_or_else(|| ApiError::bad(format!("invalid until value: {v}")))?,
+        );
+    }
+    let list = |k: &str| filters.get(k).cloned().unwrap_or_default();
+    let pruned = ctx
+        .engine
+        .prune_containers(until, &list("label"), &list("label!"))
+        .await?;
     let ids = (!pruned.ids.is_empty()).then_some(pruned.ids);
     Ok(json(
         StatusCode::OK,
