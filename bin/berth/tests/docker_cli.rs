@@ -817,3 +817,57 @@ fn update_changes_limits_in_place() {
     );
     ok(d.docker(&["rm", "-f", "up", "gone"]));
 }
+
+/// `docker system df` and `docker ps -s` read berthd's sizes; `berth system df` prints the
+/// very table the docker CLI prints.
+#[test]
+fn system_df_and_sizes() {
+    let d = daemon();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "big",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 300000 /dev/zero > /blob; sleep 1000",
+    ]));
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "small",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /f",
+    ]));
+    let mut sizes = String::new();
+    for _ in 0..100 {
+        sizes = ok(d.docker(&["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"]));
+        if sizes.contains("big 300kB") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut lines: Vec<&str> = sizes.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{sizes}");
+    assert!(lines[0].starts_with("big 300kB (virtual "), "{sizes}");
+    assert!(lines[1].starts_with("small 3B (virtual "), "{sizes}");
+    let docker = ok(d.docker(&["system", "df"]));
+    let rows: Vec<Vec<&str>> = docker
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]);
+    assert_eq!(rows[1][..3], ["Images", "1", "1"], "{docker}");
+    assert_eq!(rows[2][..4], ["Containers", "2", "1", "300kB"], "{docker}");
+    assert_eq!(
+        rows[2][4..],
+        ["3B", "(0%)"],
+        "the stopped container's 3 bytes: {docker}"
+    );
+    assert_eq!(ok(d.berth(&["system", "df"])), docker);
+    ok(d.docker(&["rm", "-f", "big", "small"]));
+}

@@ -56,6 +56,11 @@ pub struct ContainerSummary {
     pub host_config: SummaryHostConfig,
     pub network_settings: SummaryNetworkSettings,
     pub mounts: Vec<serde_json::Value>,
+    /// Only with `size=1` (and in `system df`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -92,6 +92,18 @@ pub enum Cmd {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage Berth
+    #[command(subcommand)]
+    System(SystemCmd),
+}
+
+/// `berth system <sub>`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCmd {
+    /// Show docker disk usage
+    Df(FormatArgs),
+    /// Display system-wide information
+    Info(FormatArgs),
 }
 
 /// `berth container <sub>`.

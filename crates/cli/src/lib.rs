@@ -156,6 +156,8 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Rmi(a) => image::rmi(client, a).await,
         Cmd::Version(a) => system::version(client, a).await,
         Cmd::Info(a) => system::info(client, a).await,
+        Cmd::System(crate::args::SystemCmd::Info(a)) => system::info(client, a).await,
+        Cmd::System(crate::args::SystemCmd::Df(a)) => system::df(client, a).await,
         Cmd::Container(c) => Box::pin(execute(client, c.into_cmd())).await,
         Cmd::Image(c) => Box::pin(execute(client, c.into_cmd())).await,
     }

@@ -39,7 +39,7 @@ pub use container::{ContainerRecord, State, Status};
 pub use containers::{AttachOptions, IoSession, ListOptions, LogOptions};
 pub use error::{EngineError, ErrorKind, Result};
 pub use exec::{ExecConfig, ExecInfo};
-pub use images::ImportRequest;
+pub use images::{ImageView, ImportRequest};
 
 /// How the daemon was configured.
 #[derive(Debug, Clone)]

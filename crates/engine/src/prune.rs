@@ -1,7 +1,8 @@
-//! `container prune`: removing every stopped container a filter selects, with the space
-//! their writable layers held (`POST /containers/prune`).
+//! Disk use of containers: `container prune` (removing every stopped container a filter
+//! selects, with the space their writable layers held) and the sizes `ps -s` and
+//! `system df` report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -41,6 +42,30 @@ fn labels_pass(labels: &BTreeMap<String, String>, want: &[String], negated: &[St
 }
 
 impl Engine {
+    /// A container's size as Docker reports it: what it wrote (its writable layer), and that
+    /// plus its image.
+    pub fn container_sizes(&self, rec: &crate::ContainerRecord) -> (u64, u64) {
+        let Ok(image) = self.inner.images.get(&rec.image_id) else {
+            return (0, 0);
+        };
+        let rw = self
+            .inner
+            .images
+            .container_layers(&rec.id, &image)
+            .map(|(upper, _)| tree_size(&upper))
+            .unwrap_or(0);
+        (rw, rw + image.size)
+    }
+
+    /// How many containers use each image id.
+    pub fn image_use_counts(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for h in self.handles() {
+            *out.entry(h.record().image_id).or_insert(0) += 1;
+        }
+        out
+    }
+
     /// Removes the stopped containers created before `until` whose labels match `want`
     /// (`key` or `key=value`, all of them) and none of `negated`.
     pub async fn prune_containers(
@@ -65,11 +90,7 @@ impl Engine {
             if !labels_pass(&labels, want, negated) {
                 continue;
             }
-            let image = self.inner.images.get(&rec.image_id).ok();
-            let size = image
-                .and_then(|i| self.inner.images.container_layers(&rec.id, &i).ok())
-                .map(|(upper, _)| tree_size(&upper))
-                .unwrap_or(0);
+            let (size, _) = self.container_sizes(&rec);
             match self.remove(&rec.id, false).await {
                 Ok(()) => {
                     out.ids.push(rec.id.clone());

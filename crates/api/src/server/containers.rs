@@ -116,9 +116,19 @@ pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
         filters: r.filters()?,
     };
     let recs = ctx.engine.list(&opts)?;
-    let rows: Vec<ContainerSummary> = recs
-        .iter()
+    ok_json(&summaries(ctx, &recs, r.flag("size")))
+}
+
+/// Containers as `GET /containers/json` lists them; with their sizes when asked.
+pub(super) fn summaries(ctx: &Ctx, recs: &[ContainerRecord], sizes: bool) -> Vec<ContainerSummary> {
+    recs.iter()
         .map(|rec| {
+            let (size_rw, size_root_fs) = if sizes {
+                let (rw, root) = ctx.engine.container_sizes(rec);
+                (Some(rw as i64), Some(root as i64))
+            } else {
+                (None, None)
+            };
             let mut command = vec![rec.path.clone()];
             command.extend(rec.args.iter().cloned());
             let mode = rec.host_config.network_mode().to_owned();
@@ -138,10 +148,11 @@ pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
                 host_config: SummaryHostConfig { network_mode: rec.host_config.network_mode.clone() },
                 network_settings: SummaryNetworkSettings { networks },
                 mounts: Vec::new(),
+                size_rw,
+                size_root_fs,
             }
         })
-        .collect();
-    ok_json(&rows)
+        .collect()
 }
 
 pub(super) async fn start(ctx: &Ctx, id: &str) -> HandlerResult {

@@ -20,22 +20,29 @@ pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
     let filters = r.filters()?;
     let all = r.flag("all");
     let images = ctx.engine.image_list(&filters, all)?;
-    let rows: Vec<ImageSummary> = images
-        .into_iter()
-        .map(|i| ImageSummary {
-            id: i.id.clone(),
-            parent_id: String::new(),
-            repo_tags: i.repo_tags.clone(),
-            repo_digests: Vec::new(),
-            created: i.created.timestamp(),
-            size: i.size as i64,
-            shared_size: -1,
-            virtual_size: i.size as i64,
-            labels: i.labels.clone(),
-            containers: -1,
-        })
-        .collect();
+    let rows: Vec<ImageSummary> = images.iter().map(|i| summary(i, -1, -1)).collect();
     ok_json(&rows)
+}
+
+/// An image as `GET /images/json` lists it; `containers` and `shared_size` are -1 when not
+/// computed, as in Docker.
+pub(super) fn summary(
+    i: &berth_engine::ImageView,
+    containers: i64,
+    shared_size: i64,
+) -> ImageSummary {
+    ImageSummary {
+        id: i.id.clone(),
+        parent_id: String::new(),
+        repo_tags: i.repo_tags.clone(),
+        repo_digests: Vec::new(),
+        created: i.created.timestamp(),
+        size: i.size as i64,
+        shared_size,
+        virtual_size: i.size as i64,
+        labels: i.labels.clone(),
+        containers,
+    }
 }
 
 pub(super) fn inspect(ctx: &Ctx, name: &str) -> HandlerResult {

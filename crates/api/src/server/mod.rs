@@ -338,6 +338,7 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::GET, ["version"]) => system::version(ctx),
         (&Method::GET, ["info"]) => system::info(ctx),
         (&Method::GET, ["events"]) => system::events(ctx, &r),
+        (&Method::GET, ["system", "df"]) => system::df(ctx),
 
         (&Method::GET, ["containers", "json"]) => containers::list(ctx, &r),
         (&Method::POST, ["containers", "create"]) => containers::create(ctx, &mut r).await,

@@ -204,6 +204,30 @@ pub(super) fn info(ctx: &Ctx) -> HandlerResult {
     ok_json(&body)
 }
 
+/// `GET /system/df`: disk use of images and containers (no volumes or build cache yet).
+pub(super) fn df(ctx: &Ctx) -> HandlerResult {
+    let counts = ctx.engine.image_use_counts();
+    let images = ctx.engine.image_list(&Default::default(), true)?;
+    // Imported images have one layer each, shared with no other image.
+    let layers_size: u64 = images.iter().map(|i| i.size).sum();
+    let image_rows: Vec<_> = images
+        .iter()
+        .map(|i| super::images::summary(i, counts.get(&i.id).copied().unwrap_or(0) as i64, 0))
+        .collect();
+    let recs = ctx.engine.list(&berth_engine::ListOptions {
+        all: true,
+        ..Default::default()
+    })?;
+    let containers = super::containers::summaries(ctx, &recs, true);
+    ok_json(&serde_json::json!({
+        "LayersSize": layers_size,
+        "Images": image_rows,
+        "Containers": containers,
+        "Volumes": [],
+        "BuildCache": [],
+    }))
+}
+
 pub(super) fn events(ctx: &Ctx, r: &Req) -> HandlerResult {
     let filters = r.filters()?;
     let until = r.int("until")?;
