@@ -871,3 +871,77 @@ fn system_df_and_sizes() {
     assert_eq!(ok(d.berth(&["system", "df"])), docker);
     ok(d.docker(&["rm", "-f", "big", "small"]));
 }
+
+/// A healthcheck from `--health-*`: starting, unhealthy after the retries, healthy once the
+/// probe passes; shown by ps and inspect, filtered by ps, announced as events.
+#[test]
+fn healthcheck_states_and_events() {
+    let d = daemon();
+    let since = ok(d.docker(&["version", "-f", "{{.Server.Version}}"]));
+    assert!(!since.is_empty());
+    let start = chrono_like_now();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    assert!(ok(d.docker(&["ps", "--format", "{{.Status}}"])).ends_with("(health: starting)"));
+    let wait_for = |want: &str| {
+        for _ in 0..100 {
+            let s = ok(d.docker(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]));
+            if s == want {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("never {want}");
+    };
+    wait_for("unhealthy");
+    assert!(ok(d.docker(&["ps", "--format", "{{.Status}}"])).ends_with("(unhealthy)"));
+    assert_eq!(
+        ok(d.docker(&["ps", "-q", "--filter", "health=healthy"])),
+        ""
+    );
+    ok(d.docker(&["exec", "hc", "touch", "/ok"]));
+    wait_for("healthy");
+    assert!(ok(d.docker(&["ps", "--format", "{{.Status}}"])).ends_with("(healthy)"));
+    assert_eq!(
+        ok(d.docker(&["ps", "--format", "{{.Names}}", "--filter", "health=healthy"])),
+        "hc"
+    );
+    let log = ok(d.docker(&["inspect", "-f", "{{len .State.Health.Log}} {{(index .State.Health.Log 0).ExitCode}} {{.State.Health.FailingStreak}}", "hc"]));
+    let f: Vec<&str> = log.split(' ').collect();
+    assert!(f[0].parse::<usize>().unwrap() <= 5, "{log}");
+    assert_eq!(f[2], "0", "{log}");
+    let until = chrono_like_now() + 1;
+    let events = ok(d.docker(&[
+        "events",
+        "--since",
+        &start.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Action}}",
+    ]));
+    assert_eq!(events, "health_status: unhealthy\nhealth_status: healthy");
+    ok(d.docker(&["rm", "-f", "hc"]));
+}
+
+fn chrono_like_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use berth_api::models::{
-    Config, ContainerCreateRequest, DeviceMapping, HostConfig, LogConfig, PortBinding,
-    RestartPolicy, Ulimit,
+    Config, ContainerCreateRequest, DeviceMapping, HealthConfig, HostConfig, LogConfig,
+    PortBinding, RestartPolicy, Ulimit,
 };
 
 pub use berth_api::timefmt::parse_go_duration;
@@ -463,6 +463,7 @@ pub fn build_create(
         labels: Some(labels),
         stop_signal: opts.stop_signal.clone(),
         stop_timeout: opts.stop_timeout,
+        healthcheck: healthcheck(opts)?,
         ..Config::default()
     };
 
@@ -591,6 +592,55 @@ pub fn parse_time_arg(s: &str, now_unix: i64) -> String {
         Some(d) => format!("{}", now_unix - d.as_secs() as i64),
         None => s.to_owned(),
     }
+}
+
+/// `--health-*` and `--no-healthcheck`, as Docker's CLI turns them into `Healthcheck`.
+fn healthcheck(opts: &ContainerOpts) -> Result<Option<HealthConfig>> {
+    let dur = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some(s) => {
+                let d = parse_go_duration(s).ok_or_else(|| {
+                    InvalidFlag(format!("invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\""))
+                })?;
+                Ok(Some(d.as_nanos() as i64))
+            }
+        }
+    };
+    let interval = dur("health-interval", &opts.health_interval)?;
+    let timeout = dur("health-timeout", &opts.health_timeout)?;
+    let start_period = dur("health-start-period", &opts.health_start_period)?;
+    let tuned = interval.is_some()
+        || timeout.is_some()
+        || start_period.is_some()
+        || opts.health_retries.is_some();
+    if opts.no_healthcheck {
+        if opts.health_cmd.is_some() || tuned {
+            return Err(InvalidFlag(
+                "--no-healthcheck conflicts with --health-* options".into(),
+            ));
+        }
+        return Ok(Some(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..HealthConfig::default()
+        }));
+    }
+    if opts.health_cmd.is_none() && !tuned {
+        return Ok(None);
+    }
+    if opts.health_retries.is_some_and(|r| r < 0) {
+        return Err(InvalidFlag("--health-retries cannot be negative".into()));
+    }
+    Ok(Some(HealthConfig {
+        test: opts
+            .health_cmd
+            .as_ref()
+            .map(|c| vec!["CMD-SHELL".into(), c.clone()]),
+        interval,
+        timeout,
+        retries: opts.health_retries,
+        start_period,
+    }))
 }
 
 /// Splits `name[:tag]` (a `:` after the last `/` starts the tag; a digest stays in the name).

@@ -48,6 +48,9 @@ pub struct State {
     pub finished_at: Option<DateTime<Utc>>,
     /// Set by `stop`/`kill` through the API: restart policies leave the container alone.
     pub manually_stopped: bool,
+    /// Healthcheck results, for containers that have one.
+    #[serde(default)]
+    pub health: Option<crate::health::Health>,
 }
 
 impl Default for State {
@@ -61,6 +64,7 @@ impl Default for State {
             started_at: None,
             finished_at: None,
             manually_stopped: false,
+            health: None,
         }
     }
 }
@@ -87,6 +91,7 @@ impl State {
         self.oom_killed = false;
         self.started_at = Some(Utc::now());
         self.manually_stopped = false;
+        self.health = None;
     }
 
     /// running/paused -> exited.
@@ -127,10 +132,18 @@ impl State {
         let now = Utc::now();
         match self.status {
             Status::Created => "Created".into(),
-            Status::Running => format!(
-                "Up {}",
-                human_duration(now - self.started_at.unwrap_or(now))
-            ),
+            Status::Running => {
+                let health = match self.health.as_ref().map(|h| h.status.as_str()) {
+                    Some(crate::health::STARTING) => " (health: starting)",
+                    Some(crate::health::HEALTHY) => " (healthy)",
+                    Some(crate::health::UNHEALTHY) => " (unhealthy)",
+                    _ => "",
+                };
+                format!(
+                    "Up {}{health}",
+                    human_duration(now - self.started_at.unwrap_or(now))
+                )
+            }
             Status::Paused => {
                 format!(
                     "Up {} (Paused)",

@@ -388,6 +388,7 @@ impl Engine {
                     w.starts += 1;
                 });
                 self.emit(&snapshot, "start");
+                self.start_health(h);
                 Ok(())
             }
             Err(e) => {
@@ -1028,6 +1029,14 @@ impl Engine {
             })
             && any("ancestor", &|v| self.ancestor_matches(r, v))
             && any("network", &|v| r.host_config.network_mode() == v)
+            && any("health", &|v| {
+                let status = r
+                    .state
+                    .health
+                    .as_ref()
+                    .map_or("none", |h| h.status.as_str());
+                status == v
+            })
     }
 
     fn ancestor_matches(&self, r: &ContainerRecord, v: &str) -> bool {

@@ -1,6 +1,7 @@
 //! The event bus: every lifecycle change is published here and streamed by `/events`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -35,16 +36,22 @@ pub struct Actor {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// Publishes events to every current subscriber.
+/// Events kept for `since` readers.
+const HISTORY: usize = 1024;
+
+/// Publishes events to every current subscriber, and keeps the last ones for readers that
+/// ask for past events (`since`).
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
+    history: Arc<Mutex<VecDeque<Event>>>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         Self {
             tx: broadcast::channel(1024).0,
+            history: Arc::default(),
         }
     }
 }
@@ -74,10 +81,48 @@ impl EventBus {
             id: (kind == "container").then(|| id.to_owned()),
             from,
         };
+        // Kept and sent under one lock, so a `since` reader sees each event exactly once.
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if h.len() == HISTORY {
+            h.pop_front();
+        }
+        h.push_back(event.clone());
         let _ = self.tx.send(event);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+
+    /// The kept events from `since_nano` on, and a subscription to the ones after them.
+    pub fn subscribe_since(&self, since_nano: i64) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let past = h
+            .iter()
+            .filter(|e| e.time_nano >= since_nano)
+            .cloned()
+            .collect();
+        (past, self.tx.subscribe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_events_then_live_ones_each_once() {
+        let bus = EventBus::default();
+        bus.publish("container", "create", "a", BTreeMap::new());
+        let cut = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+        bus.publish("container", "start", "a", BTreeMap::new());
+        let (past, mut rx) = bus.subscribe_since(cut);
+        assert_eq!(
+            past.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+            ["start"]
+        );
+        bus.publish("container", "die", "a", BTreeMap::new());
+        assert_eq!(rx.try_recv().unwrap().action, "die");
+        assert!(rx.try_recv().is_err());
     }
 }

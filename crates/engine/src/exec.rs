@@ -96,6 +96,11 @@ impl Engine {
             .ok_or_else(|| EngineError::NoSuchExec(id.to_owned()))
     }
 
+    /// Drops a finished exec instance (the healthcheck's, which nobody inspects).
+    pub(crate) fn exec_forget(&self, id: &str) {
+        lock(&self.inner.execs).remove(id);
+    }
+
     pub fn exec_inspect(&self, id: &str) -> Result<ExecInfo> {
         Ok(lock(&self.exec_instance(id)?.info).clone())
     }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 mod exec;
 mod fsutil;
+pub mod health;
 mod images;
 pub mod logs;
 mod netns;

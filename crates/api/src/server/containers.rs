@@ -73,7 +73,7 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord) -> ContainerInspe
             error: s.error.clone(),
             started_at: fmt_time(s.started_at),
             finished_at: fmt_time(s.finished_at),
-            health: None,
+            health: s.health.as_ref().and_then(|h| serde_json::to_value(h).ok()),
         },
         image: rec.image_id.clone(),
         resolv_conf_path: resolv.display().to_string(),

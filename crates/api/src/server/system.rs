@@ -1,11 +1,13 @@
 //! `/_ping`, `/version`, `/info`, `/events`.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use super::body::{self, empty, text};
-use super::{Ctx, HandlerResult, Req, ok_json};
+use super::{ApiError, Ctx, HandlerResult, Req, ok_json};
 use crate::models::{Component, Platform, Version};
 
 pub(super) fn ping(r: &Req) -> HandlerResult {
@@ -228,15 +230,71 @@ pub(super) fn df(ctx: &Ctx) -> HandlerResult {
     }))
 }
 
+/// Whether an event passes `/events` filters (type, event, container, image).
+fn event_matches(ev: &berth_engine::events::Event, filters: &HashMap<String, Vec<String>>) -> bool {
+    let pass = |key: &str, value: &str| {
+        filters
+            .get(key)
+            .is_none_or(|vals| vals.iter().any(|v| v == value))
+    };
+    let name = ev.actor.attributes.get("name").cloned().unwrap_or_default();
+    // "exec_start: sh" and "health_status: healthy" match event=exec_start and
+    // event=health_status, as in Docker.
+    let action_base = ev.action.split(':').next().unwrap_or_default();
+    pass("type", &ev.kind)
+        && (pass("event", &ev.action) || pass("event", action_base))
+        && filters.get("container").is_none_or(|vals| {
+            vals.iter()
+                .any(|v| ev.actor.id.starts_with(v.as_str()) || *v == name)
+        })
+        && filters.get("image").is_none_or(|vals| {
+            vals.iter()
+                .any(|v| ev.actor.attributes.get("image") == Some(v))
+        })
+}
+
+/// `GET /events`: past events from `since`, then live ones until `until` (or the client
+/// goes); both take Unix times (fractions allowed), RFC 3339 times or Go durations.
 pub(super) fn events(ctx: &Ctx, r: &Req) -> HandlerResult {
     let filters = r.filters()?;
-    let until = r.int("until")?;
-    let mut rx = ctx.engine.events().subscribe();
+    let now = chrono::Utc::now();
+    let time = |key: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        match r.q(key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => crate::timefmt::parse_filter_time(v, now)
+                .map(Some)
+                .ok_or_else(|| ApiError::bad(format!("invalid value for {key}: {v}"))),
+        }
+    };
+    let since = time("since")?;
+    let until = time("until")?;
+    let until_nano = until.and_then(|u| u.timestamp_nanos_opt());
+    let (past, mut rx) = match since {
+        Some(s) => ctx
+            .engine
+            .events()
+            .subscribe_since(s.timestamp_nanos_opt().unwrap_or(0)),
+        None => (Vec::new(), ctx.engine.events().subscribe()),
+    };
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");
     tokio::spawn(async move {
+        let send = |ev: &berth_engine::events::Event| {
+            let mut line = serde_json::to_vec(ev).unwrap_or_default();
+            line.push(b'\n');
+            Bytes::from(line)
+        };
+        for ev in past.iter().filter(|e| event_matches(e, &filters)) {
+            if until_nano.is_some_and(|u| ev.time_nano > u) {
+                return;
+            }
+            if tx.send(send(ev)).await.is_err() {
+                return;
+            }
+        }
         let deadline = until.map(|u| {
-            let now = chrono::Utc::now().timestamp();
-            std::time::Duration::from_secs((u - now).max(0) as u64)
+            (u - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(std::time::Duration::ZERO)
         });
         let sleeper = async {
             match deadline {
@@ -256,28 +314,10 @@ pub(super) fn events(ctx: &Ctx, r: &Req) -> HandlerResult {
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return,
             };
-            let pass = |key: &str, value: &str| {
-                filters
-                    .get(key)
-                    .is_none_or(|vals| vals.iter().any(|v| v == value))
-            };
-            let name = ev.actor.attributes.get("name").cloned().unwrap_or_default();
-            let ok = pass("type", &ev.kind)
-                && pass("event", &ev.action)
-                && filters.get("container").is_none_or(|vals| {
-                    vals.iter()
-                        .any(|v| ev.actor.id.starts_with(v.as_str()) || *v == name)
-                })
-                && filters.get("image").is_none_or(|vals| {
-                    vals.iter()
-                        .any(|v| ev.actor.attributes.get("image") == Some(v))
-                });
-            if !ok {
+            if !event_matches(&ev, &filters) {
                 continue;
             }
-            let mut line = serde_json::to_vec(&ev).unwrap_or_default();
-            line.push(b'\n');
-            if tx.send(Bytes::from(line)).await.is_err() {
+            if tx.send(send(&ev)).await.is_err() {
                 return;
             }
         }
