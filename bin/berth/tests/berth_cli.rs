@@ -924,3 +924,38 @@ fn cp_follows_docker_path_rules() {
     assert!(String::from_utf8_lossy(&e.stderr).contains("cannot copy a directory to a file"));
     ok(d.berth(&["rm", "-f", "bc"]));
 }
+
+/// `berth events` prints past events the very way the docker CLI prints them, default
+/// format and `--format`, with filters.
+#[test]
+fn events_print_like_docker() {
+    let d = daemon();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let since = now().to_string();
+    ok(d.berth(&["run", "--name", "ev", "busybox", "true"]));
+    ok(d.berth(&["rm", "ev"]));
+    let until = (now() + 1).to_string();
+    let args = ["events", "--since", &since, "--until", &until];
+    let docker = ok(d.docker(&args));
+    assert_eq!(ok(d.berth(&args)), docker);
+    let actions: Vec<&str> = docker
+        .lines()
+        .filter(|l| l.split(' ').nth(1) == Some("container"))
+        .map(|l| l.split(' ').nth(2).unwrap())
+        .collect();
+    assert_eq!(actions, ["create", "start", "die", "destroy"], "{docker}");
+    let mut f = args.to_vec();
+    f.extend([
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+    ]);
+    assert_eq!(ok(d.berth(&f)), "die ev 0");
+    assert_eq!(ok(d.docker(&f)), "die ev 0");
+}

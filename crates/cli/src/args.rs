@@ -86,6 +86,8 @@ pub enum Cmd {
     Version(FormatArgs),
     /// Display system-wide information
     Info(FormatArgs),
+    /// Get real time events from the server
+    Events(EventsArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -97,9 +99,28 @@ pub enum Cmd {
     System(SystemCmd),
 }
 
+/// `events [OPTIONS]`.
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long)]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show all events created since timestamp
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
 /// `berth system <sub>`.
 #[derive(Debug, Subcommand)]
 pub enum SystemCmd {
+    /// Get real time events from the server
+    Events(EventsArgs),
     /// Show docker disk usage
     Df(FormatArgs),
     /// Display system-wide information

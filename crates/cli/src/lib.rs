@@ -158,6 +158,9 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Info(a) => system::info(client, a).await,
         Cmd::System(crate::args::SystemCmd::Info(a)) => system::info(client, a).await,
         Cmd::System(crate::args::SystemCmd::Df(a)) => system::df(client, a).await,
+        Cmd::Events(a) | Cmd::System(crate::args::SystemCmd::Events(a)) => {
+            system::events(client, a).await
+        }
         Cmd::Container(c) => Box::pin(execute(client, c.into_cmd())).await,
         Cmd::Image(c) => Box::pin(execute(client, c.into_cmd())).await,
     }

@@ -334,7 +334,7 @@ pub async fn update(client: &Client, a: crate::args::UpdateArgs) -> Result<i32> 
                 for w in v["Warnings"].as_array().into_iter().flatten() {
                     eprintln!("{}", w.as_str().unwrap_or_default());
                 }
-                out!("{name}");
+                outln!("{name}");
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -387,7 +387,7 @@ pub async fn prune(client: &Client, a: crate::args::PruneArgs) -> Result<i32> {
         "Total reclaimed space: {}",
         crate::format::human_size(r.space as f64)
     ));
-    out!("{out}");
+    outln!("{out}");
     Ok(0)
 }
 

@@ -315,6 +315,77 @@ pub async fn df(client: &Client, a: FormatArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The docker CLI's event time: nine fraction digits, `Z` for UTC.
+fn go_rfc3339_nano(t: &chrono::DateTime<chrono::Local>) -> String {
+    let frac = format!(".{:09}", t.timestamp_subsec_nanos());
+    let zone = if t.offset().local_minus_utc() == 0 {
+        "Z".to_owned()
+    } else {
+        t.format("%:z").to_string()
+    };
+    format!("{}{frac}{zone}", t.format("%Y-%m-%dT%H:%M:%S"))
+}
+
+/// `events`: one line per event, as Docker's CLI prints them
+/// (`<time> <type> <action> <id> (<attributes>)`), or through `--format`.
+pub async fn events(client: &Client, a: crate::args::EventsArgs) -> Result<i32> {
+    let now = chrono::Utc::now().timestamp();
+    let mut q: Vec<(&str, String)> = Vec::new();
+    if let Some(s) = &a.since {
+        q.push(("since", crate::opts::parse_time_arg(s, now)));
+    }
+    if let Some(u) = &a.until {
+        q.push(("until", crate::opts::parse_time_arg(u, now)));
+    }
+    if let Some(f) = crate::opts::parse_filters(&a.filter)? {
+        q.push(("filters", f));
+    }
+    let pairs: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut stream = client
+        .stream(
+            hyper::Method::GET,
+            &format!("/events?{}", berth_api::client::query(&pairs)),
+            berth_api::client::RequestBody::Empty,
+        )
+        .await?;
+    let template = match a.format.as_deref() {
+        Some(f) if !f.is_empty() => Some(crate::template::Template::parse(
+            &crate::template::preprocess(f).0,
+        )?),
+        _ => None,
+    };
+    while let Some(ev) = stream.next_json::<Value>().await? {
+        let line = match &template {
+            Some(t) => t.render(&ev)?,
+            None => {
+                let nanos = ev["timeNano"].as_i64().unwrap_or(0);
+                let t = chrono::DateTime::from_timestamp(
+                    nanos.div_euclid(1_000_000_000),
+                    nanos.rem_euclid(1_000_000_000) as u32,
+                )
+                .unwrap_or_default()
+                .with_timezone(&chrono::Local);
+                let attrs: Vec<String> = ev["Actor"]["Attributes"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                format!(
+                    "{} {} {} {} ({})",
+                    go_rfc3339_nano(&t),
+                    ev["Type"].as_str().unwrap_or_default(),
+                    ev["Action"].as_str().unwrap_or_default(),
+                    ev["Actor"]["ID"].as_str().unwrap_or_default(),
+                    attrs.join(", ")
+                )
+            }
+        };
+        outln!("{line}");
+    }
+    Ok(0)
+}
+
 /// `info`.
 pub async fn info(client: &Client, a: FormatArgs) -> Result<i32> {
     let server = client.get::<Value>("/info").await;
