@@ -945,3 +945,35 @@ fn chrono_like_now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// `docker system prune` and `docker image prune` remove stopped containers, dangling
+/// images (all unused ones with -a) and nothing in use; `berth image prune` reports alike.
+#[test]
+fn system_and_image_prune() {
+    let d = daemon();
+    let tar = std::fs::read(common::busybox_tar()).unwrap();
+    let dangling = ok(d.docker_stdin(&["import", "-", ""], Some(&tar)));
+    assert!(dangling.starts_with("sha256:"));
+    ok(d.docker(&["run", "--name", "stopped", "busybox", "true"]));
+    ok(d.docker(&["run", "-d", "--name", "running", "busybox", "sleep", "1000"]));
+    let out = ok(d.docker(&["system", "prune", "-f"]));
+    assert!(out.starts_with("Deleted Containers:\n"), "{out}");
+    assert!(out.contains(&format!("deleted: {dangling}")), "{out}");
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+    assert_eq!(
+        ok(d.docker(&["ps", "-a", "--format", "{{.Names}}"])),
+        "running"
+    );
+    // busybox is in use: -a leaves it.
+    assert_eq!(
+        ok(d.berth(&["image", "prune", "-a", "-f"])),
+        "Total reclaimed space: 0B"
+    );
+    ok(d.docker(&["rm", "-f", "running"]));
+    let out = ok(d.docker(&["image", "prune", "-a", "-f"]));
+    assert!(
+        out.contains("untagged: busybox:latest") && out.contains("deleted: sha256:"),
+        "{out}"
+    );
+    assert_eq!(ok(d.docker(&["images", "-q"])), "");
+}

@@ -65,6 +65,9 @@ pub enum Cmd {
     Export(ExportArgs),
     /// Update configuration of one or more containers
     Update(UpdateArgs),
+    /// Remove unused images (`image prune`)
+    #[command(hide = true)]
+    ImagePrune(SystemPruneArgs),
     /// Remove all stopped containers (`container prune`)
     #[command(hide = true)]
     ContainerPrune(PruneArgs),
@@ -121,6 +124,8 @@ pub struct EventsArgs {
 pub enum SystemCmd {
     /// Get real time events from the server
     Events(EventsArgs),
+    /// Remove unused data
+    Prune(SystemPruneArgs),
     /// Show docker disk usage
     Df(FormatArgs),
     /// Display system-wide information
@@ -174,6 +179,8 @@ pub enum ImageCmd {
     Tag(TagArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Remove unused images
+    Prune(SystemPruneArgs),
 }
 
 impl ContainerCmd {
@@ -216,6 +223,7 @@ impl ImageCmd {
             ImageCmd::Inspect(a) => Cmd::Inspect(a.with_type("image")),
             ImageCmd::Tag(a) => Cmd::Tag(a),
             ImageCmd::Import(a) => Cmd::Import(a),
+            ImageCmd::Prune(a) => Cmd::ImagePrune(a),
         }
     }
 }
@@ -784,6 +792,20 @@ pub struct UpdateArgs {
     pub restart: Option<String>,
     #[arg(value_name = "CONTAINER", required = true)]
     pub containers: Vec<String>,
+}
+
+/// `system prune` / `image prune`.
+#[derive(Debug, Clone, Args)]
+pub struct SystemPruneArgs {
+    /// Remove all unused images not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Provide filter values (e.g. "label=<key>=<value>")
+    #[arg(long)]
+    pub filter: Vec<String>,
 }
 
 /// `container prune [OPTIONS]`.

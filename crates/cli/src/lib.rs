@@ -146,6 +146,8 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Diff(a) => cp::diff(client, a).await,
         Cmd::Export(a) => cp::export(client, a).await,
         Cmd::ContainerPrune(a) => container::prune(client, a).await,
+        Cmd::ImagePrune(a) => system::prune(client, a, false).await,
+        Cmd::System(crate::args::SystemCmd::Prune(a)) => system::prune(client, a, true).await,
         Cmd::Update(a) => container::update(client, a).await,
         Cmd::Pause(a) => container::pause(client, a, "pause").await,
         Cmd::Unpause(a) => container::pause(client, a, "unpause").await,

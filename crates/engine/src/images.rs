@@ -22,6 +22,9 @@ pub struct ImportRequest {
     pub platform: Option<String>,
 }
 
+/// One row of an image removal, as Docker reports it: the tag untagged, or the id deleted.
+pub type RemovedRow = (Option<String>, Option<String>);
+
 /// An image as the API shows it.
 #[derive(Debug, Clone)]
 pub struct ImageView {
@@ -351,11 +354,7 @@ impl Engine {
     }
 
     /// Removes an image (or a tag of it); returns (untagged, deleted) rows.
-    pub fn image_remove(
-        &self,
-        name: &str,
-        force: bool,
-    ) -> Result<Vec<(Option<String>, Option<String>)>> {
+    pub fn image_remove(&self, name: &str, force: bool) -> Result<Vec<RemovedRow>> {
         // Per image, one container using it: a running one if any.
         let mut users: HashMap<String, ImageUser> = HashMap::new();
         for h in self.handles() {

@@ -66,6 +66,40 @@ impl Engine {
         out
     }
 
+    /// Removes the images no container uses: only untagged ("dangling") ones unless `all`,
+    /// created before `until`, with labels as for containers. Returns Docker's
+    /// untagged/deleted rows and the bytes freed.
+    pub fn prune_images(
+        &self,
+        all: bool,
+        until: Option<DateTime<Utc>>,
+        want: &[String],
+        negated: &[String],
+    ) -> Result<(Vec<crate::images::RemovedRow>, u64)> {
+        let used = self.image_use_counts();
+        let mut rows = Vec::new();
+        let mut space = 0;
+        for img in self.image_list(&HashMap::new(), true)? {
+            if used.contains_key(&img.id)
+                || (!all && !img.repo_tags.is_empty())
+                || until.is_some_and(|u| img.created >= u)
+                || !labels_pass(&img.labels, want, negated)
+            {
+                continue;
+            }
+            match self.image_remove(&img.id, true) {
+                Ok(r) => {
+                    if r.iter().any(|(_, d)| d.is_some()) {
+                        space += img.size;
+                    }
+                    rows.extend(r);
+                }
+                Err(e) => tracing::debug!(image = %img.id, "prune skipped: {e}"),
+            }
+        }
+        Ok((rows, space))
+    }
+
     /// Removes the stopped containers created before `until` whose labels match `want`
     /// (`key` or `key=value`, all of them) and none of `negated`.
     pub async fn prune_containers(

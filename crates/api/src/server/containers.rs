@@ -380,13 +380,20 @@ pub(super) async fn update(ctx: &Ctx, r: &mut Req, id: &str) -> HandlerResult {
     ))
 }
 
-/// `POST /containers/prune`: removes the stopped containers the filters select.
-pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
+/// Prune filters: `until`, `label` and `label!`.
+pub(super) struct PruneFilters {
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    pub labels: Vec<String>,
+    pub not_labels: Vec<String>,
+}
+
+/// Reads the prune filters, refusing keys other than those and the `extra` ones the caller
+/// handles itself.
+pub(super) fn prune_filters(r: &Req, extra: &[&str]) -> Result<PruneFilters, ApiError> {
     let filters = r.filters()?;
-    if let Some(key) = filters
-        .keys()
-        .find(|k| !matches!(k.as_str(), "until" | "label" | "label!"))
-    {
+    if let Some(key) = filters.keys().find(|k| {
+        !matches!(k.as_str(), "until" | "label" | "label!") && !extra.contains(&k.as_str())
+    }) {
         return Err(ApiError::bad(format!("invalid filter '{key}'")));
     }
     let now = chrono::Utc::now();
@@ -398,9 +405,19 @@ pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
         );
     }
     let list = |k: &str| filters.get(k).cloned().unwrap_or_default();
+    Ok(PruneFilters {
+        until,
+        labels: list("label"),
+        not_labels: list("label!"),
+    })
+}
+
+/// `POST /containers/prune`: removes the stopped containers the filters select.
+pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
+    let f = prune_filters(r, &[])?;
     let pruned = ctx
         .engine
-        .prune_containers(until, &list("label"), &list("label!"))
+        .prune_containers(f.until, &f.labels, &f.not_labels)
         .await?;
     let ids = (!pruned.ids.is_empty()).then_some(pruned.ids);
     Ok(json(

@@ -123,6 +123,24 @@ pub(super) async fn remove(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
     ok_json(&rows)
 }
 
+/// `POST /images/prune`: removes unused images, only untagged ones unless `dangling=false`.
+pub(super) fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
+    let f = super::containers::prune_filters(r, &["dangling"])?;
+    let all = r
+        .filters()?
+        .get("dangling")
+        .is_some_and(|v| v.iter().any(|x| matches!(x.as_str(), "false" | "0")));
+    let (rows, space) = ctx
+        .engine
+        .prune_images(all, f.until, &f.labels, &f.not_labels)?;
+    let rows: Vec<ImageDeleteItem> = rows
+        .into_iter()
+        .map(|(untagged, deleted)| ImageDeleteItem { untagged, deleted })
+        .collect();
+    let rows = (!rows.is_empty()).then_some(rows);
+    ok_json(&serde_json::json!({ "ImagesDeleted": rows, "SpaceReclaimed": space }))
+}
+
 fn progress_line(msg: &JsonMessage) -> Bytes {
     let mut v = serde_json::to_vec(msg).unwrap_or_default();
     v.push(b'\r');

@@ -343,6 +343,14 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::GET, ["containers", "json"]) => containers::list(ctx, &r),
         (&Method::POST, ["containers", "create"]) => containers::create(ctx, &mut r).await,
         (&Method::POST, ["containers", "prune"]) => containers::prune(ctx, &r).await,
+        (&Method::POST, ["images", "prune"]) => images::prune(ctx, &r),
+        // Berth has no user-defined networks nor build cache yet: nothing to prune.
+        (&Method::POST, ["networks", "prune"]) => {
+            ok_json(&serde_json::json!({ "NetworksDeleted": null }))
+        }
+        (&Method::POST, ["build", "prune"]) => {
+            ok_json(&serde_json::json!({ "CachesDeleted": null, "SpaceReclaimed": 0 }))
+        }
         (&Method::POST, ["containers", id, "update"]) => {
             let id = id.to_string();
             containers::update(ctx, &mut r, &id).await

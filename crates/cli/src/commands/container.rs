@@ -351,41 +351,14 @@ pub async fn update(client: &Client, a: crate::args::UpdateArgs) -> Result<i32> 
 
 /// `container prune`.
 pub async fn prune(client: &Client, a: crate::args::PruneArgs) -> Result<i32> {
-    if !a.force {
-        eprint!(
-            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
-        );
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
-            return Ok(0);
-        }
+    if !a.force && !super::system::confirm("WARNING! This will remove all stopped containers.") {
+        return Ok(0);
     }
-    let mut path = "/containers/prune".to_owned();
-    if let Some(f) = parse_filters(&a.filter)? {
-        path = format!("{path}?{}", query(&[("filters", &f)]));
-    }
-    #[derive(serde::Deserialize)]
-    struct Report {
-        #[serde(rename = "ContainersDeleted")]
-        deleted: Option<Vec<String>>,
-        #[serde(rename = "SpaceReclaimed")]
-        space: u64,
-    }
-    let r: Report = client.post(&path, None::<&serde_json::Value>).await?;
-    let mut out = String::new();
-    let deleted = r.deleted.unwrap_or_default();
-    if !deleted.is_empty() {
-        out.push_str("Deleted Containers:\n");
-        for id in &deleted {
-            out.push_str(id);
-            out.push('\n');
-        }
-        out.push('\n');
-    }
+    let (ids, space) = super::system::prune_containers(client, &a.filter).await?;
+    let mut out = super::system::deleted_section("Deleted Containers:", &ids);
     out.push_str(&format!(
         "Total reclaimed space: {}",
-        crate::format::human_size(r.space as f64)
+        crate::format::human_size(space as f64)
     ));
     outln!("{out}");
     Ok(0)

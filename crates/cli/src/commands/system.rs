@@ -386,6 +386,116 @@ pub async fn events(client: &Client, a: crate::args::EventsArgs) -> Result<i32> 
     Ok(0)
 }
 
+/// Asks Docker's question on stderr; true for a yes.
+pub fn confirm(warning: &str) -> bool {
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
+}
+
+/// A "Deleted ...:" block and its blank line, empty when nothing was deleted.
+pub fn deleted_section(title: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("{title}\n");
+    for l in lines {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s.push('\n');
+    s
+}
+
+fn filters_query(path: &str, filter: &[String], extra: Option<(&str, &str)>) -> Result<String> {
+    let mut f: Vec<String> = filter.to_vec();
+    if let Some((k, v)) = extra {
+        f.push(format!("{k}={v}"));
+    }
+    Ok(match crate::opts::parse_filters(&f)? {
+        Some(q) => format!("{path}?{}", berth_api::client::query(&[("filters", &q)])),
+        None => path.to_owned(),
+    })
+}
+
+/// `POST /containers/prune`: the removed ids and the space freed.
+pub async fn prune_containers(client: &Client, filter: &[String]) -> Result<(Vec<String>, u64)> {
+    let v: Value = client
+        .post(
+            &filters_query("/containers/prune", filter, None)?,
+            None::<&Value>,
+        )
+        .await?;
+    let ids = v["ContainersDeleted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_owned))
+        .collect();
+    Ok((ids, v["SpaceReclaimed"].as_u64().unwrap_or(0)))
+}
+
+/// `system prune` (containers, networks, images, build cache) or `image prune` (images).
+pub async fn prune(client: &Client, a: crate::args::SystemPruneArgs, system: bool) -> Result<i32> {
+    let images_line = if a.all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    };
+    let warning = if system {
+        format!(
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n  - {images_line}\n  - unused build cache\n"
+        )
+    } else if a.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+            .to_owned()
+    } else {
+        "WARNING! This will remove all dangling images.".to_owned()
+    };
+    if !a.force && !confirm(&warning) {
+        return Ok(0);
+    }
+    let mut out = String::new();
+    let mut space = 0;
+    if system {
+        let (ids, s) = prune_containers(client, &a.filter).await?;
+        out.push_str(&deleted_section("Deleted Containers:", &ids));
+        space += s;
+        let _: Value = client
+            .post(
+                &filters_query("/networks/prune", &a.filter, None)?,
+                None::<&Value>,
+            )
+            .await?;
+    }
+    let dangling = if a.all { "false" } else { "true" };
+    let v: Value = client
+        .post(
+            &filters_query("/images/prune", &a.filter, Some(("dangling", dangling)))?,
+            None::<&Value>,
+        )
+        .await?;
+    let rows: Vec<String> = v["ImagesDeleted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| match (r["Untagged"].as_str(), r["Deleted"].as_str()) {
+            (Some(u), _) => Some(format!("untagged: {u}")),
+            (_, Some(d)) => Some(format!("deleted: {d}")),
+            _ => None,
+        })
+        .collect();
+    out.push_str(&deleted_section("Deleted Images:", &rows));
+    space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+    out.push_str(&format!(
+        "Total reclaimed space: {}",
+        crate::format::human_size(space as f64)
+    ));
+    outln!("{out}");
+    Ok(0)
+}
+
 /// `info`.
 pub async fn info(client: &Client, a: FormatArgs) -> Result<i32> {
     let server = client.get::<Value>("/info").await;
