@@ -450,6 +450,8 @@ pub struct PtySession {
     master: std::fs::File,
     child: Child,
     output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// The thread copying the client's output; done once the terminal closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl PtySession {
@@ -501,7 +503,7 @@ impl PtySession {
         let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut reader = master.try_clone().unwrap();
         let sink = output.clone();
-        std::thread::spawn(move || {
+        let reader_done = std::thread::spawn(move || {
             use std::io::Read;
             let mut buf = [0u8; 4096];
             // EIO once the last slave fd closes.
@@ -516,6 +518,7 @@ impl PtySession {
             master,
             child,
             output,
+            reader: Some(reader_done),
         }
     }
 
@@ -575,6 +578,14 @@ impl PtySession {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
+                // The client is gone: read what it wrote last (the reader ends with EIO once
+                // the last slave fd closes), so output() sees all of it.
+                let drained = Instant::now() + Duration::from_secs(5);
+                while self.reader.as_ref().is_some_and(|r| !r.is_finished())
+                    && Instant::now() < drained
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return st.code();
             }
             if Instant::now() > deadline {
