@@ -1,0 +1,96 @@
+//! docker-compose 1.29, a client of its own (Python's docker SDK), brings a two-service
+//! project up and down against berthd: `depends_on` order, `environment`, `command`,
+//! `restart`, `ps`, `logs`, `down`. Networks are `none` and `host` until Berth has bridges.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{Daemon, ok};
+
+const COMPOSE_FILE: &str = r#"version: "3.8"
+services:
+  db:
+    image: busybox
+    network_mode: none
+    command: sh -c "echo db up as $$ROLE; sleep 1000"
+    environment:
+      ROLE: database
+    restart: unless-stopped
+  web:
+    image: busybox
+    network_mode: host
+    depends_on:
+      - db
+    command: sh -c "echo web up as $$ROLE; sleep 1000"
+    environment:
+      ROLE: frontend
+    restart: always
+"#;
+
+fn compose(d: &Daemon, dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new("docker-compose")
+        .args(["-p", "demo"])
+        .args(args)
+        .current_dir(dir)
+        .env("DOCKER_HOST", d.host())
+        .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
+        .output()
+        .expect("docker-compose is installed by scripts/test.sh")
+}
+
+#[test]
+fn compose_up_ps_logs_down() {
+    let d = Daemon::start();
+    d.import_busybox();
+    let dir = d.dir.join("project");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("docker-compose.yml"), COMPOSE_FILE).unwrap();
+    let up = compose(&d, &dir, &["up", "-d"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    // depends_on: db is created (and started) before web.
+    let created = ok(d.docker(&["ps", "-a", "--format", "{{.Names}} {{.CreatedAt}}"]));
+    let names = ok(d.docker(&["inspect", "-f", "{{.Name}} {{.State.StartedAt}} {{.HostConfig.RestartPolicy.Name}} {{.HostConfig.NetworkMode}}", "demo_db_1", "demo_web_1"]));
+    let rows: Vec<Vec<&str>> = names.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(rows[0][0], "/demo_db_1", "{created}");
+    assert!(rows[0][1] < rows[1][1], "db started first: {names}");
+    assert_eq!(rows[0][2..], ["unless-stopped", "none"]);
+    assert_eq!(rows[1][2..], ["always", "host"]);
+    let ps = compose(&d, &dir, &["ps"]);
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert_eq!(ps.lines().filter(|l| l.contains(" Up")).count(), 2, "{ps}");
+    let mut logs = String::new();
+    for _ in 0..100 {
+        let o = compose(&d, &dir, &["logs", "--no-color"]);
+        logs = String::from_utf8_lossy(&o.stdout).into_owned();
+        if logs.contains("db up as database") && logs.contains("web up as frontend") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(logs.contains("db_1   | db up as database"), "{logs}");
+    assert!(logs.contains("web_1  | web up as frontend"), "{logs}");
+    // Labels compose uses to find its containers.
+    assert_eq!(
+        ok(d.docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.project=demo"
+        ]))
+        .lines()
+        .count(),
+        2
+    );
+    let down = compose(&d, &dir, &["down", "-t", "1"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
+}
