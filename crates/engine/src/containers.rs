@@ -139,6 +139,27 @@ const NAMES: &[&str] = &[
     "wozniak", "yonath",
 ];
 
+/// A free `adjective_name`, as Docker names containers. After a few collisions a number is
+/// appended, as Docker does; the container's short id is the last resort, so this always
+/// ends however many containers exist.
+fn random_name(map: &HashMap<String, Arc<ContainerHandle>>, id: &str) -> String {
+    let mut rng = rand::rng();
+    for attempt in 0..64 {
+        let mut n = format!(
+            "{}_{}",
+            ADJECTIVES[rng.random_range(0..ADJECTIVES.len())],
+            NAMES[rng.random_range(0..NAMES.len())]
+        );
+        if attempt >= 8 {
+            n.push_str(&rng.random_range(0..10u32.pow(1 + attempt / 16)).to_string());
+        }
+        if name_free(map, &n).is_ok() {
+            return n;
+        }
+    }
+    id[..12].to_owned()
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
@@ -265,7 +286,7 @@ impl Engine {
             rand::rng().fill(&mut bytes);
             hex::encode(bytes)
         };
-        let name = match name.filter(|n| !n.is_empty()) {
+        let given = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = n.trim_start_matches('/');
                 if !valid_name(n) {
@@ -273,24 +294,15 @@ impl Engine {
                         "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
                     )));
                 }
-                n.to_owned()
+                Some(n.to_owned())
             }
-            None => loop {
-                let mut rng = rand::rng();
-                let n = format!(
-                    "{}_{}",
-                    ADJECTIVES[rng.random_range(0..ADJECTIVES.len())],
-                    NAMES[rng.random_range(0..NAMES.len())]
-                );
-                if self.name_owner(&n).is_none() {
-                    break n;
-                }
-            },
+            None => None,
         };
         let args = spec::argv(&config);
-        let rec = ContainerRecord {
+        let mut rec = ContainerRecord {
             id: id.clone(),
-            name: name.clone(),
+            // Chosen under the map's lock below, so two creates never take the same name.
+            name: String::new(),
             created: Utc::now(),
             config,
             host_config,
@@ -307,7 +319,13 @@ impl Engine {
                 .containers
                 .write()
                 .unwrap_or_else(|p| p.into_inner());
-            name_free(&map, &name)?;
+            rec.name = match given {
+                Some(n) => {
+                    name_free(&map, &n)?;
+                    n
+                }
+                None => random_name(&map, &id),
+            };
             let dir = self.container_dir(&id);
             std::fs::create_dir_all(&dir)
                 .map_err(EngineError::io(format!("create {}", dir.display())))?;
@@ -316,18 +334,6 @@ impl Engine {
         }
         self.emit(&rec, "create");
         Ok((id, Vec::new()))
-    }
-
-    fn name_owner(&self, name: &str) -> Option<String> {
-        let map = self
-            .inner
-            .containers
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        map.values()
-            .map(|h| lock(&h.rec))
-            .find(|r| r.name == name)
-            .map(|r| r.id.clone())
     }
 
     pub(crate) fn emit(&self, rec: &ContainerRecord, action: &str) {
