@@ -19,6 +19,7 @@ RUNS=${RUNS:-50}
 PARALLEL=${PARALLEL:-8}
 PS_CONTAINERS=${PS_CONTAINERS:-20}
 PS_RUNS=${PS_RUNS:-20}
+STATS_RUNS=${STATS_RUNS:-5}
 CMD_TIMEOUT=${CMD_TIMEOUT:-60}
 DOCKER_CLI=${DOCKER_CLI:-/usr/local/bin/docker}
 DOCKER_SOCK=/var/run/docker.sock
@@ -292,6 +293,7 @@ suite() {
   must "${c[@]}" rm -f "$tag-exec" >/dev/null
   read -r mean med p95 n <<<"$(stats "$f.exec")"
   R[$col:exec]="$mean / $med"
+  R[$col:exec_mean]=$mean
   R[$col:exec_fail]=$(fails "$f.exec")
 
   log "[$col] $PS_CONTAINERS x run -d sleep 1000"
@@ -333,6 +335,16 @@ suite() {
   running=$(timeout "$CMD_TIMEOUT" "${c[@]}" ps -q --filter "name=$tag-ps-" 2>/dev/null | wc -l)
   [ "$running" = "$PS_CONTAINERS" ] ||
     echo "--- [$col] expected $PS_CONTAINERS running containers in ps, saw $running" >>"$errors"
+
+  log "[$col] inspect x$PS_RUNS, stats --no-stream x$STATS_RUNS"
+  for ((i = 0; i < PS_RUNS; i++)); do timed "$f.inspect" "${c[@]}" inspect "${ids[0]}"; done
+  read -r mean med p95 n <<<"$(stats "$f.inspect")"
+  R[$col:inspect]=$mean
+  R[$col:inspect_fail]=$(fails "$f.inspect")
+  for ((i = 0; i < STATS_RUNS; i++)); do timed "$f.stats" "${c[@]}" stats --no-stream "${ids[0]}"; done
+  read -r mean med p95 n <<<"$(stats "$f.stats")"
+  R[$col:stats]=$mean
+  R[$col:stats_fail]=$(fails "$f.stats")
 
   log "[$col] rm -f the $PS_CONTAINERS containers"
   t0=${EPOCHREALTIME/./}
@@ -529,6 +541,8 @@ shim_mb=$([ -n "${R[berthcli:shim_kb]:-}" ] && mb2 "${R[berthcli:shim_kb]}" || e
   row "\`exec true\` ×$RUNS: mean / median (ms)" exec exec_fail
   row "\`run -d sleep 1000\` ×$PS_CONTAINERS: mean / median (ms)" rund
   row "\`ps\` with $PS_CONTAINERS running ×$PS_RUNS: mean (ms)" ps ps_fail
+  row "\`inspect\` of a running container ×$PS_RUNS: mean (ms)" inspect inspect_fail
+  row "\`stats --no-stream\` of a running container ×$STATS_RUNS: mean (ms)" stats stats_fail
   row "\`rm -f\` of the $PS_CONTAINERS running: total (s)" rmf
   row "Idle daemon RSS, image loaded, no containers (MiB)" idle
   row "Per-container supervisor RSS, $PS_CONTAINERS running: mean (MiB)" shim
@@ -541,6 +555,12 @@ shim_mb=$([ -n "${R[berthcli:shim_kb]:-}" ] && mb2 "${R[berthcli:shim_kb]}" || e
   echo "| \`run --rm\` ≤ 1/10 of Docker's time (docker CLI on both, sequential mean) | $(times "$r1") ($berth_seq vs ${docker_seq:-—} ms) | $(verdict "$r1" 0.1) |"
   echo "| \`run --rm\` ≤ 1/10 of Docker's time (berth CLI vs docker on dockerd, sequential mean) | $(times "$r2") ($berthcli_seq vs ${docker_seq:-—} ms) | $(verdict "$r2" 0.1) |"
   echo "| \`run --rm\` ≤ 1/10 of Docker's time (docker CLI on both, $PARALLEL-parallel total) | $(times "$r3") (${R[berth:par_total]:-—} vs ${R[docker:par_total]:-—} s) | $(verdict "$r3" 0.1) |"
+  for k in ps inspect exec_mean; do
+    want=0.333
+    [ "$k" = exec_mean ] && want=0.2
+    r=$(ratio "${R[berth:$k]:-}" "${R[docker:$k]:-}")
+    echo "| \`${k%_mean}\` ≤ $([ "$k" = exec_mean ] && echo 1/5 || echo 1/3) of dockerd's time (docker CLI on both) | $(times "$r") (${R[berth:$k]:-—} vs ${R[docker:$k]:-—} ms) | $(verdict "$r" "$want") |"
+  done
   echo "| berthd idle RSS ≤ 15 MB | $idle_mb MiB | $(verdict "$idle_mb" 15) |"
   echo "| berth-shim RSS ≤ 1.5 MB | ${shim_mb:-n/a} MiB | $(verdict "$shim_mb" 1.5) |"
   [ -n "${R[podman:note2]:-}" ] && printf '\nNote: %s.\n' "${R[podman:note2]}"
