@@ -194,6 +194,18 @@ stats() {
 }
 fails() { [ -f "$1.fail" ] && wc -l <"$1.fail" | tr -d ' ' || echo 0; }
 
+# api_us OUT SOCKET METHOD PATH [BODY]: one API call timed by curl itself (no process
+# start-up counted), in µs appended to OUT; prints the response body.
+api_us() {
+  local out=$1 s=$2 m=$3 p=$4 b=${5:-} t
+  local -a data=()
+  [ -n "$b" ] && data=(-H 'Content-Type: application/json' -d "$b")
+  t=$(curl -s -o "$work/api.body" -w '%{time_total}' --unix-socket "$s" -X "$m" "${data[@]}" "http://d$p") || return 1
+  awk -v t="$t" 'BEGIN { printf "%d\n", t * 1e6 }' >>"$out"
+  cat "$work/api.body"
+}
+declare -A SOCK=()
+
 rss_kb() { awk '/^VmRSS:/ { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 sum_rss_kb() {
   local t=0 p
@@ -346,6 +358,24 @@ suite() {
   R[$col:stats]=$mean
   R[$col:stats_fail]=$(fails "$f.stats")
 
+  if [ -n "${SOCK[$col]:-}" ] && command -v curl >/dev/null; then
+    log "[$col] API latency: ps, inspect, exec x$PS_RUNS"
+    local s=${SOCK[$col]} x
+    for ((i = 0; i < PS_RUNS; i++)); do
+      api_us "$f.api_ps" "$s" GET /containers/json >/dev/null
+      api_us "$f.api_inspect" "$s" GET "/containers/${ids[0]}/json" >/dev/null
+      x=$(api_us "$f.api_exec" "$s" POST "/containers/${ids[0]}/exec" '{"Cmd":["true"],"AttachStdout":true}' |
+        sed -n 's/.*"Id":"\([0-9a-f]*\)".*/\1/p')
+      [ -n "$x" ] && api_us "$f.api_exec" "$s" POST "/exec/$x/start" '{"Detach":false}' >/dev/null
+    done
+    for k in ps inspect; do
+      read -r mean med p95 n <<<"$(stats "$f.api_$k")"
+      R[$col:api_$k]=$mean
+    done
+    # Two calls per exec: their sum.
+    R[$col:api_exec]=$(awk '{ s += $1 } END { if (NR) printf "%.1f", s / (NR / 2) / 1000 }' "$f.api_exec")
+  fi
+
   log "[$col] rm -f the $PS_CONTAINERS containers"
   t0=${EPOCHREALTIME/./}
   must "${c[@]}" rm -f "${ids[@]}" >/dev/null
@@ -389,6 +419,7 @@ R[berth:idle]="$(mb "${R[berth:idle_kb]}") (berthd)"
 
 columns=()
 if [ "$have_docker_cli" = 1 ]; then
+  SOCK[berth]=$sock
   suite berth berth-shim busybox:latest "${berth_dcli[@]}"
   columns+=(berth)
 else
@@ -433,6 +464,7 @@ else
     mapfile -t dp < <(docker_daemon_pids)
     R[docker:idle_kb]=$(sum_rss_kb "${dp[@]}")
     R[docker:idle]="$(mb "${R[docker:idle_kb]}") (dockerd+containerd)"
+    SOCK[docker]=$DOCKER_SOCK
     suite docker containerd-shim-runc-v2 busybox:latest "${docker_c[@]}"
     columns+=(docker)
     sleep 1
@@ -543,6 +575,9 @@ shim_mb=$([ -n "${R[berthcli:shim_kb]:-}" ] && mb2 "${R[berthcli:shim_kb]}" || e
   row "\`ps\` with $PS_CONTAINERS running ×$PS_RUNS: mean (ms)" ps ps_fail
   row "\`inspect\` of a running container ×$PS_RUNS: mean (ms)" inspect inspect_fail
   row "\`stats --no-stream\` of a running container ×$STATS_RUNS: mean (ms)" stats stats_fail
+  row "API latency (curl on the socket): \`GET /containers/json\` with $PS_CONTAINERS running, mean (ms)" api_ps
+  row "API latency: \`GET /containers/{id}/json\`, mean (ms)" api_inspect
+  row "API latency: exec create + start of \`true\`, mean (ms)" api_exec
   row "\`rm -f\` of the $PS_CONTAINERS running: total (s)" rmf
   row "Idle daemon RSS, image loaded, no containers (MiB)" idle
   row "Per-container supervisor RSS, $PS_CONTAINERS running: mean (MiB)" shim
@@ -555,6 +590,12 @@ shim_mb=$([ -n "${R[berthcli:shim_kb]:-}" ] && mb2 "${R[berthcli:shim_kb]}" || e
   echo "| \`run --rm\` ≤ 1/10 of Docker's time (docker CLI on both, sequential mean) | $(times "$r1") ($berth_seq vs ${docker_seq:-—} ms) | $(verdict "$r1" 0.1) |"
   echo "| \`run --rm\` ≤ 1/10 of Docker's time (berth CLI vs docker on dockerd, sequential mean) | $(times "$r2") ($berthcli_seq vs ${docker_seq:-—} ms) | $(verdict "$r2" 0.1) |"
   echo "| \`run --rm\` ≤ 1/10 of Docker's time (docker CLI on both, $PARALLEL-parallel total) | $(times "$r3") (${R[berth:par_total]:-—} vs ${R[docker:par_total]:-—} s) | $(verdict "$r3" 0.1) |"
+  for k in api_ps api_inspect api_exec; do
+    want=0.333
+    [ "$k" = api_exec ] && want=0.2
+    r=$(ratio "${R[berth:$k]:-}" "${R[docker:$k]:-}")
+    echo "| API latency \`${k#api_}\` ≤ $([ "$k" = api_exec ] && echo 1/5 || echo 1/3) of dockerd's | $(times "$r") (${R[berth:$k]:-—} vs ${R[docker:$k]:-—} ms) | $(verdict "$r" "$want") |"
+  done
   for k in ps inspect exec_mean; do
     want=0.333
     [ "$k" = exec_mean ] && want=0.2
