@@ -959,3 +959,34 @@ fn events_print_like_docker() {
     assert_eq!(ok(d.berth(&f)), "die ev 0");
     assert_eq!(ok(d.docker(&f)), "die ev 0");
 }
+
+/// `port` answers as Docker's: nothing published on `none`, and a clear error for a port.
+#[test]
+fn port_reports_like_docker() {
+    let d = daemon();
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "pt",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    assert_eq!(ok(d.berth(&["port", "pt"])), "");
+    assert_eq!(ok(d.docker(&["port", "pt"])), "");
+    let (b, k) = (
+        d.berth(&["port", "pt", "80"]),
+        d.docker(&["port", "pt", "80"]),
+    );
+    assert_eq!(b.status.code(), Some(1));
+    assert_eq!(k.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&b.stderr),
+        String::from_utf8_lossy(&k.stderr),
+        "the very message docker prints"
+    );
+    ok(d.berth(&["rm", "-f", "pt"]));
+}

@@ -61,6 +61,8 @@ pub enum Cmd {
     Cp(CpArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(ContainerArg),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// Export a container's filesystem as a tar archive
     Export(ExportArgs),
     /// Update configuration of one or more containers
@@ -156,6 +158,7 @@ pub enum ContainerCmd {
     Cp(CpArgs),
     Diff(ContainerArg),
     Export(ExportArgs),
+    Port(PortArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
     Update(UpdateArgs),
@@ -204,6 +207,7 @@ impl ContainerCmd {
             ContainerCmd::Stats(a) => Cmd::Stats(a),
             ContainerCmd::Cp(a) => Cmd::Cp(a),
             ContainerCmd::Diff(a) => Cmd::Diff(a),
+            ContainerCmd::Port(a) => Cmd::Port(a),
             ContainerCmd::Export(a) => Cmd::Export(a),
             ContainerCmd::Prune(a) => Cmd::ContainerPrune(a),
             ContainerCmd::Update(a) => Cmd::Update(a),
@@ -817,6 +821,15 @@ pub struct PruneArgs {
     /// Provide filter values (e.g. "until=<timestamp>")
     #[arg(long)]
     pub filter: Vec<String>,
+}
+
+/// `port CONTAINER [PRIVATE_PORT[/PROTO]]`.
+#[derive(Debug, Clone, Args)]
+pub struct PortArgs {
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
+    pub port: Option<String>,
 }
 
 /// `export [OPTIONS] CONTAINER`.

@@ -144,6 +144,7 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Stats(a) => stats::stats(client, a).await,
         Cmd::Cp(a) => cp::cp(client, a).await,
         Cmd::Diff(a) => cp::diff(client, a).await,
+        Cmd::Port(a) => container::port(client, a).await,
         Cmd::Export(a) => cp::export(client, a).await,
         Cmd::ContainerPrune(a) => container::prune(client, a).await,
         Cmd::ImagePrune(a) => system::prune(client, a, false).await,

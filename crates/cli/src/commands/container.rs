@@ -349,6 +349,64 @@ pub async fn update(client: &Client, a: crate::args::UpdateArgs) -> Result<i32> 
     }
 }
 
+/// `port`: the container's published ports (`80/tcp -> 0.0.0.0:8080`), or where one
+/// private port is published.
+pub async fn port(client: &Client, a: crate::args::PortArgs) -> Result<i32> {
+    let v: Value = client
+        .get(&format!("/containers/{}/json", seg(&a.container)))
+        .await?;
+    let ports = v["NetworkSettings"]["Ports"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let bindings = |key: &str| -> Vec<String> {
+        ports
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                let ip = b["HostIp"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("0.0.0.0");
+                let ip = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_owned()
+                };
+                format!("{ip}:{}", b["HostPort"].as_str().unwrap_or_default())
+            })
+            .collect()
+    };
+    if let Some(p) = &a.port {
+        let key = if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        };
+        let found = bindings(&key);
+        if found.is_empty() {
+            return Err(CliError::Precondition(format!(
+                "Error: No public port '{p}' published for {}",
+                a.container
+            )));
+        }
+        for b in found {
+            outln!("{b}");
+        }
+        return Ok(0);
+    }
+    let mut keys: Vec<&String> = ports.keys().collect();
+    keys.sort();
+    for k in keys {
+        for b in bindings(k) {
+            outln!("{k} -> {b}");
+        }
+    }
+    Ok(0)
+}
+
 /// `container prune`.
 pub async fn prune(client: &Client, a: crate::args::PruneArgs) -> Result<i32> {
     if !a.force && !super::system::confirm("WARNING! This will remove all stopped containers.") {
