@@ -948,7 +948,11 @@ fn events_print_like_docker() {
         .filter(|l| l.split(' ').nth(1) == Some("container"))
         .map(|l| l.split(' ').nth(2).unwrap())
         .collect();
-    assert_eq!(actions, ["create", "start", "die", "destroy"], "{docker}");
+    assert_eq!(
+        actions,
+        ["create", "attach", "start", "die", "destroy"],
+        "{docker}"
+    );
     let mut f = args.to_vec();
     f.extend([
         "--filter",

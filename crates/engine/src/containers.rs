@@ -1221,6 +1221,8 @@ impl Engine {
     pub async fn attach(&self, key: &str, opts: AttachOptions) -> Result<IoSession> {
         let h = self.resolve(key)?;
         let rec = h.record();
+        // Docker announces every attach, before the stream is set up.
+        self.emit(&rec, "attach");
         let req = Request::Attach {
             stdin: opts.stdin,
             stdout: opts.stdout,
