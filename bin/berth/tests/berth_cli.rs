@@ -937,7 +937,9 @@ fn events_print_like_docker() {
             .as_secs()
     };
     let since = now().to_string();
-    ok(d.berth(&["run", "--name", "ev", "busybox", "true"]));
+    ok(d.berth(&[
+        "run", "--name", "ev", "--label", "tier=web", "busybox", "true",
+    ]));
     ok(d.berth(&["rm", "ev"]));
     let until = (now() + 1).to_string();
     let args = ["events", "--since", &since, "--until", &until];
@@ -962,6 +964,19 @@ fn events_print_like_docker() {
     ]);
     assert_eq!(ok(d.berth(&f)), "die ev 0");
     assert_eq!(ok(d.docker(&f)), "die ev 0");
+    // Label filters: all must hold.
+    let mut f = args.to_vec();
+    f.extend([
+        "--filter",
+        "label=tier=web",
+        "--filter",
+        "event=destroy",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(ok(d.docker(&f)), "ev");
+    f.extend(["--filter", "label=tier=db"]);
+    assert_eq!(ok(d.docker(&f)), "");
 }
 
 /// `port` answers as Docker's: nothing published on `none`, and a clear error for a port.

@@ -251,6 +251,14 @@ fn event_matches(ev: &berth_engine::events::Event, filters: &HashMap<String, Vec
             vals.iter()
                 .any(|v| ev.actor.attributes.get("image") == Some(v))
         })
+        && pass("scope", &ev.scope)
+        // Every `label` filter must hold: `key` present, or `key=value`.
+        && filters.get("label").is_none_or(|vals| {
+            vals.iter().all(|v| match v.split_once('=') {
+                Some((k, val)) => ev.actor.attributes.get(k).is_some_and(|x| x == val),
+                None => ev.actor.attributes.contains_key(v.as_str()),
+            })
+        })
 }
 
 /// `GET /events`: past events from `since`, then live ones until `until` (or the client
