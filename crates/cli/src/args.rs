@@ -295,45 +295,14 @@ pub struct ContainerOpts {
     /// Mount the container's root filesystem as read only
     #[arg(long = "read-only")]
     pub read_only: bool,
-    /// Memory limit
-    #[arg(short = 'm', long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    /// Memory soft limit
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Tune container memory swappiness (0 to 100)
     #[arg(long = "memory-swappiness", allow_hyphen_values = true)]
     pub memory_swappiness: Option<i64>,
     /// Disable OOM Killer
     #[arg(long = "oom-kill-disable")]
     pub oom_kill_disable: bool,
-    /// Number of CPUs
-    #[arg(long)]
-    pub cpus: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares")]
-    pub cpu_shares: Option<i64>,
-    /// Limit CPU CFS (Completely Fair Scheduler) period
-    #[arg(long = "cpu-period")]
-    pub cpu_period: Option<i64>,
-    /// Limit CPU CFS (Completely Fair Scheduler) quota
-    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
-    pub cpu_quota: Option<i64>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long = "cpuset-cpus")]
-    pub cpuset_cpus: Option<String>,
-    /// MEMs in which to allow execution (0-3, 0,1)
-    #[arg(long = "cpuset-mems")]
-    pub cpuset_mems: Option<String>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
-    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
-    #[arg(long = "blkio-weight")]
-    pub blkio_weight: Option<u16>,
     /// Ulimit options
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -755,13 +724,13 @@ pub struct ContainerArg {
     pub container: String,
 }
 
-/// `update [OPTIONS] CONTAINER [CONTAINER...]`.
-#[derive(Debug, Clone, Args)]
-pub struct UpdateArgs {
+/// Resource limits, as `run`, `create` and `update` take them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ResourceFlags {
     /// Memory limit
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
     #[arg(long = "memory-swap", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
     /// Memory soft limit
@@ -791,6 +760,13 @@ pub struct UpdateArgs {
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
+}
+
+/// `update [OPTIONS] CONTAINER [CONTAINER...]`.
+#[derive(Debug, Clone, Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,

@@ -473,22 +473,26 @@ pub fn build_create(
             .transpose()
             .map(Option::unwrap_or_default)
     };
-    let memory = size(&opts.memory)?;
+    let memory = size(&opts.resources.memory)?;
     let memory_swap = opts
+        .resources
         .memory_swap
         .as_deref()
         .map(parse_swap)
         .transpose()?
         .unwrap_or(0);
-    let memory_reservation = size(&opts.memory_reservation)?;
+    let memory_reservation = size(&opts.resources.memory_reservation)?;
     let shm_size = size(&opts.shm_size)?;
     let nano_cpus = opts
+        .resources
         .cpus
         .as_deref()
         .map(parse_cpus)
         .transpose()?
         .unwrap_or(0);
-    if nano_cpus > 0 && (opts.cpu_period.unwrap_or(0) > 0 || opts.cpu_quota.unwrap_or(0) > 0) {
+    if nano_cpus > 0
+        && (opts.resources.cpu_period.unwrap_or(0) > 0 || opts.resources.cpu_quota.unwrap_or(0) > 0)
+    {
         return bad("conflicting options: Nano CPUs and CPU Period cannot both be set");
     }
     let ulimits = opts
@@ -550,15 +554,15 @@ pub fn build_create(
             Some(sysctls)
         },
         runtime: opts.runtime.clone().unwrap_or_default(),
-        cpu_shares: opts.cpu_shares.unwrap_or(0),
+        cpu_shares: opts.resources.cpu_shares.unwrap_or(0),
         memory,
         nano_cpus,
         cgroup_parent: opts.cgroup_parent.clone().unwrap_or_default(),
-        blkio_weight: opts.blkio_weight.unwrap_or(0),
-        cpu_period: opts.cpu_period.unwrap_or(0),
-        cpu_quota: opts.cpu_quota.unwrap_or(0),
-        cpuset_cpus: opts.cpuset_cpus.clone().unwrap_or_default(),
-        cpuset_mems: opts.cpuset_mems.clone().unwrap_or_default(),
+        blkio_weight: opts.resources.blkio_weight.unwrap_or(0),
+        cpu_period: opts.resources.cpu_period.unwrap_or(0),
+        cpu_quota: opts.resources.cpu_quota.unwrap_or(0),
+        cpuset_cpus: opts.resources.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: opts.resources.cpuset_mems.clone().unwrap_or_default(),
         devices: Some(devices),
         device_cgroup_rules: some_vec(&opts.device_cgroup_rule),
         memory_reservation,
@@ -569,7 +573,7 @@ pub fn build_create(
         } else {
             None
         },
-        pids_limit: opts.pids_limit,
+        pids_limit: opts.resources.pids_limit,
         ulimits: some_vec_of(ulimits),
         init: if opts.init { Some(true) } else { None },
         ..HostConfig::default()

@@ -278,37 +278,37 @@ pub async fn update(client: &Client, a: crate::args::UpdateArgs) -> Result<i32> 
     let mut set = |k: &str, v: Value| {
         body.insert(k.to_owned(), v);
     };
-    if let Some(m) = &a.memory {
+    if let Some(m) = &a.resources.memory {
         set("Memory", parse_size(m)?.into());
     }
-    if let Some(m) = &a.memory_swap {
+    if let Some(m) = &a.resources.memory_swap {
         set("MemorySwap", parse_swap(m)?.into());
     }
-    if let Some(m) = &a.memory_reservation {
+    if let Some(m) = &a.resources.memory_reservation {
         set("MemoryReservation", parse_size(m)?.into());
     }
-    if let Some(c) = &a.cpus {
+    if let Some(c) = &a.resources.cpus {
         set("NanoCpus", parse_cpus(c)?.into());
     }
-    if let Some(c) = a.cpu_shares {
+    if let Some(c) = a.resources.cpu_shares {
         set("CpuShares", c.into());
     }
-    if let Some(c) = a.cpu_period {
+    if let Some(c) = a.resources.cpu_period {
         set("CpuPeriod", c.into());
     }
-    if let Some(c) = a.cpu_quota {
+    if let Some(c) = a.resources.cpu_quota {
         set("CpuQuota", c.into());
     }
-    if let Some(c) = &a.cpuset_cpus {
+    if let Some(c) = &a.resources.cpuset_cpus {
         set("CpusetCpus", c.clone().into());
     }
-    if let Some(c) = &a.cpuset_mems {
+    if let Some(c) = &a.resources.cpuset_mems {
         set("CpusetMems", c.clone().into());
     }
-    if let Some(p) = a.pids_limit {
+    if let Some(p) = a.resources.pids_limit {
         set("PidsLimit", p.into());
     }
-    if let Some(w) = a.blkio_weight {
+    if let Some(w) = a.resources.blkio_weight {
         set("BlkioWeight", w.into());
     }
     if let Some(r) = &a.restart {
