@@ -601,32 +601,66 @@ impl Root {
             } else {
                 (0, 0)
             };
-            rustix::fs::chownat(
-                &parent,
-                name.as_os_str(),
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(io("chown"))?;
-            if kind != tar::EntryType::Symlink {
-                // After chown, which clears set-id bits.
-                rustix::fs::chmodat(&parent, name.as_os_str(), mode, AtFlags::empty())
-                    .map_err(io("chmod"))?;
-            }
             let t = Timespec {
                 tv_sec: h.mtime().unwrap_or(0) as i64,
                 tv_nsec: 0,
             };
-            let _ = rustix::fs::utimensat(
+            let times = Timestamps {
+                last_access: t,
+                last_modification: t,
+            };
+            let owner = (
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            );
+            if kind == tar::EntryType::Symlink {
+                rustix::fs::chownat(
+                    &parent,
+                    name.as_os_str(),
+                    owner.0,
+                    owner.1,
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(io("chown"))?;
+                let _ = rustix::fs::utimensat(
+                    &parent,
+                    name.as_os_str(),
+                    &times,
+                    AtFlags::SYMLINK_NOFOLLOW,
+                );
+                continue;
+            }
+            // Owner, mode and times through an fd to the very node made above: a running
+            // container swapping a symlink in its place never redirects them (chmod by path
+            // would follow it, out of the container).
+            let node = rustix::fs::openat(
                 &parent,
                 name.as_os_str(),
-                &Timestamps {
-                    last_access: t,
-                    last_modification: t,
-                },
-                AtFlags::SYMLINK_NOFOLLOW,
-            );
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io("open"))?;
+            let st = rustix::fs::fstat(&node).map_err(io("stat"))?;
+            let made = match kind {
+                tar::EntryType::Directory => FileType::Directory,
+                tar::EntryType::Char => FileType::CharacterDevice,
+                tar::EntryType::Block => FileType::BlockDevice,
+                tar::EntryType::Fifo => FileType::Fifo,
+                _ => FileType::RegularFile,
+            };
+            if FileType::from_raw_mode(st.st_mode) != made {
+                return Err(EngineError::Conflict(format!(
+                    "{} changed during the copy",
+                    path.display()
+                )));
+            }
+            rustix::fs::chownat(&node, "", owner.0, owner.1, AtFlags::EMPTY_PATH)
+                .map_err(io("chown"))?;
+            // After chown, which clears set-id bits. The magic link names this inode, which
+            // is not a symlink: nothing is followed.
+            let by_fd = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&node));
+            rustix::fs::chmod(by_fd.as_str(), mode).map_err(io("chmod"))?;
+            let _ = rustix::fs::utimensat(&node, "", &times, AtFlags::EMPTY_PATH);
         }
         // Directory times last: adding entries changed them.
         for (rel, mtime) in dir_times.into_iter().rev() {
@@ -690,21 +724,52 @@ impl Engine {
             });
         }
         if running && rec.state.pid > 0 {
-            let root = Root::open(Path::new(&format!("/proc/{}/root", rec.state.pid)), key)
-                .map_err(EngineError::io(format!("open the root of {}", rec.id)))?;
-            // The pid must still be the container's: it could have exited (and the pid been
-            // reused) between reading the record and opening its root.
-            if h.record().state.pid == rec.state.pid && h.record().state.is_running() {
-                return Ok(Access {
-                    root,
-                    mounted: None,
-                    engine: self.clone(),
-                });
+            let stopped = || EngineError::Conflict(format!("container {} is not running", rec.id));
+            // The process directory first: once open it stays that process's, even if the pid
+            // is reused meanwhile (its `root` then fails instead of naming another process's).
+            let proc_dir = rustix::fs::open(
+                format!("/proc/{}", rec.state.pid).as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|_| stopped())?;
+            // And it must be the container's process: in its cgroup.
+            let cgroup = rustix::fs::openat(
+                &proc_dir,
+                "cgroup",
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|_| stopped())?;
+            let mut membership = String::new();
+            std::fs::File::from(cgroup)
+                .read_to_string(&mut membership)
+                .map_err(|_| stopped())?;
+            if !membership.contains(&rec.id) {
+                return Err(stopped());
             }
-            return Err(EngineError::Conflict(format!(
-                "container {} stopped during the copy",
-                rec.id
-            )));
+            let fd = rustix::fs::openat(
+                &proc_dir,
+                "root",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|_| stopped())?;
+            // Never the host's own root.
+            let (ours, theirs) = (rustix::fs::stat("/"), rustix::fs::fstat(&fd));
+            if let (Ok(a), Ok(b)) = (ours, theirs) {
+                if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
+                    return Err(stopped());
+                }
+            }
+            return Ok(Access {
+                root: Root {
+                    fd,
+                    label: key.to_owned(),
+                },
+                mounted: None,
+                engine: self.clone(),
+            });
         }
         let image = self.inner.images.get(&rec.image_id)?;
         let target = self.container_dir(&rec.id).join("rootfs");
