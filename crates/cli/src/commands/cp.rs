@@ -246,6 +246,29 @@ impl LocalPlan {
         Ok(Some(parts.iter().fold(self.dir.clone(), |p, c| p.join(c))))
     }
 
+    /// Refuses `dir` unless it lies in `root` once resolved: its deepest existing ancestor is
+    /// checked, so a symlink the archive planted cannot carry later entries (or the
+    /// directories made for them) outside the destination.
+    fn inside(&self, root: &Path, dir: &Path, entry: &Path) -> Result<()> {
+        let mut existing = dir;
+        while std::fs::symlink_metadata(existing).is_err() {
+            existing = existing.parent().unwrap_or(&self.dir);
+            if existing == self.dir {
+                break;
+            }
+        }
+        let real = std::fs::canonicalize(existing).map_err(io(existing.display()))?;
+        if real.starts_with(root) {
+            Ok(())
+        } else {
+            Err(CliError::Precondition(format!(
+                "refusing archive entry {}: it leads outside {}",
+                entry.display(),
+                root.display()
+            )))
+        }
+    }
+
     fn extract(self, input: impl Read) -> Result<()> {
         let root = std::fs::canonicalize(&self.dir).map_err(io(self.dir.display()))?;
         let mut archive = tar::Archive::new(input);
@@ -260,16 +283,35 @@ impl LocalPlan {
             let Some(target) = self.target(&path)? else {
                 continue;
             };
-            let parent = target.parent().unwrap_or(&self.dir);
-            std::fs::create_dir_all(parent).map_err(io(parent.display()))?;
-            // A symlink the archive made must not carry later entries out of the destination.
-            let real = std::fs::canonicalize(parent).map_err(io(parent.display()))?;
-            if !real.starts_with(&root) {
-                return Err(CliError::Precondition(format!(
-                    "refusing archive entry {}: it leads outside {}",
-                    path.display(),
-                    root.display()
-                )));
+            let parent = target.parent().unwrap_or(&self.dir).to_owned();
+            self.inside(&root, &parent, &path)?;
+            std::fs::create_dir_all(&parent).map_err(io(parent.display()))?;
+            // A hard link names another entry of the archive: mapped like an entry, and never
+            // a file outside the destination (tar would take its name as it is).
+            if entry.header().entry_type() == tar::EntryType::Link {
+                let link = entry
+                    .link_name()
+                    .map_err(io("reading the archive"))?
+                    .ok_or_else(|| {
+                        CliError::Precondition(format!(
+                            "hard link {} has no target",
+                            path.display()
+                        ))
+                    })?
+                    .into_owned();
+                let source = self.target(&link)?.ok_or_else(|| {
+                    CliError::Precondition(format!(
+                        "hard link {} to the destination",
+                        path.display()
+                    ))
+                })?;
+                self.inside(&root, source.parent().unwrap_or(&self.dir), &path)?;
+                if std::fs::symlink_metadata(&target).is_ok() {
+                    let _ = std::fs::remove_file(&target);
+                }
+                // linkat without AT_SYMLINK_FOLLOW: a symlink source is linked, not followed.
+                std::fs::hard_link(&source, &target).map_err(io(target.display()))?;
+                continue;
             }
             if entry.header().entry_type().is_dir() && target.is_dir() {
                 continue;
@@ -499,8 +541,39 @@ mod tests {
         );
     }
 
+    /// A hard link in the archive to a file outside the destination is refused, and one to
+    /// another entry is made inside.
+    #[test]
+    fn hard_links_stay_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::create_dir_all(&dest).unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "host").unwrap();
+        let link = |name: &str, target: &Path| {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(2);
+            h.set_mode(0o644);
+            tar.append_data(&mut h, "d/a", &b"hi"[..]).unwrap();
+            let mut l = tar::Header::new_gnu();
+            l.set_entry_type(tar::EntryType::Link);
+            l.set_size(0);
+            tar.append_link(&mut l, name, target).unwrap();
+            tar.into_inner().unwrap()
+        };
+        let plan = || LocalPlan {
+            dir: dest.clone(),
+            rename: None,
+        };
+        assert!(plan().extract(&link("d/evil", &secret)[..]).is_err());
+        assert!(!dest.join("d/evil").exists());
+        plan().extract(&link("d/b", Path::new("d/a"))[..]).unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("d/b")).unwrap(), "hi");
+    }
+
     /// An archive that plants a symlink to a directory outside and then writes through it is
-    /// refused before anything is written outside.
+    /// refused before anything is written outside, not even a directory.
     #[test]
     fn symlink_planted_by_the_archive_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
@@ -516,13 +589,14 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_size(3);
         h.set_mode(0o644);
-        tar.append_data(&mut h, "d/link/pwn", &b"bad"[..]).unwrap();
+        tar.append_data(&mut h, "d/link/deeper/pwn", &b"bad"[..])
+            .unwrap();
         let data = tar.into_inner().unwrap();
         let plan = LocalPlan {
             dir: dest.clone(),
             rename: None,
         };
         assert!(plan.extract(&data[..]).is_err());
-        assert!(!outside.join("pwn").exists());
+        assert!(!outside.join("deeper").exists());
     }
 }
