@@ -72,6 +72,12 @@ impl Filter {
         let mut h = Sha256::new();
         h.update(CACHE_FORMAT.as_bytes());
         h.update([0]);
+        // Another libseccomp or Berth may compile the same profile differently.
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        if let Ok(v) = libseccomp::ScmpVersion::current() {
+            h.update(format!("{}.{}.{}", v.major, v.minor, v.micro).as_bytes());
+        }
+        h.update([0]);
         h.update(kernel.release().to_bytes());
         h.update([0]);
         h.update(&json);
@@ -428,25 +434,35 @@ pub(crate) fn prepare(
     Ok(Some((dir, SeccompExecutor { filter, borrowed })))
 }
 
-/// For an exec into a container created through [`prepare`] (its libcontainer bundle is
-/// `bundle`): lends `process` the capabilities and returns the executor with the container's
-/// filter. `None` for containers on libcontainer's own path.
+/// For an exec into a container (its libcontainer bundle is `bundle`): lends `process` the
+/// capabilities and returns the executor with the container's filter. libcontainer's own exec
+/// path drops `linux.seccomp`, so an exec never goes without it here: a filter that needs
+/// libseccomp at load time (a notify agent) refuses the exec instead. `None` only for a
+/// container without a filter.
 pub(crate) fn prepare_exec(
     state_root: &Path,
     bundle: &Path,
     process: &mut Process,
 ) -> Result<Option<SeccompExecutor>, RuntimeError> {
-    let path = bundle.join(SECCOMP_FILE);
-    let data = match std::fs::read(&path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(RuntimeError::io("read", &path)(e)),
+    let prepared = bundle.file_name().is_some_and(|n| n == PREPARED_BUNDLE);
+    let seccomp: Option<LinuxSeccomp> = if prepared {
+        let path = bundle.join(SECCOMP_FILE);
+        let data = std::fs::read(&path).map_err(RuntimeError::io("read", &path))?;
+        Some(serde_json::from_slice(&data).map_err(|e| RuntimeError::Spec(e.to_string()))?)
+    } else {
+        let config = bundle.join("config.json");
+        let spec = Spec::load(&config).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+        spec.linux().as_ref().and_then(|l| l.seccomp().clone())
     };
-    let seccomp: LinuxSeccomp =
-        serde_json::from_slice(&data).map_err(|e| RuntimeError::Spec(e.to_string()))?;
-    // prepare() only wrote the file for a cacheable object.
-    let filter = Filter::for_spec(state_root, &seccomp)?
-        .ok_or_else(|| RuntimeError::Seccomp("stored profile is not cacheable".into()))?;
+    let Some(seccomp) = seccomp else {
+        return Ok(None);
+    };
+    let filter = Filter::for_spec(state_root, &seccomp)?.ok_or_else(|| {
+        RuntimeError::Seccomp(
+            "exec into a container whose seccomp profile needs a notify agent is not supported"
+                .into(),
+        )
+    })?;
     let borrowed = lend(process);
     Ok(Some(SeccompExecutor { filter, borrowed }))
 }
