@@ -6,10 +6,10 @@
 //! (a link the image planted never sends a lookup to the host's own files).
 
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use serde::Serialize;
 
 use crate::Engine;
@@ -41,10 +41,13 @@ fn in_layers(layers: &[OwnedFd], rel: &Path) -> bool {
     })
 }
 
-fn is_opaque(dir: &Path) -> bool {
+/// Deeper trees are refused rather than walked (each level holds an fd and a stack frame).
+const MAX_DEPTH: usize = 512;
+
+fn is_opaque(dir: &OwnedFd) -> bool {
     let mut buf = [0u8; 4];
     matches!(
-        rustix::fs::lgetxattr(dir, "trusted.overlay.opaque", &mut buf),
+        rustix::fs::fgetxattr(dir, "trusted.overlay.opaque", &mut buf),
         Ok(1) if buf[0] == b'y'
     )
 }
@@ -62,8 +65,13 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> std::io::Result<Vec<Change>>
             .ok()
         })
         .collect();
+    let top = rustix::fs::open(
+        upper,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut out = Vec::new();
-    let _ = walk(upper, Path::new(""), &layers, false, &mut out)?;
+    let _ = walk(&top, Path::new(""), &layers, false, &mut out, 0)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
@@ -79,44 +87,53 @@ const MOUNT_POINTS: [&str; 6] = [
     ".dockerenv",
 ];
 
-fn is_mount_point(rel: &Path, ft: &std::fs::FileType, path: &Path) -> bool {
-    ft.is_file()
-        && MOUNT_POINTS.iter().any(|m| rel == Path::new(m))
-        && std::fs::symlink_metadata(path).is_ok_and(|m| m.len() == 0)
-}
-
-/// Walks one upper directory; returns whether it held anything but mount points.
+/// Walks one upper directory through its fd (a running container may swap any entry for a
+/// symlink: nothing is followed); returns whether it held anything but mount points.
 fn walk(
-    dir: &Path,
+    dir: &OwnedFd,
     rel: &Path,
     layers: &[OwnedFd],
     under_new: bool,
     out: &mut Vec<Change>,
+    depth: usize,
 ) -> std::io::Result<bool> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
+    if depth > MAX_DEPTH {
+        return Err(std::io::Error::other(format!(
+            "{} is more than {MAX_DEPTH} directories deep",
+            rel.display()
+        )));
+    }
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let e = e?;
+        let n = std::ffi::OsStr::from_bytes(e.file_name().to_bytes());
+        if n != "." && n != ".." {
+            names.push(n.to_owned());
+        }
+    }
+    names.sort();
     let mut real = false;
-    for e in entries {
-        let name = e.file_name();
-        let path = e.path();
+    for name in names {
         let r = rel.join(&name);
         let shown = format!("/{}", r.display());
-        // DirEntry::file_type does not follow symlinks.
-        let ft = e.file_type()?;
-        if !under_new && is_mount_point(&r, &ft, &path) && !in_layers(layers, &r) {
+        let Ok(st) = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) else {
+            continue; // gone since the listing
+        };
+        let ft = FileType::from_raw_mode(st.st_mode);
+        let mount_point = ft == FileType::RegularFile
+            && st.st_size == 0
+            && MOUNT_POINTS.iter().any(|m| r == Path::new(m));
+        if !under_new && mount_point && !in_layers(layers, &r) {
             continue;
         }
         real = true;
-        if ft.is_char_device() {
-            use std::os::unix::fs::MetadataExt;
-            if std::fs::symlink_metadata(&path)?.rdev() == 0 {
-                // A whiteout: the file was deleted.
-                out.push(Change {
-                    path: shown,
-                    kind: DELETED,
-                });
-                continue;
-            }
+        if ft == FileType::CharacterDevice && st.st_rdev == 0 {
+            // A whiteout: the file was deleted.
+            out.push(Change {
+                path: shown,
+                kind: DELETED,
+            });
+            continue;
         }
         let existed = !under_new && in_layers(layers, &r);
         let at = out.len();
@@ -124,16 +141,30 @@ fn walk(
             path: shown,
             kind: if existed { MODIFIED } else { ADDED },
         });
-        if ft.is_dir() {
-            // Below an added or opaque directory, everything is new.
-            let fresh = !existed || is_opaque(&path);
-            let held = walk(&path, &r, layers, under_new || fresh, out)?;
-            // A directory in the upper layer only to hold mount points is no change.
-            if !held && existed && out.len() == at + 1 {
-                let empty = std::fs::read_dir(&path)?.next().is_none();
-                if !empty {
-                    out.truncate(at);
-                }
+        if ft != FileType::Directory {
+            continue;
+        }
+        let Ok(child) = rustix::fs::openat(
+            dir,
+            &name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue; // swapped for something else since the stat
+        };
+        // Below an added or opaque directory, everything is new.
+        let fresh = !existed || is_opaque(&child);
+        let held = walk(&child, &r, layers, under_new || fresh, out, depth + 1)?;
+        // A directory in the upper layer only to hold mount points is no change.
+        if !held && existed && out.len() == at + 1 {
+            let empty = rustix::fs::Dir::read_from(&child)
+                .map(|d| {
+                    d.flatten()
+                        .all(|e| matches!(e.file_name().to_bytes(), b"." | b".."))
+                })
+                .unwrap_or(true);
+            if !empty {
+                out.truncate(at);
             }
         }
     }
@@ -141,8 +172,8 @@ fn walk(
 }
 
 impl Engine {
-    /// `GET /containers/{id}/changes`.
-    pub fn container_changes(&self, key: &str) -> Result<Vec<Change>> {
+    /// `GET /containers/{id}/changes` (the walk runs on a blocking thread).
+    pub async fn container_changes(&self, key: &str) -> Result<Vec<Change>> {
         let h = self.resolve(key)?;
         let rec = h.record();
         let image = self.inner.images.get(&rec.image_id)?;

@@ -427,8 +427,11 @@ pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
 }
 
 /// `GET /containers/{id}/changes`: what the container changed in its filesystem.
-pub(super) fn changes(ctx: &Ctx, id: &str) -> HandlerResult {
-    Ok(json(StatusCode::OK, &ctx.engine.container_changes(id)?))
+pub(super) async fn changes(ctx: &Ctx, id: &str) -> HandlerResult {
+    Ok(json(
+        StatusCode::OK,
+        &ctx.engine.container_changes(id).await?,
+    ))
 }
 
 /// `GET /containers/{id}/export`: the container's filesystem as a tar stream.

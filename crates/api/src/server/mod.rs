@@ -369,7 +369,7 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::GET, ["containers", id, "top"]) => containers::top(ctx, &r, id).await,
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(ctx, &r, id),
         (&Method::GET, ["containers", id, "stats"]) => containers::stats(ctx, &r, id).await,
-        (&Method::GET, ["containers", id, "changes"]) => containers::changes(ctx, id),
+        (&Method::GET, ["containers", id, "changes"]) => containers::changes(ctx, id).await,
         (&Method::GET, ["containers", id, "export"]) => containers::export(ctx, id).await,
         (&Method::HEAD, ["containers", id, "archive"]) => {
             containers::archive_head(ctx, &r, id).await
