@@ -597,6 +597,23 @@ fn cp_both_ways_inside_the_container_only() {
         0,
         "nothing reached the host"
     );
+    // The whole root as a tar stream: the container's files, not the kernel's /proc.
+    let all = d.docker(&["cp", "cp1:/", "-"]);
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let names: Vec<String> = tar::Archive::new(&all.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("etc/passwd")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains("proc/self")),
+        "/proc was walked"
+    );
     // A path that is not there.
     let e = d.docker(&["cp", "cp1:/nope", out.to_str().unwrap()]);
     assert!(

@@ -213,7 +213,12 @@ struct TarWalk<W: Write> {
     tar: tar::Builder<W>,
     /// (dev, inode) of files with several links already written, for hard link entries.
     seen: HashMap<(u64, u64), PathBuf>,
+    /// Directories open above the current one.
+    depth: usize,
 }
+
+/// Deeper trees are refused rather than walked (each level holds fds and a stack frame).
+const MAX_DEPTH: usize = 128;
 
 impl<W: Write> TarWalk<W> {
     fn header(st: &Stat, kind: tar::EntryType) -> tar::Header {
@@ -229,6 +234,26 @@ impl<W: Write> TarWalk<W> {
 
     /// Adds what the directory `fd` holds, named under `name` (`""`: at the archive's top).
     fn add_children(&mut self, fd: &OwnedFd, name: &Path) -> io::Result<()> {
+        if self.depth >= MAX_DEPTH {
+            return Err(io::Error::other(format!(
+                "{} is more than {MAX_DEPTH} directories deep",
+                name.display()
+            )));
+        }
+        // The kernel's own trees (/proc, /sys) are not the container's files: their
+        // directory entries are archived, not their content.
+        if let Ok(fs) = rustix::fs::fstatfs(fd) {
+            if matches!(fs.f_type, libc::PROC_SUPER_MAGIC | libc::SYSFS_MAGIC) {
+                return Ok(());
+            }
+        }
+        self.depth += 1;
+        let r = self.add_children_inner(fd, name);
+        self.depth -= 1;
+        r
+    }
+
+    fn add_children_inner(&mut self, fd: &OwnedFd, name: &Path) -> io::Result<()> {
         let dir = reopen(fd.as_fd(), OFlags::RDONLY | OFlags::DIRECTORY)?;
         let mut names: Vec<OsString> = Vec::new();
         for e in rustix::fs::Dir::read_from(&dir)? {
@@ -324,6 +349,7 @@ fn tar_to_channel(
             buf: Vec::new(),
         }),
         seen: HashMap::new(),
+        depth: 0,
     };
     walk.tar.follow_symlinks(false);
     fill(&mut walk)?;
@@ -824,7 +850,12 @@ impl Engine {
             if ready_tx.send(Ok(st.clone())).is_err() {
                 return;
             }
-            let name = PathBuf::from(&st.name);
+            // The root itself is archived as "." (tar refuses absolute names).
+            let name = PathBuf::from(if st.name == "/" {
+                "."
+            } else {
+                st.name.as_str()
+            });
             let written = tokio::task::spawn_blocking(move || {
                 tar_to_channel(tx, |w| w.add(&resolved.fd, &resolved.stat, &name))
             })
@@ -911,6 +942,23 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tree deeper than the limit is refused, not walked until fds or stack run out.
+    #[test]
+    fn deep_trees_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let mut p = t.path().join("r");
+        for _ in 0..(MAX_DEPTH + 5) {
+            p.push("d");
+        }
+        std::fs::create_dir_all(&p).unwrap();
+        let root = Root::open(&t.path().join("r"), "c").unwrap();
+        let (tx, mut rx) = mpsc::channel(1 << 16);
+        let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+        let err = tar_to_channel(tx, |w| w.add_children(&root.fd, Path::new(""))).unwrap_err();
+        drain.join().unwrap();
+        assert!(err.to_string().contains("directories deep"), "{err}");
+    }
 
     #[test]
     fn base_names_follow_docker() {

@@ -42,7 +42,7 @@ fn in_layers(layers: &[OwnedFd], rel: &Path) -> bool {
 }
 
 /// Deeper trees are refused rather than walked (each level holds an fd and a stack frame).
-const MAX_DEPTH: usize = 512;
+const MAX_DEPTH: usize = 128;
 
 fn is_opaque(dir: &OwnedFd) -> bool {
     let mut buf = [0u8; 4];

@@ -266,11 +266,23 @@ fn file_type_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<FileType>, E
     }
 }
 
-/// `rm -rf dir/name`, by descriptors only: symlinks are removed, never followed.
+/// `rm -rf dir/name`, by descriptors only: symlinks are removed, never followed. A tree
+/// deeper than [`MAX_REMOVE_DEPTH`] is refused (ELOOP) rather than walked: each level holds an
+/// fd and a stack frame, and the tree may come from a hostile image or container.
 pub fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
+    remove_all_depth(dir, name, 0)
+}
+
+/// See [`remove_all_at`].
+pub const MAX_REMOVE_DEPTH: usize = 256;
+
+fn remove_all_depth(dir: BorrowedFd<'_>, name: &OsStr, depth: usize) -> Result<(), Errno> {
     match file_type_at(dir, name)? {
         None => Ok(()),
         Some(FileType::Directory) => {
+            if depth >= MAX_REMOVE_DEPTH {
+                return Err(Errno::LOOP);
+            }
             let fd = rfs::openat(
                 dir,
                 name,
@@ -287,7 +299,7 @@ pub fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
                 }
             }
             for n in names {
-                remove_all_at(fd.as_fd(), &n)?;
+                remove_all_depth(fd.as_fd(), &n, depth + 1)?;
             }
             rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)
         }
