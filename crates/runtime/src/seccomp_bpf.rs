@@ -408,6 +408,9 @@ pub(crate) fn prepare(
     let Some(mut process) = spec.process().clone() else {
         return Ok(None);
     };
+    if !can_lend(&process) {
+        return Ok(None);
+    }
     let Some(filter) = Filter::for_spec(state_root, &seccomp)? else {
         return Ok(None);
     };
@@ -463,11 +466,36 @@ pub(crate) fn prepare_exec(
                 .into(),
         )
     })?;
+    if !can_lend(process) {
+        return Err(RuntimeError::Seccomp(
+            "exec with CAP_SYS_ADMIN or CAP_SETPCAP inheritable but not effective is not supported"
+                .into(),
+        ));
+    }
     let borrowed = lend(process);
     Ok(Some(SeccompExecutor { filter, borrowed }))
 }
 
+/// Whether the capabilities can be lent safely: a capability the process will not have in
+/// its effective set must not be in its inheritable or ambient sets either (execve would
+/// keep it through them), and with no_new_privileges nothing needs lending at all.
+fn can_lend(process: &Process) -> bool {
+    let Some(caps) = process.capabilities() else {
+        return true;
+    };
+    [Capability::SysAdmin, Capability::Setpcap]
+        .into_iter()
+        .all(|c| {
+            has(caps.effective(), c) || !(has(caps.inheritable(), c) || has(caps.ambient(), c))
+        })
+}
+
 fn lend(process: &mut Process) -> Borrowed {
+    // libcontainer sets no_new_privileges first thing in the init: the filter then goes in
+    // without any capability.
+    if process.no_new_privileges() == Some(true) {
+        return Borrowed::default();
+    }
     match process.capabilities().clone() {
         Some(mut caps) => {
             let b = borrow(&mut caps);
@@ -539,6 +567,24 @@ mod tests {
         let b = borrow(&mut c);
         assert_eq!(b.sets, CapabilitySet::SYS_ADMIN);
         assert!(b.bounding.is_empty());
+    }
+
+    #[test]
+    fn nothing_lent_that_execve_would_keep() {
+        let mut p = Process::default();
+        let mut c = caps(&[Capability::Chown], &[Capability::Chown]);
+        assert!(can_lend(&{
+            p.set_capabilities(Some(c.clone()));
+            p.clone()
+        }));
+        // SYS_ADMIN inheritable but not effective: lending it would let it through execve.
+        c.set_inheritable(Some([Capability::SysAdmin].into_iter().collect()));
+        p.set_capabilities(Some(c));
+        assert!(!can_lend(&p));
+        // With no_new_privileges nothing is lent.
+        p.set_no_new_privileges(Some(true));
+        let b = lend(&mut p);
+        assert!(b.sets.is_empty() && b.bounding.is_empty());
     }
 
     #[test]
