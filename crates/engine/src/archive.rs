@@ -555,7 +555,10 @@ impl Root {
                     let full: PathBuf = parent_rel.join(name);
                     dir_times.push((full, h.mtime().unwrap_or(0) as i64));
                 }
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                // A sparse entry reads back as its whole content.
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
                     let fd = rustix::fs::openat(
                         &parent,
                         name.as_os_str(),
@@ -816,7 +819,11 @@ impl Engine {
         let h = self.resolve(key)?;
         let _op = h.op.lock().await;
         let access = self.open_root(&h, key)?;
-        access.root.stat(path)
+        let path = path.to_owned();
+        // Path resolution touches the container's filesystem: not on an async worker.
+        tokio::task::spawn_blocking(move || access.root.stat(&path))
+            .await
+            .map_err(|e| EngineError::Runtime(format!("stat: {e}")))?
     }
 
     /// `GET /containers/{id}/archive`: the path's stat and its tar stream.
