@@ -37,16 +37,29 @@ pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_secs_f64(total))
 }
 
-/// A filter time (`until`, `since`): a Unix time (fractions allowed), an RFC 3339 time, or a
-/// Go duration counted back from `now`.
-pub fn parse_filter_time(v: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    if let Ok(secs) = v.parse::<f64>() {
-        let whole = secs.trunc() as i64;
-        let nanos = ((secs - secs.trunc()) * 1e9) as u32;
-        return DateTime::from_timestamp(whole, nanos);
+/// A Unix time ("seconds[.fraction]", parsed exactly: as f64 it would lose the nanoseconds
+/// the docker CLI sends and miss the very entry a timestamp names) or an RFC 3339 time.
+pub fn parse_time(v: &str) -> Option<DateTime<Utc>> {
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    if !secs.is_empty()
+        && secs.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= 9
+        && frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        let s: i64 = secs.parse().ok()?;
+        let nanos: u32 = format!("{frac:0<9}").parse().unwrap_or(0);
+        return DateTime::from_timestamp(s, nanos);
     }
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Some(t.with_timezone(&Utc));
+    DateTime::parse_from_rfc3339(v)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// A filter time (`until`, `since`): a time as [`parse_time`] reads it, or a Go duration
+/// counted back from `now`.
+pub fn parse_filter_time(v: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if let Some(t) = parse_time(v) {
+        return Some(t);
     }
     let d = chrono::Duration::from_std(parse_go_duration(v)?).ok()?;
     Some(now - d)
@@ -68,6 +81,12 @@ mod tests {
         assert_eq!(
             t("2026-11-01T00:00:00Z").unwrap(),
             "2026-11-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_filter_time("1795348800.000000001", now)
+                .unwrap()
+                .timestamp_subsec_nanos(),
+            1
         );
         assert!(t("soon").is_none());
         assert!(t("5x").is_none());

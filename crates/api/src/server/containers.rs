@@ -268,30 +268,15 @@ pub(super) fn wait(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     Ok(resp)
 }
 
-/// Parses Docker's time arguments: unix seconds (with optional fraction) or RFC 3339.
+/// Docker's time arguments (`since`, `until` of logs): see [`crate::timefmt::parse_time`];
+/// absent, empty or "0" mean none.
 fn parse_time(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
     let Some(v) = v.filter(|v| !v.is_empty() && *v != "0") else {
         return Ok(None);
     };
-    // "seconds[.fraction]", parsed exactly (as f64 it would lose the nanoseconds the docker
-    // CLI sends, and miss the very entry a timestamp names).
-    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
-    if !secs.is_empty()
-        && secs.bytes().all(|b| b.is_ascii_digit())
-        && frac.len() <= 9
-        && frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        let s: i64 = secs
-            .parse()
-            .map_err(|_| ApiError::bad(format!("invalid time value: {v}")))?;
-        let nanos: u32 = format!("{frac:0<9}").parse().unwrap_or(0);
-        return chrono::DateTime::from_timestamp(s, nanos)
-            .map(Some)
-            .ok_or_else(|| ApiError::bad(format!("invalid time value: {v}")));
-    }
-    chrono::DateTime::parse_from_rfc3339(v)
-        .map(|t| Some(t.with_timezone(&chrono::Utc)))
-        .map_err(|_| ApiError::bad(format!("invalid time value: {v}")))
+    crate::timefmt::parse_time(v)
+        .map(Some)
+        .ok_or_else(|| ApiError::bad(format!("invalid time value: {v}")))
 }
 
 pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
