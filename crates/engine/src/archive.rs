@@ -175,37 +175,56 @@ impl Root {
     }
 
     fn stat(&self, path: &str) -> Result<PathStat> {
-        let r = self.resolve(path)?;
-        let link_target = if FileType::from_raw_mode(r.stat.st_mode) == FileType::Symlink {
-            rustix::fs::readlinkat(&r.fd, "", Vec::new())
+        Ok(self.resolve(path)?.path_stat(path))
+    }
+}
+
+impl Resolved {
+    /// Docker's stat of the resolved `path`.
+    fn path_stat(&self, path: &str) -> PathStat {
+        let link_target = if FileType::from_raw_mode(self.stat.st_mode) == FileType::Symlink {
+            rustix::fs::readlinkat(&self.fd, "", Vec::new())
                 .map(|t| t.to_string_lossy().into_owned())
                 .unwrap_or_default()
         } else {
             String::new()
         };
-        let mtime = chrono::DateTime::from_timestamp(r.stat.st_mtime, r.stat.st_mtime_nsec as u32)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        Ok(PathStat {
+        let mtime =
+            chrono::DateTime::from_timestamp(self.stat.st_mtime, self.stat.st_mtime_nsec as u32)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        PathStat {
             name: base_name(path),
-            size: r.stat.st_size,
-            mode: go_mode(&r.stat),
+            size: self.stat.st_size,
+            mode: go_mode(&self.stat),
             mtime,
             link_target,
-        })
+        }
     }
 }
 
-/// Reopens an `O_PATH` fd for reading (a file's content or a directory's entries).
+/// Reopens an `O_PATH` fd for reading (a file's content or a directory's entries). The fd is
+/// ours and names a file or directory, never a symlink: the magic link /proc/self/fd/N is
+/// that very inode, whatever its path is now.
 fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> io::Result<OwnedFd> {
-    // The fd is ours: /proc/self/fd/N is the very file, whatever its path is now.
     let p = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&fd));
     Ok(rustix::fs::open(
         p.as_str(),
-        flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        flags | OFlags::CLOEXEC,
         Mode::empty(),
-    )
-    .or_else(|_| rustix::fs::open(p.as_str(), flags | OFlags::CLOEXEC, Mode::empty()))?)
+    )?)
+}
+
+/// Access and modification times both at `secs`.
+fn times_at(secs: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
 }
 
 /// Writes the tree at `r` as tar entries under `name`.
@@ -630,14 +649,7 @@ impl Root {
             } else {
                 (0, 0)
             };
-            let t = Timespec {
-                tv_sec: h.mtime().unwrap_or(0) as i64,
-                tv_nsec: 0,
-            };
-            let times = Timestamps {
-                last_access: t,
-                last_modification: t,
-            };
+            let times = times_at(h.mtime().unwrap_or(0) as i64);
             let owner = (
                 Some(rustix::fs::Uid::from_raw(uid)),
                 Some(rustix::fs::Gid::from_raw(gid)),
@@ -694,19 +706,7 @@ impl Root {
         // Directory times last: adding entries changed them.
         for (rel, mtime) in dir_times.into_iter().rev() {
             if let Ok(fd) = self.dir_at(&rel) {
-                let t = Timespec {
-                    tv_sec: mtime,
-                    tv_nsec: 0,
-                };
-                let _ = rustix::fs::utimensat(
-                    &fd,
-                    "",
-                    &Timestamps {
-                        last_access: t,
-                        last_modification: t,
-                    },
-                    AtFlags::EMPTY_PATH,
-                );
+                let _ = rustix::fs::utimensat(&fd, "", &times_at(mtime), AtFlags::EMPTY_PATH);
             }
         }
         Ok(())
@@ -843,8 +843,8 @@ impl Engine {
             // Held until the archive is written: no start or removal under the copy.
             let _op = h.op.lock().await;
             let prepared = engine.open_root(&h, &key).and_then(|a| {
-                let st = a.root.stat(&path)?;
                 let r = a.root.resolve(&path)?;
+                let st = r.path_stat(&path);
                 Ok((a, st, r))
             });
             let (access, st, resolved) = match prepared {
@@ -927,19 +927,20 @@ impl Engine {
         }
         let _op = h.op.lock().await;
         let access = self.open_root(&h, key)?;
-        // The destination is always followed: it is a directory, or a link to one.
-        let dir_path = format!("{}/", path.trim_end_matches('/'));
-        let r = access.root.resolve(&dir_path)?;
-        if FileType::from_raw_mode(r.stat.st_mode) != FileType::Directory {
-            return Err(EngineError::InvalidArgument(format!(
-                "extraction point is not a directory: {path}"
-            )));
-        }
         let path = path.to_owned();
+        // Path resolution and extraction touch the container's filesystem: not on an async
+        // worker.
         tokio::task::spawn_blocking(move || {
-            let res = access.root.extract(&path, ChannelReader::new(body), opts);
-            drop(access);
-            res
+            // The destination is always followed: it is a directory, or a link to one.
+            let r = access
+                .root
+                .resolve(&format!("{}/", path.trim_end_matches('/')))?;
+            if FileType::from_raw_mode(r.stat.st_mode) != FileType::Directory {
+                return Err(EngineError::InvalidArgument(format!(
+                    "extraction point is not a directory: {path}"
+                )));
+            }
+            access.root.extract(&path, ChannelReader::new(body), opts)
         })
         .await
         .map_err(|e| EngineError::Runtime(format!("extraction: {e}")))?
