@@ -260,6 +260,11 @@ pub struct BodyStream {
 }
 
 impl BodyStream {
+    /// A response header, if present.
+    pub fn header(&self, name: &str) -> Option<&hyper::header::HeaderValue> {
+        self.headers.get(name)
+    }
+
     /// The response's `Content-Type`, if any.
     pub fn content_type(&self) -> Option<&str> {
         self.headers

@@ -27,6 +27,7 @@ struct PathStat {
 }
 
 const GO_DIR: u32 = 1 << 31;
+const STAT_HEADER: &str = "X-Docker-Container-Path-Stat";
 
 impl PathStat {
     fn is_dir(&self) -> bool {
@@ -49,9 +50,10 @@ fn usage(msg: &str) -> CliError {
     CliError::Precondition(msg.to_owned())
 }
 
-fn stat_header(resp: &hyper::Response<hyper::body::Incoming>) -> Option<PathStat> {
+/// The stat Docker's daemon sends in a header of archive answers.
+fn stat_header(v: Option<&hyper::header::HeaderValue>) -> Option<PathStat> {
     use base64::Engine as _;
-    let v = resp.headers().get("X-Docker-Container-Path-Stat")?;
+    let v = v?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(v.as_bytes())
         .ok()?;
@@ -99,7 +101,7 @@ async fn from_container(
         let resp = client
             .request(Method::HEAD, &get(src.clone()), RequestBody::Empty)
             .await?;
-        if let Some(st) = stat_header(&resp) {
+        if let Some(st) = stat_header(resp.headers().get(STAT_HEADER)) {
             if !st.link_target.is_empty() {
                 src = if st.link_target.starts_with('/') {
                     st.link_target
@@ -110,15 +112,14 @@ async fn from_container(
             }
         }
     }
-    let resp = client
-        .request(Method::GET, &get(src.clone()), RequestBody::Empty)
+    let mut body = client
+        .stream(Method::GET, &get(src.clone()), RequestBody::Empty)
         .await?;
-    let st = stat_header(&resp)
+    let st = stat_header(body.header(STAT_HEADER))
         .ok_or_else(|| CliError::Precondition("the daemon sent no stat of the source".into()))?;
-    let mut body = resp.into_body();
     if dest == "-" {
         let mut out = tokio::io::stdout();
-        while let Some(chunk) = next_chunk(&mut body).await? {
+        while let Some(chunk) = body.chunk().await? {
             tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
                 .await
                 .map_err(io("stdout"))?;
@@ -133,7 +134,7 @@ async fn from_container(
     let extract = std::thread::spawn(move || plan.extract(r));
     let mut w = tokio::fs::File::from_std(w);
     let mut fed = Ok(());
-    while let Some(chunk) = next_chunk(&mut body).await? {
+    while let Some(chunk) = body.chunk().await? {
         if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut w, &chunk).await {
             fed = Err(e);
             break;
@@ -147,18 +148,6 @@ async fn from_container(
     extracted?;
     fed.map_err(io("copy"))?;
     Ok(0)
-}
-
-async fn next_chunk(body: &mut hyper::body::Incoming) -> Result<Option<bytes::Bytes>> {
-    use http_body_util::BodyExt;
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| CliError::Precondition(format!("reading the archive: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            return Ok(Some(data));
-        }
-    }
-    Ok(None)
 }
 
 /// Where a container's archive goes locally: the directory to extract into and the name the
@@ -343,7 +332,7 @@ async fn to_container(
         )
         .await?;
     let dest_stat = if head.status().is_success() {
-        stat_header(&head)
+        stat_header(head.headers().get(STAT_HEADER))
     } else if head.status() == hyper::StatusCode::NOT_FOUND {
         None
     } else {
@@ -493,14 +482,13 @@ pub async fn export(client: &Client, a: ExportArgs) -> Result<i32> {
             "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
         ));
     }
-    let resp = client
-        .request(
+    let mut body = client
+        .stream(
             Method::GET,
             &format!("/containers/{}/export", seg(&a.container)),
             RequestBody::Empty,
         )
         .await?;
-    let mut body = resp.into_body();
     let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &a.output {
         Some(p) => Box::new(
             tokio::fs::File::create(p)
@@ -509,7 +497,7 @@ pub async fn export(client: &Client, a: ExportArgs) -> Result<i32> {
         ),
         None => Box::new(tokio::io::stdout()),
     };
-    while let Some(chunk) = next_chunk(&mut body).await? {
+    while let Some(chunk) = body.chunk().await? {
         out.write_all(&chunk).await.map_err(io("write"))?;
     }
     out.flush().await.map_err(io("write"))?;
