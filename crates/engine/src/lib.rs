@@ -35,7 +35,7 @@ use berth_image::ImageStore;
 use berth_runtime::RuntimeKind;
 use tokio::sync::watch;
 
-pub use archive::{PathStat, PutOptions};
+pub use archive::{ChannelReader, PathStat, PutOptions};
 pub use container::{ContainerRecord, State, Status};
 pub use containers::{AttachOptions, IoSession, ListOptions, LogOptions};
 pub use error::{EngineError, ErrorKind, Result};

@@ -91,3 +91,39 @@ pub fn stream(status: StatusCode, ctype: &str) -> (Response<Body>, mpsc::Sender<
     let (tx, rx) = mpsc::channel(64);
     (from_receiver(status, ctype, rx), tx)
 }
+
+/// Forwards a request body, chunk by chunk, to a bounded channel (the reader side is
+/// [`berth_engine::ChannelReader`] on a blocking thread). A failed upload, or one past `limit`
+/// bytes, ends with an error item, never a short and so silently truncated stream.
+pub fn forward(
+    mut incoming: hyper::body::Incoming,
+    limit: Option<(u64, &'static str)>,
+) -> mpsc::Receiver<std::io::Result<Bytes>> {
+    use http_body_util::BodyExt;
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut total = 0u64;
+        while let Some(frame) = incoming.frame().await {
+            let item = match frame {
+                Ok(f) => match f.into_data() {
+                    Ok(d) => {
+                        total += d.len() as u64;
+                        match limit {
+                            Some((max, msg)) if total > max => Err(std::io::Error::other(msg)),
+                            _ => Ok(d),
+                        }
+                    }
+                    Err(_) => continue,
+                },
+                Err(e) => Err(std::io::Error::other(format!(
+                    "reading the request body failed: {e}"
+                ))),
+            };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
+}

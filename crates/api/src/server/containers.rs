@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use berth_engine::container::fmt_time;
 use berth_engine::{AttachOptions, ContainerRecord, ListOptions, LogOptions, Status};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -447,25 +446,8 @@ pub(super) async fn archive_put(ctx: &Ctx, mut r: Req, id: &str) -> HandlerResul
         no_overwrite_dir_non_dir: r.flag("noOverwriteDirNonDir"),
         copy_uid_gid: r.flag("copyUIDGID"),
     };
-    let mut incoming = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
-    tokio::spawn(async move {
-        while let Some(frame) = incoming.frame().await {
-            let item = match frame {
-                Ok(f) => match f.into_data() {
-                    Ok(d) => Ok(d),
-                    Err(_) => continue,
-                },
-                Err(e) => Err(std::io::Error::other(format!(
-                    "reading the request body: {e}"
-                ))),
-            };
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                return;
-            }
-        }
-    });
+    let incoming = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;
+    let rx = body::forward(incoming, None);
     ctx.engine.archive_put(id, &path, opts, rx).await?;
     Ok(body::empty(StatusCode::OK))
 }

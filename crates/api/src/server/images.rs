@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use berth_engine::ImportRequest;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::StatusCode;
 
 use super::body::{self, empty};
@@ -196,47 +195,13 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
     };
     // Check the request before streaming, so that bad input is a plain 400.
     ctx.engine.check_import(&req)?;
-    let body = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;
-    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Bytes, String>>(16);
-    tokio::spawn(async move {
-        let mut body = body;
-        let mut total = 0u64;
-        loop {
-            let item = match body.frame().await {
-                None => return,
-                Some(Err(e)) => Err(format!("reading the request body failed: {e}")),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        total += data.len() as u64;
-                        if total > MAX_IMPORT {
-                            Err("image tarball too large".to_owned())
-                        } else {
-                            Ok(data)
-                        }
-                    }
-                    Err(_) => continue,
-                },
-            };
-            let failed = item.is_err();
-            let tx = chunk_tx.clone();
-            // The channel is bounded: wait for the importer without blocking the runtime.
-            let sent = tokio::task::spawn_blocking(move || tx.send(item)).await;
-            if failed || !matches!(sent, Ok(Ok(()))) {
-                return;
-            }
-        }
-    });
+    let incoming = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;
+    let chunks = body::forward(incoming, Some((MAX_IMPORT, "image tarball too large")));
     let engine = ctx.engine.clone();
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");
     tokio::spawn(async move {
         let result = engine
-            .import_image(
-                Box::new(ChannelReader {
-                    rx: chunk_rx,
-                    cur: Bytes::new(),
-                }),
-                req,
-            )
+            .import_image(Box::new(berth_engine::ChannelReader::new(chunks)), req)
             .await;
         let msg = match result {
             Ok(id) => JsonMessage {
@@ -254,27 +219,4 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
         let _ = tx.send(progress_line(&msg)).await;
     });
     Ok(resp)
-}
-
-/// A blocking reader over chunks sent from the async side; a failed upload is an error, never
-/// a short (and so silently truncated) tarball.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Result<Bytes, String>>,
-    cur: Bytes,
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => self.cur = b,
-                Ok(Err(e)) => return Err(std::io::Error::other(e)),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        let _ = self.cur.split_to(n);
-        Ok(n)
-    }
 }
