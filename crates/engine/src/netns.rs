@@ -71,7 +71,8 @@ impl Pool {
                     if have >= SPARES {
                         break;
                     }
-                    match make() {
+                    // This thread ends when the pool is full: it may move itself.
+                    match make_in_this_thread() {
                         Ok(fd) => pool
                             .spares
                             .lock()
@@ -94,15 +95,19 @@ impl Pool {
 /// A new network namespace with loopback up, held by an fd.
 fn make() -> std::result::Result<OwnedFd, String> {
     // unshare() moves only the calling thread, so a short-lived thread does it.
-    std::thread::spawn(|| -> std::result::Result<OwnedFd, String> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
-        loopback_up().map_err(|e| format!("loopback up: {e}"))?;
-        std::fs::File::open("/proc/thread-self/ns/net")
-            .map(OwnedFd::from)
-            .map_err(|e| format!("open netns: {e}"))
-    })
-    .join()
-    .map_err(|_| "netns thread panicked".to_owned())?
+    std::thread::spawn(make_in_this_thread)
+        .join()
+        .map_err(|_| "netns thread panicked".to_owned())?
+}
+
+/// Moves the calling thread into a new namespace and returns it: only for threads that end
+/// right after (the pool's refill thread, [`make`]'s own).
+fn make_in_this_thread() -> std::result::Result<OwnedFd, String> {
+    unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
+    loopback_up().map_err(|e| format!("loopback up: {e}"))?;
+    std::fs::File::open("/proc/thread-self/ns/net")
+        .map(OwnedFd::from)
+        .map_err(|e| format!("open netns: {e}"))
 }
 
 /// Releases a namespace file made by [`Pool::create`]. Missing files are fine.
