@@ -1,0 +1,1 @@
+//! Berth's registry server (`berth registry serve`).
