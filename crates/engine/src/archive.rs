@@ -8,11 +8,9 @@
 //! resolve it), and trees are walked and written through directory fds with `O_NOFOLLOW`: no
 //! symlink, not even one the container swaps in during the copy, leads outside its root.
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +18,8 @@ use bytes::Bytes;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
 use serde::Serialize;
 use tokio::sync::mpsc;
+
+use berth_image::tarwalk::TreeWriter;
 
 use crate::error::{EngineError, Result};
 use crate::{ContainerHandle, Engine, Status};
@@ -203,18 +203,6 @@ impl Resolved {
     }
 }
 
-/// Reopens an `O_PATH` fd for reading (a file's content or a directory's entries). The fd is
-/// ours and names a file or directory, never a symlink: the magic link /proc/self/fd/N is
-/// that very inode, whatever its path is now.
-fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> io::Result<OwnedFd> {
-    let p = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&fd));
-    Ok(rustix::fs::open(
-        p.as_str(),
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
 /// Access and modification times both at `secs`.
 fn times_at(secs: i64) -> Timestamps {
     let t = Timespec {
@@ -227,152 +215,17 @@ fn times_at(secs: i64) -> Timestamps {
     }
 }
 
-/// Writes the tree at `r` as tar entries under `name`.
-struct TarWalk<W: Write> {
-    tar: tar::Builder<W>,
-    /// (dev, inode) of files with several links already written, for hard link entries.
-    seen: HashMap<(u64, u64), PathBuf>,
-    /// Directories open above the current one.
-    depth: usize,
-}
-
-/// Deeper trees are refused rather than walked (each level holds fds and a stack frame).
-const MAX_DEPTH: usize = 128;
-
-impl<W: Write> TarWalk<W> {
-    fn header(st: &Stat, kind: tar::EntryType) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(st.st_mode & 0o7777);
-        h.set_uid(st.st_uid as u64);
-        h.set_gid(st.st_gid as u64);
-        h.set_mtime(st.st_mtime.max(0) as u64);
-        h.set_size(0);
-        h
-    }
-
-    /// Adds what the directory `fd` holds, named under `name` (`""`: at the archive's top).
-    fn add_children(&mut self, fd: &OwnedFd, name: &Path) -> io::Result<()> {
-        if self.depth >= MAX_DEPTH {
-            return Err(io::Error::other(format!(
-                "{} is more than {MAX_DEPTH} directories deep",
-                name.display()
-            )));
-        }
-        // The kernel's own trees (/proc, /sys) are not the container's files: their
-        // directory entries are archived, not their content.
-        if let Ok(fs) = rustix::fs::fstatfs(fd) {
-            if matches!(fs.f_type, libc::PROC_SUPER_MAGIC | libc::SYSFS_MAGIC) {
-                return Ok(());
-            }
-        }
-        self.depth += 1;
-        let r = self.add_children_inner(fd, name);
-        self.depth -= 1;
-        r
-    }
-
-    fn add_children_inner(&mut self, fd: &OwnedFd, name: &Path) -> io::Result<()> {
-        let dir = reopen(fd.as_fd(), OFlags::RDONLY | OFlags::DIRECTORY)?;
-        let mut names: Vec<OsString> = Vec::new();
-        for e in rustix::fs::Dir::read_from(&dir)? {
-            let e = e?;
-            let n = OsStr::from_bytes(e.file_name().to_bytes());
-            if n != "." && n != ".." {
-                names.push(n.to_owned());
-            }
-        }
-        names.sort();
-        for n in names {
-            // A single name from the directory itself, never followed.
-            let child = match rustix::fs::openat(
-                &dir,
-                n.as_os_str(),
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(c) => c,
-                // Gone since the listing.
-                Err(rustix::io::Errno::NOENT) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let cst = rustix::fs::fstat(&child)?;
-            self.add(&child, &cst, &name.join(&n))?;
-        }
-        Ok(())
-    }
-
-    fn add(&mut self, fd: &OwnedFd, st: &Stat, name: &Path) -> io::Result<()> {
-        match FileType::from_raw_mode(st.st_mode) {
-            FileType::Directory => {
-                let mut h = Self::header(st, tar::EntryType::Directory);
-                self.tar.append_data(&mut h, name, io::empty())?;
-                self.add_children(fd, name)
-            }
-            FileType::RegularFile => {
-                if st.st_nlink > 1 {
-                    let key = (st.st_dev, st.st_ino);
-                    if let Some(first) = self.seen.get(&key) {
-                        let mut h = Self::header(st, tar::EntryType::Link);
-                        let first = first.clone();
-                        return self.tar.append_link(&mut h, name, first);
-                    }
-                    self.seen.insert(key, name.to_owned());
-                }
-                let file = std::fs::File::from(reopen(fd.as_fd(), OFlags::RDONLY)?);
-                let now = rustix::fs::fstat(&file)?;
-                if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
-                    return Err(io::Error::other(format!(
-                        "{} changed during the copy",
-                        name.display()
-                    )));
-                }
-                let size = now.st_size.max(0) as u64;
-                let mut h = Self::header(&now, tar::EntryType::Regular);
-                h.set_size(size);
-                // Exactly `size` bytes, even if the file changes meanwhile.
-                let body = file.take(size).chain(io::repeat(0).take(size));
-                self.tar.append_data(&mut h, name, body.take(size))
-            }
-            FileType::Symlink => {
-                let target = rustix::fs::readlinkat(fd, "", Vec::new())?;
-                let mut h = Self::header(st, tar::EntryType::Symlink);
-                self.tar
-                    .append_link(&mut h, name, OsStr::from_bytes(target.as_bytes()))
-            }
-            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
-                let kind = match FileType::from_raw_mode(st.st_mode) {
-                    FileType::CharacterDevice => tar::EntryType::Char,
-                    FileType::BlockDevice => tar::EntryType::Block,
-                    _ => tar::EntryType::Fifo,
-                };
-                let mut h = Self::header(st, kind);
-                h.set_device_major(rustix::fs::major(st.st_rdev))?;
-                h.set_device_minor(rustix::fs::minor(st.st_rdev))?;
-                self.tar.append_data(&mut h, name, io::empty())
-            }
-            // Sockets and the like have no place in an archive.
-            _ => Ok(()),
-        }
-    }
-}
-
 /// Writes a tar stream to `tx`: `fill` adds the entries, then the archive is finished.
 fn tar_to_channel(
     tx: mpsc::Sender<Bytes>,
-    fill: impl FnOnce(&mut TarWalk<ChannelWriter>) -> io::Result<()>,
+    fill: impl FnOnce(&mut TreeWriter<ChannelWriter>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut walk = TarWalk {
-        tar: tar::Builder::new(ChannelWriter {
-            tx,
-            buf: Vec::new(),
-        }),
-        seen: HashMap::new(),
-        depth: 0,
-    };
-    walk.tar.follow_symlinks(false);
+    let mut walk = TreeWriter::new(ChannelWriter {
+        tx,
+        buf: Vec::new(),
+    });
     fill(&mut walk)?;
-    walk.tar.into_inner()?.flush()
+    walk.finish()?.flush()
 }
 
 /// Logs a failed archive, unless the client just went away.

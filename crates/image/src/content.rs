@@ -52,7 +52,13 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
 #[derive(Debug, Clone)]
 pub struct ContentStore {
     blobs: PathBuf,
+    /// Downloads in progress, `ingest/<hex>` by the digest they must end with: kept across
+    /// a daemon restart so an interrupted pull resumes where it stopped.
+    ingest: PathBuf,
 }
+
+/// Partial downloads older than this are dropped when the store opens.
+const INGEST_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl ContentStore {
     /// Opens (creating it if needed) the store rooted at `root` (`<data-root>/content`) and
@@ -76,7 +82,58 @@ impl ContentStore {
                     .map_err(ImageError::io(format!("remove {}", entry.path().display())))?;
             }
         }
-        Ok(Self { blobs })
+        let ingest = root.join("ingest");
+        fs::create_dir_all(&ingest)
+            .map_err(ImageError::io(format!("create {}", ingest.display())))?;
+        for entry in
+            fs::read_dir(&ingest).map_err(ImageError::io(format!("read {}", ingest.display())))?
+        {
+            let entry = entry.map_err(ImageError::io(format!("read {}", ingest.display())))?;
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age > INGEST_TTL);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(Self { blobs, ingest })
+    }
+
+    /// Resumes (or starts) the download of the blob `expected`: the writer appends to what
+    /// an earlier attempt stored, and the returned file reads those bytes back (`None` when
+    /// starting afresh). The partial file survives a failed or dropped writer unless
+    /// [`BlobWriter::discard`] is called; a commit checks the whole blob's digest.
+    pub fn resume(&self, expected: &str) -> Result<(BlobWriter, Option<File>), ImageError> {
+        let path = self.ingest.join(digest_hex(expected)?);
+        let mut file = File::options()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(ImageError::io(format!("open {}", path.display())))?;
+        let mut hasher = Sha256::new();
+        let size = io::copy(&mut file, &mut HashSink(&mut hasher))
+            .map_err(ImageError::io(format!("read {}", path.display())))?;
+        let prefix = if size > 0 {
+            Some(File::open(&path).map_err(ImageError::io(format!("open {}", path.display())))?)
+        } else {
+            None
+        };
+        Ok((
+            BlobWriter {
+                file: Some(file),
+                temp: path,
+                dir: self.blobs.clone(),
+                hasher,
+                size,
+                failed: None,
+                keep_partial: true,
+            },
+            prefix,
+        ))
     }
 
     /// Where a blob lives (whether or not it exists).
@@ -120,6 +177,7 @@ impl ContentStore {
             hasher: Sha256::new(),
             size: 0,
             failed: None,
+            keep_partial: false,
         })
     }
 
@@ -178,9 +236,30 @@ pub struct BlobWriter {
     hasher: Sha256,
     size: u64,
     failed: Option<io::Error>,
+    /// A resumable download: the partial file stays when the writer is dropped.
+    keep_partial: bool,
+}
+
+/// Feeds what is written to a hasher.
+struct HashSink<'a>(&'a mut Sha256);
+
+impl Write for HashSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl BlobWriter {
+    /// Drops a resumable download's partial bytes (they are bad, not merely incomplete).
+    pub fn discard(mut self) {
+        self.keep_partial = false;
+    }
+
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.size
@@ -202,6 +281,7 @@ impl BlobWriter {
         let digest = finish_digest(std::mem::take(&mut self.hasher));
         if let Some(expected) = expected {
             if expected != digest {
+                self.keep_partial = false;
                 return Err(ImageError::DigestMismatch {
                     expected: expected.to_owned(),
                     actual: digest,
@@ -251,7 +331,10 @@ impl Write for BlobWriter {
 impl Drop for BlobWriter {
     fn drop(&mut self) {
         // Committed or not, the temp name must not survive (after a commit it is either renamed
-        // away or a duplicate of an existing blob).
+        // away or a duplicate of an existing blob); an interrupted resumable download stays.
+        if self.keep_partial && self.file.is_some() {
+            return;
+        }
         if let Err(e) = fs::remove_file(&self.temp) {
             if e.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %self.temp.display(), error = %e, "removing temp blob");

@@ -9,16 +9,26 @@
 //!   escapes).
 //! - [`snapshot`]: one directory per unpacked layer (`snapshots/<chain-id>/fs`), and overlay
 //!   mounts for containers (a fresh upper dir on top of the image's layers).
+//! - [`manifest`]: OCI and Docker manifests, indexes, descriptors, platform selection.
+//! - [`layer`]: one layer stream (plain, gzip or zstd) stored as a blob and unpacked into its
+//!   snapshot in a single pass, digests checked on the way.
+//! - [`tarwalk`]: directory trees written as tar streams through fds (cp, export, and layers
+//!   from a container's upper directory for commit and build).
 //! - [`store`]: image records and tags in the daemon's redb database; import, list, resolve,
 //!   tag, remove.
 
 pub mod apply;
 pub mod content;
 pub mod error;
+pub mod layer;
+pub mod manifest;
 pub mod reference;
 pub mod snapshot;
 pub mod store;
+pub mod tarwalk;
 
 pub use error::ImageError;
 pub use reference::Reference;
-pub use store::{Image, ImageStore, ImageUser, ImportOptions, RemovedImage};
+pub use store::{
+    CommitOptions, Image, ImageStore, ImageUser, ImportOptions, LayerInfo, LayerRef, RemovedImage,
+};

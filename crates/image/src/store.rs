@@ -10,13 +10,15 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, SecondsFormat, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::apply::{ApplyOptions, apply_layer};
-use crate::content::{BlobWriter, ContentStore, digest_hex, finish_digest};
+use crate::apply::ApplyOptions;
+use crate::content::{ContentStore, digest_hex};
 use crate::error::ImageError;
+use crate::layer::{self, LayerExpect, UnpackError};
+use crate::manifest::{LayerCompression, Platform, parse_config};
 use crate::reference::Reference;
-use crate::snapshot::{Snapshotter, chain_ids};
+use crate::snapshot::{Snapshotter, chain_id, chain_ids};
+use crate::tarwalk::{Skip, TreeWriter};
 
 /// The schema of the image tables this build writes.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -26,6 +28,14 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("image_meta");
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 /// Full reference (`docker.io/library/busybox:latest`) -> image id.
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("image_tags");
+/// Chain id -> JSON [`LayerInfo`], for every unpacked layer.
+const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("image_layers");
+/// Chain ids and blob digests of an unfinished pull or load -> when they were made (unix
+/// seconds): garbage collection leaves them for [`PENDING_TTL`] so that a retry resumes.
+const PENDING: TableDefinition<&str, u64> = TableDefinition::new("image_pending");
+
+/// How long layers of an unfinished pull are kept for a retry.
+const PENDING_TTL: u64 = 24 * 3600;
 
 /// An image: its config and where its layers are.
 #[derive(Debug, Clone)]
@@ -42,6 +52,36 @@ pub struct Image {
     pub config: serde_json::Value,
     /// Diff ids, bottom layer first.
     pub layers: Vec<String>,
+    /// Unpacked bytes of each layer, bottom first (0 where unknown).
+    pub layer_sizes: Vec<u64>,
+    /// `name@digest` of the manifests this image was pulled by or pushed as.
+    pub repo_digests: Vec<String>,
+    /// The image this one was committed from (`docker commit`), if any.
+    pub parent: Option<String>,
+}
+
+/// A layer of an image: its blob as stored and its diff id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    /// Digest of the blob in the content store (compressed or not).
+    pub blob: String,
+    /// Digest of the uncompressed tar.
+    pub diff_id: String,
+}
+
+/// What the store knows of an unpacked layer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Digest of the uncompressed tar.
+    pub diff_id: String,
+    /// The blob as stored.
+    pub blob: String,
+    /// The blob's size.
+    pub blob_size: u64,
+    /// Bytes of file content the layer holds.
+    pub size: u64,
+    /// The blob's compression: `none`, `gzip` or `zstd`.
+    pub compression: String,
 }
 
 /// `docker import` parameters.
@@ -55,6 +95,17 @@ pub struct ImportOptions {
     pub message: Option<String>,
     /// `os/arch[/variant]` (default `linux/amd64`).
     pub platform: Option<String>,
+}
+
+/// `docker commit` parameters.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// Tag for the new image.
+    pub reference: Option<Reference>,
+    /// The Docker container config of the new image.
+    pub config: serde_json::Value,
+    pub author: String,
+    pub comment: String,
 }
 
 /// A container that uses an image, as `rmi` needs to know it.
@@ -84,6 +135,10 @@ struct ImageRecord {
     layers: Vec<String>,
     /// Compressed layer blobs as received, bottom first.
     layer_blobs: Vec<String>,
+    #[serde(default)]
+    repo_digests: Vec<String>,
+    #[serde(default)]
+    parent: Option<String>,
 }
 
 /// The image store. `Send + Sync`: every call may come from any thread.
@@ -104,89 +159,6 @@ impl std::fmt::Debug for ImageStore {
             .field("snapshots", &self.snapshots)
             .finish()
     }
-}
-
-/// Reads from a source and copies every byte into a blob on the way.
-struct Tee<'a, R> {
-    inner: R,
-    blob: &'a mut BlobWriter,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        io::Write::write_all(self.blob, &buf[..n])?;
-        Ok(n)
-    }
-}
-
-/// Hashes what passes through (the diff id of the uncompressed tar).
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Compression of a layer stream, from its first bytes.
-#[derive(Debug, PartialEq, Eq)]
-enum Compression {
-    None,
-    Gzip,
-}
-
-fn detect_compression(head: &[u8]) -> Result<Compression, ImageError> {
-    let unsupported = |name: &str| {
-        Err(ImageError::InvalidArgument(format!(
-            "{name}-compressed archives are not supported; use a plain or gzip-compressed tar"
-        )))
-    };
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Compression::Gzip)
-    } else if head.starts_with(b"BZh") {
-        unsupported("bzip2")
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        unsupported("xz")
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        unsupported("zstd")
-    } else {
-        Ok(Compression::None)
-    }
-}
-
-/// `os/arch[/variant]` as image config fields.
-fn parse_platform(p: Option<&str>) -> Result<(String, String, Option<String>), ImageError> {
-    let Some(p) = p.map(str::trim).filter(|p| !p.is_empty()) else {
-        return Ok(("linux".into(), "amd64".into(), None));
-    };
-    let parts: Vec<&str> = p.split('/').collect();
-    let bad = || ImageError::InvalidArgument(format!("invalid platform {p:?}"));
-    let (os, arch, variant) = match parts.as_slice() {
-        [os] => (*os, "amd64", None),
-        [os, arch] => (*os, *arch, None),
-        [os, arch, variant] => (*os, *arch, Some(*variant)),
-        _ => return Err(bad()),
-    };
-    if os != "linux" {
-        return Err(ImageError::InvalidArgument(format!(
-            "operating system {os:?} is not supported"
-        )));
-    }
-    if arch.is_empty() || !arch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(bad());
-    }
-    let arch = match arch {
-        "x86_64" | "x86-64" => "amd64",
-        "aarch64" => "arm64",
-        a => a,
-    };
-    Ok((os.to_owned(), arch.to_owned(), variant.map(str::to_owned)))
 }
 
 fn short_id(id: &str) -> &str {
@@ -217,6 +189,8 @@ impl ImageStore {
             }
             txn.open_table(IMAGES)?;
             txn.open_table(TAGS)?;
+            txn.open_table(LAYERS)?;
+            txn.open_table(PENDING)?;
         }
         txn.commit()?;
         let store = Self {
@@ -296,6 +270,13 @@ impl ImageStore {
             .filter_map(|(k, _)| Reference::parse(k).ok().map(|r| r.familiar()))
             .collect();
         repo_tags.sort();
+        let layer_sizes = match self.layer_infos(&rec.layers) {
+            Ok(infos) => infos
+                .iter()
+                .map(|l| l.as_ref().map_or(0, |l| l.size))
+                .collect(),
+            Err(_) => vec![0; rec.layers.len()],
+        };
         Ok(Image {
             id: rec.id,
             repo_tags,
@@ -303,6 +284,9 @@ impl ImageStore {
             size: rec.size,
             config,
             layers: rec.layers,
+            layer_sizes,
+            repo_digests: rec.repo_digests,
+            parent: rec.parent,
         })
     }
 
@@ -398,74 +382,16 @@ impl ImageStore {
         Ok(())
     }
 
-    /// `docker import`: one layer from a rootfs tarball (plain or gzip), streamed once.
+    /// `docker import`: one layer from a rootfs tarball (plain, gzip or zstd), streamed once.
     pub fn import(
         &self,
         reader: Box<dyn Read + Send>,
         opts: &ImportOptions,
     ) -> Result<Image, ImageError> {
-        let (os, arch, variant) = parse_platform(opts.platform.as_deref())?;
-        let mut blob = self.content.writer()?;
-        let temp = self.snapshots.prepare()?;
-        let apply_opts = ApplyOptions {
-            allow_devices: rustix::process::geteuid().is_root(),
-            same_owner: rustix::process::geteuid().is_root(),
-            ..ApplyOptions::default()
-        };
-        let result = (|| {
-            let mut tee = Tee {
-                inner: reader,
-                blob: &mut blob,
-            };
-            // Read the magic bytes, then hand them back in front of the rest of the stream.
-            let mut head = Vec::with_capacity(6);
-            (&mut tee)
-                .take(6)
-                .read_to_end(&mut head)
-                .map_err(ImageError::io("read archive"))?;
-            let compression = detect_compression(&head)?;
-            let raw = io::Cursor::new(head).chain(tee);
-            let decoded: Box<dyn Read + '_> = match compression {
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
-                Compression::None => Box::new(raw),
-            };
-            let mut hashing = Hashing {
-                inner: decoded,
-                hasher: Sha256::new(),
-            };
-            let stats = apply_layer(&temp.fs(), &mut hashing, &apply_opts)?;
-            // The digest covers the whole stream, including padding after the end of the tar;
-            // trailing bytes are capped like the rest.
-            let limit = apply_opts.max_bytes.saturating_sub(stats.bytes);
-            let rest = io::copy(
-                &mut (&mut hashing).take(limit.saturating_add(1)),
-                &mut io::sink(),
-            )
-            .map_err(|e| ImageError::InvalidLayer(format!("reading archive: {e}")))?;
-            if rest > limit {
-                return Err(ImageError::TooLarge(format!(
-                    "more than {} bytes",
-                    apply_opts.max_bytes
-                )));
-            }
-            Ok((stats, finish_digest(hashing.hasher)))
-        })();
-        let (stats, diff_id) = match result {
-            Ok(v) => v,
-            // A failed write of the blob surfaces as a read error of the tee: report it as what
-            // it is.
-            Err(e) => {
-                return Err(match blob.take_error() {
-                    Some(io) => ImageError::Io {
-                        context: "write layer blob".into(),
-                        source: io,
-                    },
-                    None => e,
-                });
-            }
-        };
-        let layer_blob = blob.commit(None)?;
-
+        let platform = Platform::parse(opts.platform.as_deref())?;
+        let layer = self
+            .unpack_layer(None, reader, &LayerExpect::default(), false)
+            .map_err(|e| e.error)?;
         let now = Utc::now();
         let created = now.to_rfc3339_opts(SecondsFormat::Nanos, true);
         let container_config = match &opts.config {
@@ -473,8 +399,8 @@ impl ImageStore {
             v => v.clone(),
         };
         let mut config = serde_json::json!({
-            "architecture": arch,
-            "os": os,
+            "architecture": platform.architecture,
+            "os": platform.os,
             "config": container_config,
             "created": created,
             "history": [{
@@ -482,41 +408,306 @@ impl ImageStore {
                 "created_by": "",
                 "comment": opts.message.clone().unwrap_or_else(|| "Imported from -".into()),
             }],
-            "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+            "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
         });
-        if let (Some(v), Some(obj)) = (variant, config.as_object_mut()) {
+        if let (Some(v), Some(obj)) = (platform.variant, config.as_object_mut()) {
             obj.insert("variant".into(), serde_json::Value::String(v));
         }
         let config_bytes = serde_json::to_vec(&config)
             .map_err(|e| ImageError::Corrupt(format!("encode image config: {e}")))?;
+        let tags: Vec<Reference> = opts.reference.iter().cloned().collect();
+        let image = self.add_image(&config_bytes, &[layer], &tags, None, None)?;
+        tracing::info!(id = %image.id, size = image.size, "imported image");
+        Ok(image)
+    }
 
-        let _g = self.guard();
-        let id = self.content.put(&config_bytes, None)?;
-        self.snapshots.commit(temp, &diff_id)?;
-        let rec = ImageRecord {
-            id: id.clone(),
-            created: now,
-            size: stats.bytes,
-            layers: vec![diff_id],
-            layer_blobs: vec![layer_blob],
+    /// Infos of the layers of a stack of diff ids, bottom first (`None` where unrecorded).
+    fn layer_infos(&self, diff_ids: &[String]) -> Result<Vec<Option<LayerInfo>>, ImageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LAYERS)?;
+        let mut out = Vec::with_capacity(diff_ids.len());
+        for c in chain_ids(diff_ids) {
+            out.push(match table.get(c.as_str())? {
+                Some(v) => serde_json::from_slice(v.value()).ok(),
+                None => None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The recorded layer of a chain id, when it is unpacked and its blob is present (a pull
+    /// or load can skip it).
+    pub fn layer(&self, chain_id: &str) -> Result<Option<LayerInfo>, ImageError> {
+        let info: Option<LayerInfo> = {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(LAYERS)?;
+            match table.get(chain_id)? {
+                Some(v) => serde_json::from_slice(v.value()).ok(),
+                None => None,
+            }
         };
+        Ok(info.filter(|l| self.snapshots.exists(chain_id) && self.content.exists(&l.blob)))
+    }
+
+    /// The content store (blobs for save and push).
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    /// Stores and unpacks one layer on top of the layers whose chain id is `parent`. The new
+    /// snapshot and blob are kept (for [`PENDING_TTL`]) until an image names them with
+    /// [`ImageStore::add_image`]. `resume` continues an interrupted download of
+    /// `expect.digest`. Blocking: call from a blocking thread.
+    pub fn unpack_layer(
+        &self,
+        parent: Option<&str>,
+        source: impl Read,
+        expect: &LayerExpect,
+        resume: bool,
+    ) -> Result<LayerRef, UnpackError> {
+        let root = rustix::process::geteuid().is_root();
+        let opts = ApplyOptions {
+            allow_devices: root,
+            same_owner: root,
+            overlay_whiteouts: true,
+            ..ApplyOptions::default()
+        };
+        let u = layer::unpack(
+            &self.content,
+            &self.snapshots,
+            source,
+            expect,
+            resume,
+            &opts,
+        )?;
+        let chain = chain_id(parent, &u.diff_id);
+        let info = LayerInfo {
+            diff_id: u.diff_id.clone(),
+            blob: u.blob.clone(),
+            blob_size: u.blob_size,
+            size: u.stats.bytes,
+            compression: match u.compression {
+                LayerCompression::None => "none",
+                LayerCompression::Gzip => "gzip",
+                LayerCompression::Zstd => "zstd",
+            }
+            .into(),
+        };
+        let data = serde_json::to_vec(&info)
+            .map_err(|e| ImageError::Corrupt(format!("encode layer record: {e}")))?;
+        let _g = self.guard();
+        let now = Utc::now().timestamp().max(0) as u64;
+        let txn = self.db.begin_write().map_err(ImageError::from)?;
+        {
+            let mut pending = txn.open_table(PENDING).map_err(ImageError::from)?;
+            pending
+                .insert(chain.as_str(), now)
+                .map_err(ImageError::from)?;
+            pending
+                .insert(u.blob.as_str(), now)
+                .map_err(ImageError::from)?;
+            let mut layers = txn.open_table(LAYERS).map_err(ImageError::from)?;
+            // A layer unpacked before keeps its record (and its blob) when it still exists.
+            let keep = self.snapshots.exists(&chain)
+                && match layers.get(chain.as_str()).map_err(ImageError::from)? {
+                    Some(v) => serde_json::from_slice::<LayerInfo>(v.value())
+                        .is_ok_and(|old| self.content.exists(&old.blob)),
+                    None => false,
+                };
+            if !keep {
+                layers
+                    .insert(chain.as_str(), data.as_slice())
+                    .map_err(ImageError::from)?;
+            }
+        }
+        txn.commit().map_err(ImageError::from)?;
+        self.snapshots.commit(u.snapshot, &chain)?;
+        Ok(LayerRef {
+            blob: u.blob,
+            diff_id: u.diff_id,
+        })
+    }
+
+    /// Records an image: its config (stored as a blob; its digest is the image id) and its
+    /// layers, bottom first, each already unpacked (by [`ImageStore::unpack_layer`] or an
+    /// earlier image). The config's diff ids must be the layers'. `tags` point at it;
+    /// `repo_digest` (`name@sha256:...`) records the manifest it came by.
+    pub fn add_image(
+        &self,
+        config: &[u8],
+        layers: &[LayerRef],
+        tags: &[Reference],
+        repo_digest: Option<String>,
+        parent: Option<String>,
+    ) -> Result<Image, ImageError> {
+        let head = parse_config(config)?;
+        let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        if head.rootfs.diff_ids != diff_ids {
+            return Err(ImageError::InvalidArgument(format!(
+                "image config lists {} layers that do not match the {} layers given",
+                head.rootfs.diff_ids.len(),
+                layers.len()
+            )));
+        }
+        let created = serde_json::from_slice::<serde_json::Value>(config)
+            .ok()
+            .and_then(|v| v.get("created").and_then(|c| c.as_str()).map(str::to_owned))
+            .and_then(|c| DateTime::parse_from_rfc3339(&c).ok())
+            .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+        let chains = chain_ids(&diff_ids);
+        let _g = self.guard();
+        for c in &chains {
+            if !self.snapshots.exists(c) {
+                return Err(ImageError::Corrupt(format!("layer {c} is not unpacked")));
+            }
+        }
+        let id = self.content.put(config, None)?;
+        let infos = self.layer_infos(&diff_ids)?;
+        let size = infos.iter().map(|i| i.as_ref().map_or(0, |i| i.size)).sum();
+        let mut rec = match self.record(&id)? {
+            Some(old) => old,
+            None => ImageRecord {
+                id: id.clone(),
+                created,
+                size,
+                layers: diff_ids,
+                layer_blobs: layers.iter().map(|l| l.blob.clone()).collect(),
+                repo_digests: Vec::new(),
+                parent,
+            },
+        };
+        if let Some(d) = repo_digest {
+            if !rec.repo_digests.contains(&d) {
+                rec.repo_digests.push(d);
+                rec.repo_digests.sort();
+            }
+        }
         let data = serde_json::to_vec(&rec)
             .map_err(|e| ImageError::Corrupt(format!("encode image record: {e}")))?;
         let txn = self.db.begin_write()?;
         {
             txn.open_table(IMAGES)?
                 .insert(id.as_str(), data.as_slice())?;
-            if let Some(r) = &opts.reference {
+            let mut t = txn.open_table(TAGS)?;
+            for r in tags {
                 if r.digest().is_none() {
-                    txn.open_table(TAGS)?
-                        .insert(r.full().as_str(), id.as_str())?;
+                    t.insert(r.full().as_str(), id.as_str())?;
                 }
+            }
+            let mut pending = txn.open_table(PENDING)?;
+            for c in &chains {
+                pending.remove(c.as_str())?;
+            }
+            for l in &rec.layer_blobs {
+                pending.remove(l.as_str())?;
             }
         }
         txn.commit()?;
         drop(_g);
-        tracing::info!(id = %id, size = stats.bytes, entries = stats.entries, "imported image");
         self.get(&id)
+    }
+
+    /// The layers of an image as stored, bottom first.
+    pub fn layer_refs(&self, image: &Image) -> Result<Vec<LayerRef>, ImageError> {
+        let rec = self
+            .record(&image.id)?
+            .ok_or_else(|| ImageError::NotFound(image.id.clone()))?;
+        Ok(rec
+            .layer_blobs
+            .into_iter()
+            .zip(rec.layers)
+            .map(|(blob, diff_id)| LayerRef { blob, diff_id })
+            .collect())
+    }
+
+    /// The raw config blob of an image (its digest is the image id).
+    pub fn config_bytes(&self, image: &Image) -> Result<Vec<u8>, ImageError> {
+        self.content.read(&image.id)
+    }
+
+    /// `docker commit`: a new layer from a container's upper directory on top of `image`,
+    /// and an image whose config is `image`'s with `container_config`, a history entry and
+    /// the new diff id. `skip` leaves out the runtime's mount points.
+    pub fn commit_container(
+        &self,
+        container_id: &str,
+        image: &Image,
+        commit: &CommitOptions,
+        skip: Skip,
+    ) -> Result<Image, ImageError> {
+        let upper = self.snapshots.container_upper(container_id)?;
+        let upper_fd = rustix::fs::open(
+            &upper,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(ImageError::errno(format!("open {}", upper.display())))?;
+        let (reader, writer) = io::pipe().map_err(ImageError::io("pipe"))?;
+        let walker = std::thread::Builder::new()
+            .name("commit-tar".into())
+            .spawn(move || -> io::Result<()> {
+                let mut w = TreeWriter::for_layer(writer, skip);
+                w.add_children(&upper_fd, Path::new(""))?;
+                w.finish()?;
+                Ok(())
+            })
+            .map_err(ImageError::io("spawn the layer writer"))?;
+        let parent_chain = chain_ids(&image.layers).pop();
+        let unpacked = self.unpack_layer(
+            parent_chain.as_deref(),
+            reader,
+            &LayerExpect {
+                compression: Some(LayerCompression::None),
+                ..LayerExpect::default()
+            },
+            false,
+        );
+        let walked = walker
+            .join()
+            .map_err(|_| ImageError::Corrupt("the layer writer panicked".into()))?;
+        walked.map_err(ImageError::io(format!(
+            "read the changes of {container_id}"
+        )))?;
+        let layer = unpacked.map_err(|e| e.error)?;
+
+        let mut config = image.config.clone();
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
+        let obj = config.as_object_mut().ok_or_else(|| {
+            ImageError::Corrupt(format!("config of {} is not an object", image.id))
+        })?;
+        obj.insert("config".into(), commit.config.clone());
+        obj.insert("created".into(), now.clone().into());
+        obj.insert("container".into(), container_id.into());
+        if !commit.author.is_empty() {
+            obj.insert("author".into(), commit.author.clone().into());
+        } else {
+            obj.remove("author");
+        }
+        let mut entry = serde_json::json!({ "created": now });
+        if !commit.author.is_empty() {
+            entry["author"] = commit.author.clone().into();
+        }
+        if !commit.comment.is_empty() {
+            entry["comment"] = commit.comment.clone().into();
+        }
+        match obj.get_mut("history").and_then(|h| h.as_array_mut()) {
+            Some(h) => h.push(entry),
+            None => {
+                obj.insert("history".into(), serde_json::Value::Array(vec![entry]));
+            }
+        }
+        let mut diff_ids = image.layers.clone();
+        diff_ids.push(layer.diff_id.clone());
+        obj.insert(
+            "rootfs".into(),
+            serde_json::json!({ "type": "layers", "diff_ids": diff_ids }),
+        );
+        let config_bytes = serde_json::to_vec(&config)
+            .map_err(|e| ImageError::Corrupt(format!("encode image config: {e}")))?;
+        let mut layers = self.layer_refs(image)?;
+        layers.push(layer);
+        let tags: Vec<Reference> = commit.reference.iter().cloned().collect();
+        self.add_image(&config_bytes, &layers, &tags, None, Some(image.id.clone()))
     }
 
     /// `docker rmi`, following moby's `ImageDelete`: a reference is untagged, and the image
@@ -624,6 +815,41 @@ impl ImageStore {
             blobs.insert(r.id.clone());
             blobs.extend(r.layer_blobs.iter().cloned());
         }
+        // What an unfinished pull made stays for a while; expired entries go.
+        let now = Utc::now().timestamp().max(0) as u64;
+        let txn = self.db.begin_write()?;
+        {
+            let mut pending = txn.open_table(PENDING)?;
+            let mut expired = Vec::new();
+            for row in pending.iter()? {
+                let (k, v) = row?;
+                if now.saturating_sub(v.value()) > PENDING_TTL {
+                    expired.push(k.value().to_owned());
+                } else {
+                    chains.insert(k.value().to_owned());
+                    blobs.insert(k.value().to_owned());
+                }
+            }
+            for k in expired {
+                pending.remove(k.as_str())?;
+            }
+            let mut layers = txn.open_table(LAYERS)?;
+            let mut gone = Vec::new();
+            for row in layers.iter()? {
+                let (k, v) = row?;
+                if chains.contains(k.value()) {
+                    if let Ok(info) = serde_json::from_slice::<LayerInfo>(v.value()) {
+                        blobs.insert(info.blob);
+                    }
+                } else {
+                    gone.push(k.value().to_owned());
+                }
+            }
+            for k in gone {
+                layers.remove(k.as_str())?;
+            }
+        }
+        txn.commit()?;
         for c in self.snapshots.list()? {
             if !chains.contains(&c) {
                 tracing::debug!(chain_id = %c, "removing unused snapshot");
