@@ -809,7 +809,7 @@ mod tests {
     fn deep_trees_are_refused() {
         let t = tempfile::tempdir().unwrap();
         let mut p = t.path().join("r");
-        for _ in 0..(MAX_DEPTH + 5) {
+        for _ in 0..(berth_image::tarwalk::MAX_DEPTH + 5) {
             p.push("d");
         }
         std::fs::create_dir_all(&p).unwrap();

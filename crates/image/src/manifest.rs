@@ -195,7 +195,7 @@ pub struct Index {
 /// A fetched manifest document, classified.
 #[derive(Debug, Clone)]
 pub enum Document {
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
     Index(Index),
 }
 
@@ -317,7 +317,7 @@ pub fn parse_document(declared: &str, data: &[u8]) -> Result<Document, ImageErro
             l.check("layer")?;
             layer_compression(&l.media_type)?;
         }
-        Ok(Document::Manifest(m))
+        Ok(Document::Manifest(Box::new(m)))
     }
 }
 
