@@ -81,6 +81,14 @@ pub enum Cmd {
     Rename(RenameArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
     /// List images
     Images(ImagesArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
@@ -165,6 +173,7 @@ pub enum ContainerCmd {
     Pause(NamesArgs),
     Unpause(NamesArgs),
     Rename(RenameArgs),
+    Commit(CommitArgs),
 }
 
 /// `berth image <sub>`.
@@ -184,6 +193,12 @@ pub enum ImageCmd {
     Import(ImportArgs),
     /// Remove unused images
     Prune(SystemPruneArgs),
+    /// Save one or more images to a tar archive
+    Save(SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
 }
 
 impl ContainerCmd {
@@ -209,6 +224,7 @@ impl ContainerCmd {
             ContainerCmd::Diff(a) => Cmd::Diff(a),
             ContainerCmd::Port(a) => Cmd::Port(a),
             ContainerCmd::Export(a) => Cmd::Export(a),
+            ContainerCmd::Commit(a) => Cmd::Commit(a),
             ContainerCmd::Prune(a) => Cmd::ContainerPrune(a),
             ContainerCmd::Update(a) => Cmd::Update(a),
             ContainerCmd::Pause(a) => Cmd::Pause(a),
@@ -228,6 +244,9 @@ impl ImageCmd {
             ImageCmd::Tag(a) => Cmd::Tag(a),
             ImageCmd::Import(a) => Cmd::Import(a),
             ImageCmd::Prune(a) => Cmd::ImagePrune(a),
+            ImageCmd::Save(a) => Cmd::Save(a),
+            ImageCmd::Load(a) => Cmd::Load(a),
+            ImageCmd::History(a) => Cmd::History(a),
         }
     }
 }
@@ -856,6 +875,67 @@ pub struct ImportArgs {
     pub source: String,
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
+}
+
+/// `commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]`.
+#[derive(Debug, Clone, Args)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short = 'a', long)]
+    pub author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short = 'c', long)]
+    pub change: Vec<String>,
+    /// Commit message
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Pause container during commit
+    #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub pause: bool,
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
+}
+
+/// `save [OPTIONS] IMAGE [IMAGE...]`.
+#[derive(Debug, Clone, Args)]
+pub struct SaveArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+/// `load [OPTIONS]`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Read from tar archive file, instead of STDIN
+    #[arg(short = 'i', long)]
+    pub input: Option<String>,
+    /// Suppress the load output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// `history [OPTIONS] IMAGE`.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Print sizes and dates in human readable format
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub human: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
 }
 
 /// `images [OPTIONS] [REPOSITORY[:TAG]]`.

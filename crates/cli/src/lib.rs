@@ -41,7 +41,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::args::{Cli, Cmd};
-use crate::commands::{container, cp, exec, image, run, stats, system};
+use crate::commands::{container, cp, exec, image, run, stats, system, transfer};
 use crate::error::{CliError, Result, run_exit_code};
 
 /// Runs the CLI with `args` (`args[0]` is the program name) and returns the exit status.
@@ -154,6 +154,10 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Unpause(a) => container::pause(client, a, "unpause").await,
         Cmd::Rename(a) => container::rename(client, a).await,
         Cmd::Import(a) => image::import(client, a).await,
+        Cmd::Commit(a) => transfer::commit(client, a).await,
+        Cmd::Save(a) => transfer::save(client, a).await,
+        Cmd::Load(a) => transfer::load(client, a).await,
+        Cmd::History(a) => transfer::history(client, a).await,
         Cmd::Images(a) => image::images(client, a).await,
         Cmd::Tag(a) => image::tag(client, a).await,
         Cmd::Rmi(a) => image::rmi(client, a).await,

@@ -220,10 +220,7 @@ fn tar_to_channel(
     tx: mpsc::Sender<Bytes>,
     fill: impl FnOnce(&mut TreeWriter<ChannelWriter>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut walk = TreeWriter::new(ChannelWriter {
-        tx,
-        buf: Vec::new(),
-    });
+    let mut walk = TreeWriter::new(ChannelWriter::new(tx));
     fill(&mut walk)?;
     walk.finish()?.flush()
 }
@@ -238,12 +235,19 @@ fn warn_unless_gone(what: &str, r: std::result::Result<io::Result<()>, tokio::ta
 }
 
 /// A `Write` that hands 64 KiB chunks to an async receiver.
-struct ChannelWriter {
+pub(crate) struct ChannelWriter {
     tx: mpsc::Sender<Bytes>,
     buf: Vec<u8>,
 }
 
 impl ChannelWriter {
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        Self {
+            tx,
+            buf: Vec::new(),
+        }
+    }
+
     fn push(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());

@@ -78,7 +78,7 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> std::io::Result<Vec<Change>>
 
 /// Files the runtime creates as mount points for what it binds into every container. Docker
 /// keeps them in an "init" layer below the container's, so they never show in its diff.
-const MOUNT_POINTS: [&str; 6] = [
+pub(crate) const MOUNT_POINTS: [&str; 6] = [
     "etc/hostname",
     "etc/hosts",
     "etc/resolv.conf",

@@ -41,16 +41,22 @@ pub struct ImageView {
     pub comment: String,
     pub layers: Vec<String>,
     pub history: Vec<HistoryView>,
+    /// The image this one was committed from.
+    pub parent: Option<String>,
+    /// `name@digest` of the manifests it was pulled by or pushed as.
+    pub repo_digests: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct HistoryView {
+    /// Bytes of the layer this step made (0 for steps that made none).
+    pub size: u64,
     pub created: Option<DateTime<Utc>>,
     pub created_by: String,
     pub comment: String,
 }
 
-fn parse_reference(s: &str) -> Result<Reference> {
+pub(crate) fn parse_reference(s: &str) -> Result<Reference> {
     Reference::parse(s).map_err(EngineError::from)
 }
 
@@ -254,12 +260,20 @@ impl Engine {
                 .unwrap_or("")
                 .to_owned(),
             layers: image.layers.clone(),
+            parent: image.parent.clone(),
+            repo_digests: image.repo_digests.clone(),
             history: raw
                 .get("history")
                 .and_then(|h| h.as_array())
                 .map(|h| {
+                    let mut sizes = image.layer_sizes.iter();
                     h.iter()
                         .map(|e| HistoryView {
+                            size: if e.get("empty_layer").and_then(|v| v.as_bool()) == Some(true) {
+                                0
+                            } else {
+                                sizes.next().copied().unwrap_or(0)
+                            },
                             created: e
                                 .get("created")
                                 .and_then(|c| c.as_str())

@@ -8,6 +8,7 @@
 
 mod archive;
 pub mod changes;
+pub mod commit;
 pub mod config;
 pub mod container;
 mod containers;
@@ -25,6 +26,7 @@ pub mod shim_client;
 mod shimbin;
 pub mod spec;
 pub mod stats;
+mod transfer;
 pub mod update;
 
 use std::collections::{BTreeMap, HashMap};
@@ -175,6 +177,11 @@ impl Engine {
         std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;
         fsutil::sweep_removing(&d);
         fsutil::sweep_removing(&cfg.exec_root.join("containers"));
+        // Staging of loads a crash interrupted.
+        let tmp = cfg.data_root.join("tmp");
+        if tmp.exists() {
+            fsutil::remove_dir_later(&tmp)?;
+        }
         let db = db::Db::open(&cfg.data_root.join("berth.redb"))?;
         let images = ImageStore::open(&cfg.data_root, db.database())?;
         let mut cfg = cfg;

@@ -14,6 +14,7 @@
 //!   snapshot in a single pass, digests checked on the way.
 //! - [`tarwalk`]: directory trees written as tar streams through fds (cp, export, and layers
 //!   from a container's upper directory for commit and build).
+//! - [`transfer`]: `docker save`/`load` archives (Docker's format and OCI layouts).
 //! - [`store`]: image records and tags in the daemon's redb database; import, list, resolve,
 //!   tag, remove.
 
@@ -26,6 +27,7 @@ pub mod reference;
 pub mod snapshot;
 pub mod store;
 pub mod tarwalk;
+pub mod transfer;
 
 pub use error::ImageError;
 pub use reference::Reference;

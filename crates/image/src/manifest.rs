@@ -39,6 +39,24 @@ pub const MAX_CONFIG: u64 = 8 << 20;
 /// Most layers an image may have (overlay's stack limit is lower still; Docker's is 125).
 pub const MAX_LAYERS: usize = 127;
 
+/// Every manifest and index type, as a client's `Accept` header lists them.
+pub const MANIFEST_TYPES: &[&str] = &[
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
+
+/// Whether a media type names an index (OCI index or Docker manifest list).
+pub fn is_index_type(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// Whether a media type names a single-platform image manifest.
+pub fn is_manifest_type(media_type: &str) -> bool {
+    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
 /// A platform, as an index entry names it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use berth_engine::ImportRequest;
+use berth_engine::commit::CommitRequest;
 use bytes::Bytes;
 use hyper::StatusCode;
 
@@ -32,9 +33,9 @@ pub(super) fn summary(
 ) -> ImageSummary {
     ImageSummary {
         id: i.id.clone(),
-        parent_id: String::new(),
+        parent_id: i.parent.clone().unwrap_or_default(),
         repo_tags: i.repo_tags.clone(),
-        repo_digests: Vec::new(),
+        repo_digests: i.repo_digests.clone(),
         created: i.created.timestamp(),
         size: i.size as i64,
         shared_size,
@@ -49,8 +50,8 @@ pub(super) fn inspect(ctx: &Ctx, name: &str) -> HandlerResult {
     ok_json(&ImageInspect {
         id: i.id.clone(),
         repo_tags: i.repo_tags.clone(),
-        repo_digests: Vec::new(),
-        parent: String::new(),
+        repo_digests: i.repo_digests.clone(),
+        parent: i.parent.clone().unwrap_or_default(),
         comment: i.comment.clone(),
         created: i
             .created
@@ -93,7 +94,7 @@ pub(super) fn history(ctx: &Ctx, name: &str) -> HandlerResult {
                 "Created": h.created.map(|t| t.timestamp()).unwrap_or(0),
                 "CreatedBy": h.created_by,
                 "Tags": if n == 0 { serde_json::json!(i.repo_tags) } else { serde_json::Value::Null },
-                "Size": if n == 0 { i.size as i64 } else { 0 },
+                "Size": h.size as i64,
                 "Comment": h.comment,
             })
         })
@@ -140,6 +141,92 @@ pub(super) fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
     ok_json(&serde_json::json!({ "ImagesDeleted": rows, "SpaceReclaimed": space }))
 }
 
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`, the body an
+/// optional container config.
+pub(super) async fn commit(ctx: &Ctx, mut r: Req) -> HandlerResult {
+    let container = r
+        .q("container")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad("container is required"))?
+        .to_owned();
+    let reference = match (
+        r.q("repo").filter(|s| !s.is_empty()),
+        r.q("tag").filter(|s| !s.is_empty()),
+    ) {
+        (Some(repo), Some(tag)) => Some(format!("{repo}:{tag}")),
+        (Some(repo), None) => Some(repo.to_owned()),
+        (None, Some(_)) => return Err(ApiError::bad("a tag needs a repository")),
+        (None, None) => None,
+    };
+    let req = CommitRequest {
+        reference,
+        comment: r.q("comment").unwrap_or("").to_owned(),
+        author: r.q("author").unwrap_or("").to_owned(),
+        changes: r.all("changes"),
+        // Docker pauses unless told not to.
+        pause: r.q("pause").is_none_or(|_| r.flag("pause")),
+        config: r.json::<Option<berth_engine::config::Config>>().await?,
+    };
+    let id = ctx.engine.commit(&container, req).await?;
+    Ok(body::json(
+        StatusCode::CREATED,
+        &serde_json::json!({ "Id": id }),
+    ))
+}
+
+/// `GET /images/get?names=...` and `GET /images/{name}/get`: a tar archive of the images.
+pub(super) async fn save(ctx: &Ctx, names: Vec<String>) -> HandlerResult {
+    let rx = ctx.engine.image_save(&names).await?;
+    Ok(body::from_receiver(StatusCode::OK, "application/x-tar", rx))
+}
+
+/// `POST /images/load?quiet=`: the images of a tar archive; the answer streams Docker's
+/// `{"stream":"Loaded image: ...\n"}` lines.
+pub(super) async fn load(ctx: &Ctx, mut r: Req) -> HandlerResult {
+    let incoming = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;
+    let chunks = body::forward(incoming, Some((MAX_IMPORT, "image archive too large")));
+    let engine = ctx.engine.clone();
+    let (resp, tx) = body::stream(StatusCode::OK, "application/json");
+    tokio::spawn(async move {
+        let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let load = engine.image_load(Box::new(berth_engine::ChannelReader::new(chunks)), ptx);
+        tokio::pin!(load);
+        let result = loop {
+            tokio::select! {
+                r = &mut load => break r,
+                Some(line) = prx.recv() => {
+                    let msg = JsonMessage { stream: Some(format!("{line}\n")), ..JsonMessage::default() };
+                    if tx.send(progress_line(&msg)).await.is_err() {
+                        // The client went away; the load still completes.
+                    }
+                }
+            }
+        };
+        while let Ok(line) = prx.try_recv() {
+            let msg = JsonMessage {
+                stream: Some(format!("{line}\n")),
+                ..JsonMessage::default()
+            };
+            let _ = tx.send(progress_line(&msg)).await;
+        }
+        if let Err(e) = result {
+            let _ = tx.send(progress_line(&error_message(&e.to_string()))).await;
+        }
+    });
+    Ok(resp)
+}
+
+/// A progress-stream error line, as Docker's clients read it.
+pub(super) fn error_message(message: &str) -> JsonMessage {
+    JsonMessage {
+        error: Some(message.to_owned()),
+        error_detail: Some(crate::models::ErrorResponse {
+            message: message.to_owned(),
+        }),
+        ..JsonMessage::default()
+    }
+}
+
 fn progress_line(msg: &JsonMessage) -> Bytes {
     let mut v = serde_json::to_vec(msg).unwrap_or_default();
     v.push(b'\r');
@@ -174,19 +261,7 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (Some(repo), None) => Some(repo.to_owned()),
         _ => None,
     };
-    let changes: Vec<String> = r
-        .parts
-        .uri
-        .query()
-        .map(|q| {
-            serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, _)| k == "changes")
-                .map(|(_, v)| v)
-                .collect()
-        })
-        .unwrap_or_default();
+    let changes = r.all("changes");
     let req = ImportRequest {
         reference,
         changes,
@@ -208,13 +283,7 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
                 status: Some(id),
                 ..JsonMessage::default()
             },
-            Err(e) => JsonMessage {
-                error: Some(e.to_string()),
-                error_detail: Some(crate::models::ErrorResponse {
-                    message: e.to_string(),
-                }),
-                ..JsonMessage::default()
-            },
+            Err(e) => error_message(&e.to_string()),
         };
         let _ = tx.send(progress_line(&msg)).await;
     });

@@ -58,6 +58,22 @@ impl Req {
         self.query.get(key).map(String::as_str)
     }
 
+    /// Every value of a repeated query key (`changes=a&changes=b`).
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.parts
+            .uri
+            .query()
+            .map(|q| {
+                serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(k, _)| k == key)
+                    .map(|(_, v)| v)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Docker's boolean query values: 1/true/True/yes are true; absent, 0, false are false.
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.q(key), Some(v) if !matches!(v, "" | "0" | "false" | "False" | "no"))
@@ -392,6 +408,12 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(ctx, id),
 
         (&Method::GET, ["images", "json"]) => images::list(ctx, &r),
+        (&Method::GET, ["images", "get"]) => images::save(ctx, r.all("names")).await,
+        (&Method::POST, ["images", "load"]) => images::load(ctx, r).await,
+        (&Method::POST, ["commit"]) => images::commit(ctx, r).await,
+        (&Method::GET, ["images", name @ .., "get"]) if !name.is_empty() => {
+            images::save(ctx, vec![name.join("/")]).await
+        }
         (&Method::POST, ["images", "create"]) => images::create(ctx, r).await,
         (&Method::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(ctx, &name.join("/"))

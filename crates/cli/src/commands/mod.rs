@@ -7,6 +7,7 @@ pub mod image;
 pub mod run;
 pub mod stats;
 pub mod system;
+pub mod transfer;
 
 use crate::error::{CliError, Result};
 

@@ -2,13 +2,15 @@
 //! on hyper 1, with filesystem storage, optional TLS (rustls with ring) and optional basic
 //! authentication against a bcrypt htpasswd file.
 //!
-//! - [`routes`]: path parsing into typed routes, auth, dispatch.
-//! - [`blobs`], [`manifests`]: one file per endpoint group.
-//! - [`upload`]: upload sessions, streamed to disk and hashed as they arrive.
-//! - [`storage`]: the on-disk layout and its atomic writes.
-//! - [`names`]: validation of names, tags, digests and upload ids.
-//! - [`gc`]: garbage collection ([`collect_garbage`]).
-//! - [`auth`], [`tls`]: credentials and certificates.
+//! - `routes`: path parsing into typed routes, auth, dispatch.
+//! - `blobs`, `manifests`: one file per endpoint group.
+//! - `upload`: upload sessions, streamed to disk and hashed as they arrive.
+//! - `storage`: the on-disk layout and its atomic writes.
+//! - `names`: validation of names, tags, digests and upload ids.
+//! - `gc`: garbage collection ([`collect_garbage`]).
+//! - `auth`, `tls`: credentials and certificates.
+
+#![forbid(unsafe_code)]
 
 mod auth;
 mod blobs;
@@ -201,13 +203,17 @@ where
         .header_read_timeout(HEADER_TIMEOUT)
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
+    let stopped = async move {
+        // The guard `wait_for` returns is not `Send`; drop it at once.
+        let _ = stop.wait_for(|s| *s).await.map(|_| ());
+    };
     tokio::select! {
         res = conn.as_mut() => {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         }
-        _ = stop.wait_for(|s| *s) => {
+        () = stopped => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -1,0 +1,124 @@
+//! `docker save` and `docker load` through the engine: the archive format is the image
+//! crate's ([`berth_image::transfer`]); here names are resolved, the work is put on blocking
+//! threads, streams are bridged to the API, and events are sent.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use berth_image::Reference;
+use berth_image::transfer::{self, Loaded, SaveItem};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::archive::ChannelWriter;
+use crate::error::{EngineError, Result};
+use crate::{Engine, fsutil};
+
+impl Engine {
+    /// `GET /images/get`: the named images as one archive. A name with a tag saves that tag,
+    /// a bare repository name every tag of it, an id the image without tags.
+    pub async fn image_save(&self, names: &[String]) -> Result<mpsc::Receiver<Bytes>> {
+        if names.is_empty() {
+            return Err(EngineError::InvalidArgument("no images to save".into()));
+        }
+        let mut items: Vec<SaveItem> = Vec::new();
+        for name in names {
+            let image = self.inner.images.resolve(name)?;
+            let parsed = Reference::parse(name).ok();
+            let explicit_tag = name
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains(':'));
+            let tags: Vec<Reference> = match parsed {
+                Some(r) if image.repo_tags.iter().any(|t| *t == r.familiar()) => {
+                    if explicit_tag {
+                        vec![r]
+                    } else {
+                        image
+                            .repo_tags
+                            .iter()
+                            .filter_map(|t| Reference::parse(t).ok())
+                            .filter(|t| t.name() == r.name())
+                            .collect()
+                    }
+                }
+                _ => Vec::new(),
+            };
+            match items.iter_mut().find(|i| i.image.id == image.id) {
+                Some(i) => {
+                    for t in tags {
+                        if !i.tags.contains(&t) {
+                            i.tags.push(t);
+                        }
+                    }
+                }
+                None => items.push(SaveItem { image, tags }),
+            }
+        }
+        let (tx, rx) = mpsc::channel(8);
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter::new(tx);
+            let r = transfer::save(&engine.inner.images, &items, &mut out).and_then(|()| {
+                out.flush().map_err(|e| berth_image::ImageError::Io {
+                    context: "send the archive".into(),
+                    source: e,
+                })
+            });
+            if let Err(e) = r {
+                // The client sees a truncated archive, which its tar reader reports.
+                tracing::warn!(error = %e, "image save");
+            }
+            for i in &items {
+                let mut attrs = BTreeMap::new();
+                attrs.insert("name".into(), i.image.id.clone());
+                engine
+                    .inner
+                    .events
+                    .publish("image", "save", &i.image.id, attrs);
+            }
+        });
+        Ok(rx)
+    }
+
+    /// `POST /images/load`: every image of an archive; `progress` gets Docker's lines
+    /// (`Loaded image: busybox:latest`) as images are recorded.
+    pub async fn image_load(
+        &self,
+        reader: Box<dyn std::io::Read + Send>,
+        progress: mpsc::UnboundedSender<String>,
+    ) -> Result<Vec<String>> {
+        let staging = self
+            .inner
+            .cfg
+            .data_root
+            .join("tmp")
+            .join(format!("load-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&staging)
+            .map_err(EngineError::io(format!("create {}", staging.display())))?;
+        let engine = self.clone();
+        let dir = staging.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            transfer::load(&engine.inner.images, reader, &dir, &mut |l: &Loaded| {
+                let _ = progress.send(l.to_string());
+            })
+        })
+        .await;
+        if let Err(e) = fsutil::remove_dir_later(&staging) {
+            tracing::warn!(path = %staging.display(), error = %e, "removing load staging");
+        }
+        let loaded = result.map_err(|e| EngineError::Runtime(format!("load task: {e}")))??;
+        let mut out = Vec::new();
+        for l in loaded {
+            let name = match &l {
+                Loaded::Tagged(t) => t.clone(),
+                Loaded::Untagged(id) => id.clone(),
+            };
+            let mut attrs = BTreeMap::new();
+            attrs.insert("name".into(), name.clone());
+            self.inner.events.publish("image", "load", &name, attrs);
+            out.push(l.to_string());
+        }
+        Ok(out)
+    }
+}
