@@ -39,6 +39,12 @@ pub struct Flags {
     /// Enable debug logging.
     #[arg(short = 'D', long = "debug")]
     pub debug: bool,
+    /// Registry reached without certificate checks, falling back to plain HTTP (repeatable).
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// Preferred Docker Hub mirror (repeatable).
+    #[arg(long = "registry-mirror")]
+    pub registry_mirrors: Vec<String>,
 }
 
 /// The keys of daemon.json Berth reads (others are accepted and ignored).
@@ -55,6 +61,8 @@ pub struct DaemonJson {
     pub runtimes: BTreeMap<String, RuntimeEntry>,
     pub log_opts: BTreeMap<String, String>,
     pub log_driver: Option<String>,
+    pub insecure_registries: Vec<String>,
+    pub registry_mirrors: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +200,12 @@ fn run(flags: Flags) -> Result<()> {
         };
     }
     cfg.log_opts = file.log_opts.clone();
+    cfg.insecure_registries = file.insecure_registries.clone();
+    cfg.insecure_registries
+        .extend(flags.insecure_registries.iter().cloned());
+    cfg.registry_mirrors = file.registry_mirrors.clone();
+    cfg.registry_mirrors
+        .extend(flags.registry_mirrors.iter().cloned());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -341,4 +341,18 @@ pub struct JsonMessage {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_detail: Option<ErrorResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress_detail: Option<ProgressDetail>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aux: Option<serde_json::Value>,
+}
+
+/// `progressDetail` of a progress line: bytes done of a total.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ProgressDetail {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }

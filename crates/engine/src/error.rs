@@ -15,6 +15,8 @@ pub enum ErrorKind {
     NotModified,
     /// 501
     NotImplemented,
+    /// 401
+    Unauthorized,
     /// 500
     Internal,
 }
@@ -41,6 +43,11 @@ pub enum EngineError {
     NotImplemented(String),
     #[error(transparent)]
     Image(#[from] berth_image::ImageError),
+    /// A registry refused the credentials (or gave none access), in Docker's words.
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error(transparent)]
+    Registry(berth_registry::client::ClientError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -66,6 +73,16 @@ impl EngineError {
             Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Self::NotModified(_) => ErrorKind::NotModified,
             Self::NotImplemented(_) => ErrorKind::NotImplemented,
+            Self::Unauthorized(_) => ErrorKind::Unauthorized,
+            Self::Registry(e) => {
+                use berth_registry::client::ClientError as C;
+                match e {
+                    C::NotFound(_) => ErrorKind::NotFound,
+                    C::Unauthorized(_) => ErrorKind::Unauthorized,
+                    C::InvalidArgument(_) => ErrorKind::InvalidArgument,
+                    _ => ErrorKind::Internal,
+                }
+            }
             Self::Image(e) => match e.kind() {
                 berth_image::error::ErrorKind::NotFound => ErrorKind::NotFound,
                 berth_image::error::ErrorKind::Conflict => ErrorKind::Conflict,

@@ -13,6 +13,7 @@ pub mod config;
 pub mod container;
 mod containers;
 pub mod db;
+pub mod distribution;
 pub mod error;
 pub mod events;
 mod exec;
@@ -60,6 +61,10 @@ pub struct EngineConfig {
     pub cgroup_parent: String,
     /// Default log options (`log-opts` in daemon.json): max-size, max-file.
     pub log_opts: BTreeMap<String, String>,
+    /// Registries reached without certificate checks (`insecure-registries`).
+    pub insecure_registries: Vec<String>,
+    /// Pull-through mirrors of Docker Hub (`registry-mirrors`).
+    pub registry_mirrors: Vec<String>,
 }
 
 impl EngineConfig {
@@ -81,6 +86,8 @@ impl EngineConfig {
             default_runtime: "berth".into(),
             cgroup_parent: "/berth".into(),
             log_opts: BTreeMap::new(),
+            insecure_registries: Vec::new(),
+            registry_mirrors: Vec::new(),
         }
     }
 }
@@ -144,6 +151,7 @@ pub(crate) struct Inner {
     pub events: events::EventBus,
     pub init_binary: PathBuf,
     pub netns: Arc<netns::Pool>,
+    pub registry: berth_registry::client::Client,
 }
 
 /// The engine; cheap to clone.
@@ -193,8 +201,16 @@ impl Engine {
         for rec in records {
             map.insert(rec.id.clone(), ContainerHandle::new(rec));
         }
+        let registry = berth_registry::client::Client::new(berth_registry::client::ClientConfig {
+            insecure_registries: cfg.insecure_registries.clone(),
+            mirrors: cfg.registry_mirrors.clone(),
+            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")).to_owned(),
+            ..Default::default()
+        })
+        .map_err(|e| EngineError::InvalidArgument(format!("registry settings: {e}")))?;
         let engine = Engine {
             inner: Arc::new(Inner {
+                registry,
                 cfg,
                 db,
                 images,

@@ -102,6 +102,14 @@ impl ContentStore {
         Ok(Self { blobs, ingest })
     }
 
+    /// Bytes an interrupted download of `expected` already stored (0 when none).
+    pub fn partial_size(&self, expected: &str) -> u64 {
+        digest_hex(expected)
+            .ok()
+            .and_then(|hex| fs::metadata(self.ingest.join(hex)).ok())
+            .map_or(0, |m| m.len())
+    }
+
     /// Resumes (or starts) the download of the blob `expected`: the writer appends to what
     /// an earlier attempt stored, and the returned file reads those bytes back (`None` when
     /// starting afresh). The partial file survives a failed or dropped writer unless

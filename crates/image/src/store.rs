@@ -34,6 +34,10 @@ const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("image_layers"
 /// seconds): garbage collection leaves them for [`PENDING_TTL`] so that a retry resumes.
 const PENDING: TableDefinition<&str, u64> = TableDefinition::new("image_pending");
 
+/// Diff id of an uncompressed layer -> digest of its gzip-compressed blob, made once for
+/// pushes.
+const COMPRESSED: TableDefinition<&str, &str> = TableDefinition::new("image_compressed");
+
 /// How long layers of an unfinished pull are kept for a retry.
 const PENDING_TTL: u64 = 24 * 3600;
 
@@ -191,6 +195,7 @@ impl ImageStore {
             txn.open_table(TAGS)?;
             txn.open_table(LAYERS)?;
             txn.open_table(PENDING)?;
+            txn.open_table(COMPRESSED)?;
         }
         txn.commit()?;
         let store = Self {
@@ -625,6 +630,53 @@ impl ImageStore {
             .collect())
     }
 
+    /// The blob a registry gets for a layer: as stored when compressed, else a gzip
+    /// version made once and kept. Returns its digest, size and compression. Blocking.
+    pub fn distributable_blob(
+        &self,
+        chain: &str,
+    ) -> Result<(String, u64, LayerCompression), ImageError> {
+        let info = self
+            .layer(chain)?
+            .ok_or_else(|| ImageError::Corrupt(format!("layer {chain} is not recorded")))?;
+        match info.compression.as_str() {
+            "gzip" => return Ok((info.blob, info.blob_size, LayerCompression::Gzip)),
+            "zstd" => return Ok((info.blob, info.blob_size, LayerCompression::Zstd)),
+            _ => {}
+        }
+        let known = {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(COMPRESSED)?;
+            table
+                .get(info.diff_id.as_str())?
+                .map(|v| v.value().to_owned())
+        };
+        if let Some(d) = known.filter(|d| self.content.exists(d)) {
+            let size = std::fs::metadata(self.content.path(&d)?)
+                .map_err(ImageError::io(format!("stat blob {d}")))?
+                .len();
+            return Ok((d, size, LayerCompression::Gzip));
+        }
+        let src = std::fs::File::open(self.content.path(&info.blob)?)
+            .map_err(ImageError::io(format!("open blob {}", info.blob)))?;
+        let mut w = self.content.writer()?;
+        {
+            let mut gz = flate2::write::GzEncoder::new(&mut w, flate2::Compression::fast());
+            io::copy(&mut io::BufReader::with_capacity(1 << 20, src), &mut gz)
+                .map_err(ImageError::io(format!("compress {}", info.blob)))?;
+            gz.finish()
+                .map_err(ImageError::io(format!("compress {}", info.blob)))?;
+        }
+        let size = w.size();
+        let _g = self.guard();
+        let digest = w.commit(None)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(COMPRESSED)?
+            .insert(info.diff_id.as_str(), digest.as_str())?;
+        txn.commit()?;
+        Ok((digest, size, LayerCompression::Gzip))
+    }
+
     /// The raw config blob of an image (its digest is the image id).
     pub fn config_bytes(&self, image: &Image) -> Result<Vec<u8>, ImageError> {
         self.content.read(&image.id)
@@ -852,6 +904,20 @@ impl ImageStore {
             }
             for k in gone {
                 layers.remove(k.as_str())?;
+            }
+            let diff_ids: HashSet<&String> = records.iter().flat_map(|r| r.layers.iter()).collect();
+            let mut compressed = txn.open_table(COMPRESSED)?;
+            let mut stale = Vec::new();
+            for row in compressed.iter()? {
+                let (k, v) = row?;
+                if diff_ids.contains(&k.value().to_owned()) {
+                    blobs.insert(v.value().to_owned());
+                } else {
+                    stale.push(k.value().to_owned());
+                }
+            }
+            for k in stale {
+                compressed.remove(k.as_str())?;
             }
         }
         txn.commit()?;

@@ -4,13 +4,15 @@ use std::collections::BTreeMap;
 
 use berth_engine::ImportRequest;
 use berth_engine::commit::CommitRequest;
+use berth_engine::distribution::{Progress, ProgressTx};
+use berth_registry::client::Credentials;
 use bytes::Bytes;
 use hyper::StatusCode;
 
 use super::body::{self, empty};
 use super::{ApiError, Ctx, HandlerResult, Req, ok_json};
 use crate::models::{
-    GraphDriver, ImageDeleteItem, ImageInspect, ImageSummary, JsonMessage, RootFs,
+    GraphDriver, ImageDeleteItem, ImageInspect, ImageSummary, JsonMessage, ProgressDetail, RootFs,
 };
 
 /// Largest image tarball accepted by import.
@@ -234,15 +236,148 @@ fn progress_line(msg: &JsonMessage) -> Bytes {
     Bytes::from(v)
 }
 
+/// The credentials of `X-Registry-Auth` (anonymous when absent).
+fn registry_auth(r: &Req) -> Result<Credentials, ApiError> {
+    match r.parts.headers.get("x-registry-auth").map(|v| v.to_str()) {
+        None => Ok(Credentials::default()),
+        Some(Ok(v)) => Credentials::from_registry_auth_header(v)
+            .map_err(|e| ApiError::bad(format!("invalid X-Registry-Auth header: {e}"))),
+        Some(Err(_)) => Err(ApiError::bad("invalid X-Registry-Auth header")),
+    }
+}
+
+/// Docker's text progress bar: `[=====>     ]  1.2MB/3.4MB`.
+fn progress_bar(current: u64, total: u64) -> String {
+    const WIDTH: u64 = 50;
+    let size = |n: u64| {
+        let units = ["B", "kB", "MB", "GB", "TB"];
+        let mut v = n as f64;
+        let mut u = 0;
+        while v >= 1000.0 && u + 1 < units.len() {
+            v /= 1000.0;
+            u += 1;
+        }
+        format!("{}{}", (v * 1000.0).round() / 1000.0, units[u])
+    };
+    if total == 0 {
+        return size(current);
+    }
+    let done = (current.min(total) * WIDTH / total) as usize;
+    let mut bar = "=".repeat(done);
+    if done < WIDTH as usize {
+        bar.push('>');
+        bar.push_str(&" ".repeat(WIDTH as usize - done - 1));
+    }
+    format!("[{bar}]  {}/{}", size(current), size(total))
+}
+
+fn progress_message(p: Progress) -> JsonMessage {
+    let detail = p.current.map(|c| ProgressDetail {
+        current: Some(c),
+        total: p.total,
+    });
+    JsonMessage {
+        progress: p.current.map(|c| progress_bar(c, p.total.unwrap_or(0))),
+        progress_detail: detail
+            .or_else(|| (p.id.is_some() || p.aux.is_some()).then(ProgressDetail::default)),
+        status: (!p.status.is_empty()).then_some(p.status),
+        id: p.id,
+        aux: p.aux,
+        ..JsonMessage::default()
+    }
+}
+
+/// Streams an operation's progress lines, then its error, if any, as the last line.
+fn stream_progress<F>(work: impl FnOnce(ProgressTx) -> F + Send + 'static) -> HandlerResult
+where
+    F: std::future::Future<Output = berth_engine::Result<()>> + Send + 'static,
+{
+    let (resp, tx) = body::stream(StatusCode::OK, "application/json");
+    tokio::spawn(async move {
+        let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        let fut = work(ptx);
+        tokio::pin!(fut);
+        let mut gone = false;
+        let result = loop {
+            tokio::select! {
+                r = &mut fut => break r,
+                Some(p) = prx.recv() => {
+                    // A client that went away does not stop the work.
+                    if !gone && tx.send(progress_line(&progress_message(p))).await.is_err() {
+                        gone = true;
+                    }
+                }
+            }
+        };
+        while let Ok(p) = prx.try_recv() {
+            let _ = tx.send(progress_line(&progress_message(p))).await;
+        }
+        if let Err(e) = result {
+            let _ = tx.send(progress_line(&error_message(&e.to_string()))).await;
+        }
+    });
+    Ok(resp)
+}
+
+/// `POST /images/create?fromImage=&tag=&platform=`: a pull. Errors found before any layer
+/// moves (bad reference, unknown manifest, refused credentials) are the response's status.
+async fn pull(ctx: &Ctx, r: &Req, image: &str) -> HandlerResult {
+    let tag = r.q("tag").filter(|s| !s.is_empty());
+    let reference = match tag {
+        Some(t) if t.contains(':') => format!("{image}@{t}"),
+        Some(t) => format!("{image}:{t}"),
+        None => image.to_owned(),
+    };
+    let creds = registry_auth(r)?;
+    let plan = ctx
+        .engine
+        .pull_plan(&reference, r.q("platform").filter(|s| !s.is_empty()), creds)
+        .await?;
+    let engine = ctx.engine.clone();
+    stream_progress(move |p| async move { engine.pull(plan, p).await.map(|_| ()) })
+}
+
+/// `POST /images/{name}/push?tag=`.
+pub(super) async fn push(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
+    let creds = registry_auth(r)?;
+    let tag = r.q("tag").filter(|s| !s.is_empty()).map(str::to_owned);
+    // Check the name before streaming, so that a bad one is a plain error status.
+    ctx.engine.image_inspect(&match &tag {
+        Some(t) => format!("{name}:{t}"),
+        None => name.to_owned(),
+    })?;
+    let engine = ctx.engine.clone();
+    let name = name.to_owned();
+    stream_progress(move |p| async move { engine.push(&name, tag.as_deref(), creds, p).await })
+}
+
+/// `POST /auth`: checks credentials against a registry.
+pub(super) async fn auth(ctx: &Ctx, mut r: Req) -> HandlerResult {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct AuthConfig {
+        username: String,
+        password: String,
+        serveraddress: String,
+        identitytoken: String,
+    }
+    let body: AuthConfig = r.json().await?;
+    let creds = Credentials {
+        username: body.username,
+        password: body.password,
+        identity_token: body.identitytoken,
+        ..Credentials::default()
+    };
+    ctx.engine
+        .registry_login(&body.serveraddress, creds)
+        .await?;
+    ok_json(&serde_json::json!({ "Status": "Login Succeeded", "IdentityToken": "" }))
+}
+
 pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
     if let Some(image) = r.q("fromImage").filter(|s| !s.is_empty()) {
-        let tag = r.q("tag").filter(|s| !s.is_empty()).unwrap_or("latest");
-        return Err(ApiError {
-            status: StatusCode::NOT_IMPLEMENTED,
-            message: format!(
-                "pulling {image}:{tag} from a registry is not supported by this Berth yet; import a root filesystem with `berth import` (or `docker import`)"
-            ),
-        });
+        let image = image.to_owned();
+        return pull(ctx, &r, &image).await;
     }
     let Some(src) = r.q("fromSrc").map(String::from) else {
         return Err(ApiError::bad("either fromSrc or fromImage must be given"));

@@ -174,6 +174,7 @@ impl From<EngineError> for ApiError {
             ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
             ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {
@@ -411,6 +412,10 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::GET, ["images", "get"]) => images::save(ctx, r.all("names")).await,
         (&Method::POST, ["images", "load"]) => images::load(ctx, r).await,
         (&Method::POST, ["commit"]) => images::commit(ctx, r).await,
+        (&Method::POST, ["auth"]) => images::auth(ctx, r).await,
+        (&Method::POST, ["images", name @ .., "push"]) if !name.is_empty() => {
+            images::push(ctx, &r, &name.join("/")).await
+        }
         (&Method::GET, ["images", name @ .., "get"]) if !name.is_empty() => {
             images::save(ctx, vec![name.join("/")]).await
         }
