@@ -188,6 +188,8 @@ impl Engine {
         let chains = chain_ids(&plan.diff_ids);
         let gate = Arc::new(Semaphore::new(PARALLEL_DOWNLOADS));
         let mut tasks = Vec::new();
+        // Chain ids this pull unpacks (not the ones it found).
+        let mut fetched = Vec::new();
         for (i, desc) in plan.layers.iter().enumerate() {
             let id = short(&desc.digest);
             if let Some(info) = self.inner.images.layer(&chains[i])? {
@@ -201,6 +203,7 @@ impl Engine {
                 continue;
             }
             let _ = progress.send(Progress::of(&id, "Pulling fs layer"));
+            fetched.push(chains[i].clone());
             let engine = self.clone();
             let repo = plan.repo.clone();
             let desc = desc.clone();
@@ -229,6 +232,22 @@ impl Engine {
             }
         }
         if let Some(e) = failed {
+            // Layers a retry could reuse stay (for a while) after a network failure; after
+            // bad content they go now.
+            let transient = matches!(
+                e,
+                EngineError::Registry(ClientError::Transport(_) | ClientError::Timeout(_))
+            );
+            if !transient {
+                let mut keys = fetched;
+                keys.extend(layers.iter().map(|l| l.blob.clone()));
+                let engine = self.clone();
+                let released =
+                    tokio::task::spawn_blocking(move || engine.inner.images.release(&keys)).await;
+                if let Ok(Err(err)) = released {
+                    tracing::warn!(error = %err, "releasing the layers of a failed pull");
+                }
+            }
             return Err(e);
         }
         let existed = self.inner.images.resolve(&r.full()).ok().map(|i| i.id);

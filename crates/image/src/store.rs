@@ -324,6 +324,16 @@ impl ImageStore {
         }
         let parsed = Reference::parse(name);
         if let Ok(r) = &parsed {
+            if let Some(d) = r.digest() {
+                let want = format!("{}@{d}", r.name());
+                if let Some(rec) = self
+                    .records()?
+                    .into_iter()
+                    .find(|rec| rec.repo_digests.contains(&want))
+                {
+                    return Ok((self.image(rec, &self.tags()?)?, None));
+                }
+            }
             if r.digest().is_none() {
                 let id = {
                     let txn = self.db.begin_read()?;
@@ -536,6 +546,21 @@ impl ImageStore {
             blob: u.blob,
             diff_id: u.diff_id,
         })
+    }
+
+    /// Gives up the pending layers (chain ids) and blobs of a pull that failed for a reason a
+    /// retry would not cure: unless an image uses them, they are removed now.
+    pub fn release(&self, keys: &[String]) -> Result<(), ImageError> {
+        let _g = self.guard();
+        let txn = self.db.begin_write()?;
+        {
+            let mut pending = txn.open_table(PENDING)?;
+            for k in keys {
+                pending.remove(k.as_str())?;
+            }
+        }
+        txn.commit()?;
+        self.collect_garbage()
     }
 
     /// Records an image: its config (stored as a blob; its digest is the image id) and its
