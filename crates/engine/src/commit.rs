@@ -107,6 +107,7 @@ impl Engine {
             config: config_json,
             author: req.author.clone(),
             comment: req.comment.clone(),
+            created_by: rec.config.cmd.clone().unwrap_or_default().join(" "),
         };
         let engine = self.clone();
         let id = rec.id.clone();

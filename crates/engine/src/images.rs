@@ -223,6 +223,31 @@ impl Engine {
         Ok(image.id)
     }
 
+    /// `docker import URL`: the tarball is fetched by the daemon and streamed into the import.
+    pub async fn import_url(&self, url: &str, mut req: ImportRequest) -> Result<String> {
+        self.check_import(&req)?;
+        let stream = self
+            .inner
+            .registry
+            .get_url(url)
+            .await
+            .map_err(EngineError::Registry)?;
+        req.message
+            .get_or_insert_with(|| format!("Imported from {url}"));
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut stream = stream;
+            while let Some(chunk) = stream.next().await {
+                if tx.send(chunk.map_err(std::io::Error::other)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        self.import_image(Box::new(crate::ChannelReader::new(rx)), req)
+            .await
+    }
+
     pub(crate) fn image_container_config(&self, image: &Image) -> Config {
         image_config(image)
     }

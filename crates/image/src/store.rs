@@ -110,6 +110,8 @@ pub struct CommitOptions {
     pub config: serde_json::Value,
     pub author: String,
     pub comment: String,
+    /// The history entry's `created_by` (Docker: the container's command).
+    pub created_by: String,
 }
 
 /// A container that uses an image, as `rmi` needs to know it.
@@ -765,7 +767,7 @@ impl ImageStore {
         } else {
             obj.remove("author");
         }
-        let mut entry = serde_json::json!({ "created": now });
+        let mut entry = serde_json::json!({ "created": now, "created_by": commit.created_by });
         if !commit.author.is_empty() {
             entry["author"] = commit.author.clone().into();
         }

@@ -393,7 +393,12 @@ fn from_docker_manifest(root: &OwnedFd, data: &[u8]) -> Result<Vec<Found>, Image
 }
 
 fn from_oci_index(root: &OwnedFd) -> Result<Vec<Found>, ImageError> {
-    let data = read_capped(root, "index.json", MAX_MANIFEST as u64)?;
+    let data = match read_capped(root, "index.json", MAX_MANIFEST as u64) {
+        Ok(d) => d,
+        // Neither manifest.json nor index.json: the caller says the archive holds no image.
+        Err(ImageError::InvalidArgument(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     let Document::Index(index) = manifest::parse_document(OCI_INDEX, &data)? else {
         return Err(ImageError::InvalidArgument(
             "index.json is not an image index".into(),

@@ -712,3 +712,9 @@ impl Daemon {
         }
     }
 }
+
+/// Runs any client command as the harness runs `berth` and `docker`: output drained while it
+/// runs, killed after two minutes (for clients of daemons the harness did not start).
+pub fn run_command(cmd: Command, stdin: Option<&[u8]>) -> Output {
+    run(cmd, stdin)
+}

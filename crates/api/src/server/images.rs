@@ -85,17 +85,29 @@ pub(super) fn inspect(ctx: &Ctx, name: &str) -> HandlerResult {
 
 pub(super) fn history(ctx: &Ctx, name: &str) -> HandlerResult {
     let i = ctx.engine.image_inspect(name)?;
+    // Rows name the image, then its parents as far as they are here (moby's walk); older
+    // rows are `<missing>`.
+    let mut owner = Some(i.clone());
     let rows: Vec<serde_json::Value> = i
         .history
         .iter()
         .rev()
-        .enumerate()
-        .map(|(n, h)| {
+        .map(|h| {
+            let (id, tags) = match owner.take() {
+                Some(img) => {
+                    owner = img
+                        .parent
+                        .as_deref()
+                        .and_then(|p| ctx.engine.image_inspect(p).ok());
+                    (img.id.clone(), serde_json::json!(img.repo_tags))
+                }
+                None => ("<missing>".to_owned(), serde_json::Value::Null),
+            };
             serde_json::json!({
-                "Id": if n == 0 { i.id.as_str() } else { "<missing>" },
+                "Id": id,
                 "Created": h.created.map(|t| t.timestamp()).unwrap_or(0),
                 "CreatedBy": h.created_by,
-                "Tags": if n == 0 { serde_json::json!(i.repo_tags) } else { serde_json::Value::Null },
+                "Tags": tags,
                 "Size": h.size as i64,
                 "Comment": h.comment,
             })
@@ -382,12 +394,6 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
     let Some(src) = r.q("fromSrc").map(String::from) else {
         return Err(ApiError::bad("either fromSrc or fromImage must be given"));
     };
-    if src != "-" {
-        return Err(ApiError {
-            status: StatusCode::NOT_IMPLEMENTED,
-            message: "importing from a URL is not supported yet; send the tarball as the body (fromSrc=-)".into(),
-        });
-    }
     let reference = match (
         r.q("repo").filter(|s| !s.is_empty()),
         r.q("tag").filter(|s| !s.is_empty()),
@@ -403,6 +409,24 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
         message: r.q("message").filter(|s| !s.is_empty()).map(String::from),
         platform: r.q("platform").filter(|s| !s.is_empty()).map(String::from),
     };
+    if src != "-" {
+        if !(src.starts_with("http://") || src.starts_with("https://")) {
+            return Err(ApiError::bad(format!(
+                "fromSrc must be - or an http(s) URL, not {src:?}"
+            )));
+        }
+        let engine = ctx.engine.clone();
+        let id = engine.import_url(&src, req).await?;
+        let msg = JsonMessage {
+            status: Some(id),
+            ..JsonMessage::default()
+        };
+        let (resp, tx) = body::stream(StatusCode::OK, "application/json");
+        tokio::spawn(async move {
+            let _ = tx.send(progress_line(&msg)).await;
+        });
+        return Ok(resp);
+    }
     // Check the request before streaming, so that bad input is a plain 400.
     ctx.engine.check_import(&req)?;
     let incoming = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;

@@ -230,6 +230,42 @@ impl Client {
         })
     }
 
+    /// Streams any `http(s)://` URL (`docker import URL`), redirects followed, with the
+    /// same TLS, timeouts and size reporting as blobs. Certificates are always checked.
+    pub async fn get_url(&self, url: &str) -> Result<BlobStream, ClientError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| ClientError::InvalidArgument(format!("invalid URL {url:?}")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+            return Err(ClientError::InvalidArgument(format!(
+                "invalid URL {url:?}: only http and https are supported"
+            )));
+        }
+        let inner = &self.inner;
+        let req = build_uri(Method::GET, uri.clone(), None, transport::empty())?;
+        let resp = inner.transport.send(req).await?;
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_ascii_lowercase())
+            .unwrap_or_default();
+        let a = Authed {
+            resp,
+            auth: None,
+            uri,
+        };
+        let resp = inner.follow(&authority, a, Method::GET, None).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(inner.status_error(resp).await);
+        }
+        let body = IdleBody::new(resp.into_body(), inner.transport.read_timeout);
+        Ok(BlobStream {
+            size: body.exact_len(),
+            offset: 0,
+            body,
+            skip: 0,
+        })
+    }
+
     /// Login check: `GET /v2/` with the credentials, answering the challenge; Ok on 200.
     /// `server` may be a host (`localhost:5000`), a URL, or Docker's
     /// `https://index.docker.io/v1/`.
