@@ -122,7 +122,13 @@ fn layers_of_every_compression_stack_with_whiteouts() {
     }
     let r = Reference::parse("stack:1").unwrap();
     let image = store
-        .add_image(&config(&diff_ids), &refs, &[r.clone()], None, None)
+        .add_image(
+            &config(&diff_ids),
+            &refs,
+            std::slice::from_ref(&r),
+            None,
+            None,
+        )
         .unwrap();
     assert_eq!(image.layers, diff_ids);
     assert_eq!(image.layer_sizes, vec![5, 1, 5]);
