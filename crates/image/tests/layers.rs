@@ -270,7 +270,7 @@ fn an_interrupted_download_resumes_and_bad_content_is_released() {
     assert_eq!(r.diff_id, sha256_digest(&t));
     assert_eq!(store.content().partial_size(&sha256_digest(&gz)), 0);
     // Pending until an image names it, even across a reopen; released, it goes.
-    let chain = chain_ids(&[r.diff_id.clone()]).remove(0);
+    let chain = chain_ids(std::slice::from_ref(&r.diff_id)).remove(0);
     drop(store);
     let db = Arc::new(redb::Database::create(dir.path().join("berth.redb")).unwrap());
     let store = ImageStore::open(dir.path(), db).unwrap();
