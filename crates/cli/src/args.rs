@@ -11,6 +11,9 @@ use clap::{ArgAction, Args, Parser, Subcommand};
     disable_help_subcommand = true
 )]
 pub struct Cli {
+    /// Location of client config files (default $DOCKER_CONFIG or ~/.docker)
+    #[arg(long, value_name = "DIR")]
+    pub config: Option<String>,
     /// Daemon socket to connect to (unix:///path)
     #[arg(short = 'H', long)]
     pub host: Option<String>,
@@ -95,6 +98,14 @@ pub enum Cmd {
     Tag(TagArgs),
     /// Remove one or more images
     Rmi(RmiArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
+    /// Authenticate to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
     /// Show the Berth version information
     Version(FormatArgs),
     /// Display system-wide information
@@ -199,6 +210,10 @@ pub enum ImageCmd {
     Load(LoadArgs),
     /// Show the history of an image
     History(HistoryArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
 }
 
 impl ContainerCmd {
@@ -247,6 +262,8 @@ impl ImageCmd {
             ImageCmd::Save(a) => Cmd::Save(a),
             ImageCmd::Load(a) => Cmd::Load(a),
             ImageCmd::History(a) => Cmd::History(a),
+            ImageCmd::Pull(a) => Cmd::Pull(a),
+            ImageCmd::Push(a) => Cmd::Push(a),
         }
     }
 }
@@ -991,4 +1008,50 @@ pub struct FormatArgs {
     /// Format output using a custom template
     #[arg(short = 'f', long)]
     pub format: Option<String>,
+}
+
+/// `pull [OPTIONS] NAME[:TAG|@DIGEST]`.
+#[derive(Debug, Clone, Args)]
+pub struct PullArgs {
+    /// Set platform if server is multi-platform capable
+    #[arg(long, env = "DOCKER_DEFAULT_PLATFORM")]
+    pub platform: Option<String>,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    pub image: String,
+}
+
+/// `push [OPTIONS] NAME[:TAG]`.
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(value_name = "NAME[:TAG]")]
+    pub image: String,
+}
+
+/// `login [OPTIONS] [SERVER]`.
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// Username
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
+}
+
+/// `logout [SERVER]`.
+#[derive(Debug, Clone, Args)]
+pub struct LogoutArgs {
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
 }

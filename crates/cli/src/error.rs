@@ -17,6 +17,12 @@ pub enum CliError {
     /// A `--format` template is invalid or failed.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// Registry credentials could not be read or stored.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// An image reference that cannot be used.
+    #[error(transparent)]
+    Reference(#[from] crate::reference::InvalidReference),
     /// Local I/O (the terminal, a file).
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -4,7 +4,9 @@
 //! [`args`] is the grammar (Docker's commands and flags), [`opts`] turns flag values into API
 //! bodies, [`commands`] holds one module per command group, [`stdio`] and [`tty`] connect the
 //! local terminal to attach/exec sessions, and [`template`]/[`format`] reproduce Docker's
-//! `--format` templates and table output. Exit statuses follow Docker: the container's own
+//! `--format` templates and table output. [`auth`] keeps registry logins where the docker CLI
+//! keeps them, [`reference`] splits image references and [`progress`] shows pull/push
+//! progress streams. Exit statuses follow Docker: the container's own
 //! status, 125 for flag and daemon errors of `run`, 126/127 when the command cannot run.
 
 #![forbid(unsafe_code)]
@@ -28,10 +30,13 @@ macro_rules! out {
 }
 
 pub mod args;
+pub mod auth;
 pub mod commands;
 pub mod error;
 pub mod format;
 pub mod opts;
+pub mod progress;
+pub mod reference;
 pub mod stdio;
 pub mod template;
 pub mod tty;
@@ -41,7 +46,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::args::{Cli, Cmd};
-use crate::commands::{container, cp, exec, image, run, stats, system, transfer};
+use crate::commands::{container, cp, exec, image, registry, run, stats, system, transfer};
 use crate::error::{CliError, Result, run_exit_code};
 
 /// Runs the CLI with `args` (`args[0]` is the program name) and returns the exit status.
@@ -90,6 +95,9 @@ fn command_name(cmd: &Cmd) -> Option<&'static str> {
 
 async fn dispatch(cli: Cli) -> i32 {
     let host = resolve_host(cli.host.as_deref());
+    if let Some(dir) = cli.config.as_deref().filter(|d| !d.is_empty()) {
+        auth::set_config_dir(dir.into());
+    }
     let cmd = match cli.command {
         Cmd::Container(c) => c.into_cmd(),
         Cmd::Image(c) => c.into_cmd(),
@@ -161,6 +169,10 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Images(a) => image::images(client, a).await,
         Cmd::Tag(a) => image::tag(client, a).await,
         Cmd::Rmi(a) => image::rmi(client, a).await,
+        Cmd::Pull(a) => registry::pull(client, a).await,
+        Cmd::Push(a) => registry::push(client, a).await,
+        Cmd::Login(a) => registry::login(client, a).await,
+        Cmd::Logout(a) => registry::logout(a),
         Cmd::Version(a) => system::version(client, a).await,
         Cmd::Info(a) => system::info(client, a).await,
         Cmd::System(crate::args::SystemCmd::Info(a)) => system::info(client, a).await,

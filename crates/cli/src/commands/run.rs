@@ -2,9 +2,7 @@
 //! to them (raw terminal, resizes, signal proxying, exit status).
 
 use berth_api::client::{Client, ClientError, RequestBody, query};
-use berth_api::models::{
-    ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, JsonMessage,
-};
+use berth_api::models::{ContainerCreateRequest, ContainerCreateResponse, ContainerInspect};
 
 use super::seg;
 use crate::args::{AttachArgs, ContainerOpts, CreateArgs, RunArgs, StartArgs};
@@ -33,33 +31,10 @@ fn with_tag(image: &str) -> String {
     }
 }
 
-/// `POST /images/create?fromImage=` with progress lines on stderr.
-async fn pull(client: &Client, image: &str, quiet: bool) -> Result<()> {
-    let (name, tag) = split_reference(image);
-    let tag = if tag.is_empty() {
-        "latest".to_owned()
-    } else {
-        tag
-    };
-    let path = format!(
-        "/images/create?{}",
-        query(&[("fromImage", &name), ("tag", &tag)])
-    );
-    let mut s = client
-        .stream(hyper::Method::POST, &path, RequestBody::Empty)
-        .await?;
-    while let Some(m) = s.next_json::<JsonMessage>().await? {
-        if let Some(e) = m.error.or(m.error_detail.map(|d| d.message)) {
-            return Err(CliError::Stream(e));
-        }
-        if !quiet && let Some(status) = m.status {
-            match m.id {
-                Some(id) => eprintln!("{id}: {status}"),
-                None => eprintln!("{status}"),
-            }
-        }
-    }
-    Ok(())
+/// `POST /images/create?fromImage=` (with the registry's stored credentials), progress on
+/// stderr.
+async fn pull(client: &Client, image: &str, platform: Option<&str>, quiet: bool) -> Result<()> {
+    super::registry::pull_for_create(client, image, platform, quiet).await
 }
 
 /// Creates the container (pulling a missing image as Docker does) and returns its id.
@@ -77,7 +52,13 @@ async fn create_container(
     }
     let path = format!("/containers/create?{}", query(&pairs));
     if opts.pull == "always" {
-        pull(client, &req.config.image, opts.quiet).await?;
+        pull(
+            client,
+            &req.config.image,
+            opts.platform.as_deref(),
+            opts.quiet,
+        )
+        .await?;
     }
     let resp: ContainerCreateResponse = match client.post(&path, Some(req)).await {
         Ok(r) => r,
@@ -86,7 +67,13 @@ async fn create_container(
                 "Unable to find image '{}' locally",
                 with_tag(&req.config.image)
             );
-            pull(client, &req.config.image, opts.quiet).await?;
+            pull(
+                client,
+                &req.config.image,
+                opts.platform.as_deref(),
+                opts.quiet,
+            )
+            .await?;
             client.post(&path, Some(req)).await?
         }
         Err(e) => return Err(e.into()),
