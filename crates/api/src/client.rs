@@ -597,13 +597,51 @@ impl Client {
         uri: &str,
         body: RequestBody,
     ) -> Result<Response<Incoming>> {
+        self.send_raw_with(method, uri, body, &[]).await
+    }
+
+    async fn send_raw_with(
+        &self,
+        method: Method,
+        uri: &str,
+        body: RequestBody,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Response<Incoming>> {
         let io = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let req = self.build(method, uri, body, false)?;
+        let mut req = self.build(method, uri, body, false)?;
+        for (k, v) in headers {
+            let v = HeaderValue::from_str(v).map_err(hyper::http::Error::from)?;
+            req.headers_mut().insert(*k, v);
+        }
         Ok(sender.send_request(req).await?)
+    }
+
+    /// Like [`Client::stream`], with extra request headers (`X-Registry-Auth`).
+    pub async fn stream_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: RequestBody,
+        headers: &[(&'static str, &str)],
+    ) -> Result<BodyStream> {
+        let version = self.api_version().await?.to_owned();
+        let uri = format!("/v{version}{path}");
+        let resp = self.send_raw_with(method, &uri, body, headers).await?;
+        let resp = if resp.status().is_success() {
+            resp
+        } else {
+            return Err(daemon_error(resp).await);
+        };
+        let (parts, body) = resp.into_parts();
+        Ok(BodyStream {
+            body,
+            headers: parts.headers,
+            pending: Vec::new(),
+        })
     }
 
     /// `GET /_ping` (unversioned).

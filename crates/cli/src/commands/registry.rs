@@ -1,19 +1,13 @@
 //! Registry commands: `login`, `logout`, `pull`, `push`.
 //!
 //! `pull` and `push` send the registry's credentials to the daemon in Docker's
-//! `X-Registry-Auth` header. `berth_api`'s client sends only its own headers, so these two
-//! requests are made here on a connection of their own to the same socket.
+//! `X-Registry-Auth` header.
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::os::fd::AsFd as _;
 
-use berth_api::client::{Client, ClientError, error_message, query};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty};
-use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use berth_api::client::{BodyStream, Client, RequestBody, query};
+use hyper::Method;
 use serde::{Deserialize, Serialize};
 
 use super::image_seg;
@@ -123,7 +117,7 @@ async fn follow(
 ) -> Result<()> {
     let mut stream = post_with_auth(client, path, auth).await?;
     let result = async {
-        while let Some(m) = stream.next().await? {
+        while let Some(m) = stream.next_json::<ProgressMessage>().await? {
             progress::display(out, &m).map_err(CliError::Stream)?;
         }
         Ok::<_, CliError>(())
@@ -133,104 +127,16 @@ async fn follow(
     result
 }
 
-/// A stream of JSON progress messages.
-struct MessageStream {
-    body: Incoming,
-    pending: Vec<u8>,
-    done: bool,
-}
-
-impl MessageStream {
-    /// The next message; `None` at the end. A truncated message at the end is an error.
-    async fn next(&mut self) -> Result<Option<ProgressMessage>, ClientError> {
-        loop {
-            let start = self.pending.iter().position(|b| !b.is_ascii_whitespace());
-            match start {
-                Some(start) => {
-                    let slice = &self.pending[start..];
-                    let mut it =
-                        serde_json::Deserializer::from_slice(slice).into_iter::<ProgressMessage>();
-                    match it.next() {
-                        Some(Ok(m)) => {
-                            let used = start + it.byte_offset();
-                            self.pending.drain(..used);
-                            return Ok(Some(m));
-                        }
-                        Some(Err(e)) if !e.is_eof() || self.done => {
-                            return Err(ClientError::Decode(e));
-                        }
-                        _ => {}
-                    }
-                }
-                None if self.done => return Ok(None),
-                None => self.pending.clear(),
-            }
-            match self.body.frame().await {
-                None => self.done = true,
-                Some(frame) => {
-                    if let Ok(data) = frame?.into_data() {
-                        self.pending.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// `POST path` (unversioned) with an `X-Registry-Auth` header, on a connection of its own.
-async fn post_with_auth(
-    client: &Client,
-    path: &str,
-    auth: &str,
-) -> Result<MessageStream, ClientError> {
-    let host = client.host().to_owned();
-    let socket = host
-        .strip_prefix("unix://")
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| ClientError::UnsupportedHost(host.clone()))?;
-    let version = client.api_version().await?.to_owned();
-    let io = match tokio::net::UnixStream::connect(socket).await {
-        Ok(s) => s,
-        Err(source) if source.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Err(ClientError::PermissionDenied { host, source });
-        }
-        Err(source) => return Err(ClientError::Connect { host, source }),
-    };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let auth = HeaderValue::from_str(auth).map_err(hyper::http::Error::from)?;
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("/v{version}{path}"))
-        .header(header::HOST, "berth")
-        .header(
-            header::USER_AGENT,
-            concat!("Berth-Client/", env!("CARGO_PKG_VERSION")),
+/// `POST path` (unversioned) with an `X-Registry-Auth` header: the progress stream.
+async fn post_with_auth(client: &Client, path: &str, auth: &str) -> Result<BodyStream> {
+    Ok(client
+        .stream_with_headers(
+            Method::POST,
+            path,
+            RequestBody::Empty,
+            &[(REGISTRY_AUTH_HEADER, auth)],
         )
-        .header(header::CONTENT_LENGTH, 0)
-        .header(REGISTRY_AUTH_HEADER, auth)
-        .body(Empty::<Bytes>::new())?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return Err(ClientError::Daemon {
-            status: status.as_u16(),
-            message: error_message(status, &body),
-        });
-    }
-    Ok(MessageStream {
-        body: resp.into_body(),
-        pending: Vec::new(),
-        done: false,
-    })
+        .await?)
 }
 
 /// The body of `POST /auth`.
