@@ -3,7 +3,9 @@
 # own berthd on its own socket and state directories, and cleans up after itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# docker-compose 1.29: a real client the suite drives (tests/compose.rs).
-scripts/deps.sh docker-compose
+# Real peers the suite drives: docker-compose 1.29 (tests/compose.rs), the distribution 2.8
+# registry and skopeo (tests/registry.rs, tests/images.rs, crates/registry/tests), and python3
+# for the misbehaving fake registry (tests/fixtures/fake_registry.py).
+scripts/deps.sh docker-compose docker-registry skopeo python3
 cargo build --locked --workspace --all-targets
 cargo test --locked --workspace -- --test-threads=4
