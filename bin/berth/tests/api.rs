@@ -385,3 +385,28 @@ fn stats_stream_and_single_sample() {
     drop(lines);
     assert_eq!(ok(d.berth(&["rm", "-f", "st"])), "st");
 }
+
+/// Answers follow the version the client asked for where Docker's shapes differ.
+#[test]
+fn responses_take_the_requested_versions_shape() {
+    let d = daemon();
+    let list = |v: &str| d.http("GET", &format!("/{v}/images/json"), None).json();
+    let inspect = |v: &str| {
+        d.http("GET", &format!("/{v}/images/busybox/json"), None)
+            .json()
+    };
+    // VirtualSize went away in 1.44, Container in 1.45.
+    assert!(list("v1.41")[0].get("VirtualSize").is_some());
+    assert!(list("v1.43")[0].get("VirtualSize").is_some());
+    assert!(list("v1.44")[0].get("VirtualSize").is_none());
+    assert!(list("v1.50")[0].get("VirtualSize").is_none());
+    assert!(inspect("v1.41").get("VirtualSize").is_some());
+    assert!(inspect("v1.44").get("VirtualSize").is_none());
+    assert!(inspect("v1.44").get("Container").is_some());
+    assert!(inspect("v1.45").get("Container").is_none());
+    // The same image either way.
+    assert_eq!(inspect("v1.41")["Id"], inspect("v1.50")["Id"]);
+    // Beyond the range: refused as Docker refuses it.
+    let r = d.http("GET", "/v1.99/images/json", None);
+    assert_eq!(r.status, 400, "{}", r.text());
+}

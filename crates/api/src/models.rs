@@ -245,7 +245,8 @@ pub struct ImageSummary {
     pub created: i64,
     pub size: i64,
     pub shared_size: i64,
-    pub virtual_size: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_size: Option<i64>,
     pub labels: BTreeMap<String, String>,
     pub containers: i64,
 }
@@ -261,14 +262,16 @@ pub struct ImageInspect {
     pub parent: String,
     pub comment: String,
     pub created: String,
-    pub container: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     pub docker_version: String,
     pub author: String,
     pub config: Option<Config>,
     pub architecture: String,
     pub os: String,
     pub size: i64,
-    pub virtual_size: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_size: Option<i64>,
     pub graph_driver: GraphDriver,
     #[serde(rename = "RootFS")]
     pub root_fs: RootFs,

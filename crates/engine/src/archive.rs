@@ -720,12 +720,15 @@ impl Engine {
             } else {
                 st.name.as_str()
             });
+            let hold = tx.clone();
             let written = tokio::task::spawn_blocking(move || {
                 tar_to_channel(tx, |w| w.add(&resolved.fd, &resolved.stat, &name))
             })
             .await;
             warn_unless_gone(&format!("archive of {path}"), written);
+            // The stream ends once the root is released.
             drop(access);
+            drop(hold);
         });
         let st = ready_rx
             .await
@@ -754,9 +757,13 @@ impl Engine {
             if ready_tx.send(Ok(())).is_err() {
                 return;
             }
+            // The stream ends only once the root is unmounted again: a client that saw the
+            // end may rely on the container's state being as before.
+            let hold = tx.clone();
             let written = tokio::task::spawn_blocking(move || {
                 let r = tar_to_channel(tx, |w| w.add_children(&access.root.fd, Path::new("")));
                 drop(access);
+                drop(hold);
                 r
             })
             .await;

@@ -43,6 +43,10 @@ pub struct ImageView {
     pub history: Vec<HistoryView>,
     /// The image this one was committed from.
     pub parent: Option<String>,
+    /// Chain ids of its layers, bottom first (equal ids: a shared layer).
+    pub chain_ids: Vec<String>,
+    /// Unpacked bytes of each layer, bottom first.
+    pub layer_sizes: Vec<u64>,
     /// `name@digest` of the manifests it was pulled by or pushed as.
     pub repo_digests: Vec<String>,
 }
@@ -286,6 +290,8 @@ impl Engine {
                 .to_owned(),
             layers: image.layers.clone(),
             parent: image.parent.clone(),
+            chain_ids: berth_image::snapshot::chain_ids(&image.layers),
+            layer_sizes: image.layer_sizes.clone(),
             repo_digests: image.repo_digests.clone(),
             history: raw
                 .get("history")

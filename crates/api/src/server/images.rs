@@ -22,7 +22,7 @@ pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
     let filters = r.filters()?;
     let all = r.flag("all");
     let images = ctx.engine.image_list(&filters, all)?;
-    let rows: Vec<ImageSummary> = images.iter().map(|i| summary(i, -1, -1)).collect();
+    let rows: Vec<ImageSummary> = images.iter().map(|i| summary(i, -1, -1, r)).collect();
     ok_json(&rows)
 }
 
@@ -32,6 +32,7 @@ pub(super) fn summary(
     i: &berth_engine::ImageView,
     containers: i64,
     shared_size: i64,
+    r: &Req,
 ) -> ImageSummary {
     ImageSummary {
         id: i.id.clone(),
@@ -41,13 +42,14 @@ pub(super) fn summary(
         created: i.created.timestamp(),
         size: i.size as i64,
         shared_size,
-        virtual_size: i.size as i64,
+        // Gone from the API in 1.44.
+        virtual_size: (!r.at_least(1, 44)).then_some(i.size as i64),
         labels: i.labels.clone(),
         containers,
     }
 }
 
-pub(super) fn inspect(ctx: &Ctx, name: &str) -> HandlerResult {
+pub(super) fn inspect(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
     let i = ctx.engine.image_inspect(name)?;
     ok_json(&ImageInspect {
         id: i.id.clone(),
@@ -58,14 +60,15 @@ pub(super) fn inspect(ctx: &Ctx, name: &str) -> HandlerResult {
         created: i
             .created
             .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        container: String::new(),
+        container: (!r.at_least(1, 45)).then(String::new),
         docker_version: String::new(),
         author: i.author.clone(),
         config: Some(i.config.clone()),
         architecture: i.architecture.clone(),
         os: i.os.clone(),
         size: i.size as i64,
-        virtual_size: i.size as i64,
+        // Gone from the API in 1.44, and `Container` in 1.45.
+        virtual_size: (!r.at_least(1, 44)).then_some(i.size as i64),
         graph_driver: GraphDriver {
             name: "overlay2".into(),
             data: BTreeMap::new(),

@@ -355,7 +355,7 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::GET, ["version"]) => system::version(ctx),
         (&Method::GET, ["info"]) => system::info(ctx),
         (&Method::GET, ["events"]) => system::events(ctx, &r),
-        (&Method::GET, ["system", "df"]) => system::df(ctx),
+        (&Method::GET, ["system", "df"]) => system::df(ctx, &r),
 
         (&Method::GET, ["containers", "json"]) => containers::list(ctx, &r),
         (&Method::POST, ["containers", "create"]) => containers::create(ctx, &mut r).await,
@@ -421,7 +421,7 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         }
         (&Method::POST, ["images", "create"]) => images::create(ctx, r).await,
         (&Method::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
-            images::inspect(ctx, &name.join("/"))
+            images::inspect(ctx, &r, &name.join("/"))
         }
         (&Method::GET, ["images", name @ .., "history"]) if !name.is_empty() => {
             images::history(ctx, &name.join("/"))

@@ -207,14 +207,31 @@ pub(super) fn info(ctx: &Ctx) -> HandlerResult {
 }
 
 /// `GET /system/df`: disk use of images and containers (no volumes or build cache yet).
-pub(super) fn df(ctx: &Ctx) -> HandlerResult {
+pub(super) fn df(ctx: &Ctx, r: &Req) -> HandlerResult {
     let counts = ctx.engine.image_use_counts();
     let images = ctx.engine.image_list(&Default::default(), true)?;
-    // Imported images have one layer each, shared with no other image.
-    let layers_size: u64 = images.iter().map(|i| i.size).sum();
+    // Layers are shared between images: each counts once in the total, and towards an
+    // image's shared size when another image has it too.
+    let mut users: std::collections::HashMap<&str, (u64, usize)> = Default::default();
+    for i in &images {
+        for (c, size) in i.chain_ids.iter().zip(&i.layer_sizes) {
+            users.entry(c.as_str()).or_insert((*size, 0)).1 += 1;
+        }
+    }
+    let layers_size: u64 = users.values().map(|(size, _)| size).sum();
     let image_rows: Vec<_> = images
         .iter()
-        .map(|i| super::images::summary(i, counts.get(&i.id).copied().unwrap_or(0) as i64, 0))
+        .map(|i| {
+            let shared: u64 = i
+                .chain_ids
+                .iter()
+                .filter_map(|c| users.get(c.as_str()))
+                .filter(|(_, n)| *n > 1)
+                .map(|(size, _)| size)
+                .sum();
+            let used = counts.get(&i.id).copied().unwrap_or(0) as i64;
+            super::images::summary(i, used, shared as i64, r)
+        })
         .collect();
     let recs = ctx.engine.list(&berth_engine::ListOptions {
         all: true,

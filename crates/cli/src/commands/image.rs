@@ -68,7 +68,7 @@ pub fn image_rows(img: &ImageSummary, trunc: bool) -> Vec<Value> {
                 "CreatedSince": since_unix(img.created),
                 "CreatedAt": created,
                 "Size": human_size_prec(img.size as f64, 3),
-                "VirtualSize": human_size_prec(img.virtual_size.max(img.size) as f64, 3),
+                "VirtualSize": human_size_prec(img.virtual_size.unwrap_or(img.size).max(img.size) as f64, 3),
                 "SharedSize": if img.shared_size < 0 { "N/A".to_owned() } else { human_size_prec(img.shared_size as f64, 3) },
                 "UniqueSize": if img.shared_size < 0 { "N/A".to_owned() } else { human_size_prec((img.size - img.shared_size) as f64, 3) },
                 "Containers": if img.containers < 0 { "N/A".to_owned() } else { img.containers.to_string() },
