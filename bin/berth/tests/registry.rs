@@ -463,3 +463,60 @@ fn a_daemon_killed_mid_pull_leaves_no_image_and_the_pull_resumes() {
         .count();
     assert_eq!(left, 0, "the resumed download was moved into the store");
 }
+
+/// The reference engine (dockerd 20.10) pushes to and pulls from Berth's registry, when one
+/// answers on /var/run/docker.sock.
+#[test]
+fn the_reference_dockerd_uses_berths_registry() {
+    let reference = |args: &[&str]| {
+        Command::new(common::DOCKER)
+            .args(["-H", "unix:///var/run/docker.sock"])
+            .args(args)
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap()
+    };
+    if !reference(&["version"]).status.success() {
+        eprintln!("SKIPPED: no reference dockerd on /var/run/docker.sock");
+        return;
+    }
+    if !reference(&["image", "inspect", "busybox:latest"])
+        .status
+        .success()
+    {
+        eprintln!("SKIPPED: the reference dockerd has no busybox:latest");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_reg, port) = berth_registry(dir.path());
+    let r = format!("127.0.0.1:{port}/ref/bb-{}:1", std::process::id());
+    /// Removes the tag from the reference engine, also when the test fails.
+    struct Untag<'a>(&'a dyn Fn(&[&str]) -> std::process::Output, String);
+    impl Drop for Untag<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["rmi", "-f", &self.1]);
+        }
+    }
+    let _untag = Untag(&reference, r.clone());
+    assert!(reference(&["tag", "busybox:latest", &r]).status.success());
+    let out = reference(&["push", &r]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Pushed"), "{}", stdout(&out));
+    assert!(reference(&["rmi", &r]).status.success());
+    let out = reference(&["pull", &r]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = reference(&["run", "--rm", &r, "echo", "hello from berth's registry"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "hello from berth's registry",
+        "{}",
+        stderr(&out)
+    );
+    // And Berth pulls what dockerd pushed.
+    let d = Daemon::start();
+    ok(d.docker(&["pull", &r]));
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", &r, "echo", "ok"])).trim(),
+        "ok"
+    );
+}
