@@ -1,147 +1,78 @@
-//! A small splitter for image references (`[DOMAIN/]PATH[:TAG][@DIGEST]`), enough for the
-//! CLI to pick the registry whose credentials to send and to print Docker's normalized
-//! names. The daemon validates references fully; this only rejects what is plainly wrong.
+//! Image references as the CLI needs them. Docker's grammar and normalization are the image
+//! crate's ([`berth_image::Reference`], the same code the daemon runs); this adds what only
+//! the CLI asks: whether a tag was typed (for "Using default tag: latest"), the Engine API's
+//! `tag` parameter, and the key of the registry's credentials in `config.json`.
 
-/// Docker Hub's domain in normalized references.
-pub const DOCKER_HUB_DOMAIN: &str = "docker.io";
-/// The namespace of Docker Hub's official images.
-const OFFICIAL_NAMESPACE: &str = "library";
+use berth_image::Reference;
+use berth_image::reference::DEFAULT_DOMAIN;
 
-/// A reference that cannot be split.
+/// A reference that does not follow Docker's grammar (the message is Docker's).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidReference {
-    /// Empty, or with characters no reference has.
-    #[error("invalid reference format")]
-    Format,
-    /// The repository has upper-case letters.
-    #[error("invalid reference format: repository name ({0}) must be lowercase")]
-    Uppercase(String),
-}
+#[error("{0}")]
+pub struct InvalidReference(pub String);
 
-/// An image reference split into its parts, normalized the way Docker does
-/// (`busybox` is `docker.io/library/busybox`).
+/// A parsed, normalized reference (`busybox` is `docker.io/library/busybox:latest`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
-    /// The registry host (`docker.io`, `localhost:5000`).
-    pub domain: String,
-    /// The repository path inside the registry (`library/busybox`).
-    pub path: String,
-    /// The tag, if one was given.
-    pub tag: Option<String>,
-    /// The digest (`sha256:...`), if one was given.
-    pub digest: Option<String>,
+    inner: Reference,
+    /// Whether the text named a tag or a digest (else `latest` is implied).
+    explicit: bool,
 }
 
 impl ImageRef {
-    /// Splits `s`. The first path component is a registry when it has a `.` or a `:`, or is
-    /// `localhost`; otherwise the image lives on Docker Hub.
+    /// Parses `s` with Docker's grammar.
     pub fn parse(s: &str) -> Result<ImageRef, InvalidReference> {
-        if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(InvalidReference::Format);
-        }
-        let (name_tag, digest) = match s.split_once('@') {
-            Some((n, d)) => {
-                let (algo, hex) = d.split_once(':').ok_or(InvalidReference::Format)?;
-                if algo.is_empty() || hex.is_empty() {
-                    return Err(InvalidReference::Format);
-                }
-                (n, Some(d.to_owned()))
-            }
-            None => (s, None),
-        };
-        let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match name_tag[last_slash..].rfind(':') {
-            Some(i) => {
-                let tag = &name_tag[last_slash + i + 1..];
-                if tag.is_empty() {
-                    return Err(InvalidReference::Format);
-                }
-                (&name_tag[..last_slash + i], Some(tag.to_owned()))
-            }
-            None => (name_tag, None),
-        };
-        if name.is_empty() || name.starts_with('/') || name.ends_with('/') || name.contains("//") {
-            return Err(InvalidReference::Format);
-        }
-        let (domain, path) = match name.split_once('/') {
-            Some((first, rest)) if is_domain(first) => (first.to_owned(), rest.to_owned()),
-            _ => (DOCKER_HUB_DOMAIN.to_owned(), name.to_owned()),
-        };
-        let domain = if domain == "index.docker.io" {
-            DOCKER_HUB_DOMAIN.to_owned()
-        } else {
-            domain
-        };
-        let path = if domain == DOCKER_HUB_DOMAIN && !path.contains('/') {
-            format!("{OFFICIAL_NAMESPACE}/{path}")
-        } else {
-            path
-        };
-        if path.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(InvalidReference::Uppercase(path));
-        }
+        let inner = Reference::parse(s).map_err(|e| InvalidReference(e.to_string()))?;
+        let last = s.rsplit('/').next().unwrap_or(s);
         Ok(ImageRef {
-            domain,
-            path,
-            tag,
-            digest,
+            inner,
+            explicit: s.contains('@') || last.contains(':'),
         })
     }
 
     /// True when neither a tag nor a digest was given.
     pub fn is_name_only(&self) -> bool {
-        self.tag.is_none() && self.digest.is_none()
+        !self.explicit
+    }
+
+    /// The registry (`docker.io`, `localhost:5000`).
+    pub fn domain(&self) -> &str {
+        self.inner.domain()
+    }
+
+    /// The digest, if one was given.
+    pub fn digest(&self) -> Option<&str> {
+        self.inner.digest()
+    }
+
+    /// The tag (`latest` when none was typed and there is no digest).
+    pub fn tag(&self) -> Option<&str> {
+        self.inner.tag()
     }
 
     /// The repository as Docker shows it (`busybox`, `user/app`, `localhost:5000/app`).
     pub fn familiar_name(&self) -> String {
-        if self.domain == DOCKER_HUB_DOMAIN {
-            match self.path.strip_prefix("library/") {
-                Some(rest) if !rest.contains('/') => rest.to_owned(),
-                _ => self.path.clone(),
-            }
-        } else {
-            format!("{}/{}", self.domain, self.path)
-        }
+        self.inner.familiar_name()
     }
 
-    /// The repository with its domain (`docker.io/library/busybox`).
-    pub fn full_name(&self) -> String {
-        format!("{}/{}", self.domain, self.path)
-    }
-
-    /// The normalized reference with its tag and digest (`docker.io/library/busybox:latest`).
+    /// The normalized reference (`docker.io/library/busybox:latest`).
     pub fn full(&self) -> String {
-        let mut s = self.full_name();
-        if let Some(t) = &self.tag {
-            s.push(':');
-            s.push_str(t);
-        }
-        if let Some(d) = &self.digest {
-            s.push('@');
-            s.push_str(d);
-        }
-        s
+        self.inner.full()
     }
 
     /// What the Engine API's `tag` parameter takes: the digest when there is one, else the tag.
     pub fn api_tag(&self) -> Option<&str> {
-        self.digest.as_deref().or(self.tag.as_deref())
+        self.inner.digest().or(self.inner.tag())
     }
 
     /// The key of the registry's credentials in `config.json` (Docker Hub's is its v1 URL).
     pub fn auth_server(&self) -> String {
-        if self.domain == DOCKER_HUB_DOMAIN {
+        if self.inner.domain() == DEFAULT_DOMAIN {
             crate::auth::INDEX_SERVER.to_owned()
         } else {
-            self.domain.clone()
+            self.inner.domain().to_owned()
         }
     }
-}
-
-/// Docker's rule for the first path component naming a registry.
-fn is_domain(first: &str) -> bool {
-    first.contains('.') || first.contains(':') || first == "localhost"
 }
 
 #[cfg(test)]
@@ -153,69 +84,29 @@ mod tests {
     }
 
     #[test]
-    fn hub_names_are_normalized() {
+    fn what_the_cli_adds() {
         let r = p("busybox");
-        assert_eq!(r.domain, "docker.io");
-        assert_eq!(r.path, "library/busybox");
         assert!(r.is_name_only());
         assert_eq!(r.familiar_name(), "busybox");
-        assert_eq!(r.full(), "docker.io/library/busybox");
+        assert_eq!(r.full(), "docker.io/library/busybox:latest");
+        assert_eq!(r.api_tag(), Some("latest"));
         assert_eq!(r.auth_server(), "https://index.docker.io/v1/");
 
-        let r = p("user/app:v1");
-        assert_eq!(r.path, "user/app");
-        assert_eq!(r.tag.as_deref(), Some("v1"));
-        assert_eq!(r.familiar_name(), "user/app");
-        assert_eq!(r.full(), "docker.io/user/app:v1");
-
-        assert_eq!(
-            p("docker.io/library/busybox:1.36").familiar_name(),
-            "busybox"
-        );
-        assert_eq!(
-            p("index.docker.io/busybox").full(),
-            "docker.io/library/busybox"
-        );
-        assert_eq!(p("library/busybox").familiar_name(), "busybox");
-    }
-
-    #[test]
-    fn registries_are_detected() {
-        let r = p("localhost:5000/app:dev");
-        assert_eq!(r.domain, "localhost:5000");
-        assert_eq!(r.path, "app");
-        assert_eq!(r.tag.as_deref(), Some("dev"));
-        assert_eq!(r.familiar_name(), "localhost:5000/app");
+        let r = p("localhost:5000/app");
+        assert!(r.is_name_only(), "the port is not a tag");
         assert_eq!(r.auth_server(), "localhost:5000");
+        assert!(!p("localhost:5000/app:dev").is_name_only());
 
-        assert_eq!(p("localhost/app").domain, "localhost");
-        assert_eq!(p("ghcr.io/org/team/app").path, "org/team/app");
-        assert_eq!(p("reg:5000/a").domain, "reg:5000");
-        // A port-less first component without a dot is a Hub namespace.
-        assert_eq!(p("myhost/app").domain, "docker.io");
-        assert_eq!(p("myhost/app").path, "myhost/app");
-    }
-
-    #[test]
-    fn tags_and_digests() {
         let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let r = p(&format!("localhost:5000/app@{d}"));
-        assert_eq!(r.tag, None);
-        assert_eq!(r.digest.as_deref(), Some(d));
+        assert!(!r.is_name_only());
         assert_eq!(r.api_tag(), Some(d));
+        assert_eq!(r.digest(), Some(d));
         assert_eq!(r.full(), format!("localhost:5000/app@{d}"));
-
-        let r = p(&format!("app:v2@{d}"));
-        assert_eq!(r.tag.as_deref(), Some("v2"));
-        assert_eq!(r.api_tag(), Some(d));
-        assert_eq!(r.full(), format!("docker.io/library/app:v2@{d}"));
-
-        // The port is not a tag.
-        assert_eq!(p("localhost:5000/app").tag, None);
     }
 
     #[test]
-    fn rejects_plain_mistakes() {
+    fn mistakes_get_dockers_messages() {
         for bad in [
             "",
             "a b",
@@ -228,10 +119,6 @@ mod tests {
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(
-            ImageRef::parse("Busybox"),
-            Err(InvalidReference::Uppercase("library/Busybox".into()))
-        );
         assert_eq!(
             ImageRef::parse("Busybox").unwrap_err().to_string(),
             "invalid reference format: repository name (library/Busybox) must be lowercase"

@@ -24,12 +24,9 @@ const UNENCRYPTED_WARNING: &str = "Configure a credential helper to remove this 
 
 /// `pull [--platform P] [-q] NAME[:TAG|@DIGEST]`.
 pub async fn pull(client: &Client, a: PullArgs) -> Result<i32> {
-    let mut r = ImageRef::parse(&a.image)?;
-    if r.is_name_only() {
-        r.tag = Some("latest".to_owned());
-        if !a.quiet {
-            outln!("Using default tag: latest");
-        }
+    let r = ImageRef::parse(&a.image)?;
+    if r.is_name_only() && !a.quiet {
+        outln!("Using default tag: latest");
     }
     let name = r.familiar_name();
     let mut pairs: Vec<(&str, &str)> = vec![("fromImage", &name)];
@@ -55,10 +52,7 @@ pub async fn pull_for_create(
     platform: Option<&str>,
     quiet: bool,
 ) -> Result<()> {
-    let mut r = ImageRef::parse(image)?;
-    if r.is_name_only() {
-        r.tag = Some("latest".to_owned());
-    }
+    let r = ImageRef::parse(image)?;
     let name = r.familiar_name();
     let mut pairs: Vec<(&str, &str)> = vec![("fromImage", &name)];
     if let Some(t) = r.api_tag() {
@@ -75,23 +69,20 @@ pub async fn pull_for_create(
 
 /// `push [-q] NAME[:TAG]`.
 pub async fn push(client: &Client, a: PushArgs) -> Result<i32> {
-    let mut r = ImageRef::parse(&a.image)?;
-    if r.digest.is_some() {
+    let r = ImageRef::parse(&a.image)?;
+    if r.digest().is_some() {
         return Err(CliError::Precondition(format!(
             "invalid reference {}: cannot push a digest reference",
             a.image
         )));
     }
-    if r.tag.is_none() {
-        r.tag = Some("latest".to_owned());
-        if !a.quiet {
-            outln!("Using default tag: latest");
-        }
+    if r.is_name_only() && !a.quiet {
+        outln!("Using default tag: latest");
     }
     let path = format!(
         "/images/{}/push?{}",
         image_seg(&r.familiar_name()),
-        query(&[("tag", r.tag.as_deref().unwrap_or("latest"))])
+        query(&[("tag", r.tag().unwrap_or("latest"))])
     );
     let auth = auth_header(&r)?;
     let mut out = progress::stdout_output(a.quiet);
