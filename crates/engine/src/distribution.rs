@@ -218,19 +218,7 @@ impl Engine {
                     .await
             }));
         }
-        let mut layers = Vec::new();
-        let mut failed = None;
-        for t in tasks {
-            match t.await {
-                Ok(Ok(l)) => layers.push(l),
-                Ok(Err(e)) => {
-                    failed.get_or_insert(e);
-                }
-                Err(e) => {
-                    failed.get_or_insert(EngineError::Runtime(format!("pull task: {e}")));
-                }
-            }
-        }
+        let (layers, failed) = join_layers(tasks, "pull").await;
         if let Some(e) = failed {
             // Layers a retry could reuse stay (for a while) after a network failure; after
             // bad content they go now.
@@ -494,19 +482,7 @@ impl Engine {
                     .await
             }));
         }
-        let mut layers = Vec::new();
-        let mut failed = None;
-        for t in tasks {
-            match t.await {
-                Ok(Ok(d)) => layers.push(d),
-                Ok(Err(e)) => {
-                    failed.get_or_insert(e);
-                }
-                Err(e) => {
-                    failed.get_or_insert(EngineError::Runtime(format!("push task: {e}")));
-                }
-            }
-        }
+        let (layers, failed) = join_layers(tasks, "push").await;
         if let Some(e) = failed {
             return Err(e);
         }
@@ -635,6 +611,28 @@ impl Engine {
         let _ = progress.send(Progress::of(&id, "Pushed"));
         Ok(desc)
     }
+}
+
+/// Waits for every layer task (none is left running); their results in order, and the first
+/// failure.
+async fn join_layers<T>(
+    tasks: Vec<tokio::task::JoinHandle<Result<T>>>,
+    what: &str,
+) -> (Vec<T>, Option<EngineError>) {
+    let mut done = Vec::new();
+    let mut failed = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(v)) => done.push(v),
+            Ok(Err(e)) => {
+                failed.get_or_insert(e);
+            }
+            Err(e) => {
+                failed.get_or_insert(EngineError::Runtime(format!("{what} task: {e}")));
+            }
+        }
+    }
+    (done, failed)
 }
 
 /// A small blob (a config), its size capped and its digest checked.

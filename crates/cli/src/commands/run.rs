@@ -51,14 +51,16 @@ async fn create_container(
         pairs.push(("platform", p));
     }
     let path = format!("/containers/create?{}", query(&pairs));
-    if opts.pull == "always" {
+    let fetch = || {
         pull(
             client,
             &req.config.image,
             opts.platform.as_deref(),
             opts.quiet,
         )
-        .await?;
+    };
+    if opts.pull == "always" {
+        fetch().await?;
     }
     let resp: ContainerCreateResponse = match client.post(&path, Some(req)).await {
         Ok(r) => r,
@@ -67,13 +69,7 @@ async fn create_container(
                 "Unable to find image '{}' locally",
                 with_tag(&req.config.image)
             );
-            pull(
-                client,
-                &req.config.image,
-                opts.platform.as_deref(),
-                opts.quiet,
-            )
-            .await?;
+            fetch().await?;
             client.post(&path, Some(req)).await?
         }
         Err(e) => return Err(e.into()),
