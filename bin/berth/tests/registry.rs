@@ -520,3 +520,32 @@ fn the_reference_dockerd_uses_berths_registry() {
         "ok"
     );
 }
+
+/// With `registry-mirrors` in daemon.json, Docker Hub pulls come from the mirror (Docker Hub
+/// itself is not reachable from the tests).
+#[test]
+fn docker_hub_pulls_come_from_the_configured_mirror() {
+    let mut d = Daemon::start();
+    let (_reg, port) = berth_registry(&d.dir.join("mirror"));
+    d.import_busybox();
+    let on_mirror = format!("127.0.0.1:{port}/library/busybox:mirrored");
+    ok(d.docker(&["tag", "busybox:latest", &on_mirror]));
+    ok(d.docker(&["push", &on_mirror]));
+    ok(d.docker(&["rmi", &on_mirror]));
+    d.write_config(&format!(
+        r#"{{"registry-mirrors": ["http://127.0.0.1:{port}"]}}"#
+    ));
+    d.crash_and_restart();
+    let out = ok(d.docker(&["pull", "busybox:mirrored"]));
+    assert!(
+        out.contains("Status: Downloaded newer image for busybox:mirrored"),
+        "{out}"
+    );
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "busybox:mirrored", "echo", "via mirror"])).trim(),
+        "via mirror"
+    );
+    // What the mirror lacks is not found there, and Docker Hub cannot be reached.
+    let out = d.docker(&["pull", "busybox:not-on-the-mirror"]);
+    assert!(!out.status.success());
+}
