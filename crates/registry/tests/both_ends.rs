@@ -2,7 +2,7 @@
 //! basic auth, and over TLS (a loopback registry is reached without certificate checks, as
 //! Docker reaches it).
 
-use std::path::Path;
+mod common;
 
 use berth_registry::client::{Client, ClientConfig, ClientError, Credentials};
 use berth_registry::media;
@@ -109,40 +109,11 @@ async fn push_and_pull_with_basic_auth() {
 
 #[tokio::test]
 async fn push_and_pull_over_tls() {
-    let openssl = Path::new("/usr/bin/openssl");
-    if !openssl.exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = common::self_signed_cert(dir.path()) else {
         eprintln!("SKIPPED push_and_pull_over_tls: needs /usr/bin/openssl to make a certificate");
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let out = std::process::Command::new(openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    };
     let (addr, _stop) = start(ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         root: dir.path().join("root"),
