@@ -53,6 +53,10 @@ pub struct ApplyOptions {
     pub max_entries: u64,
     /// Cap on the length of an entry's path (and link target).
     pub max_path_len: usize,
+    /// Decompressed bytes past which [`ApplyOptions::max_ratio`] applies.
+    pub ratio_floor: u64,
+    /// Most decompressed bytes per compressed byte (a decompression bomb beyond).
+    pub max_ratio: u64,
 }
 
 impl Default for ApplyOptions {
@@ -64,6 +68,8 @@ impl Default for ApplyOptions {
             max_bytes: 64 << 30,
             max_entries: 10_000_000,
             max_path_len: 4096,
+            ratio_floor: 1 << 30,
+            max_ratio: 200,
         }
     }
 }

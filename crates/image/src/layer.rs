@@ -7,6 +7,7 @@
 //! A resumable download passes the bytes an earlier attempt stored (`prefix`); they are
 //! unpacked again from disk and only the rest comes from the network.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
 
@@ -110,6 +111,49 @@ impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Counts the compressed bytes read.
+struct Counting<'a, R> {
+    inner: R,
+    read: &'a Cell<u64>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Stops a decompression bomb: past `floor` bytes out, the output may not exceed `ratio`
+/// times the compressed bytes read (real layers compress 2-10 times; a file of zeros, a
+/// thousand).
+struct BombGuard<'a, R> {
+    inner: R,
+    compressed: &'a Cell<u64>,
+    out: u64,
+    floor: u64,
+    ratio: u64,
+}
+
+impl<R: Read> Read for BombGuard<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        if self.out > self.floor && self.out > self.compressed.get().saturating_mul(self.ratio) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "decompression bomb: {} bytes out of {} compressed",
+                    self.out,
+                    self.compressed.get()
+                ),
+            ));
+        }
         Ok(n)
     }
 }
@@ -267,9 +311,24 @@ fn decode(
             )));
         }
     }
-    let raw = io::Cursor::new(head).chain(raw);
-    let mut hashing = Hashing {
+    let read = Cell::new(0u64);
+    let raw = Counting {
+        inner: io::Cursor::new(head).chain(raw),
+        read: &read,
+    };
+    let guarded = BombGuard {
         inner: decompress(raw, found)?,
+        compressed: &read,
+        out: 0,
+        floor: if found == LayerCompression::None {
+            u64::MAX
+        } else {
+            opts.ratio_floor
+        },
+        ratio: opts.max_ratio,
+    };
+    let mut hashing = Hashing {
+        inner: guarded,
         hasher: Sha256::new(),
     };
     let stats = apply_layer(&temp.fs(), &mut hashing, opts)?;

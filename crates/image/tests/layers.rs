@@ -278,3 +278,60 @@ fn an_interrupted_download_resumes_and_bad_content_is_released() {
     store.release(&[chain.clone(), r.blob.clone()]).unwrap();
     assert!(store.layer(&chain).unwrap().is_none());
 }
+
+#[test]
+fn decompression_bombs_are_stopped() {
+    use berth_image::apply::ApplyOptions;
+    use berth_image::content::ContentStore;
+    use berth_image::snapshot::Snapshotter;
+    let dir = tempfile::tempdir().unwrap();
+    let content = ContentStore::open(&dir.path().join("content")).unwrap();
+    let snapshots = Snapshotter::open(&dir.path().join("snapshots")).unwrap();
+    let opts = ApplyOptions {
+        ratio_floor: 1 << 20,
+        ..ApplyOptions::default()
+    };
+    let zeros = vec![0u8; 16 << 20];
+    let bomb = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&tar_of(&[("zeros", &zeros[..])])).unwrap();
+        e.finish().unwrap()
+    };
+    assert!(bomb.len() < (16 << 20) / 200, "the test layer is a bomb");
+    let e = berth_image::layer::unpack(
+        &content,
+        &snapshots,
+        &bomb[..],
+        &LayerExpect::default(),
+        false,
+        &opts,
+    )
+    .unwrap_err();
+    assert!(
+        e.error.to_string().contains("decompression bomb"),
+        "{}",
+        e.error
+    );
+    // Nothing stays: no blob, no snapshot.
+    assert_eq!(content.list().unwrap().len(), 0);
+    assert_eq!(snapshots.list().unwrap().len(), 0);
+    // An ordinary layer of the same size passes.
+    let mut data = vec![0u8; 16 << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let fine = gzip(&tar_of(&[("random", &data[..])]));
+    berth_image::layer::unpack(
+        &content,
+        &snapshots,
+        &fine[..],
+        &LayerExpect::default(),
+        false,
+        &opts,
+    )
+    .unwrap();
+}
