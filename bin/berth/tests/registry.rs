@@ -549,3 +549,51 @@ fn docker_hub_pulls_come_from_the_configured_mirror() {
     let out = d.docker(&["pull", "busybox:not-on-the-mirror"]);
     assert!(!out.status.success());
 }
+
+/// `docker import URL`: the daemon fetches the tarball itself.
+#[test]
+fn import_from_a_url() {
+    let d = Daemon::start();
+    let dir = d.dir.join("www");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(common::busybox_tar(), dir.join("rootfs.tar")).unwrap();
+    let port = free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let mut server = Proc(child);
+    wait_for_registry(port, "http.server", &mut server);
+    let url = format!("http://127.0.0.1:{port}/rootfs.tar");
+    let id = ok(d.docker(&[
+        "import",
+        "-c",
+        "CMD [\"echo\", \"from a url\"]",
+        &url,
+        "urlimg:1",
+    ]));
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "urlimg:1"])).trim(),
+        "from a url"
+    );
+    let history = ok(d.docker(&["history", "--format", "{{.Comment}}", "urlimg:1"]));
+    assert_eq!(history.trim(), format!("Imported from {url}"));
+    // A missing file is the server's 404, and nothing is made.
+    let out = d.docker(&[
+        "import",
+        &format!("http://127.0.0.1:{port}/nope.tar"),
+        "urlimg:2",
+    ]);
+    assert!(!out.status.success());
+    assert!(d.docker(&["image", "inspect", "urlimg:2"]).status.code() != Some(0));
+}
