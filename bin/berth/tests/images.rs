@@ -1258,3 +1258,37 @@ fn berth_loads_and_runs_what_reference_dockerd_saved() {
     );
     assert_eq!(image_id(&d, &name), id);
 }
+
+/// `berth save -o DIR/` writes an OCI image layout directory, which skopeo reads as `oci:`.
+#[test]
+fn save_into_an_oci_layout_directory() {
+    let d = Daemon::start();
+    d.import_busybox();
+    let dir = d.dir.join("layout");
+    let target = format!("{}/", dir.display());
+    ok(d.berth(&["save", "-o", &target, "busybox:latest"]));
+    for f in ["oci-layout", "index.json", "manifest.json"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".berth-save"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    if !std::path::Path::new("/usr/bin/skopeo").exists() {
+        eprintln!("SKIPPED: skopeo is not installed to read the layout");
+        return;
+    }
+    let out = std::process::Command::new("/usr/bin/skopeo")
+        .args(["inspect", &format!("oci:{}:latest", dir.display())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Layers"].as_array().map(Vec::len), Some(1), "{v}");
+}

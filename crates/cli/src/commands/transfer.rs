@@ -47,8 +47,16 @@ pub async fn commit(client: &Client, a: CommitArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `save`: the archive to a file or to stdout (never to a terminal).
+/// `save`: the archive to a file or to stdout (never to a terminal); `-o DIR/` (or an
+/// existing directory) writes the OCI image layout into the directory instead.
 pub async fn save(client: &Client, a: SaveArgs) -> Result<i32> {
+    if let Some(dir) = a
+        .output
+        .as_deref()
+        .filter(|o| o.ends_with('/') || std::path::Path::new(o).is_dir())
+    {
+        return save_layout(client, &a.images, dir).await;
+    }
     if a.output.is_none() && crate::tty::stdout_is_tty() {
         return Err(CliError::Precondition(
             "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
@@ -94,6 +102,35 @@ pub async fn save(client: &Client, a: SaveArgs) -> Result<i32> {
         (r, None) => r?,
     }
     Ok(0)
+}
+
+/// `save -o DIR/`: the archive unpacked as an OCI image layout directory (what skopeo's
+/// `oci:DIR` reads).
+async fn save_layout(client: &Client, images: &[String], dir: &str) -> Result<i32> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(io(format!("create {dir}")))?;
+    let archive = std::path::Path::new(dir).join(format!(".berth-save-{}.tar", std::process::id()));
+    let args = SaveArgs {
+        output: Some(archive.to_string_lossy().into_owned()),
+        images: images.to_vec(),
+    };
+    let saved = Box::pin(save(client, args)).await;
+    let unpacked = match saved {
+        Ok(_) => {
+            let (archive, target) = (archive.clone(), dir.to_owned());
+            tokio::task::spawn_blocking(move || {
+                let f = std::fs::File::open(&archive)?;
+                tar::Archive::new(f).unpack(&target)
+            })
+            .await
+            .map_err(|e| CliError::Precondition(format!("unpack: {e}")))?
+            .map_err(io(format!("unpack into {dir}")))
+        }
+        Err(e) => Err(e),
+    };
+    let _ = tokio::fs::remove_file(&archive).await;
+    unpacked.map(|()| 0)
 }
 
 /// `load`: prints `Loaded image: ...` per image.
