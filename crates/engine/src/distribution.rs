@@ -31,9 +31,9 @@ use futures_util::StreamExt;
 use sha2::Digest;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::Engine;
 use crate::archive::ChannelReader;
 use crate::error::{EngineError, Result};
+use crate::{Engine, lock};
 
 /// Layers fetched at once (Docker's `max-concurrent-downloads`).
 const PARALLEL_DOWNLOADS: usize = 3;
@@ -209,12 +209,13 @@ impl Engine {
             let desc = desc.clone();
             let parent = i.checked_sub(1).map(|p| chains[p].clone());
             let diff_id = plan.diff_ids[i].clone();
+            let chain = Some(chains[i].clone());
             let progress = progress.clone();
             let gate = gate.clone();
             tasks.push(tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await;
                 engine
-                    .fetch_layer(&repo, &desc, parent, diff_id, &progress)
+                    .fetch_layer(&repo, &desc, parent, diff_id, chain, &progress)
                     .await
             }));
         }
@@ -282,6 +283,7 @@ impl Engine {
         desc: &Descriptor,
         parent: Option<String>,
         diff_id: String,
+        chain: Option<String>,
         progress: &ProgressTx,
     ) -> Result<LayerRef> {
         let id = short(&desc.digest);
@@ -292,19 +294,60 @@ impl Engine {
             diff_id: Some(diff_id),
             compression: Some(compression),
         };
+        // One download of a blob at a time in this daemon (two pulls sharing a layer, or an
+        // image naming one blob twice, would otherwise append to one partial file).
+        let lock = {
+            let mut map = lock(&self.inner.downloads);
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            map.entry(desc.digest.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+                .clone()
+        };
+        let _one = lock.lock().await;
+        if let Some(chain) = &chain {
+            // Another pull may have brought it while this one waited.
+            if let Some(info) = self.inner.images.layer(chain)? {
+                let _ = progress.send(Progress::of(&id, "Already exists"));
+                return Ok(LayerRef {
+                    blob: info.blob,
+                    diff_id: info.diff_id,
+                });
+            }
+        }
+        let content = self.inner.images.content();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let offset = self.inner.images.content().partial_size(&desc.digest);
-            let stream = match repo.get_blob(&desc.digest, offset).await {
-                Ok(s) => s,
-                Err(e @ (ClientError::Transport(_) | ClientError::Timeout(_)))
-                    if attempt < ATTEMPTS =>
-                {
-                    tracing::info!(layer = %desc.digest, error = %e, "retrying layer");
-                    continue;
+            let mut offset = content.partial_size(&desc.digest);
+            if offset > desc.size {
+                // More than the blob: not a prefix of it.
+                content.discard_partial(&desc.digest);
+                offset = 0;
+            }
+            let stream: std::pin::Pin<
+                Box<
+                    dyn futures_util::Stream<Item = std::result::Result<Bytes, ClientError>> + Send,
+                >,
+            > = if offset == desc.size {
+                // Every byte is here already (a crash came before the unpack finished).
+                Box::pin(futures_util::stream::empty())
+            } else {
+                match repo.get_blob(&desc.digest, offset).await {
+                    Ok(s) => Box::pin(s),
+                    Err(ClientError::InvalidArgument(m)) if offset > 0 => {
+                        // The registry refused the range: start the blob again.
+                        tracing::info!(layer = %desc.digest, error = %m, "restarting layer");
+                        content.discard_partial(&desc.digest);
+                        continue;
+                    }
+                    Err(e @ (ClientError::Transport(_) | ClientError::Timeout(_)))
+                        if attempt < ATTEMPTS =>
+                    {
+                        tracing::info!(layer = %desc.digest, error = %e, "retrying layer");
+                        continue;
+                    }
+                    Err(e) => return Err(EngineError::Registry(e)),
                 }
-                Err(e) => return Err(EngineError::Registry(e)),
             };
             let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(16);
             let done = Arc::new(AtomicU64::new(offset));
@@ -360,6 +403,13 @@ impl Engine {
                 Err(e) if e.source_failed && attempt < ATTEMPTS => {
                     tracing::info!(layer = %desc.digest, error = %e.error, "resuming layer");
                     let _ = progress.send(Progress::of(&id, "Retrying"));
+                }
+                Err(e) if e.source_failed => {
+                    // The network kept failing: what came is kept for the next pull.
+                    return Err(EngineError::Registry(ClientError::Transport(format!(
+                        "layer {}: {}",
+                        desc.digest, e.error
+                    ))));
                 }
                 Err(e) => {
                     return Err(EngineError::InvalidArgument(format!(

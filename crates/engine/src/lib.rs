@@ -152,6 +152,8 @@ pub(crate) struct Inner {
     pub init_binary: PathBuf,
     pub netns: Arc<netns::Pool>,
     pub registry: berth_registry::client::Client,
+    /// Blob digest -> the lock its one download at a time holds.
+    pub downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The engine; cheap to clone.
@@ -185,7 +187,8 @@ impl Engine {
         std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;
         fsutil::sweep_removing(&d);
         fsutil::sweep_removing(&cfg.exec_root.join("containers"));
-        // Staging of loads a crash interrupted.
+        // Staging of loads a crash interrupted (and a removal of it that a crash cut short).
+        fsutil::sweep_removing(&cfg.data_root);
         let tmp = cfg.data_root.join("tmp");
         if tmp.exists() {
             fsutil::remove_dir_later(&tmp)?;
@@ -211,6 +214,7 @@ impl Engine {
         let engine = Engine {
             inner: Arc::new(Inner {
                 registry,
+                downloads: Mutex::new(HashMap::new()),
                 cfg,
                 db,
                 images,

@@ -68,8 +68,8 @@ impl Default for ApplyOptions {
             max_bytes: 64 << 30,
             max_entries: 10_000_000,
             max_path_len: 4096,
-            ratio_floor: 1 << 30,
-            max_ratio: 200,
+            ratio_floor: 4 << 30,
+            max_ratio: 1000,
         }
     }
 }
@@ -103,7 +103,7 @@ pub fn apply_layer(
         Mode::empty(),
     )
     .map_err(ImageError::errno(format!("open {}", root.display())))?;
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(MetaCap::new(reader, MAX_TAR_META));
     let mut stats = ApplyStats::default();
     let mut dirs = Vec::new();
     for entry in archive.entries().map_err(bad_tar)? {
@@ -631,4 +631,170 @@ fn finish_special(
     rfs::utimensat(pdir, name, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
         .map_err(entry_err("set times", comps))?;
     Ok(())
+}
+
+/// The longest GNU long name/link or PAX header block accepted (the tar reader holds each
+/// whole in memory before handing out the entry it describes).
+pub const MAX_TAR_META: u64 = 1 << 20;
+
+/// Where [`MetaCap`] is in the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TarPos {
+    /// Collecting a 512-byte header.
+    Header,
+    /// Collecting a GNU sparse extension block (after an `S` header that says more follow).
+    SparseExt,
+    /// Passing over `n` bytes of entry data (padded to 512).
+    Data(u64),
+}
+
+/// Watches a tar stream block by block, as the tar reader will read it, and refuses a GNU
+/// long name/link (`L`, `K`) or PAX (`x`, `g`) entry larger than `cap` before the reader
+/// buffers it: such an entry would otherwise make the daemon allocate whatever size a hostile
+/// layer names. PAX `size` records are followed, so the blocks stay in step.
+pub struct MetaCap<R> {
+    inner: R,
+    cap: u64,
+    pos: TarPos,
+    block: [u8; 512],
+    filled: usize,
+    /// The data of the PAX header being passed over (kept to read its `size`).
+    pax: Option<Vec<u8>>,
+    /// A size a PAX header set for the next entry.
+    next_size: Option<u64>,
+}
+
+impl<R> MetaCap<R> {
+    pub fn new(inner: R, cap: u64) -> Self {
+        Self {
+            inner,
+            cap,
+            pos: TarPos::Header,
+            block: [0; 512],
+            filled: 0,
+            pax: None,
+            next_size: None,
+        }
+    }
+}
+
+/// A tar number: octal text, or base-256 when the first byte's high bit is set.
+fn tar_number(field: &[u8]) -> u64 {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        let tail = &field[field.len().saturating_sub(8)..];
+        return tail.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    }
+    let text: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .take_while(|b| (b'0'..=b'7').contains(b))
+        .collect();
+    std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| u64::from_str_radix(t, 8).ok())
+        .unwrap_or(0)
+}
+
+/// The `size` record of PAX header data (`"<len> size=<n>\n"` records).
+fn pax_size(data: &[u8]) -> Option<u64> {
+    data.split(|b| *b == b'\n').find_map(|rec| {
+        let (_, kv) = rec.split_at(rec.iter().position(|b| *b == b' ')? + 1);
+        let v = kv.strip_prefix(b"size=")?;
+        std::str::from_utf8(v).ok()?.parse().ok()
+    })
+}
+
+impl<R: Read> MetaCap<R> {
+    fn header_done(&mut self) -> io::Result<()> {
+        let h = self.block;
+        if h.iter().all(|b| *b == 0) {
+            return Ok(()); // end-of-archive blocks
+        }
+        let kind = h[156];
+        let mut size = tar_number(&h[124..136]);
+        let meta = matches!(kind, b'L' | b'K' | b'x' | b'g');
+        if !meta {
+            if let Some(s) = self.next_size.take() {
+                size = s;
+            }
+        }
+        if meta && size > self.cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a tar header entry of {size} bytes (the limit is {})",
+                    self.cap
+                ),
+            ));
+        }
+        if kind == b'x' {
+            self.pax = Some(Vec::with_capacity(size as usize));
+        }
+        let padded = size.div_ceil(512).saturating_mul(512);
+        self.pos = if kind == b'S' && h[482] != 0 {
+            // Sparse extension blocks come before the data; the data length is counted
+            // once they are through.
+            self.next_size = Some(size);
+            TarPos::SparseExt
+        } else if padded > 0 {
+            TarPos::Data(padded)
+        } else {
+            TarPos::Header
+        };
+        if kind == b'x' && padded == 0 {
+            self.pax = None;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for MetaCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut i = 0;
+        while i < n {
+            match self.pos {
+                TarPos::Data(left) => {
+                    let k = (n - i).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    if let Some(p) = &mut self.pax {
+                        p.extend_from_slice(&buf[i..i + k]);
+                    }
+                    i += k;
+                    let left = left - k as u64;
+                    self.pos = if left == 0 {
+                        if let Some(p) = self.pax.take() {
+                            self.next_size = pax_size(&p);
+                        }
+                        TarPos::Header
+                    } else {
+                        TarPos::Data(left)
+                    };
+                }
+                TarPos::Header | TarPos::SparseExt => {
+                    let k = (512 - self.filled).min(n - i);
+                    self.block[self.filled..self.filled + k].copy_from_slice(&buf[i..i + k]);
+                    self.filled += k;
+                    i += k;
+                    if self.filled == 512 {
+                        self.filled = 0;
+                        if self.pos == TarPos::SparseExt {
+                            if self.block[504] == 0 {
+                                let size = self.next_size.take().unwrap_or(0);
+                                let padded = size.div_ceil(512).saturating_mul(512);
+                                self.pos = if padded > 0 {
+                                    TarPos::Data(padded)
+                                } else {
+                                    TarPos::Header
+                                };
+                            }
+                        } else {
+                            self.header_done()?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
 }

@@ -110,6 +110,13 @@ impl ContentStore {
             .map_or(0, |m| m.len())
     }
 
+    /// Drops the partial download of `expected` (it cannot be resumed).
+    pub fn discard_partial(&self, expected: &str) {
+        if let Ok(hex) = digest_hex(expected) {
+            let _ = fs::remove_file(self.ingest.join(hex));
+        }
+    }
+
     /// Resumes (or starts) the download of the blob `expected`: the writer appends to what
     /// an earlier attempt stored, and the returned file reads those bytes back (`None` when
     /// starting afresh). The partial file survives a failed or dropped writer unless
@@ -263,6 +270,11 @@ impl Write for HashSink<'_> {
 }
 
 impl BlobWriter {
+    /// The digest of what was written so far.
+    pub fn digest(&self) -> String {
+        finish_digest(self.hasher.clone())
+    }
+
     /// Drops a resumable download's partial bytes (they are bad, not merely incomplete).
     pub fn discard(mut self) {
         self.keep_partial = false;

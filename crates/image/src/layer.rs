@@ -32,11 +32,14 @@ pub struct LayerExpect {
     pub compression: Option<LayerCompression>,
 }
 
-/// A layer stored and unpacked (its snapshot not yet committed under its chain id).
+/// A layer read and unpacked, checked against what was expected; its blob and snapshot are
+/// not yet visible (the store commits both, under its lock, with their lease).
 #[derive(Debug)]
 pub struct Unpacked {
-    /// The digest of the blob as stored.
+    /// The digest of the blob.
     pub blob: String,
+    /// The blob's bytes, to be committed.
+    pub writer: BlobWriter,
     /// Its size.
     pub blob_size: u64,
     /// The digest of the uncompressed tar.
@@ -76,12 +79,18 @@ struct Tee<'a, R> {
     read: u64,
     /// Most bytes the source may send (the descriptor's size, less a resumed prefix).
     limit: u64,
+    /// Whether `limit` is a known size (then ending early is the source's failure).
+    sized: bool,
+    /// Bytes an earlier attempt stored, and the descriptor's size (for messages).
+    resumed: u64,
+    declared: u64,
 }
 
 impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // One byte past the limit is read, so that an overlong blob is caught.
-        let room = (self.limit.saturating_add(1) - self.read.min(self.limit + 1)) as usize;
+        let cap = self.limit.saturating_add(1);
+        let room = usize::try_from(cap - self.read.min(cap)).unwrap_or(usize::MAX);
         if room == 0 {
             return Err(io::Error::other(
                 "the blob is larger than its descriptor says",
@@ -95,6 +104,18 @@ impl<R: Read> Read for Tee<'_, R> {
                 return Err(e);
             }
         };
+        if n == 0 && self.sized && self.read < self.limit && !buf.is_empty() {
+            // The connection ended before the blob did: the network's fault, resumable.
+            self.source_failed = true;
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the blob ended after {} bytes, its descriptor says {}",
+                    self.resumed + self.read,
+                    self.declared
+                ),
+            ));
+        }
         self.read += n as u64;
         io::Write::write_all(self.blob, &buf[..n])?;
         Ok(n)
@@ -218,6 +239,9 @@ pub fn unpack(
         source_failed: false,
         read: 0,
         limit,
+        sized: expect.size.is_some(),
+        resumed,
+        declared: expect.size.unwrap_or(0),
     };
     let result = read_layer(prefix, &mut tee, &temp, expect, opts);
     let source_failed = tee.source_failed;
@@ -262,9 +286,20 @@ pub fn unpack(
             .into());
         }
     }
-    let digest = blob.commit(expect.digest.as_deref())?;
+    let digest = blob.digest();
+    if let Some(want) = &expect.digest {
+        if *want != digest {
+            blob.discard();
+            return Err(ImageError::DigestMismatch {
+                expected: want.clone(),
+                actual: digest,
+            }
+            .into());
+        }
+    }
     Ok(Unpacked {
         blob: digest,
+        writer: blob,
         blob_size,
         diff_id,
         compression,

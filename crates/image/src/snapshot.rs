@@ -287,6 +287,16 @@ fn mount_overlay_fsopen(
     }
     rustix::mount::fsconfig_set_string(&fs, "upperdir", upper)?;
     rustix::mount::fsconfig_set_string(&fs, "workdir", work)?;
+    // The upper directory must hold whole files and plain directories for `commit` and
+    // `diff` to read it (no metadata-only copies, no renamed-directory redirects), whatever
+    // the kernel's defaults are; a kernel without one of these options has it off anyway.
+    for (key, value) in [
+        ("redirect_dir", "off"),
+        ("metacopy", "off"),
+        ("index", "off"),
+    ] {
+        let _ = rustix::mount::fsconfig_set_string(&fs, key, value);
+    }
     rustix::mount::fsconfig_create(&fs)?;
     let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
     rustix::mount::move_mount(

@@ -543,6 +543,8 @@ impl ImageStore {
             }
         }
         txn.commit().map_err(ImageError::from)?;
+        // Still under the lock: no collection runs between the lease and the commits.
+        u.writer.commit(Some(&u.blob))?;
         self.snapshots.commit(u.snapshot, &chain)?;
         Ok(LayerRef {
             blob: u.blob,
@@ -596,6 +598,14 @@ impl ImageStore {
         for c in &chains {
             if !self.snapshots.exists(c) {
                 return Err(ImageError::Corrupt(format!("layer {c} is not unpacked")));
+            }
+        }
+        for l in layers {
+            if !self.content.exists(&l.blob) {
+                return Err(ImageError::Corrupt(format!(
+                    "blob {} of a layer is missing",
+                    l.blob
+                )));
             }
         }
         let id = self.content.put(config, None)?;

@@ -109,13 +109,13 @@ pub fn save(store: &ImageStore, items: &[SaveItem], out: impl Write) -> Result<(
     for item in items {
         let config = store.config_bytes(&item.image)?;
         let mut layers = Vec::new();
-        let infos = store.layer_infos_of(&item.image)?;
-        for (l, info) in store.layer_refs(&item.image)?.iter().zip(infos) {
-            let compression = match info.as_ref().map(|i| i.compression.as_str()) {
-                Some("gzip") => LayerCompression::Gzip,
-                Some("zstd") => LayerCompression::Zstd,
-                _ => LayerCompression::None,
-            };
+        for l in store.layer_refs(&item.image)? {
+            // From the blob itself: whatever a record says, this is what the bytes are.
+            let mut head = Vec::with_capacity(6);
+            File::open(store.content().path(&l.blob)?)
+                .and_then(|f| f.take(6).read_to_end(&mut head))
+                .map_err(ImageError::io(format!("read blob {}", l.blob)))?;
+            let compression = crate::layer::detect_compression(&head)?;
             // Older Docker cannot read zstd: such a layer goes out as its plain tar.
             let (digest, media) = match compression {
                 LayerCompression::Zstd => (l.diff_id.clone(), OCI_LAYER),
@@ -245,26 +245,26 @@ fn open_staged(root: &OwnedFd, path: &str) -> Result<File, ImageError> {
         )));
     }
     let rel: std::path::PathBuf = comps.iter().collect();
+    // O_PATH first: a FIFO planted in the archive must not block the open.
     let fd = rustix::fs::openat2(
         root,
         &rel,
-        OFlags::RDONLY | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(|e| {
         ImageError::InvalidArgument(format!("the archive's {path} cannot be opened: {e}"))
     })?;
-    let file = File::from(fd);
-    let meta = file
-        .metadata()
-        .map_err(ImageError::io(format!("stat {path}")))?;
-    if !meta.is_file() {
+    let st = rustix::fs::fstat(&fd).map_err(ImageError::errno(format!("stat {path}")))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return Err(ImageError::InvalidArgument(format!(
             "the archive's {path} is not a file"
         )));
     }
-    Ok(file)
+    let file = crate::tarwalk::reopen(std::os::fd::AsFd::as_fd(&fd), OFlags::RDONLY)
+        .map_err(ImageError::io(format!("open {path}")))?;
+    Ok(File::from(file))
 }
 
 fn read_capped(root: &OwnedFd, path: &str, cap: u64) -> Result<Vec<u8>, ImageError> {

@@ -477,3 +477,53 @@ fn garbage_is_an_error_not_a_panic() {
     let truncated = Tarball::default().file("f", &[7u8; 2000]).finish();
     assert!(s.apply(truncated[..1000].to_vec()).is_err());
 }
+
+/// A GNU long-name or PAX entry claiming gigabytes is refused from its header, before the tar
+/// reader would try to hold it in memory.
+#[test]
+fn huge_metadata_entries_are_refused_from_their_header() {
+    for kind in [b'L', b'K', b'x', b'g'] {
+        let mut h = Header::new_gnu();
+        h.set_entry_type(EntryType::new(kind));
+        h.set_size(20 << 30);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut tar = h.as_bytes().to_vec();
+        tar.extend(std::iter::repeat_n(b'a', 4096)); // a stream that would go on for 20 GiB
+        let s = Sandbox::new();
+        let e = s.apply(tar).unwrap_err();
+        assert!(is_layer_error(&e), "{e}");
+        assert!(e.to_string().contains("tar header entry"), "{e}");
+        s.assert_outside_untouched();
+    }
+}
+
+/// Long names and large PAX records within the limit still work, and the blocks stay in
+/// step across them (entries after them are read).
+#[test]
+fn long_names_and_pax_records_pass() {
+    let long = format!("{}/{}/file", "d".repeat(120), "e".repeat(120));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    b.append_data(&mut h, &long, &b"hello"[..]).unwrap();
+    let big_value = "v".repeat(100_000);
+    b.append_pax_extensions([("BERTH.test", big_value.as_bytes())])
+        .unwrap();
+    let mut h = Header::new_ustar();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    b.append_data(&mut h, "after", &b"end"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let s = Sandbox::new();
+    s.apply(tar).unwrap();
+    assert_eq!(fs::read(s.root.join(&long)).unwrap(), b"hello");
+    assert_eq!(fs::read(s.root.join("after")).unwrap(), b"end");
+}
