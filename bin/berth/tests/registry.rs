@@ -232,6 +232,12 @@ fn round_trip(d: &Daemon, port: u16) {
     let out = ok(d.docker(&["push", &other]));
     assert_eq!(out.matches("Mounted from test/three").count(), 3, "{out}");
 
+    // Removing the digest reference of an image that still has a tag keeps the image.
+    let out = ok(d.docker(&["rmi", &by_digest]));
+    assert!(out.contains(&format!("Untagged: {by_digest}")), "{out}");
+    assert!(!out.contains("Deleted"), "{out}");
+    assert_eq!(ok(d.docker(&["run", "--rm", &r])).trim(), "second");
+
     // Missing tags and repositories are Docker's errors.
     let out = d.docker(&["pull", &format!("127.0.0.1:{port}/test/three:nope")]);
     assert!(!out.status.success());

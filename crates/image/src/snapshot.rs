@@ -187,9 +187,22 @@ impl Snapshotter {
         }
     }
 
-    /// Removes a layer snapshot; a missing one is not an error.
+    /// Removes a layer snapshot; a missing one is not an error. It is renamed to a temp name
+    /// first, so a removal cut short never leaves a partial tree under the chain id (the
+    /// temp name is swept at the next open).
     pub fn remove(&self, chain_id: &str) -> Result<(), ImageError> {
-        self.remove_dir(&self.root.join(digest_hex(chain_id)?))
+        let dir = self.root.join(digest_hex(chain_id)?);
+        let doomed = self
+            .root
+            .join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+        match fs::rename(&dir, &doomed) {
+            Ok(()) => self.remove_dir(&doomed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ImageError::Io {
+                context: format!("rename {}", dir.display()),
+                source: e,
+            }),
+        }
     }
 
     /// The upper and work directories of a container.

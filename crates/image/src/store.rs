@@ -333,7 +333,7 @@ impl ImageStore {
                     .into_iter()
                     .find(|rec| rec.repo_digests.contains(&want))
                 {
-                    return Ok((self.image(rec, &self.tags()?)?, None));
+                    return Ok((self.image(rec, &self.tags()?)?, Some(r.clone())));
                 }
             }
             if r.digest().is_none() {
@@ -835,10 +835,40 @@ impl ImageStore {
                     )));
                 }
             }
-            self.untag(&r)?;
+            let named_digest = r.digest().map(|d| format!("{}@{d}", r.name()));
+            if named_digest.is_none() {
+                self.untag(&r)?;
+            }
             records.push(RemovedImage::Untagged(r.familiar()));
             refs.retain(|x| x != &r);
-            if !refs.is_empty() {
+            // The digest named goes; with a repository's last tag go its digests (Docker).
+            let last_of_repo = !refs.iter().any(|x| x.name() == r.name());
+            if let Some(mut rec) = self.record(&id)? {
+                let before = rec.repo_digests.len();
+                rec.repo_digests.retain(|d| {
+                    let gone = match &named_digest {
+                        Some(n) => d == n,
+                        None => last_of_repo && d.split('@').next() == Some(r.name().as_str()),
+                    };
+                    if gone && named_digest.is_none() {
+                        if let Ok(x) = Reference::parse(d) {
+                            records.push(RemovedImage::Untagged(x.familiar()));
+                        }
+                    }
+                    !gone
+                });
+                if rec.repo_digests.len() != before {
+                    let data = serde_json::to_vec(&rec)
+                        .map_err(|e| ImageError::Corrupt(format!("encode image record: {e}")))?;
+                    let txn = self.db.begin_write()?;
+                    txn.open_table(IMAGES)?
+                        .insert(id.as_str(), data.as_slice())?;
+                    txn.commit()?;
+                }
+                if !refs.is_empty() || !rec.repo_digests.is_empty() {
+                    return Ok(records);
+                }
+            } else if !refs.is_empty() {
                 return Ok(records);
             }
             removed_ref = true;
