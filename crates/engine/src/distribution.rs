@@ -188,12 +188,14 @@ impl Engine {
         let chains = chain_ids(&plan.diff_ids);
         let gate = Arc::new(Semaphore::new(PARALLEL_DOWNLOADS));
         let mut tasks = Vec::new();
-        // Chain ids this pull unpacks (not the ones it found).
+        // Chain ids this pull unpacks, and the ones it found and leased.
         let mut fetched = Vec::new();
+        let mut leased = Vec::new();
         for (i, desc) in plan.layers.iter().enumerate() {
             let id = short(&desc.digest);
-            if let Some(info) = self.inner.images.layer(&chains[i])? {
+            if let Some(info) = self.inner.images.lease_layer(&chains[i])? {
                 let _ = progress.send(Progress::of(&id, "Already exists"));
+                leased.push(chains[i].clone());
                 tasks.push(tokio::spawn(async move {
                     Ok(LayerRef {
                         blob: info.blob,
@@ -229,6 +231,7 @@ impl Engine {
             );
             if !transient {
                 let mut keys = fetched;
+                keys.extend(leased);
                 keys.extend(layers.iter().map(|l| l.blob.clone()));
                 let engine = self.clone();
                 let released =
@@ -306,7 +309,7 @@ impl Engine {
         let _one = lock.lock().await;
         if let Some(chain) = &chain {
             // Another pull may have brought it while this one waited.
-            if let Some(info) = self.inner.images.layer(chain)? {
+            if let Some(info) = self.inner.images.lease_layer(chain)? {
                 let _ = progress.send(Progress::of(&id, "Already exists"));
                 return Ok(LayerRef {
                     blob: info.blob,

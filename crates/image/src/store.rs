@@ -471,6 +471,24 @@ impl ImageStore {
         Ok(info.filter(|l| self.snapshots.exists(chain_id) && self.content.exists(&l.blob)))
     }
 
+    /// Like [`ImageStore::layer`], and the layer (its snapshot and blob) is leased as a pull's
+    /// own are, in the same step: no collection can take it before the image is recorded.
+    pub fn lease_layer(&self, chain_id: &str) -> Result<Option<LayerInfo>, ImageError> {
+        let _g = self.guard();
+        let Some(info) = self.layer(chain_id)? else {
+            return Ok(None);
+        };
+        let now = Utc::now().timestamp().max(0) as u64;
+        let txn = self.db.begin_write()?;
+        {
+            let mut pending = txn.open_table(PENDING)?;
+            pending.insert(chain_id, now)?;
+            pending.insert(info.blob.as_str(), now)?;
+        }
+        txn.commit()?;
+        Ok(Some(info))
+    }
+
     /// The content store (blobs for save and push).
     pub fn content(&self) -> &ContentStore {
         &self.content
