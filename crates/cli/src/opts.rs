@@ -203,6 +203,13 @@ pub fn collect_env(files: &[String], env: &[String]) -> Result<Vec<String>> {
 }
 
 /// An I/O error as Go prints it ("no such file or directory").
+/// A `map_err` for local file errors: `<ctx>: <Docker-style message>`.
+pub fn io_err(
+    ctx: impl std::fmt::Display,
+) -> impl FnOnce(std::io::Error) -> crate::error::CliError {
+    move |e| crate::error::CliError::Precondition(format!("{ctx}: {}", io_msg(&e)))
+}
+
 pub fn io_msg(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {

@@ -28,7 +28,6 @@ use berth_image::{Image, LayerRef, Reference};
 use berth_registry::client::{ClientError, Credentials, Repository};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use sha2::Digest;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::archive::ChannelReader;
@@ -711,7 +710,7 @@ async fn fetch_small(
         }
         out.extend_from_slice(&chunk);
     }
-    let actual = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&out)));
+    let actual = berth_image::content::sha256_digest(&out);
     if actual != d.digest {
         return Err(ClientError::DigestMismatch {
             expected: d.digest.clone(),

@@ -452,11 +452,6 @@ impl ImageStore {
         Ok(out)
     }
 
-    /// Infos of an image's layers, bottom first (`None` where unrecorded).
-    pub fn layer_infos_of(&self, image: &Image) -> Result<Vec<Option<LayerInfo>>, ImageError> {
-        self.layer_infos(&image.layers)
-    }
-
     /// The recorded layer of a chain id, when it is unpacked and its blob is present (a pull
     /// or load can skip it).
     pub fn layer(&self, chain_id: &str) -> Result<Option<LayerInfo>, ImageError> {

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::seg;
 use crate::args::{ContainerArg, CpArgs, ExportArgs};
 use crate::error::{CliError, Result};
+use crate::opts::io_err as io;
 
 /// The `X-Docker-Container-Path-Stat` header.
 #[derive(Debug, Deserialize)]
@@ -58,10 +59,6 @@ fn stat_header(v: Option<&hyper::header::HeaderValue>) -> Option<PathStat> {
         .decode(v.as_bytes())
         .ok()?;
     serde_json::from_slice(&raw).ok()
-}
-
-fn io(ctx: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> CliError {
-    move |e| CliError::Precondition(format!("{ctx}: {e}"))
 }
 
 /// `cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-` and `cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH`.

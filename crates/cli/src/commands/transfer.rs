@@ -10,12 +10,9 @@ use super::{image_seg, seg};
 use crate::args::{CommitArgs, HistoryArgs, LoadArgs, SaveArgs};
 use crate::error::{CliError, Result};
 use crate::format::{human_size_prec, short_id, since_unix};
-use crate::opts::{io_msg, split_reference};
+use crate::opts::io_err as io;
+use crate::opts::split_reference;
 use crate::template::render_rows;
-
-fn io(ctx: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> CliError {
-    move |e| CliError::Precondition(format!("{ctx}: {}", io_msg(&e)))
-}
 
 /// `commit`: prints the new image's id.
 pub async fn commit(client: &Client, a: CommitArgs) -> Result<i32> {
