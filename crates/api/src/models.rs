@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use berth_engine::config::{
-    Config, DeviceMapping, HealthConfig, HostConfig, LogConfig, PortBinding, RestartPolicy, Ulimit,
+    BindOptions, Config, DeviceMapping, DriverConfig, HealthConfig, HostConfig, LogConfig, Mount,
+    PortBinding, RestartPolicy, TmpfsOptions, Ulimit, VolumeOptions,
 };
 
 /// `{"message": "..."}`, the body of every error.

@@ -118,9 +118,96 @@ pub enum Cmd {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCmd),
     /// Manage Berth
     #[command(subcommand)]
     System(SystemCmd),
+}
+
+/// `berth volume <sub>`.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCmd {
+    /// Create a volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    #[command(visible_alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(VolumeInspectArgs),
+    /// Remove one or more volumes
+    #[command(visible_alias = "remove")]
+    Rm(VolumeRmArgs),
+    /// Remove unused local volumes
+    Prune(VolumePruneArgs),
+}
+
+/// `volume create [OPTIONS] [VOLUME]`.
+#[derive(Debug, Clone, Args)]
+pub struct VolumeCreateArgs {
+    /// Specify volume driver name
+    #[arg(short = 'd', long, default_value = "local")]
+    pub driver: String,
+    /// Set metadata for a volume
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Set driver specific options
+    #[arg(short = 'o', long = "opt")]
+    pub opt: Vec<String>,
+    /// Specify volume name
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(value_name = "VOLUME")]
+    pub volume: Option<String>,
+}
+
+/// `volume ls [OPTIONS]`.
+#[derive(Debug, Clone, Args)]
+pub struct VolumeLsArgs {
+    /// Provide filter values (e.g. "dangling=true")
+    #[arg(short = 'f', long)]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only display volume names
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// `volume inspect [OPTIONS] VOLUME [VOLUME...]`.
+#[derive(Debug, Clone, Args)]
+pub struct VolumeInspectArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+    #[arg(required = true, value_name = "VOLUME")]
+    pub volumes: Vec<String>,
+}
+
+/// `volume rm [OPTIONS] VOLUME [VOLUME...]`.
+#[derive(Debug, Clone, Args)]
+pub struct VolumeRmArgs {
+    /// Force the removal of one or more volumes
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(required = true, value_name = "VOLUME")]
+    pub volumes: Vec<String>,
+}
+
+/// `volume prune [OPTIONS]`.
+#[derive(Debug, Clone, Args)]
+pub struct VolumePruneArgs {
+    /// Remove all unused volumes, not just anonymous ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Provide filter values (e.g. "label=<label>")
+    #[arg(long)]
+    pub filter: Vec<String>,
 }
 
 /// `events [OPTIONS]`.
@@ -411,6 +498,12 @@ pub struct ContainerOpts {
     /// Mount a tmpfs directory
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Publish a container's port(s) to the host
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
@@ -816,6 +909,9 @@ pub struct SystemPruneArgs {
     /// Remove all unused images not just dangling ones
     #[arg(short = 'a', long)]
     pub all: bool,
+    /// Prune anonymous volumes (`system prune`)
+    #[arg(long)]
+    pub volumes: bool,
     /// Do not prompt for confirmation
     #[arg(short = 'f', long)]
     pub force: bool,

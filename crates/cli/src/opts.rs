@@ -1,12 +1,12 @@
 //! Flag values to API bodies: Docker's parsers for sizes (`64m`), CPUs (`1.5`), ulimits,
-//! env files, labels, filters, restart policies, devices, ports, and the assembly of a
+//! env files, labels, filters, restart policies, devices, ports, `--mount`, and the assembly of a
 //! [`ContainerCreateRequest`] from `run`/`create` flags.
 
 use std::collections::BTreeMap;
 
 use berth_api::models::{
-    Config, ContainerCreateRequest, DeviceMapping, HealthConfig, HostConfig, LogConfig,
-    PortBinding, RestartPolicy, Ulimit,
+    BindOptions, Config, ContainerCreateRequest, DeviceMapping, DriverConfig, HealthConfig,
+    HostConfig, LogConfig, Mount, PortBinding, RestartPolicy, TmpfsOptions, Ulimit, VolumeOptions,
 };
 
 pub use berth_api::timefmt::parse_go_duration;
@@ -59,6 +59,158 @@ pub fn parse_size(s: &str) -> Result<i64> {
         return bad(format!("invalid size: '{s}'"));
     }
     Ok(bytes as i64)
+}
+
+/// Splits a CSV line as Go's `encoding/csv` reads one record (double quotes group, `""`
+/// is a quote).
+fn csv_fields(s: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    if quoted {
+        return bad(format!(
+            "invalid argument \"{s}\" for \"--mount\" flag: unterminated quote"
+        ));
+    }
+    out.push(cur);
+    Ok(out)
+}
+
+/// `--mount type=...,source=...,target=...[,...]`: Docker CLI's fields into an API `Mount`.
+pub fn parse_mount(s: &str) -> Result<Mount> {
+    let mut m = Mount {
+        kind: "volume".into(),
+        ..Mount::default()
+    };
+    let (mut bind, mut vol, mut tmpfs) = (
+        BindOptions::default(),
+        VolumeOptions::default(),
+        TmpfsOptions::default(),
+    );
+    let (mut has_bind, mut has_vol, mut has_tmpfs) = (false, false, false);
+    let flag = |key: &str, v: Option<&str>| -> Result<bool> {
+        match v.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("1") | Some("true") => Ok(true),
+            Some("0") | Some("false") => Ok(false),
+            Some(other) => bad(format!("invalid value for {key}: {other}")),
+        }
+    };
+    for field in csv_fields(s)? {
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.to_owned())),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        let need = |v: &Option<String>| -> Result<String> {
+            v.clone().ok_or_else(|| {
+                InvalidFlag(format!("invalid field '{field}' must be a key=value pair"))
+            })
+        };
+        match key.as_str() {
+            "type" => m.kind = need(&value)?.to_ascii_lowercase(),
+            "source" | "src" => m.source = need(&value)?,
+            "target" | "destination" | "dst" => m.target = need(&value)?,
+            "readonly" | "ro" => m.read_only = flag(&key, value.as_deref())?,
+            "consistency" => m.consistency = need(&value)?,
+            "bind-propagation" => {
+                has_bind = true;
+                bind.propagation = need(&value)?.to_ascii_lowercase();
+            }
+            "bind-nonrecursive" => {
+                has_bind = true;
+                bind.non_recursive = flag(&key, value.as_deref())?;
+            }
+            "bind-create-mountpoint" => {
+                has_bind = true;
+                bind.create_mountpoint = flag(&key, value.as_deref())?;
+            }
+            "volume-nocopy" => {
+                has_vol = true;
+                vol.no_copy = flag(&key, value.as_deref())?;
+            }
+            "volume-label" => {
+                has_vol = true;
+                let v = need(&value)?;
+                let (k, val) = v.split_once('=').unwrap_or((v.as_str(), ""));
+                vol.labels
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(k.to_owned(), val.to_owned());
+            }
+            "volume-driver" => {
+                has_vol = true;
+                vol.driver_config
+                    .get_or_insert_with(DriverConfig::default)
+                    .name = need(&value)?;
+            }
+            "volume-opt" => {
+                has_vol = true;
+                let v = need(&value)?;
+                let (k, val) = v.split_once('=').unwrap_or((v.as_str(), ""));
+                vol.driver_config
+                    .get_or_insert_with(DriverConfig::default)
+                    .options
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(k.to_owned(), val.to_owned());
+            }
+            "volume-subpath" => {
+                has_vol = true;
+                vol.subpath = need(&value)?;
+            }
+            "tmpfs-size" => {
+                has_tmpfs = true;
+                tmpfs.size_bytes = parse_size(&need(&value)?)?;
+            }
+            "tmpfs-mode" => {
+                has_tmpfs = true;
+                let v = need(&value)?;
+                tmpfs.mode = u32::from_str_radix(&v, 8)
+                    .map_err(|_| InvalidFlag(format!("invalid value for tmpfs-mode: {v}")))?;
+            }
+            _ => return bad(format!("unexpected key '{key}' in '{field}'")),
+        }
+    }
+    if m.kind.is_empty() {
+        return bad("type is required");
+    }
+    if m.target.is_empty() {
+        return bad("target is required");
+    }
+    let wrong = |what: &str| {
+        bad(format!(
+            "cannot mix '{what}-*' options with mount type '{}'",
+            m.kind
+        ))
+    };
+    if has_bind {
+        if m.kind != "bind" {
+            return wrong("bind");
+        }
+        m.bind_options = Some(bind);
+    }
+    if has_vol {
+        if m.kind != "volume" {
+            return wrong("volume");
+        }
+        m.volume_options = Some(vol);
+    }
+    if has_tmpfs {
+        if m.kind != "tmpfs" {
+            return wrong("tmpfs");
+        }
+        m.tmpfs_options = Some(tmpfs);
+    }
+    Ok(m)
 }
 
 /// `--memory-swap`: a size, or `-1` for unlimited.
@@ -523,8 +675,15 @@ pub fn build_create(
     }
     let sysctls = parse_kv(&opts.sysctl);
 
+    let mounts = opts
+        .mount
+        .iter()
+        .map(|m| parse_mount(m))
+        .collect::<Result<Vec<_>>>()?;
     let host_config = HostConfig {
         binds: some_vec(&binds),
+        mounts: some_vec_of(mounts),
+        volumes_from: some_vec(&opts.volumes_from),
         log_config: LogConfig {
             kind: opts.log_driver.clone().unwrap_or_default(),
             config: parse_kv(&opts.log_opt),
@@ -669,6 +828,46 @@ pub fn split_reference(r: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mounts_parse_like_the_docker_cli() {
+        let m = parse_mount("type=bind,src=/a,dst=/b,readonly,bind-propagation=rshared").unwrap();
+        assert_eq!(
+            (m.kind.as_str(), m.source.as_str(), m.target.as_str()),
+            ("bind", "/a", "/b")
+        );
+        assert!(m.read_only);
+        assert_eq!(m.bind_options.unwrap().propagation, "rshared");
+        let m = parse_mount(
+            "target=/d,volume-opt=type=tmpfs,volume-opt=o=size=1m,volume-label=a=b,volume-nocopy",
+        )
+        .unwrap();
+        assert_eq!(m.kind, "volume");
+        let v = m.volume_options.unwrap();
+        assert!(v.no_copy);
+        assert_eq!(v.labels.unwrap()["a"], "b");
+        assert_eq!(v.driver_config.unwrap().options.unwrap()["o"], "size=1m");
+        let m = parse_mount("type=tmpfs,destination=/t,tmpfs-size=2m,tmpfs-mode=1770,ro=false")
+            .unwrap();
+        let t = m.tmpfs_options.unwrap();
+        assert_eq!(
+            (t.size_bytes, t.mode, m.read_only),
+            (2 << 20, 0o1770, false)
+        );
+        let m = parse_mount("\"type=bind\",\"source=/a,b\",target=/c").unwrap();
+        assert_eq!(m.source, "/a,b");
+        for bad in [
+            "source=x",
+            "type=volume,target=/x,tmpfs-size=1m",
+            "type=tmpfs,target=/x,tmpfs-mode=9",
+            "target=/x,bogus=1",
+            "target=/x,readonly=maybe",
+            "type,target=/x",
+            "\"target=/x",
+        ] {
+            assert!(parse_mount(bad).is_err(), "{bad} must be refused");
+        }
+    }
     use clap::Parser;
 
     #[test]

@@ -106,6 +106,8 @@ pub struct PortBinding {
 #[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
     pub binds: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounts: Option<Vec<Mount>>,
     #[serde(rename = "ContainerIDFile")]
     pub container_id_file: String,
     pub log_config: LogConfig,
@@ -168,6 +170,77 @@ pub struct HostConfig {
     pub console_size: Option<[u32; 2]>,
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
+}
+
+/// One entry of `HostConfig.Mounts` (`--mount`), as Docker's API has it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Mount {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    pub target: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub consistency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_options: Option<BindOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<VolumeOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BindOptions {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub propagation: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub non_recursive: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub create_mountpoint: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeOptions {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_copy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_config: Option<DriverConfig>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DriverConfig {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub size_bytes: i64,
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub mode: u32,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
 }
 
 impl HostConfig {

@@ -206,6 +206,9 @@ pub struct ContainerRecord {
     pub restart_count: i64,
     /// Whether the container was ever started (restart policies only apply after that).
     pub has_been_started: bool,
+    /// Volumes, binds and tmpfs mounts, as planned at create (volumes named).
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::mounts::MountPoint>,
 }
 
 impl ContainerRecord {

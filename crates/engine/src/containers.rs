@@ -17,6 +17,7 @@ use crate::config::{Config, HostConfig};
 use crate::container::{ContainerRecord, State, Status};
 use crate::error::{EngineError, Result};
 use crate::shim_client::{self, Frame, FrameReader, ShimConn};
+use crate::volumes::mounts::MountType;
 use crate::{ContainerHandle, Engine, Watch, lock, netns, spec};
 
 /// A stream of a container's (or exec's) output, with its stdin.
@@ -299,6 +300,7 @@ impl Engine {
             None => None,
         };
         let args = spec::argv(&config);
+        let mut planned = self.plan_mounts(&config, &host_config)?;
         let mut rec = ContainerRecord {
             id: id.clone(),
             // Chosen under the map's lock below, so two creates never take the same name.
@@ -312,25 +314,43 @@ impl Engine {
             state: State::default(),
             restart_count: 0,
             has_been_started: false,
+            mounts: Vec::new(),
         };
         {
-            let mut map = self
-                .inner
-                .containers
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            rec.name = match given {
-                Some(n) => {
-                    name_free(&map, &n)?;
-                    n
+            // Volumes are made and the container recorded under the volume lock, so no
+            // `volume rm` or prune takes a volume this container is about to use.
+            let mut vols = lock(&self.inner.volumes);
+            let mut made = Vec::new();
+            let result = (|| {
+                self.ensure_volumes(&mut vols, &mut planned, &mut made)?;
+                rec.mounts = std::mem::take(&mut planned);
+                let mut map = self
+                    .inner
+                    .containers
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner());
+                rec.name = match &given {
+                    Some(n) => {
+                        name_free(&map, n)?;
+                        n.clone()
+                    }
+                    None => random_name(&map, &id),
+                };
+                let dir = self.container_dir(&id);
+                std::fs::create_dir_all(&dir)
+                    .map_err(EngineError::io(format!("create {}", dir.display())))?;
+                self.persist(&rec)?;
+                map.insert(id.clone(), ContainerHandle::new(rec.clone()));
+                Ok(())
+            })();
+            if let Err(e) = result {
+                for name in made {
+                    if let Err(e) = self.volume_delete_locked(&mut vols, &name) {
+                        tracing::warn!(volume = %name, "undoing a failed create: {e}");
+                    }
                 }
-                None => random_name(&map, &id),
-            };
-            let dir = self.container_dir(&id);
-            std::fs::create_dir_all(&dir)
-                .map_err(EngineError::io(format!("create {}", dir.display())))?;
-            self.persist(&rec)?;
-            map.insert(id.clone(), ContainerHandle::new(rec.clone()));
+                return Err(e);
+            }
         }
         self.emit(&rec, "create");
         Ok((id, Vec::new()))
@@ -359,7 +379,7 @@ impl Engine {
             // client waiting for `condition=removed` is answered.
             let rec = h.record();
             if rec.host_config.auto_remove && !matches!(e, EngineError::NotModified(_)) {
-                if let Err(e) = self.remove(&rec.id, true).await {
+                if let Err(e) = self.remove(&rec.id, true, true).await {
                     tracing::warn!(id = %rec.id, "auto-remove after a failed start: {e}");
                 }
             }
@@ -401,6 +421,7 @@ impl Engine {
                 // Attachers waiting for this start get their streams closed.
                 lock(&h.attach_waiters).clear();
                 self.cleanup_after_exit(&rec.id);
+                self.volumes_release(&rec.id, &rec.mounts);
                 let code = start_error_code(&e.to_string());
                 let mut r = lock(&h.rec);
                 r.state.set_start_failed(code, e.to_string());
@@ -426,6 +447,7 @@ impl Engine {
         std::fs::create_dir_all(&rootfs)
             .map_err(EngineError::io(format!("create {}", rootfs.display())))?;
         self.mount_rootfs(&id, &image, &rootfs)?;
+        let mounts = self.prepare_mounts(h, rec, &rootfs)?;
 
         let hc = &rec.host_config;
         let netns = match hc.network_mode() {
@@ -476,6 +498,7 @@ impl Engine {
             container_dir: &dir,
             init_binary: &self.inner.init_binary,
             cgroups_path: cgroups_path.clone(),
+            mounts: &mounts,
         };
         let cspec = spec::container_spec(&id, &rec.config, hc, &prepared)?;
         let oci = berth_runtime::spec::build_spec(&cspec)
@@ -624,6 +647,7 @@ impl Engine {
             r.clone()
         };
         self.cleanup_after_exit(&rec.id);
+        self.volumes_release(&rec.id, &rec.mounts);
         let _ = self.persist(&rec);
         h.watch.send_modify(|w| {
             w.running = false;
@@ -684,7 +708,7 @@ impl Engine {
             return;
         }
         if rec.host_config.auto_remove {
-            if let Err(e) = self.remove(&rec.id, true).await {
+            if let Err(e) = self.remove(&rec.id, true, true).await {
                 tracing::warn!(id = %rec.id, "auto-remove failed: {e}");
             }
         }
@@ -869,8 +893,9 @@ impl Engine {
         Ok(res.unwrap_or(start.exit_code))
     }
 
-    /// Removes a container; `force` kills a running one first.
-    pub async fn remove(&self, key: &str, force: bool) -> Result<()> {
+    /// Removes a container; `force` kills a running one first; `volumes` removes its
+    /// anonymous volumes too (named ones stay, as do those another container uses).
+    pub async fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<()> {
         let h = self.resolve(key)?;
         let _op = h.op.lock().await;
         let rec = h.record();
@@ -931,6 +956,19 @@ impl Engine {
             .retain(|_, e| e.container_id != rec.id);
         h.watch.send_modify(|w| w.removed = true);
         self.emit(&rec, "destroy");
+        if volumes {
+            for m in rec
+                .mounts
+                .iter()
+                .filter(|m| m.kind == MountType::Volume && !m.named)
+            {
+                match self.volume_remove(&m.name, true) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == crate::ErrorKind::Conflict => {}
+                    Err(e) => tracing::warn!(volume = %m.name, "removing with its container: {e}"),
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1042,6 +1080,14 @@ impl Engine {
                     .as_ref()
                     .map_or("none", |h| h.status.as_str());
                 status == v
+            })
+            // A volume by name, or any mount by its source or destination (Docker's rule).
+            && any("volume", &|v| {
+                r.mounts.iter().any(|m| {
+                    (m.kind == MountType::Volume && m.name == v)
+                        || (m.kind == MountType::Bind && m.source == v)
+                        || m.destination == v
+                })
             })
     }
 

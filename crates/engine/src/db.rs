@@ -12,13 +12,20 @@ use serde::de::DeserializeOwned;
 use crate::error::{EngineError, Result};
 
 /// The schema this build writes. Bump it and add a step to [`MIGRATIONS`] on any change.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+pub(crate) const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
 
 /// Ordered migrations: entry `i` upgrades a store at version `i + 1` to `i + 2`.
-const MIGRATIONS: &[fn(&redb::WriteTransaction) -> Result<()>] = &[];
+const MIGRATIONS: &[fn(&redb::WriteTransaction) -> Result<()>] = &[add_volumes];
+
+/// 1 -> 2: the volume table.
+fn add_volumes(txn: &redb::WriteTransaction) -> Result<()> {
+    txn.open_table(VOLUMES)?;
+    Ok(())
+}
 
 /// The open state database.
 #[derive(Clone)]
@@ -57,6 +64,7 @@ impl Db {
                 meta.insert("schema_version", version)?;
             }
             txn.open_table(CONTAINERS)?;
+            txn.open_table(VOLUMES)?;
         }
         txn.commit()?;
         Ok(Self {

@@ -30,6 +30,8 @@ pub enum EngineError {
     NoSuchExec(String),
     #[error("network {0} not found")]
     NoSuchNetwork(String),
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
     /// Anything else that does not exist (a path in a container...), with Docker's message.
     #[error("{0}")]
     NotFound(String),
@@ -68,6 +70,7 @@ impl EngineError {
             Self::NoSuchContainer(_)
             | Self::NoSuchExec(_)
             | Self::NoSuchNetwork(_)
+            | Self::NoSuchVolume(_)
             | Self::NotFound(_) => ErrorKind::NotFound,
             Self::Conflict(_) => ErrorKind::Conflict,
             Self::InvalidArgument(_) => ErrorKind::InvalidArgument,

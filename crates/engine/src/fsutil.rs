@@ -1,5 +1,7 @@
-//! Small filesystem helpers: atomic file replacement. (Durable state lives in redb.)
+//! Small filesystem helpers: atomic file replacement, background removal, tree sizes. (Durable state lives in redb.)
 
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::error::{EngineError, Result};
@@ -65,9 +67,47 @@ pub fn sweep_removing(dir: &Path) {
     }
 }
 
+/// Bytes of the regular files under `dir`, each inode once, never following symlinks or
+/// leaving the directory's filesystem.
+pub fn dir_size(dir: &Path) -> u64 {
+    fn walk(dir: &Path, dev: u64, seen: &mut HashSet<(u64, u64)>, total: &mut u64) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.dev() != dev {
+                continue;
+            }
+            if md.is_dir() {
+                walk(&e.path(), dev, seen, total);
+            } else if md.is_file() && seen.insert((md.dev(), md.ino())) {
+                *total += md.len();
+            }
+        }
+    }
+    let Ok(md) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    walk(dir, md.dev(), &mut HashSet::new(), &mut total);
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_count_hard_links_once_and_skip_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), vec![0u8; 1000]).unwrap();
+        std::fs::hard_link(d.path().join("a"), d.path().join("b")).unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/c"), vec![0u8; 24]).unwrap();
+        std::os::unix::fs::symlink("/usr", d.path().join("out")).unwrap();
+        assert_eq!(dir_size(d.path()), 1024);
+    }
 
     #[tokio::test]
     async fn removed_dirs_vanish_and_leftovers_are_swept() {

@@ -29,6 +29,7 @@ pub mod spec;
 pub mod stats;
 mod transfer;
 pub mod update;
+pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -154,6 +155,8 @@ pub(crate) struct Inner {
     pub registry: berth_registry::client::Client,
     /// Blob digest -> the lock its one download at a time holds.
     pub downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Volume records by name; its lock orders volume removal against container creation.
+    pub volumes: Mutex<BTreeMap<String, volumes::Volume>>,
 }
 
 /// The engine; cheap to clone.
@@ -200,6 +203,8 @@ impl Engine {
         let init_binary = berth_runtime::defaults::install_init(&cfg.data_root.join("bin"))
             .map_err(|e| EngineError::Runtime(format!("installing the init binary: {e}")))?;
         let records: Vec<ContainerRecord> = db.all(db::CONTAINERS)?;
+        let volumes = Engine::load_volumes(&db)?;
+        fsutil::sweep_removing(&cfg.data_root.join("volumes"));
         let mut map = HashMap::new();
         for rec in records {
             map.insert(rec.id.clone(), ContainerHandle::new(rec));
@@ -223,6 +228,7 @@ impl Engine {
                 events: events::EventBus::default(),
                 init_binary,
                 netns: Default::default(),
+                volumes: Mutex::new(volumes),
             }),
         };
         engine.reconcile().await;

@@ -3,7 +3,6 @@
 //! `system df` report.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
@@ -17,23 +16,12 @@ pub struct Pruned {
     pub space: u64,
 }
 
-/// Bytes under `dir`, not following symlinks (a writable layer's size).
-fn tree_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_size(&e.path()),
-            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// Whether `labels` satisfy Docker's `label` / `label!` prune filters.
-fn labels_pass(labels: &BTreeMap<String, String>, want: &[String], negated: &[String]) -> bool {
+pub(crate) fn labels_pass(
+    labels: &BTreeMap<String, String>,
+    want: &[String],
+    negated: &[String],
+) -> bool {
     let has = |v: &str| match v.split_once('=') {
         Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
         None => labels.contains_key(v),
@@ -52,7 +40,7 @@ impl Engine {
             .inner
             .images
             .container_layers(&rec.id, &image)
-            .map(|(upper, _)| tree_size(&upper))
+            .map(|(upper, _)| crate::fsutil::dir_size(&upper))
             .unwrap_or(0);
         (rw, rw + image.size)
     }
@@ -125,7 +113,7 @@ impl Engine {
                 continue;
             }
             let (size, _) = self.container_sizes(&rec);
-            match self.remove(&rec.id, false).await {
+            match self.remove(&rec.id, false, false).await {
                 Ok(()) => {
                     out.ids.push(rec.id.clone());
                     out.space += size;

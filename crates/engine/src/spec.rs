@@ -10,6 +10,7 @@ use berth_runtime::spec::{
 
 use crate::config::{Config, HostConfig};
 use crate::error::{EngineError, Result};
+use crate::volumes::mounts::{self, MountPoint, MountType};
 
 /// Merges the image's config into the request's, as Docker's daemon does at create.
 pub fn merge_image_config(user: &mut Config, image: &Config) -> Result<()> {
@@ -45,8 +46,11 @@ pub fn merge_image_config(user: &mut Config, image: &Config) -> Result<()> {
     if user.exposed_ports.is_none() {
         user.exposed_ports = image.exposed_ports.clone();
     }
-    if user.volumes.is_none() {
-        user.volumes = image.volumes.clone();
+    // The image's VOLUMEs and the request's anonymous volumes together.
+    if let Some(v) = &image.volumes {
+        let mut all = v.clone();
+        all.extend(user.volumes.clone().unwrap_or_default());
+        user.volumes = Some(all);
     }
     if user.healthcheck.is_none() {
         user.healthcheck = image.healthcheck.clone();
@@ -195,6 +199,69 @@ pub struct Prepared<'a> {
     pub container_dir: &'a Path,
     pub init_binary: &'a Path,
     pub cgroups_path: String,
+    /// The container's mount points, each with the host path it binds (empty for tmpfs).
+    pub mounts: &'a [(MountPoint, String)],
+}
+
+/// The runtime mounts for a container's mount points and `--tmpfs` paths, parents before
+/// children, and the root propagation shared or slave binds need.
+pub fn volume_mounts(
+    points: &[(MountPoint, String)],
+    tmpfs: Option<&BTreeMap<String, String>>,
+) -> (Vec<MountSpec>, Option<String>) {
+    let mut out = Vec::new();
+    let mut propagation = None;
+    for (m, source) in points {
+        let mut options = Vec::new();
+        match m.kind {
+            MountType::Tmpfs => {
+                options = mounts::tmpfs_options(&m.tmpfs_data);
+                if !m.rw {
+                    options.push("ro".into());
+                }
+                out.push(MountSpec {
+                    destination: m.destination.clone(),
+                    source: "tmpfs".into(),
+                    kind: "tmpfs".into(),
+                    options,
+                });
+                continue;
+            }
+            MountType::Bind | MountType::Volume => {
+                options.push(if m.non_recursive { "bind" } else { "rbind" }.into());
+                options.push(if m.rw { "rw" } else { "ro" }.into());
+                let p = if m.propagation.is_empty() {
+                    mounts::DEFAULT_PROPAGATION
+                } else {
+                    m.propagation.as_str()
+                };
+                match p {
+                    "shared" | "rshared" => propagation = Some("rshared".to_owned()),
+                    "slave" | "rslave" if propagation.is_none() => {
+                        propagation = Some("rslave".to_owned())
+                    }
+                    _ => {}
+                }
+                options.push(p.to_owned());
+            }
+        }
+        out.push(MountSpec {
+            destination: m.destination.clone(),
+            source: source.clone(),
+            kind: "bind".into(),
+            options,
+        });
+    }
+    for (dest, data) in tmpfs.into_iter().flatten() {
+        out.push(MountSpec {
+            destination: mounts::clean(dest),
+            source: "tmpfs".into(),
+            kind: "tmpfs".into(),
+            options: mounts::tmpfs_options(data),
+        });
+    }
+    out.sort_by_key(|m| m.destination.split('/').filter(|c| !c.is_empty()).count());
+    (out, propagation)
 }
 
 /// Builds the runtime's spec for a container.
@@ -252,6 +319,8 @@ pub fn container_spec(
             options: vec!["rbind".into(), "rprivate".into()],
         });
     }
+    let (volumes, rootfs_propagation) = volume_mounts(p.mounts, hc.tmpfs.as_ref());
+    mounts.extend(volumes);
     let ulimits = hc
         .ulimits
         .iter()
@@ -340,6 +409,7 @@ pub fn container_spec(
         cgroups_path: p.cgroups_path.clone(),
         oom_score_adj: (hc.oom_score_adj != 0).then_some(hc.oom_score_adj as i32),
         unmask_system_paths: unmask,
+        rootfs_propagation,
     })
 }
 

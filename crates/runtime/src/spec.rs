@@ -61,6 +61,9 @@ pub struct ContainerSpec {
     pub oom_score_adj: Option<i32>,
     /// Docker's `--security-opt` masks: `systempaths=unconfined` clears masked/read-only paths.
     pub unmask_system_paths: bool,
+    /// Propagation of the root mount (`rslave`, `rshared`...), for binds that ask for shared
+    /// or slave propagation; the runtime's default when `None`.
+    pub rootfs_propagation: Option<String>,
 }
 
 /// Seccomp as asked by `--security-opt seccomp=...`.
@@ -616,6 +619,9 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
         "cgroupsPath": spec.cgroups_path,
         "sysctl": spec.sysctls,
     });
+    if let Some(p) = &spec.rootfs_propagation {
+        linux["rootfsPropagation"] = json!(p);
+    }
     if !spec.privileged && !spec.unmask_system_paths {
         linux["maskedPaths"] = json!(defaults::MASKED_PATHS);
         linux["readonlyPaths"] = json!(defaults::READONLY_PATHS);

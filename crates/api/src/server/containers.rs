@@ -51,6 +51,30 @@ fn network_settings(rec: &ContainerRecord) -> serde_json::Value {
     })
 }
 
+/// `Mounts` of inspect (and `ps`), as Docker shapes them: `Name` and `Driver` only for
+/// volumes, `Propagation` only for binds.
+pub(super) fn mounts_view(ctx: &Ctx, rec: &ContainerRecord) -> Vec<serde_json::Value> {
+    use berth_engine::volumes::mounts::MountType;
+    rec.mounts
+        .iter()
+        .map(|m| match m.kind {
+            MountType::Volume => json!({
+                "Type": "volume", "Name": m.name,
+                "Source": ctx.engine.volume_path(&m.name), "Destination": m.destination,
+                "Driver": "local", "Mode": m.mode, "RW": m.rw, "Propagation": "",
+            }),
+            MountType::Bind => json!({
+                "Type": "bind", "Source": m.source, "Destination": m.destination,
+                "Mode": m.mode, "RW": m.rw, "Propagation": m.propagation,
+            }),
+            MountType::Tmpfs => json!({
+                "Type": "tmpfs", "Source": "", "Destination": m.destination,
+                "Mode": m.mode, "RW": m.rw, "Propagation": "",
+            }),
+        })
+        .collect()
+}
+
 pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord) -> ContainerInspect {
     let (log, hostname, hosts, resolv) = ctx.engine.container_paths(&rec.id);
     let s = &rec.state;
@@ -96,7 +120,7 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord) -> ContainerInspe
             name: "overlay2".into(),
             data: ctx.engine.graph_driver_data(&rec.id),
         },
-        mounts: Vec::new(),
+        mounts: mounts_view(ctx, rec),
         config: rec.config.clone(),
         network_settings: network_settings(rec),
     }
@@ -146,7 +170,7 @@ pub(super) fn summaries(ctx: &Ctx, recs: &[ContainerRecord], sizes: bool) -> Vec
                 status: rec.state.human(),
                 host_config: SummaryHostConfig { network_mode: rec.host_config.network_mode.clone() },
                 network_settings: SummaryNetworkSettings { networks },
-                mounts: Vec::new(),
+                mounts: mounts_view(ctx, rec),
                 size_rw,
                 size_root_fs,
             }
@@ -226,7 +250,7 @@ pub(super) async fn remove(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     if r.flag("link") {
         return Err(ApiError::bad("links are not supported"));
     }
-    ctx.engine.remove(id, r.flag("force")).await?;
+    ctx.engine.remove(id, r.flag("force"), r.flag("v")).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 

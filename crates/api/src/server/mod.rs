@@ -10,6 +10,7 @@ mod exec;
 mod hijack;
 mod images;
 mod system;
+mod volumes;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -407,6 +408,12 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         }
         (&Method::POST, ["exec", id, "resize"]) => exec::resize(ctx, &r, id).await,
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(ctx, id),
+
+        (&Method::GET, ["volumes"]) => volumes::list(ctx, &r),
+        (&Method::POST, ["volumes", "create"]) => volumes::create(ctx, &mut r).await,
+        (&Method::POST, ["volumes", "prune"]) => volumes::prune(ctx, &r),
+        (&Method::GET, ["volumes", name]) => volumes::inspect(ctx, name),
+        (&Method::DELETE, ["volumes", name]) => volumes::remove(ctx, &r, name),
 
         (&Method::GET, ["images", "json"]) => images::list(ctx, &r),
         (&Method::GET, ["images", "get"]) => images::save(ctx, r.all("names")).await,

@@ -206,7 +206,7 @@ pub(super) fn info(ctx: &Ctx) -> HandlerResult {
     ok_json(&body)
 }
 
-/// `GET /system/df`: disk use of images and containers (no volumes or build cache yet).
+/// `GET /system/df`: disk use of images, containers and volumes (no build cache yet).
 pub(super) fn df(ctx: &Ctx, r: &Req) -> HandlerResult {
     let counts = ctx.engine.image_use_counts();
     let images = ctx.engine.image_list(&Default::default(), true)?;
@@ -238,11 +238,17 @@ pub(super) fn df(ctx: &Ctx, r: &Req) -> HandlerResult {
         ..Default::default()
     })?;
     let containers = super::containers::summaries(ctx, &recs, true);
+    let volumes: Vec<_> = ctx
+        .engine
+        .volume_usage()
+        .iter()
+        .map(|u| super::volumes::view(ctx, &u.volume, Some((u.size, u.ref_count))))
+        .collect();
     ok_json(&serde_json::json!({
         "LayersSize": layers_size,
         "Images": image_rows,
         "Containers": containers,
-        "Volumes": [],
+        "Volumes": volumes,
         "BuildCache": [],
     }))
 }
@@ -267,6 +273,9 @@ fn event_matches(ev: &berth_engine::events::Event, filters: &HashMap<String, Vec
         && filters.get("image").is_none_or(|vals| {
             vals.iter()
                 .any(|v| ev.actor.attributes.get("image") == Some(v))
+        })
+        && filters.get("volume").is_none_or(|vals| {
+            ev.kind == "volume" && vals.contains(&ev.actor.id)
         })
         && pass("scope", &ev.scope)
         // Every `label` filter must hold: `key` present, or `key=value`.

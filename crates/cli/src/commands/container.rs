@@ -461,9 +461,12 @@ async fn inspect_one(client: &Client, name: &str, kind: Option<&str>, size: bool
     let image_path = format!("/images/{}/json", super::image_seg(name));
     let container = || client.get::<Value>(&container_path);
     let image = || client.get::<Value>(&image_path);
+    let volume_path = format!("/volumes/{}", seg(name));
+    let volume = || client.get::<Value>(&volume_path);
     match kind {
         Some("container") => Ok(container().await?),
         Some("image") => Ok(image().await?),
+        Some("volume") => Ok(volume().await?),
         Some(other) => Err(CliError::Precondition(format!(
             "\"{other}\" is not a valid value for --type"
         ))),
@@ -471,9 +474,13 @@ async fn inspect_one(client: &Client, name: &str, kind: Option<&str>, size: bool
             Ok(v) => Ok(v),
             Err(e) if e.is_not_found() => match image().await {
                 Ok(v) => Ok(v),
-                Err(e) if e.is_not_found() => Err(CliError::Precondition(format!(
-                    "Error: No such object: {name}"
-                ))),
+                Err(e) if e.is_not_found() => match volume().await {
+                    Ok(v) => Ok(v),
+                    Err(e) if e.is_not_found() => Err(CliError::Precondition(format!(
+                        "Error: No such object: {name}"
+                    ))),
+                    Err(e) => Err(e.into()),
+                },
                 Err(e) => Err(e.into()),
             },
             Err(e) => Err(e.into()),

@@ -9,6 +9,7 @@ pub mod run;
 pub mod stats;
 pub mod system;
 pub mod transfer;
+pub mod volume;
 
 use crate::error::{CliError, Result};
 

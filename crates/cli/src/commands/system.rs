@@ -248,6 +248,16 @@ pub async fn df(client: &Client, a: FormatArgs) -> Result<i32> {
     let n = |x: &Value, k: &str| x[k].as_i64().unwrap_or(0).max(0) as f64;
     let images = list("Images");
     let containers = list("Containers");
+    let volumes = list("Volumes");
+    let vol_size = |x: &Value| x["UsageData"]["Size"].as_i64().unwrap_or(0).max(0) as f64;
+    let vol_refs = |x: &Value| x["UsageData"]["RefCount"].as_i64().unwrap_or(0);
+    let active_volumes = volumes.iter().filter(|v| vol_refs(v) > 0).count();
+    let volumes_size: f64 = volumes.iter().map(vol_size).fold(0.0, |a, b| a + b);
+    let idle_volumes: f64 = volumes
+        .iter()
+        .filter(|v| vol_refs(v) == 0)
+        .map(vol_size)
+        .fold(0.0, |a, b| a + b);
     let active_images = images.iter().filter(|i| n(i, "Containers") > 0.0).count();
     let unused: f64 = images
         .iter()
@@ -292,7 +302,13 @@ pub async fn df(client: &Client, a: FormatArgs) -> Result<i32> {
             size(rw),
             format!("{}{}", size(idle_rw), pct(idle_rw, rw)),
         ),
-        ("Local Volumes", 0, 0, size(0.0), size(0.0)),
+        (
+            "Local Volumes",
+            volumes.len(),
+            active_volumes,
+            size(volumes_size),
+            format!("{}{}", size(idle_volumes), pct(idle_volumes, volumes_size)),
+        ),
         ("Build Cache", 0, 0, size(0.0), size(0.0)),
     ];
     let rows: Vec<Value> = rows
@@ -408,7 +424,7 @@ pub fn deleted_section(title: &str, lines: &[String]) -> String {
     s
 }
 
-fn filters_query(path: &str, filter: &[String], extra: Option<(&str, &str)>) -> Result<String> {
+pub fn filters_query(path: &str, filter: &[String], extra: Option<(&str, &str)>) -> Result<String> {
     let mut f: Vec<String> = filter.to_vec();
     if let Some((k, v)) = extra {
         f.push(format!("{k}={v}"));
@@ -444,8 +460,13 @@ pub async fn prune(client: &Client, a: crate::args::SystemPruneArgs, system: boo
         "all dangling images"
     };
     let warning = if system {
+        let volumes_line = if a.volumes {
+            "  - anonymous volumes not used by at least one container\n"
+        } else {
+            ""
+        };
         format!(
-            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n  - {images_line}\n  - unused build cache\n"
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n{volumes_line}  - {images_line}\n  - unused build cache\n"
         )
     } else if a.all {
         "WARNING! This will remove all images without at least one container associated to them."
@@ -468,6 +489,11 @@ pub async fn prune(client: &Client, a: crate::args::SystemPruneArgs, system: boo
                 None::<&Value>,
             )
             .await?;
+    }
+    if system && a.volumes {
+        let (names, s) = super::volume::prune_volumes(client, &a.filter, None).await?;
+        out.push_str(&deleted_section("Deleted Volumes:", &names));
+        space += s;
     }
     let dangling = if a.all { "false" } else { "true" };
     let v: Value = client
