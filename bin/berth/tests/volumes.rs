@@ -660,3 +660,68 @@ fn volume_events_are_published() {
     ]));
     assert_eq!(out, "create ev \nmount ev /x\nunmount ev \ndestroy ev");
 }
+
+#[test]
+fn shared_propagation_needs_a_shared_source_and_then_flows_back() {
+    let d = daemon();
+    let private = d.dir.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/p:rshared", private.display()),
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not a shared mount"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Make the source a shared mount of its own (under the test dir: the harness unmounts it).
+    let shared = d.dir.join("shared");
+    std::fs::create_dir_all(shared.join("inner")).unwrap();
+    let mount = |args: &[&str]| {
+        let st = std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount {args:?}");
+    };
+    let s = shared.display().to_string();
+    mount(&["--bind", &s, &s]);
+    mount(&["--make-shared", &s]);
+    let spec = format!("{s}:/p:rshared");
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "prop",
+        "--privileged",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "mount -t tmpfs none /p/inner && echo in > /p/inner/f && sleep 60",
+    ]));
+    let f = shared.join("inner/f");
+    for _ in 0..100 {
+        if f.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        "in\n",
+        "the container's mount shows on the host"
+    );
+    ok(d.berth(&["rm", "-f", "prop"]));
+    let _ = std::process::Command::new("umount")
+        .args(["-l", &shared.join("inner").display().to_string()])
+        .status();
+}

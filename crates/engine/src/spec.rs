@@ -235,10 +235,12 @@ pub fn volume_mounts(
                 } else {
                     m.propagation.as_str()
                 };
+                // The root goes shared or slave (recursively) so such a bind's events flow;
+                // runtimes all take the short names.
                 match p {
-                    "shared" | "rshared" => propagation = Some("rshared".to_owned()),
+                    "shared" | "rshared" => propagation = Some("shared".to_owned()),
                     "slave" | "rslave" if propagation.is_none() => {
-                        propagation = Some("rslave".to_owned())
+                        propagation = Some("slave".to_owned())
                     }
                     _ => {}
                 }

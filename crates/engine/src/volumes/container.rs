@@ -93,6 +93,7 @@ impl Engine {
                         std::fs::create_dir_all(&m.source)
                             .map_err(EngineError::io(format!("create {}", m.source)))?;
                     }
+                    check_propagation(&m.source, &m.propagation)?;
                     m.source.clone()
                 }
                 MountType::Volume => {
@@ -129,6 +130,57 @@ impl Engine {
     }
 }
 
+/// Docker's rule for shared and slave binds: the source's mount must itself be shared (or,
+/// for slave, shared or a slave), or the propagation asked for could never happen.
+fn check_propagation(source: &str, propagation: &str) -> Result<()> {
+    let need_shared = matches!(propagation, "shared" | "rshared");
+    let need_slave = matches!(propagation, "slave" | "rslave");
+    if !need_shared && !need_slave {
+        return Ok(());
+    }
+    let real =
+        std::fs::canonicalize(source).map_err(EngineError::io(format!("resolve {source}")))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(EngineError::io("read /proc/self/mountinfo"))?;
+    let (mountpoint, tags) = mount_of(&info, &real).unwrap_or_default();
+    let shared = tags.iter().any(|t| t.starts_with("shared:"));
+    let slave = tags.iter().any(|t| t.starts_with("master:"));
+    if need_shared && !shared {
+        return Err(EngineError::InvalidArgument(format!(
+            "path {source} is mounted on {mountpoint} but it is not a shared mount"
+        )));
+    }
+    if need_slave && !shared && !slave {
+        return Err(EngineError::InvalidArgument(format!(
+            "path {source} is mounted on {mountpoint} but it is not a shared or slave mount"
+        )));
+    }
+    Ok(())
+}
+
+/// The mount holding `path` (the last, longest mount point above it in mountinfo order) and
+/// its optional fields (`shared:N`, `master:N`).
+fn mount_of(mountinfo: &str, path: &Path) -> Option<(String, Vec<String>)> {
+    let mut best: Option<(String, Vec<String>)> = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(point) = fields.get(4) else { continue };
+        let point = point.replace("\\040", " ");
+        if !path.starts_with(&point) {
+            continue;
+        }
+        let tags: Vec<String> = fields[6..]
+            .iter()
+            .take_while(|f| **f != "-")
+            .map(|f| f.to_string())
+            .collect();
+        if best.as_ref().is_none_or(|(p, _)| point.len() >= p.len()) {
+            best = Some((point, tags));
+        }
+    }
+    best
+}
+
 /// Fills the volume directory `data` with the image's content at `dest`, when the volume is
 /// empty and the image has a directory there.
 fn copy_up(rootfs: &Path, dest: &str, data: &Path) -> std::io::Result<()> {
@@ -147,4 +199,30 @@ fn copy_up(rootfs: &Path, dest: &str, data: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     copyup::copy_tree(src.as_fd(), dst.as_fd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mount_of_a_path_is_the_longest_and_last() {
+        let info = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+                    40 27 0:50 / /mnt rw shared:5 - tmpfs tmpfs rw\n\
+                    41 40 0:51 / /mnt/sub rw master:7 - tmpfs tmpfs rw\n\
+                    42 40 0:52 / /mnt/sub rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            mount_of(info, Path::new("/etc")).unwrap(),
+            ("/".into(), vec![])
+        );
+        assert_eq!(
+            mount_of(info, Path::new("/mnt/x")).unwrap(),
+            ("/mnt".into(), vec!["shared:5".to_owned()])
+        );
+        // Mounted over: the later one at the same point is what the path sees.
+        assert_eq!(
+            mount_of(info, Path::new("/mnt/sub/y")).unwrap().1,
+            Vec::<String>::new()
+        );
+    }
 }
