@@ -307,7 +307,12 @@ pub async fn df(client: &Client, a: FormatArgs) -> Result<i32> {
             volumes.len(),
             active_volumes,
             size(volumes_size),
-            format!("{}{}", size(idle_volumes), pct(idle_volumes, volumes_size)),
+            // Docker's CLI gives volumes a percentage only when they hold anything.
+            if volumes_size > 0.0 {
+                format!("{}{}", size(idle_volumes), pct(idle_volumes, volumes_size))
+            } else {
+                size(idle_volumes)
+            },
         ),
         ("Build Cache", 0, 0, size(0.0), size(0.0)),
     ];
