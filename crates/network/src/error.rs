@@ -86,14 +86,12 @@ impl NetworkError {
     }
 
     /// A closure for `map_err` that wraps an I/O error with what was being done.
-    #[allow(dead_code)]
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();
         move |source| Self::Io { context, source }
     }
 
     /// A closure for `map_err` that wraps a netlink error with what was being done.
-    #[allow(dead_code)]
     pub(crate) fn netlink(context: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Self {
         let context = context.into();
         move |source| Self::Netlink { context, source }

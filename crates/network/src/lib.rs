@@ -14,7 +14,12 @@
 //! The crate sits below the engine and knows nothing of containers beyond addresses, names and
 //! namespace paths; the engine owns the state and calls in.
 
+pub mod dns;
 pub mod error;
 pub mod ipam;
+pub mod link;
+pub mod netns;
+pub mod nft;
+pub mod ports;
 
 pub use error::{ErrorKind, NetworkError, Result};
