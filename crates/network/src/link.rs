@@ -78,6 +78,9 @@ pub struct EndpointRequest<'a> {
     /// IPv6 default route via this gateway.
     pub gateway_v6: Option<Ipv6Addr>,
     pub mtu: Option<u32>,
+    /// Whether the network has IPv6. When not, IPv6 is turned off on the interface inside
+    /// the container (as Docker does), so it gets no link-local address to leak through.
+    pub ipv6: bool,
 }
 
 /// What [`Netlink::attach_endpoint`] made.
@@ -400,6 +403,18 @@ impl Netlink {
                 "rename {peer} to {}",
                 req.ifname
             )))?;
+        if !req.ipv6 {
+            let ifname = req.ifname;
+            // Kernels without IPv6 have no such file, which is the wanted state anyway.
+            let res = req
+                .netns
+                .run(|| write_sysctl(&["net", "ipv6", "conf", ifname, "disable_ipv6"], "1"))?;
+            match res {
+                Err(NetworkError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
         for net in &req.addresses {
             self.add_address(index, *net)
                 .await

@@ -14,15 +14,23 @@
 //! (`/proc/sys/net/ipv4/ip_local_port_range`), going on from the last one handed out, as
 //! Docker's allocator; `-p 8000-8010:80` takes the first free port of the range.
 //!
+//! Where the kernel path cannot carry a published port — `::1` (IPv6 loopback cannot be
+//! routed to another interface) and IPv6 to a container without IPv6 — [`PortAllocator::proxy_tcp`]
+//! serves the reserved TCP socket in userland and splices each connection to the container
+//! (UDP has no proxy yet).
+//!
 //! Sockets are created in the calling thread's network namespace (the daemon's).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::{NetworkError, Result};
 use crate::nft::Protocol;
@@ -61,10 +69,26 @@ pub struct PortAllocator {
     range: Option<(u16, u16)>,
 }
 
+/// One held port: its socket (`None` for SCTP, tracked only) and the userland proxy serving
+/// it, if any.
+#[derive(Debug)]
+struct Held {
+    sock: Option<OwnedFd>,
+    proxy: Option<JoinHandle<()>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(p) = &self.proxy {
+            p.abort();
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// The sockets that hold the ports (`None` for SCTP, tracked only).
-    held: HashMap<HostPort, Option<OwnedFd>>,
+    /// The sockets that hold the ports.
+    held: HashMap<HostPort, Held>,
     /// The last ephemeral port handed out per protocol.
     last: HashMap<Protocol, u16>,
 }
@@ -107,7 +131,7 @@ impl PortAllocator {
             return Err(NetworkError::PortAllocated { ip, port });
         }
         let sock = bind(protocol, ip, port)?;
-        inner.held.insert(key, sock);
+        inner.held.insert(key, Held { sock, proxy: None });
         Ok(port)
     }
 
@@ -157,7 +181,46 @@ impl PortAllocator {
         Err(NetworkError::PortsExhausted { ip, start, end })
     }
 
-    /// Gives a port back (closing its socket). False when it was not held.
+    /// Serves a held TCP port in userland: connections that reach its socket (those the
+    /// kernel cannot DNAT: to `::1`, or over IPv6 to a container that only has IPv4) are
+    /// accepted and spliced to `target`, Docker's `docker-proxy` in miniature. Stops when the
+    /// port is released. Needs a tokio runtime.
+    pub fn proxy_tcp(&self, ip: IpAddr, port: u16, target: SocketAddr) -> Result<()> {
+        let mut inner = self.lock();
+        let key = HostPort {
+            protocol: Protocol::Tcp,
+            ip,
+            port,
+        };
+        let held = inner
+            .held
+            .get_mut(&key)
+            .ok_or_else(|| NetworkError::invalid(format!("{ip}:{port}/tcp is not reserved")))?;
+        let Some(sock) = &held.sock else {
+            return Err(NetworkError::invalid("not a TCP socket"));
+        };
+        tokio::runtime::Handle::try_current().map_err(|e| {
+            NetworkError::io("the port proxy needs a tokio runtime")(std::io::Error::other(e))
+        })?;
+        let fd = sock
+            .try_clone()
+            .map_err(NetworkError::io("dup port socket"))?;
+        let listener = std::net::TcpListener::from(fd);
+        listener
+            .set_nonblocking(true)
+            .map_err(NetworkError::io("port proxy"))?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(NetworkError::io("port proxy"))?;
+        if let Some(old) = held
+            .proxy
+            .replace(tokio::spawn(proxy_loop(listener, target)))
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Gives a port back (closing its socket, stopping its proxy). False when it was not held.
     pub fn release(&self, protocol: Protocol, ip: IpAddr, port: u16) -> bool {
         self.lock()
             .held
@@ -180,6 +243,33 @@ impl PortAllocator {
     }
 }
 
+/// Most connections one proxied port serves at once.
+const PROXY_MAX_CONNECTIONS: usize = 1024;
+
+async fn proxy_loop(listener: tokio::net::TcpListener, target: SocketAddr) {
+    let limit = Arc::new(Semaphore::new(PROXY_MAX_CONNECTIONS));
+    let mut running = JoinSet::new();
+    loop {
+        while running.try_join_next().is_some() {}
+        let Ok((mut client, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            continue;
+        };
+        running.spawn(async move {
+            let connect = tokio::net::TcpStream::connect(target);
+            if let Ok(Ok(mut upstream)) =
+                tokio::time::timeout(Duration::from_secs(10), connect).await
+            {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+            drop(permit);
+        });
+    }
+}
+
 /// Takes `port` if free: `Ok(None)` when it is in use (by us or the kernel says so).
 fn try_take(inner: &mut Inner, protocol: Protocol, ip: IpAddr, port: u16) -> Result<Option<u16>> {
     let key = HostPort { protocol, ip, port };
@@ -188,7 +278,7 @@ fn try_take(inner: &mut Inner, protocol: Protocol, ip: IpAddr, port: u16) -> Res
     }
     match bind(protocol, ip, port) {
         Ok(sock) => {
-            inner.held.insert(key, sock);
+            inner.held.insert(key, Held { sock, proxy: None });
             Ok(Some(port))
         }
         Err(NetworkError::PortAllocated { .. }) => Ok(None),

@@ -6,6 +6,12 @@ use berth_network::link::host_veth_name;
 use berth_network::nft::{NetworkRules, Nft, Ruleset};
 use common::*;
 
+fn sysctl_in(ns: &berth_network::netns::Netns, key: &str) -> String {
+    let path = format!("/proc/sys/{key}");
+    ns.run(move || std::fs::read_to_string(path).unwrap().trim().to_owned())
+        .unwrap()
+}
+
 fn network(bridge: &str, subnets: &[&str], internal: bool) -> NetworkRules {
     NetworkRules {
         bridge: bridge.into(),
@@ -68,6 +74,8 @@ fn containers_on_a_bridge_talk_and_reach_out_masqueraded() {
         });
         assert!(eth0 > 0 && lo_up);
         assert!(addrs.contains(&"172.30.1.2/24".parse().unwrap()));
+        // No IPv6 on an IPv4-only network's interface.
+        assert_eq!(sysctl_in(&c1, "net/ipv6/conf/eth0/disable_ipv6"), "1");
 
         // Teardown is idempotent and leaves nothing on the host.
         host.rt.block_on(host.nl.detach_endpoint("c1-bt0")).unwrap();
@@ -187,6 +195,7 @@ fn ipv6_on_a_bridge() {
         let seen = eventually(|| tcp_probe(Some(&c1), "[fd00:30:6::3]:7000"));
         assert_eq!(seen.as_deref(), Some("fd00:30:6::2"));
         assert!(eventually(|| ping(&c1, "fd00:30:6::1").then_some(())).is_some());
+        assert_eq!(sysctl_in(&c1, "net/ipv6/conf/eth0/disable_ipv6"), "0");
     });
 }
 

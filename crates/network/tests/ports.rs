@@ -157,11 +157,26 @@ fn published_ports_are_reachable_from_everywhere() {
         drop(squatter);
         // UDP and TCP are separate; IPv4 and IPv6 wildcards too.
         assert!(ports.reserve(Protocol::Udp, any, 8080).is_ok());
+        let v6any: IpAddr = "::".parse().unwrap();
+        assert!(ports.reserve(Protocol::Tcp, v6any, 8080).is_ok());
+        // Where the kernel cannot (::1, IPv6 to an IPv4-only container) the userland proxy
+        // serves the reserved socket; the container sees the host's bridge address.
+        assert_eq!(
+            tcp_probe(None, "[::1]:8080"),
+            None,
+            "held but not served yet"
+        );
+        host.rt
+            .block_on(async { ports.proxy_tcp(v6any, 8080, "172.31.1.2:80".parse().unwrap()) })
+            .unwrap();
+        assert_eq!(tcp_probe(None, "[::1]:8080").as_deref(), Some("172.31.1.1"));
         assert!(
             ports
-                .reserve(Protocol::Tcp, "::".parse().unwrap(), 8080)
-                .is_ok()
+                .proxy_tcp(v6any, 8090, "172.31.1.2:80".parse().unwrap())
+                .is_err()
         );
+        assert!(ports.release(Protocol::Tcp, v6any, 8080));
+        assert_eq!(tcp_probe(None, "[::1]:8080"), None, "released: proxy gone");
 
         // Unpublishing: the rules go with the new ruleset, the port with release.
         Nft::new()

@@ -74,6 +74,7 @@ impl Host {
     ) -> Netns {
         let ns = Netns::new_anonymous().expect("container netns");
         let addresses: Vec<IpNet> = addresses.iter().map(|a| a.parse().unwrap()).collect();
+        let ipv6 = addresses.iter().any(|a| a.addr().is_ipv6());
         let mac = match addresses[0].addr() {
             IpAddr::V4(a) => Some(berth_network::ipam::mac_for_ipv4(a)),
             IpAddr::V6(_) => None,
@@ -88,6 +89,7 @@ impl Host {
             gateway_v4: None,
             gateway_v6: None,
             mtu: None,
+            ipv6,
         };
         for g in gateways {
             match g.parse::<IpAddr>().unwrap() {
