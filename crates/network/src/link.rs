@@ -100,6 +100,16 @@ pub struct Route {
     pub oif: Option<u32>,
 }
 
+/// The default network's bridge.
+pub const DEFAULT_BRIDGE: &str = "berth0";
+
+/// The bridge of a user-defined network: `br-` and the first 12 characters of its id, as
+/// Docker names them (`com.docker.network.bridge.name` may override it).
+pub fn bridge_name(network_id: &str) -> String {
+    let short: String = network_id.chars().take(12).collect();
+    format!("br-{short}")
+}
+
 /// The host side name of an endpoint's veth pair: `vb` and ten hex digits of a hash of the
 /// endpoint id (12 bytes, within the kernel's 15).
 pub fn host_veth_name(endpoint_id: &str) -> String {
@@ -615,6 +625,13 @@ pub fn bridge_sysctls(bridge: &str, ipv6: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridge_names() {
+        assert_eq!(bridge_name("0123456789abcdef0123"), "br-0123456789ab");
+        assert!(validate_ifname(&bridge_name("0123456789abcdef0123")).is_ok());
+        assert!(validate_ifname(DEFAULT_BRIDGE).is_ok());
+    }
 
     #[test]
     fn veth_names_are_stable_and_short() {
