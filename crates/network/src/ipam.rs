@@ -319,9 +319,19 @@ impl Subnet {
         is_v6(&self.subnet.network())
     }
 
-    /// The gateway with the subnet's prefix, as the bridge carries it.
-    pub fn gateway_net(&self) -> IpNet {
-        IpNet::new(self.gateway, self.subnet.prefix_len()).expect("prefix of a valid subnet")
+    /// The gateway with the subnet's prefix, as the bridge carries it. Fails only for state
+    /// that was edited into inconsistency (a gateway of the other family).
+    pub fn gateway_net(&self) -> Result<IpNet> {
+        let same_family = self.gateway.is_ipv6() == self.is_v6();
+        let net = IpNet::new(self.gateway, self.subnet.prefix_len())
+            .ok()
+            .filter(|_| same_family);
+        net.ok_or_else(|| {
+            NetworkError::invalid(format!(
+                "gateway {} does not fit subnet {}",
+                self.gateway, self.subnet
+            ))
+        })
     }
 
     /// The addresses handed out so far.
@@ -363,7 +373,7 @@ impl Subnet {
         if first > last {
             return Err(exhausted);
         }
-        let size = last - first + 1;
+        let size = (last - first).saturating_add(1);
         // At most this many consecutive candidates can be taken, so the scan is bounded by
         // what is allocated rather than by the size of the range (an IPv6 /64 is huge).
         let busy = self.allocated.len() as u128 + self.aux_addresses.len() as u128 + 1;
@@ -479,9 +489,9 @@ fn bounds(net: &IpNet) -> (u128, u128) {
 fn host_bounds(net: &IpNet) -> (u128, u128) {
     let (first, last) = bounds(net);
     if is_v6(&net.network()) {
-        (first + 1, last)
+        (first.saturating_add(1), last)
     } else {
-        (first + 1, last.saturating_sub(1))
+        (first.saturating_add(1), last.saturating_sub(1))
     }
 }
 
@@ -762,7 +772,14 @@ mod tests {
             ip("fd12::ffff:ffff:ffff:ffff")
         );
         assert_eq!(s.allocate(None).unwrap(), ip("fd12::3"));
-        assert_eq!(s.gateway_net(), n("fd12::1/64"));
+        assert_eq!(s.gateway_net().unwrap(), n("fd12::1/64"));
+        // Degenerate state deserialized from elsewhere never panics.
+        let mut odd = Subnet::from_subnet(n("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"));
+        let _ = odd.allocate(None);
+        let mut all = Subnet::from_subnet(n("::/0"));
+        assert!(all.allocate(None).is_ok());
+        all.gateway = ip("10.0.0.1");
+        assert!(all.gateway_net().is_err());
     }
 
     #[test]
