@@ -160,6 +160,9 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
 impl Netlink {
     /// A connection in the calling thread's namespace. Needs a tokio runtime.
     pub fn connect() -> Result<Self> {
+        tokio::runtime::Handle::try_current().map_err(|e| {
+            NetworkError::io("netlink needs a tokio runtime")(std::io::Error::other(e))
+        })?;
         let (conn, handle, _) = new_connection().map_err(NetworkError::io("netlink socket"))?;
         let task = tokio::spawn(conn);
         Ok(Self { handle, task })

@@ -47,17 +47,20 @@ impl Netns {
     /// it (and every interface in it) when the last handle and process in it are gone.
     pub fn new_anonymous() -> Result<Self> {
         std::thread::scope(|s| {
-            s.spawn(|| -> Result<Self> {
-                // SAFETY: only CLONE_NEWNET is unshared, never CLONE_FILES, so this thread
-                // keeps sharing the fd table with the rest of the process. The thread ends
-                // right after, so no other work runs in the new namespace by accident.
-                unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }
-                    .map_err(|e| NetworkError::io("unshare netns")(e.into()))?;
-                loopback_up().map_err(NetworkError::io("set lo up"))?;
-                Self::current()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(thread_panicked()))
+            std::thread::Builder::new()
+                .name("netns-new".into())
+                .spawn_scoped(s, || -> Result<Self> {
+                    // SAFETY: only CLONE_NEWNET is unshared, never CLONE_FILES, so this thread
+                    // keeps sharing the fd table with the rest of the process. The thread ends
+                    // right after, so no other work runs in the new namespace by accident.
+                    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }
+                        .map_err(|e| NetworkError::io("unshare netns")(e.into()))?;
+                    loopback_up().map_err(NetworkError::io("set lo up"))?;
+                    Self::current()
+                })
+                .map_err(NetworkError::io("spawn netns thread"))?
+                .join()
+                .unwrap_or_else(|_| Err(thread_panicked()))
         })
     }
 
@@ -80,16 +83,19 @@ impl Netns {
     /// `f` become an error.
     pub fn run<T: Send, F: FnOnce() -> T + Send>(&self, f: F) -> Result<T> {
         std::thread::scope(|s| {
-            s.spawn(|| -> Result<T> {
-                rustix::thread::move_into_link_name_space(
-                    self.fd.as_fd(),
-                    Some(LinkNameSpaceType::Network),
-                )
-                .map_err(|e| NetworkError::io("setns")(e.into()))?;
-                Ok(f())
-            })
-            .join()
-            .unwrap_or_else(|_| Err(thread_panicked()))
+            std::thread::Builder::new()
+                .name("netns-run".into())
+                .spawn_scoped(s, || -> Result<T> {
+                    rustix::thread::move_into_link_name_space(
+                        self.fd.as_fd(),
+                        Some(LinkNameSpaceType::Network),
+                    )
+                    .map_err(|e| NetworkError::io("setns")(e.into()))?;
+                    Ok(f())
+                })
+                .map_err(NetworkError::io("spawn netns thread"))?
+                .join()
+                .unwrap_or_else(|_| Err(thread_panicked()))
         })
     }
 }

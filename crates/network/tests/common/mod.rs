@@ -242,3 +242,25 @@ pub fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Asks 127.0.0.11 for the A record of `name` over UDP from inside `ns`.
+pub fn dns_a(ns: &Netns, name: &str) -> Option<String> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let mut m = Message::query();
+    m.add_query(Query::query(Name::from_ascii(name).ok()?, RecordType::A));
+    let bytes = m.to_vec().ok()?;
+    ns.run(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.send_to(&bytes, "127.0.0.11:53").ok()?;
+        let mut buf = [0u8; 4096];
+        let n = s.recv(&mut buf).ok()?;
+        let r = Message::from_vec(&buf[..n]).ok()?;
+        r.answers.iter().find_map(|a| match &a.data {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+    })
+    .unwrap()
+}
