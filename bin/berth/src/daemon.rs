@@ -45,6 +45,13 @@ pub struct Flags {
     /// Preferred Docker Hub mirror (repeatable).
     #[arg(long = "registry-mirror")]
     pub registry_mirrors: Vec<String>,
+    /// The default bridge; `none` turns it off (containers on the default network get
+    /// loopback only).
+    #[arg(short = 'b', long = "bridge")]
+    pub bridge: Option<String>,
+    /// The default bridge's address and prefix, e.g. 192.168.5.1/24.
+    #[arg(long = "bip")]
+    pub bip: Option<String>,
 }
 
 /// The keys of daemon.json Berth reads (others are accepted and ignored).
@@ -63,6 +70,17 @@ pub struct DaemonJson {
     pub log_driver: Option<String>,
     pub insecure_registries: Vec<String>,
     pub registry_mirrors: Vec<String>,
+    pub bridge: Option<String>,
+    pub bip: Option<String>,
+    pub default_address_pools: Vec<AddressPoolEntry>,
+}
+
+/// One `default-address-pools` entry: `{"base": "10.10.0.0/16", "size": 24}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AddressPoolEntry {
+    pub base: String,
+    pub size: u8,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,6 +224,27 @@ fn run(flags: Flags) -> Result<()> {
     cfg.registry_mirrors = file.registry_mirrors.clone();
     cfg.registry_mirrors
         .extend(flags.registry_mirrors.iter().cloned());
+    cfg.bridge = flags
+        .bridge
+        .clone()
+        .or(file.bridge.clone())
+        .unwrap_or_default();
+    if !matches!(cfg.bridge.as_str(), "" | "none" | "berth0") {
+        bail!(
+            "bridge {:?}: only the default berth0 or none are supported",
+            cfg.bridge
+        );
+    }
+    cfg.bip = flags.bip.clone().or(file.bip.clone()).unwrap_or_default();
+    for p in &file.default_address_pools {
+        let base = p
+            .base
+            .parse()
+            .with_context(|| format!("default-address-pools: invalid base {:?}", p.base))?;
+        let pool = berth_engine::networks::AddressPool::new(base, p.size)
+            .with_context(|| format!("default-address-pools: {} with size {}", p.base, p.size))?;
+        cfg.address_pools.push(pool);
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

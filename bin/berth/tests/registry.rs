@@ -252,7 +252,7 @@ fn round_trip(d: &Daemon, port: u16) {
 
 #[test]
 fn push_and_pull_through_berths_registry() {
-    let d = Daemon::start();
+    let d = Daemon::start_on_host_network();
     let (_reg, port) = berth_registry(&d.dir.join("registry"));
     round_trip(&d, port);
     // berth's own CLI pulls and pushes too.
@@ -267,7 +267,7 @@ fn push_and_pull_through_berths_registry() {
 
 #[test]
 fn push_and_pull_through_distribution() {
-    let d = Daemon::start();
+    let d = Daemon::start_on_host_network();
     let Some((_reg, port)) = distribution(&d.dir.join("distribution")) else {
         eprintln!("SKIPPED: /usr/bin/docker-registry (distribution 2.8) is not installed");
         return;
@@ -343,7 +343,7 @@ fn pull_fails(d: &Daemon, r: &str, want: &str) {
 
 #[test]
 fn hostile_registries_are_refused_and_leave_the_store_as_it_was() {
-    let d = Daemon::start();
+    let d = Daemon::start_on_host_network();
     build_image(&d, "three:local");
     let dir = d.dir.join("layout");
     let info = layout_of(&d, "three:local", &dir);
@@ -430,7 +430,7 @@ fn hostile_registries_are_refused_and_leave_the_store_as_it_was() {
 
 #[test]
 fn a_daemon_killed_mid_pull_leaves_no_image_and_the_pull_resumes() {
-    let mut d = Daemon::start();
+    let mut d = Daemon::start_on_host_network();
     build_image(&d, "three:local");
     let dir = d.dir.join("layout");
     layout_of(&d, "three:local", &dir);
@@ -521,7 +521,7 @@ fn the_reference_dockerd_uses_berths_registry() {
         stderr(&out)
     );
     // And Berth pulls what dockerd pushed.
-    let d = Daemon::start();
+    let d = Daemon::start_on_host_network();
     ok(d.docker(&["pull", &r]));
     assert_eq!(
         ok(d.docker(&["run", "--rm", &r, "echo", "ok"])).trim(),
@@ -533,7 +533,7 @@ fn the_reference_dockerd_uses_berths_registry() {
 /// itself is not reachable from the tests).
 #[test]
 fn docker_hub_pulls_come_from_the_configured_mirror() {
-    let mut d = Daemon::start();
+    let mut d = Daemon::start_on_host_network();
     let (_reg, port) = berth_registry(&d.dir.join("mirror"));
     d.import_busybox();
     let on_mirror = format!("127.0.0.1:{port}/library/busybox:mirrored");
@@ -561,7 +561,7 @@ fn docker_hub_pulls_come_from_the_configured_mirror() {
 /// `docker import URL`: the daemon fetches the tarball itself.
 #[test]
 fn import_from_a_url() {
-    let d = Daemon::start();
+    let d = Daemon::start_on_host_network();
     let dir = d.dir.join("www");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(common::busybox_tar(), dir.join("rootfs.tar")).unwrap();

@@ -46,7 +46,9 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::args::{Cli, Cmd};
-use crate::commands::{container, cp, exec, image, registry, run, stats, system, transfer, volume};
+use crate::commands::{
+    container, cp, exec, image, network, registry, run, stats, system, transfer, volume,
+};
 use crate::error::{CliError, Result, run_exit_code};
 
 /// Runs the CLI with `args` (`args[0]` is the program name) and returns the exit status.
@@ -183,6 +185,7 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Container(c) => Box::pin(execute(client, c.into_cmd())).await,
         Cmd::Image(c) => Box::pin(execute(client, c.into_cmd())).await,
         Cmd::Volume(c) => volume::execute(client, c).await,
+        Cmd::Network(c) => network::execute(client, c).await,
     }
 }
 

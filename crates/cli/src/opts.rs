@@ -454,7 +454,55 @@ pub fn parse_device(s: &str) -> Result<DeviceMapping> {
 }
 
 /// `-p [ip:][hostPort:]containerPort[/proto]` -> (`port/proto`, binding).
-pub fn parse_publish(s: &str) -> Result<(String, PortBinding)> {
+/// `-p [ip:][host[-host]:]container[-container][/proto]`, a container range expanded to one
+/// binding per port as the docker CLI sends them (a host range of the same length pairs up;
+/// otherwise each port gets the host range to pick from).
+pub fn parse_publish(s: &str) -> Result<Vec<(String, PortBinding)>> {
+    let (key, b) = parse_publish_one(s)?;
+    let (ports, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+    let range = |r: &str| -> Result<(u16, u16)> {
+        let (a, z) = r.split_once('-').unwrap_or((r, r));
+        match (a.parse::<u16>(), z.parse::<u16>()) {
+            (Ok(a), Ok(z)) if a > 0 && a <= z => Ok((a, z)),
+            _ => bad(format!("invalid port range: {r}")),
+        }
+    };
+    let (c0, c1) = range(ports)?;
+    if !b.host_port.is_empty() {
+        range(&b.host_port)?;
+    }
+    if c0 == c1 {
+        return Ok(vec![(key, b)]);
+    }
+    let host = if b.host_port.is_empty() {
+        None
+    } else {
+        Some(range(&b.host_port)?)
+    };
+    let mut out = Vec::new();
+    for (i, port) in (c0..=c1).enumerate() {
+        let host_port = match host {
+            Some((h0, h1)) if h1 - h0 == c1 - c0 => (h0 + i as u16).to_string(),
+            Some((h0, h1)) if h0 == h1 => {
+                return bad(format!(
+                    "invalid ranges specified for container and host ports: {s}"
+                ));
+            }
+            Some(_) => b.host_port.clone(),
+            None => String::new(),
+        };
+        out.push((
+            format!("{port}/{proto}"),
+            PortBinding {
+                host_ip: b.host_ip.clone(),
+                host_port,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn parse_publish_one(s: &str) -> Result<(String, PortBinding)> {
     let (spec, proto) = match s.rsplit_once('/') {
         Some((a, p)) => (a, p),
         None => (s, "tcp"),
@@ -554,13 +602,14 @@ pub fn build_create(
     let mut exposed: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut bindings: BTreeMap<String, Option<Vec<PortBinding>>> = BTreeMap::new();
     for p in &opts.publish {
-        let (port, b) = parse_publish(p)?;
-        exposed.insert(port.clone(), serde_json::json!({}));
-        bindings
-            .entry(port)
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(b);
+        for (port, b) in parse_publish(p)? {
+            exposed.insert(port.clone(), serde_json::json!({}));
+            bindings
+                .entry(port)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(b);
+        }
     }
     for e in &opts.expose {
         let port = if e.contains('/') {
@@ -695,6 +744,7 @@ pub fn build_create(
             Some(bindings)
         },
         restart_policy,
+        publish_all_ports: opts.publish_all,
         auto_remove: opts.rm,
         cap_add: some_vec(&opts.cap_add),
         cap_drop: some_vec(&opts.cap_drop),
@@ -747,8 +797,30 @@ pub fn build_create(
     Ok(ContainerCreateRequest {
         config,
         host_config,
-        networking_config: None,
+        networking_config: networking_config(opts)?,
     })
+}
+
+/// `NetworkingConfig` for `--ip`, `--ip6` and `--network-alias` on the container's network.
+fn networking_config(opts: &ContainerOpts) -> Result<Option<serde_json::Value>> {
+    if opts.ip.is_none() && opts.ip6.is_none() && opts.network_alias.is_empty() {
+        return Ok(None);
+    }
+    let net = match opts.network.as_deref() {
+        None | Some("") | Some("default") => "bridge",
+        Some(n) => n,
+    };
+    let mut ep = serde_json::json!({});
+    if opts.ip.is_some() || opts.ip6.is_some() {
+        ep["IPAMConfig"] = serde_json::json!({
+            "IPv4Address": opts.ip.clone().unwrap_or_default(),
+            "IPv6Address": opts.ip6.clone().unwrap_or_default(),
+        });
+    }
+    if !opts.network_alias.is_empty() {
+        ep["Aliases"] = serde_json::json!(opts.network_alias);
+    }
+    Ok(Some(serde_json::json!({ "EndpointsConfig": { net: ep } })))
 }
 
 fn some_vec_of<T>(v: Vec<T>) -> Option<Vec<T>> {
@@ -959,10 +1031,29 @@ mod tests {
             (d.path_in_container.as_str(), d.cgroup_permissions.as_str()),
             ("/dev/b", "r")
         );
-        let (p, b) = parse_publish("127.0.0.1:8080:80/udp").unwrap();
+        let v = parse_publish("127.0.0.1:8080:80/udp").unwrap();
+        let (p, b) = &v[0];
         assert_eq!(
             (p.as_str(), b.host_ip.as_str(), b.host_port.as_str()),
             ("80/udp", "127.0.0.1", "8080")
+        );
+        let v = parse_publish("9000-9001:80-81").unwrap();
+        let got: Vec<(String, String)> = v
+            .iter()
+            .map(|(p, b)| (p.clone(), b.host_port.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("80/tcp".to_owned(), "9000".to_owned()),
+                ("81/tcp".to_owned(), "9001".to_owned())
+            ]
+        );
+        assert!(parse_publish("8080:80-81").is_err());
+        assert!(parse_publish("x:80").is_err());
+        assert_eq!(
+            parse_publish("8000-8010:80").unwrap()[0].1.host_port,
+            "8000-8010"
         );
     }
 

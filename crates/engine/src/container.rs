@@ -209,6 +209,12 @@ pub struct ContainerRecord {
     /// Volumes, binds and tmpfs mounts, as planned at create (volumes named).
     #[serde(default)]
     pub mounts: Vec<crate::volumes::mounts::MountPoint>,
+    /// Networks by name, with the endpoint each has while the container runs.
+    #[serde(default)]
+    pub networks: std::collections::BTreeMap<String, crate::networks::EndpointState>,
+    /// Host ports published while the container runs.
+    #[serde(default)]
+    pub published: Vec<crate::networks::PublishedPort>,
 }
 
 impl ContainerRecord {

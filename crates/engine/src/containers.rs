@@ -258,12 +258,14 @@ impl Engine {
         m
     }
 
-    /// Creates a container; returns its id and warnings.
+    /// Creates a container; returns its id and warnings. `endpoints` are the networks of
+    /// `NetworkingConfig.EndpointsConfig` (aliases, static addresses) by network name.
     pub async fn create(
         &self,
         name: Option<&str>,
         mut config: Config,
         host_config: HostConfig,
+        endpoints: BTreeMap<String, crate::networks::EndpointState>,
     ) -> Result<(String, Vec<String>)> {
         if config.image.is_empty() {
             return Err(EngineError::InvalidArgument(
@@ -301,6 +303,7 @@ impl Engine {
         };
         let args = spec::argv(&config);
         let mut planned = self.plan_mounts(&config, &host_config)?;
+        let networks = self.plan_container_networks(&host_config, &endpoints)?;
         let mut rec = ContainerRecord {
             id: id.clone(),
             // Chosen under the map's lock below, so two creates never take the same name.
@@ -315,6 +318,8 @@ impl Engine {
             restart_count: 0,
             has_been_started: false,
             mounts: Vec::new(),
+            networks,
+            published: Vec::new(),
         };
         {
             // Volumes are made and the container recorded under the volume lock, so no
@@ -420,6 +425,7 @@ impl Engine {
             Err(e) => {
                 // Attachers waiting for this start get their streams closed.
                 lock(&h.attach_waiters).clear();
+                self.net_detach(&rec.id).await;
                 self.cleanup_after_exit(&rec.id);
                 self.volumes_release(&rec.id, &rec.mounts);
                 let code = start_error_code(&e.to_string());
@@ -450,9 +456,15 @@ impl Engine {
         let mounts = self.prepare_mounts(h, rec, &rootfs)?;
 
         let hc = &rec.host_config;
-        let netns = match hc.network_mode() {
+        let mode = hc.network_mode();
+        let netns = match mode {
             "host" => None,
+            m if m.starts_with("container:") => Some(self.joined_netns(m)?),
             _ => Some(self.inner.netns.create(&self.inner.cfg.exec_root, &id)?),
+        };
+        let net_files = match &netns {
+            Some(path) if !mode.starts_with("container:") => self.net_attach(h, rec, path).await?,
+            _ => Default::default(),
         };
         // Files the container sees at /etc/{hostname,hosts,resolv.conf}.
         let hostname = if hc.network_mode() == "host" {
@@ -469,6 +481,11 @@ impl Engine {
             std::fs::read_to_string("/etc/hosts").unwrap_or_default()
         } else {
             let mut h = spec::hosts_file(&hostname);
+            if let Some(ip) = net_files.primary_ip {
+                // Docker's line for the container's own name on its network.
+                h = h.replace(&format!("127.0.0.1\t{hostname}\n"), "");
+                h.push_str(&format!("{ip}\t{hostname}\n"));
+            }
             for extra in hc.extra_hosts.iter().flatten() {
                 if let Some((host, ip)) = extra.split_once(':') {
                     h.push_str(&format!("{ip}\t{host}\n"));
@@ -477,12 +494,20 @@ impl Engine {
             h
         };
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let resolv = spec::resolv_conf(
-            &host_resolv,
-            hc.dns.as_deref().unwrap_or_default(),
-            hc.dns_search.as_deref().unwrap_or_default(),
-            hc.dns_options.as_deref().unwrap_or_default(),
-        );
+        let resolv = if net_files.embedded_dns {
+            spec::embedded_resolv_conf(
+                &host_resolv,
+                hc.dns_search.as_deref().unwrap_or_default(),
+                hc.dns_options.as_deref().unwrap_or_default(),
+            )
+        } else {
+            spec::resolv_conf(
+                &host_resolv,
+                hc.dns.as_deref().unwrap_or_default(),
+                hc.dns_search.as_deref().unwrap_or_default(),
+                hc.dns_options.as_deref().unwrap_or_default(),
+            )
+        };
         crate::fsutil::write_replace(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
         crate::fsutil::write_replace(&dir.join("hosts"), hosts.as_bytes())?;
         crate::fsutil::write_replace(&dir.join("resolv.conf"), resolv.as_bytes())?;
@@ -646,8 +671,10 @@ impl Engine {
                 .set_exited(status.exit_code as i64, status.oom_killed, at);
             r.clone()
         };
+        self.net_detach(&rec.id).await;
         self.cleanup_after_exit(&rec.id);
         self.volumes_release(&rec.id, &rec.mounts);
+        let rec = h.record();
         let _ = self.persist(&rec);
         h.watch.send_modify(|w| {
             w.running = false;
@@ -935,6 +962,7 @@ impl Engine {
             let mut r = lock(&h.rec);
             r.state.status = Status::Removing;
         }
+        self.net_detach(&rec.id).await;
         self.cleanup_after_exit(&rec.id);
         // The directories leave the store by rename; the disk work happens in the background,
         // so `wait --condition=removed` (and `run --rm`) do not wait on it.

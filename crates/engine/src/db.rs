@@ -12,14 +12,21 @@ use serde::de::DeserializeOwned;
 use crate::error::{EngineError, Result};
 
 /// The schema this build writes. Bump it and add a step to [`MIGRATIONS`] on any change.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
 pub(crate) const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
+pub(crate) const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 
 /// Ordered migrations: entry `i` upgrades a store at version `i + 1` to `i + 2`.
-const MIGRATIONS: &[fn(&redb::WriteTransaction) -> Result<()>] = &[add_volumes];
+const MIGRATIONS: &[fn(&redb::WriteTransaction) -> Result<()>] = &[add_volumes, add_networks];
+
+/// 2 -> 3: the network table.
+fn add_networks(txn: &redb::WriteTransaction) -> Result<()> {
+    txn.open_table(NETWORKS)?;
+    Ok(())
+}
 
 /// 1 -> 2: the volume table.
 fn add_volumes(txn: &redb::WriteTransaction) -> Result<()> {
@@ -65,6 +72,7 @@ impl Db {
             }
             txn.open_table(CONTAINERS)?;
             txn.open_table(VOLUMES)?;
+            txn.open_table(NETWORKS)?;
         }
         txn.commit()?;
         Ok(Self {

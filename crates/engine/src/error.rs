@@ -9,6 +9,8 @@ pub enum ErrorKind {
     NotFound,
     /// 409
     Conflict,
+    /// 403 (a predefined network, an endpoint that exists...)
+    Forbidden,
     /// 400
     InvalidArgument,
     /// 304 (already started / already stopped)
@@ -37,6 +39,8 @@ pub enum EngineError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
@@ -73,6 +77,7 @@ impl EngineError {
             | Self::NoSuchVolume(_)
             | Self::NotFound(_) => ErrorKind::NotFound,
             Self::Conflict(_) => ErrorKind::Conflict,
+            Self::Forbidden(_) => ErrorKind::Forbidden,
             Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Self::NotModified(_) => ErrorKind::NotModified,
             Self::NotImplemented(_) => ErrorKind::NotImplemented,

@@ -22,6 +22,7 @@ pub mod health;
 mod images;
 pub mod logs;
 mod netns;
+pub mod networks;
 pub mod prune;
 pub mod shim_client;
 mod shimbin;
@@ -66,6 +67,13 @@ pub struct EngineConfig {
     pub insecure_registries: Vec<String>,
     /// Pull-through mirrors of Docker Hub (`registry-mirrors`).
     pub registry_mirrors: Vec<String>,
+    /// `bridge` of daemon.json: `none` turns the default bridge off (containers on the
+    /// default network get only loopback).
+    pub bridge: String,
+    /// `bip`: the default bridge's address and prefix (`192.168.5.1/24`).
+    pub bip: String,
+    /// `default-address-pools`: where new networks' subnets come from.
+    pub address_pools: Vec<berth_network::ipam::AddressPool>,
 }
 
 impl EngineConfig {
@@ -89,6 +97,9 @@ impl EngineConfig {
             log_opts: BTreeMap::new(),
             insecure_registries: Vec::new(),
             registry_mirrors: Vec::new(),
+            bridge: String::new(),
+            bip: String::new(),
+            address_pools: Vec::new(),
         }
     }
 }
@@ -157,6 +168,10 @@ pub(crate) struct Inner {
     pub downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Volume records by name; its lock orders volume removal against container creation.
     pub volumes: Mutex<BTreeMap<String, volumes::Volume>>,
+    /// Networks by id, with their address allocations.
+    pub networks: Mutex<BTreeMap<String, networks::NetState>>,
+    /// Bridges, ports, nftables and DNS, when the host allows networking.
+    pub net: Mutex<Option<Arc<networks::NetRuntime>>>,
 }
 
 /// The engine; cheap to clone.
@@ -229,9 +244,15 @@ impl Engine {
                 init_binary,
                 netns: Default::default(),
                 volumes: Mutex::new(volumes),
+                networks: Mutex::new(BTreeMap::new()),
+                net: Mutex::new(None),
             }),
         };
+        if let Err(e) = engine.networks_init().await {
+            tracing::warn!("networking: {e}");
+        }
         engine.reconcile().await;
+        engine.networks_ready().await;
         Ok(engine)
     }
 

@@ -43,8 +43,11 @@ pub fn merge_image_config(user: &mut Config, image: &Config) -> Result<()> {
     let mut labels = image.labels.clone().unwrap_or_default();
     labels.extend(user.labels.clone().unwrap_or_default());
     user.labels = Some(labels);
-    if user.exposed_ports.is_none() {
-        user.exposed_ports = image.exposed_ports.clone();
+    // The image's EXPOSEd ports and the request's together (`-P` publishes them all).
+    if let Some(p) = &image.exposed_ports {
+        let mut all = p.clone();
+        all.extend(user.exposed_ports.clone().unwrap_or_default());
+        user.exposed_ports = Some(all);
     }
     // The image's VOLUMEs and the request's anonymous volumes together.
     if let Some(v) = &image.volumes {
@@ -130,14 +133,8 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
     if hc.auto_remove && !matches!(hc.restart_policy.name.as_str(), "" | "no") {
         return bad("Conflicting options: --restart and --rm");
     }
-    match hc.network_mode() {
-        "bridge" | "none" | "host" => {}
-        m if m.starts_with("container:") => {
-            return bad("network mode container:<id> is not supported yet");
-        }
-        m => {
-            return Err(EngineError::NoSuchNetwork(m.to_owned()));
-        }
+    if hc.network_mode() == "container:" {
+        return bad("invalid network mode: container: needs a container name or id");
     }
     for opt in hc.security_opt.iter().flatten() {
         parse_security_opt(opt)?;
@@ -421,6 +418,32 @@ pub fn hosts_file(hostname: &str) -> String {
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
          ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
     )
+}
+
+/// resolv.conf for a container on a user-defined network: the embedded DNS server (which
+/// forwards other names to the host's resolvers), the host's search domains unless given.
+pub fn embedded_resolv_conf(host: &str, search: &[String], options: &[String]) -> String {
+    let mut out = String::from("nameserver 127.0.0.11\n");
+    let search: Vec<String> = if search.is_empty() {
+        host.lines()
+            .filter_map(|l| l.strip_prefix("search "))
+            .flat_map(|s| s.split_whitespace().map(str::to_owned))
+            .collect()
+    } else {
+        search.to_vec()
+    };
+    if !search.is_empty() && search != ["."] {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    let mut opts = vec!["ndots:0".to_owned()];
+    for o in options {
+        if o.starts_with("ndots:") {
+            opts.retain(|x| !x.starts_with("ndots:"));
+        }
+        opts.push(o.clone());
+    }
+    out.push_str(&format!("options {}\n", opts.join(" ")));
+    out
 }
 
 /// The host's resolv.conf with loopback resolvers dropped (they mean nothing in the

@@ -44,7 +44,25 @@ pub struct Daemon {
     pub dir: PathBuf,
     pub sock: PathBuf,
     pub cgroup_parent: String,
+    /// The network namespace the daemon runs in (its "host"), so its bridges, veths and
+    /// nftables table never touch the machine's; `None` for a daemon on the host's network.
+    pub netns: Option<String>,
     child: Option<Child>,
+}
+
+/// Makes a named network namespace with loopback up.
+fn netns_add(name: &str) {
+    let _ = Command::new("ip").args(["netns", "del", name]).status();
+    let st = Command::new("ip")
+        .args(["netns", "add", name])
+        .status()
+        .expect("ip netns add");
+    assert!(st.success(), "ip netns add {name}");
+    let st = Command::new("ip")
+        .args(["-n", name, "link", "set", "lo", "up"])
+        .status()
+        .expect("ip link");
+    assert!(st.success(), "lo up in {name}");
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -56,8 +74,19 @@ fn bin(name: &str) -> PathBuf {
 }
 
 impl Daemon {
-    /// Starts a daemon with fresh state.
+    /// Starts a daemon with fresh state, in a network namespace of its own.
     pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Starts a daemon on the host's network (to reach registries on the host's loopback),
+    /// with the default bridge off (`"bridge": "none"`), so nothing is made on the host's
+    /// interfaces.
+    pub fn start_on_host_network() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(own_netns: bool) -> Self {
         assert!(
             rustix_is_root(),
             "the integration tests run real containers and need root"
@@ -67,12 +96,22 @@ impl Daemon {
         let dir = PathBuf::from(format!("/tmp/bt-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("docker-config")).unwrap();
-        std::fs::write(dir.join("daemon.json"), "{}\n").unwrap();
+        let config = if own_netns {
+            "{}\n"
+        } else {
+            "{\"bridge\": \"none\"}\n"
+        };
+        std::fs::write(dir.join("daemon.json"), config).unwrap();
+        let netns = own_netns.then(|| format!("bt-{tag}"));
+        if let Some(n) = &netns {
+            netns_add(n);
+        }
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut d = Daemon {
             sock: dir.join("berth.sock"),
             cgroup_parent: format!("/berth-test-{tag}"),
             dir,
+            netns,
             child: None,
         };
         d.spawn();
@@ -85,7 +124,15 @@ impl Daemon {
             .append(true)
             .open(self.dir.join("berthd.log"))
             .unwrap();
-        let child = Command::new(bin("berthd"))
+        let mut cmd = match &self.netns {
+            Some(n) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{n}")).arg(bin("berthd"));
+                c
+            }
+            None => Command::new(bin("berthd")),
+        };
+        let child = cmd
             .arg("-H")
             .arg(self.host())
             .arg("--data-root")
@@ -121,8 +168,13 @@ impl Daemon {
         panic!("berthd did not come up: {}", self.log());
     }
 
+    /// Replaces daemon.json (a daemon on the host's network keeps its bridge off).
     pub fn write_config(&self, json: &str) {
-        std::fs::write(self.dir.join("daemon.json"), json).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(json).expect("daemon.json");
+        if self.netns.is_none() {
+            v["bridge"] = serde_json::json!("none");
+        }
+        std::fs::write(self.dir.join("daemon.json"), v.to_string()).unwrap();
     }
 
     pub fn log(&self) -> String {
@@ -380,7 +432,25 @@ impl Daemon {
     pub fn reboot(&mut self) {
         self.kill_everything();
         let _ = std::fs::remove_dir_all(self.dir.join("exec"));
+        // The network namespace stands for the machine's network: fresh after a reboot.
+        if let Some(n) = &self.netns {
+            netns_add(n);
+        }
         self.spawn();
+    }
+
+    /// Runs a command in the daemon's network namespace (its "host"), as `busybox`.
+    pub fn host_busybox(&self, args: &[&str]) -> Output {
+        let mut cmd = match &self.netns {
+            Some(n) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{n}")).arg("busybox");
+                c
+            }
+            None => Command::new("busybox"),
+        };
+        cmd.args(args);
+        run(cmd, None)
     }
 
     /// Kills the daemon, container processes and shims, and unmounts everything under the
@@ -437,6 +507,9 @@ impl Drop for Daemon {
         let rel = self.cgroup_parent.trim_start_matches('/').to_owned();
         for base in cgroup_bases() {
             remove_cgroup_tree(&base.join(&rel));
+        }
+        if let Some(n) = &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
         }
         if std::env::var_os("BERTH_TEST_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -1,7 +1,5 @@
 //! `/containers/...`: create, inspect, list, lifecycle, logs, attach, top, resize.
 
-use std::collections::BTreeMap;
-
 use berth_engine::container::fmt_time;
 use berth_engine::{AttachOptions, ContainerRecord, ListOptions, LogOptions, Status};
 use bytes::Bytes;
@@ -21,34 +19,15 @@ use crate::stream::{StdStream, encode_frame};
 pub(super) async fn create(ctx: &Ctx, r: &mut Req) -> HandlerResult {
     let name = r.q("name").map(String::from);
     let body: ContainerCreateRequest = r.json().await?;
+    let endpoints = super::networks::endpoints_of(body.networking_config.as_ref())?;
     let (id, warnings) = ctx
         .engine
-        .create(name.as_deref(), body.config, body.host_config)
+        .create(name.as_deref(), body.config, body.host_config, endpoints)
         .await?;
     Ok(json(
         StatusCode::CREATED,
         &ContainerCreateResponse { id, warnings },
     ))
-}
-
-fn network_settings(rec: &ContainerRecord) -> serde_json::Value {
-    let mode = rec.host_config.network_mode().to_owned();
-    let mut networks = serde_json::Map::new();
-    networks.insert(
-        mode.clone(),
-        json!({
-            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
-            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null
-        }),
-    );
-    json!({
-        "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
-        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null, "EndpointID": "",
-        "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-        "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": networks
-    })
 }
 
 /// `Mounts` of inspect (and `ps`), as Docker shapes them: `Name` and `Driver` only for
@@ -75,7 +54,7 @@ pub(super) fn mounts_view(ctx: &Ctx, rec: &ContainerRecord) -> Vec<serde_json::V
         .collect()
 }
 
-pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord) -> ContainerInspect {
+pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> ContainerInspect {
     let (log, hostname, hosts, resolv) = ctx.engine.container_paths(&rec.id);
     let s = &rec.state;
     let exec_ids = None;
@@ -122,13 +101,13 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord) -> ContainerInspe
         },
         mounts: mounts_view(ctx, rec),
         config: rec.config.clone(),
-        network_settings: network_settings(rec),
+        network_settings: super::networks::settings(ctx, rec, r),
     }
 }
 
-pub(super) fn inspect(ctx: &Ctx, id: &str) -> HandlerResult {
+pub(super) fn inspect(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     let rec = ctx.engine.inspect(id)?;
-    ok_json(&inspect_record(ctx, &rec))
+    ok_json(&inspect_record(ctx, &rec, r))
 }
 
 pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
@@ -154,9 +133,7 @@ pub(super) fn summaries(ctx: &Ctx, recs: &[ContainerRecord], sizes: bool) -> Vec
             };
             let mut command = vec![rec.path.clone()];
             command.extend(rec.args.iter().cloned());
-            let mode = rec.host_config.network_mode().to_owned();
-            let mut networks = BTreeMap::new();
-            networks.insert(mode.clone(), json!({"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "MacAddress": ""}));
+            let networks = super::networks::summary_networks(rec);
             ContainerSummary {
                 id: rec.id.clone(),
                 names: vec![format!("/{}", rec.name)],
@@ -164,11 +141,13 @@ pub(super) fn summaries(ctx: &Ctx, recs: &[ContainerRecord], sizes: bool) -> Vec
                 image_id: rec.image_id.clone(),
                 command: command.join(" "),
                 created: rec.created.timestamp(),
-                ports: Vec::new(),
+                ports: super::networks::summary_ports(rec),
                 labels: rec.config.labels.clone().unwrap_or_default(),
                 state: rec.state.status.as_str().into(),
                 status: rec.state.human(),
-                host_config: SummaryHostConfig { network_mode: rec.host_config.network_mode.clone() },
+                host_config: SummaryHostConfig {
+                    network_mode: rec.host_config.network_mode.clone(),
+                },
                 network_settings: SummaryNetworkSettings { networks },
                 mounts: mounts_view(ctx, rec),
                 size_rw,

@@ -9,6 +9,7 @@ mod containers;
 mod exec;
 mod hijack;
 mod images;
+mod networks;
 mod system;
 mod volumes;
 
@@ -172,6 +173,7 @@ impl From<EngineError> for ApiError {
         let status = match e.kind() {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
             ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
@@ -362,10 +364,7 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::POST, ["containers", "create"]) => containers::create(ctx, &mut r).await,
         (&Method::POST, ["containers", "prune"]) => containers::prune(ctx, &r).await,
         (&Method::POST, ["images", "prune"]) => images::prune(ctx, &r),
-        // Berth has no user-defined networks nor build cache yet: nothing to prune.
-        (&Method::POST, ["networks", "prune"]) => {
-            ok_json(&serde_json::json!({ "NetworksDeleted": null }))
-        }
+        // No build cache yet: nothing to prune.
         (&Method::POST, ["build", "prune"]) => {
             ok_json(&serde_json::json!({ "CachesDeleted": null, "SpaceReclaimed": 0 }))
         }
@@ -373,7 +372,7 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
             let id = id.to_string();
             containers::update(ctx, &mut r, &id).await
         }
-        (&Method::GET, ["containers", id, "json"]) => containers::inspect(ctx, id),
+        (&Method::GET, ["containers", id, "json"]) => containers::inspect(ctx, &r, id),
         (&Method::POST, ["containers", id, "start"]) => containers::start(ctx, id).await,
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(ctx, &r, id).await,
         (&Method::POST, ["containers", id, "restart"]) => containers::restart(ctx, &r, id).await,
@@ -409,6 +408,19 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::POST, ["exec", id, "resize"]) => exec::resize(ctx, &r, id).await,
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(ctx, id),
 
+        (&Method::GET, ["networks"]) => networks::list(ctx, &r),
+        (&Method::POST, ["networks", "create"]) => networks::create(ctx, &mut r).await,
+        (&Method::POST, ["networks", "prune"]) => networks::prune(ctx, &r).await,
+        (&Method::GET, ["networks", id]) => networks::inspect(ctx, id),
+        (&Method::DELETE, ["networks", id]) => networks::remove(ctx, id).await,
+        (&Method::POST, ["networks", id, "connect"]) => {
+            let id = id.to_string();
+            networks::connect(ctx, &mut r, &id).await
+        }
+        (&Method::POST, ["networks", id, "disconnect"]) => {
+            let id = id.to_string();
+            networks::disconnect(ctx, &mut r, &id).await
+        }
         (&Method::GET, ["volumes"]) => volumes::list(ctx, &r),
         (&Method::POST, ["volumes", "create"]) => volumes::create(ctx, &mut r).await,
         (&Method::POST, ["volumes", "prune"]) => volumes::prune(ctx, &r),

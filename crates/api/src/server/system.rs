@@ -134,9 +134,12 @@ pub(super) fn info(ctx: &Ctx) -> HandlerResult {
         .to_string_lossy()
         .into_owned();
     let mut warnings = ctx.info.warnings.clone();
-    warnings.push(
-        "WARNING: the default bridge network is loopback-only: containers on \"bridge\" get a private network namespace with only lo until Berth's networking lands".to_owned(),
-    );
+    let bridged = ctx.engine.default_bridge_active();
+    if !bridged {
+        warnings.push(
+            "WARNING: the default bridge network is off or unavailable: containers on \"bridge\" get a private network namespace with only lo".to_owned(),
+        );
+    }
     let body = json!({
         "ID": format!("berth-{hostname}"),
         "Containers": total,
@@ -148,7 +151,7 @@ pub(super) fn info(ctx: &Ctx) -> HandlerResult {
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
         "Plugins": {
             "Volume": [],
-            "Network": ["host", "none", "bridge (loopback only)"],
+            "Network": ["bridge", "host", "null"],
             "Authorization": null,
             "Log": ["json-file", "none"]
         },

@@ -467,6 +467,9 @@ async fn inspect_one(client: &Client, name: &str, kind: Option<&str>, size: bool
         Some("container") => Ok(container().await?),
         Some("image") => Ok(image().await?),
         Some("volume") => Ok(volume().await?),
+        Some("network") => Ok(client
+            .get::<Value>(&format!("/networks/{}", seg(name)))
+            .await?),
         Some(other) => Err(CliError::Precondition(format!(
             "\"{other}\" is not a valid value for --type"
         ))),
@@ -476,9 +479,18 @@ async fn inspect_one(client: &Client, name: &str, kind: Option<&str>, size: bool
                 Ok(v) => Ok(v),
                 Err(e) if e.is_not_found() => match volume().await {
                     Ok(v) => Ok(v),
-                    Err(e) if e.is_not_found() => Err(CliError::Precondition(format!(
-                        "Error: No such object: {name}"
-                    ))),
+                    Err(e) if e.is_not_found() => {
+                        match client
+                            .get::<Value>(&format!("/networks/{}", seg(name)))
+                            .await
+                        {
+                            Ok(v) => Ok(v),
+                            Err(e) if e.is_not_found() => Err(CliError::Precondition(format!(
+                                "Error: No such object: {name}"
+                            ))),
+                            Err(e) => Err(e.into()),
+                        }
+                    }
                     Err(e) => Err(e.into()),
                 },
                 Err(e) => Err(e.into()),

@@ -4,6 +4,7 @@ pub mod container;
 pub mod cp;
 pub mod exec;
 pub mod image;
+pub mod network;
 pub mod registry;
 pub mod run;
 pub mod stats;

@@ -1,0 +1,686 @@
+//! Networking end to end: the default bridge with NAT and published ports, user-defined
+//! networks with DNS by name, isolation, internal networks, `container:` sharing, and the
+//! same through the real docker CLI. Each test daemon runs in a network namespace of its own
+//! (its "host"), so nothing here touches the machine's interfaces or firewall.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Daemon, ok, stderr, stdout};
+
+fn daemon() -> Daemon {
+    let d = Daemon::start();
+    d.import_busybox();
+    d
+}
+
+/// A busybox web server answering `body` on port 80.
+const WEB: &str =
+    "mkdir -p /www && echo \"$BODY\" > /www/index.html && exec httpd -f -p 80 -h /www";
+
+/// GET `url` from the daemon's host namespace, retrying while the server comes up.
+fn host_get(d: &Daemon, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = d.host_busybox(&["timeout", "3", "busybox", "wget", "-q", "-O-", url]);
+        if o.status.success() || Instant::now() > deadline {
+            assert!(o.status.success(), "GET {url}: {}", stderr(&o));
+            return stdout(&o).trim().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The daemon namespace's links (names only).
+fn links(d: &Daemon) -> Vec<String> {
+    let ns = d.netns.clone().unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["-n", &ns, "-o", "link", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .collect()
+}
+
+/// The `inet berth` table of the daemon's namespace.
+fn ruleset(d: &Daemon) -> String {
+    let ns = d.netns.clone().unwrap();
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &ns, "nft", "list", "table", "inet", "berth",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn published_port_is_reachable_from_the_host_and_other_containers() {
+    let d = daemon();
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-e",
+        "BODY=hello-web",
+        "-p",
+        "18080:80",
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ]));
+    // From the host's own address on the bridge, and from 127.0.0.1.
+    let gw = ok(d.berth(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "web"]));
+    assert_eq!(gw, "172.17.0.1");
+    assert_eq!(host_get(&d, "http://127.0.0.1:18080/"), "hello-web");
+    assert_eq!(host_get(&d, &format!("http://{gw}:18080/")), "hello-web");
+    // From another container, through the host address.
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            &format!("http://{gw}:18080/")
+        ])),
+        "hello-web"
+    );
+    // And the container itself on the bridge.
+    let ip = ok(d.berth(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]));
+    assert!(ip.starts_with("172.17.0."), "{ip}");
+    assert_eq!(host_get(&d, &format!("http://{ip}/")), "hello-web");
+    // What users see.
+    assert_eq!(ok(d.berth(&["port", "web"])), "80/tcp -> 0.0.0.0:18080");
+    assert_eq!(
+        ok(d.docker(&["ps", "--format", "{{.Names}} {{.Ports}}"])),
+        "web 0.0.0.0:18080->80/tcp"
+    );
+    let ports = ok(d.docker(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "web"]));
+    assert_eq!(
+        ports,
+        r#"{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"18080"}]}"#
+    );
+    let hosts = ok(d.berth(&["exec", "web", "cat", "/etc/hosts"]));
+    assert!(hosts.lines().any(|l| l.starts_with(&ip)), "{hosts}");
+    // A taken host port is a clear error at start; the running one is untouched.
+    let o = d.berth(&[
+        "run", "-d", "--name", "clash", "-p", "18080:80", "busybox", "sleep", "5",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("port is already allocated"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(host_get(&d, "http://127.0.0.1:18080/"), "hello-web");
+    // Containers reach the outside through NAT: the gateway answers pings.
+    ok(d.berth(&["run", "--rm", "busybox", "ping", "-c", "1", "-W", "2", &gw]));
+
+    // Stopping closes the port and frees the address; nothing is left behind.
+    ok(d.berth(&["rm", "-f", "web", "clash"]));
+    let o = d.host_busybox(&[
+        "timeout",
+        "2",
+        "busybox",
+        "wget",
+        "-q",
+        "-O-",
+        "http://127.0.0.1:18080/",
+    ]);
+    assert!(!o.status.success(), "the port still answers");
+    assert!(!ruleset(&d).contains("dport 18080"), "{}", ruleset(&d));
+    assert_eq!(links(&d), ["lo", "berth0"], "no veth left");
+}
+
+#[test]
+fn publish_all_and_ranges_take_host_ports() {
+    let d = daemon();
+    image_with_expose(&d);
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "pa",
+        "-P",
+        "-p",
+        "127.0.0.1:18090-18091:80-81",
+        "exposed",
+    ]));
+    let port = ok(d.berth(&["port", "pa", "8080/tcp"]));
+    let host_port: u16 = port.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(host_port >= 1024, "an ephemeral port: {port}");
+    assert_eq!(
+        host_get(&d, &format!("http://127.0.0.1:{host_port}/")),
+        "exposed"
+    );
+    assert_eq!(ok(d.berth(&["port", "pa", "80"])), "127.0.0.1:18090");
+    assert_eq!(ok(d.berth(&["port", "pa", "81"])), "127.0.0.1:18091");
+    // Bound to 127.0.0.1 only: the bridge address does not answer.
+    let o = d.host_busybox(&[
+        "timeout",
+        "2",
+        "busybox",
+        "wget",
+        "-q",
+        "-O-",
+        "http://172.17.0.1:18090/",
+    ]);
+    assert!(!o.status.success());
+}
+
+/// An image that serves "exposed" on 8080 and EXPOSEs it.
+fn image_with_expose(d: &Daemon) {
+    ok(d.berth(&[
+        "run",
+        "--name",
+        "mk",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /www && echo exposed > /www/index.html",
+    ]));
+    ok(d.berth(&[
+        "commit",
+        "-c",
+        "EXPOSE 8080",
+        "-c",
+        r#"CMD ["httpd","-f","-p","8080","-h","/www"]"#,
+        "mk",
+        "exposed",
+    ]));
+    ok(d.berth(&["rm", "mk"]));
+}
+
+#[test]
+fn user_networks_resolve_names_and_keep_apart() {
+    let d = daemon();
+    ok(d.berth(&["network", "create", "--subnet", "10.77.0.0/24", "front"]));
+    ok(d.berth(&["network", "create", "back"]));
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "front",
+        "--network-alias",
+        "apisvc",
+        "-e",
+        "BODY=api-here",
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ]));
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    let api_ip = ok(d.berth(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.front.IPAddress}}",
+        "api",
+    ]));
+    assert_eq!(api_ip, "10.77.0.2");
+    let short = ok(d.berth(&["inspect", "-f", "{{.Id}}", "api"]))[..12].to_owned();
+    // By name, alias, name.network and short id; the resolver is the embedded one.
+    for name in ["api", "apisvc", "api.front", short.as_str()] {
+        let got = ok(d.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "busybox",
+            "timeout",
+            "3",
+            "wget",
+            "-q",
+            "-O-",
+            &format!("http://{name}/"),
+        ]));
+        assert_eq!(got, "api-here", "by {name}");
+    }
+    let resolv = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]));
+    assert!(resolv.starts_with("nameserver 127.0.0.11"), "{resolv}");
+    // Another network cannot reach it, by name or by address.
+    let o = d.berth(&["exec", "db", "ping", "-c", "1", "-W", "1", "api"]);
+    assert!(!o.status.success());
+    let o = d.berth(&["exec", "db", "ping", "-c", "1", "-W", "1", &api_ip]);
+    assert!(!o.status.success(), "cross-network traffic must be dropped");
+    // Nor can the default bridge.
+    let o = d.berth(&[
+        "run", "--rm", "busybox", "ping", "-c", "1", "-W", "1", &api_ip,
+    ]);
+    assert!(!o.status.success());
+
+    // connect: db joins front on a live interface and reaches api by name; disconnect ends it.
+    ok(d.berth(&["network", "connect", "--alias", "database", "front", "db"]));
+    ok(d.berth(&["exec", "db", "ping", "-c", "1", "-W", "2", "api"]));
+    ok(d.berth(&["exec", "api", "ping", "-c", "1", "-W", "2", "database"]));
+    let nets = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        "db",
+    ]));
+    assert_eq!(nets, "back front");
+    ok(d.berth(&["network", "disconnect", "front", "db"]));
+    let o = d.berth(&["exec", "db", "ping", "-c", "1", "-W", "1", &api_ip]);
+    assert!(!o.status.success());
+
+    // A network in use cannot go; once empty it goes with its bridge and rules.
+    let o = d.berth(&["network", "rm", "front"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("has active endpoints"),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.berth(&["rm", "-f", "api", "db"]));
+    ok(d.berth(&["network", "rm", "front", "back"]));
+    assert_eq!(links(&d), ["lo", "berth0"]);
+    let rules = ruleset(&d);
+    assert!(
+        !rules.contains("br-") && !rules.contains("10.77."),
+        "{rules}"
+    );
+}
+
+#[test]
+fn internal_networks_have_no_way_out() {
+    let d = daemon();
+    ok(d.berth(&["network", "create", "--internal", "sealed"]));
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "in1",
+        "--network",
+        "sealed",
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    let gw = ok(d.berth(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        "sealed",
+    ]));
+    let route = ok(d.berth(&["exec", "in1", "ip", "route"]));
+    assert!(!route.contains("default"), "{route}");
+    // Not even the host: the bridge's own address is not reachable across the seal.
+    let o = d.berth(&["exec", "in1", "ping", "-c", "1", "-W", "1", "172.17.0.1"]);
+    assert!(!o.status.success());
+    // Inside the network, containers still talk.
+    ok(d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "sealed",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "in1",
+    ]));
+    assert!(gw.starts_with("172."), "{gw}");
+}
+
+#[test]
+fn container_mode_shares_a_network_namespace() {
+    let d = daemon();
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "base",
+        "-e",
+        "BODY=shared",
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ]));
+    let base_ip = ok(d.berth(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "base"]));
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:base",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 addr show eth0 | grep -o 'inet [0-9.]*'; timeout 3 wget -q -O- http://127.0.0.1/",
+    ]));
+    assert_eq!(out, format!("inet {base_ip}\nshared"));
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    // none and host still work as before.
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]));
+    assert_eq!(out.lines().count(), 1, "loopback only: {out}");
+}
+
+#[test]
+fn bad_network_input_is_refused_and_changes_nothing() {
+    let d = daemon();
+    ok(d.berth(&["network", "create", "--subnet", "10.88.0.0/16", "one"]));
+    let before = ok(d.berth(&["network", "ls", "-q"]));
+    for (args, msg) in [
+        (
+            &["network", "create", "--subnet", "10.88.1.0/24", "two"][..],
+            "overlaps",
+        ),
+        (
+            &["network", "create", "--subnet", "10.99.0.0/33", "two"][..],
+            "invalid",
+        ),
+        (
+            &["network", "create", "--subnet", "bogus", "two"][..],
+            "invalid",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.89.0.0/24",
+                "--gateway",
+                "10.90.0.1",
+                "two",
+            ][..],
+            "subnet",
+        ),
+        (&["network", "create", "one"][..], "already exists"),
+        (
+            &["network", "create", "-d", "weird", "two"][..],
+            "not found",
+        ),
+        (&["network", "rm", "bridge"][..], "pre-defined"),
+        (&["network", "connect", "missing", "x"][..], "not found"),
+    ] {
+        let o = d.berth(args);
+        assert!(!o.status.success(), "{args:?} must fail");
+        assert!(stderr(&o).contains(msg), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(ok(d.berth(&["network", "ls", "-q"])), before);
+    let o = d.berth(&["run", "--rm", "--network", "missing", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("network missing not found"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "one",
+        "--ip",
+        "10.77.0.5",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "one",
+        "--ip",
+        "10.88.7.7",
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]));
+    assert!(out.contains("10.88.7.7/16"), "{out}");
+    assert_eq!(ok(d.berth(&["ps", "-aq"])), "");
+}
+
+#[test]
+fn networking_survives_a_daemon_restart() {
+    let mut d = daemon();
+    ok(d.berth(&["network", "create", "app"]));
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--network",
+        "app",
+        "-p",
+        "18100:80",
+        "-e",
+        "BODY=still-here",
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ]));
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "cli",
+        "--network",
+        "app",
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    assert_eq!(host_get(&d, "http://127.0.0.1:18100/"), "still-here");
+    d.crash_and_restart();
+    assert_eq!(host_get(&d, "http://127.0.0.1:18100/"), "still-here");
+    // The embedded DNS came back for the running containers.
+    assert_eq!(
+        ok(d.berth(&[
+            "exec",
+            "cli",
+            "timeout",
+            "3",
+            "wget",
+            "-q",
+            "-O-",
+            "http://svc/"
+        ])),
+        "still-here"
+    );
+    // The port stays reserved: a new container cannot take it.
+    let o = d.berth(&["run", "-d", "-p", "18100:80", "busybox", "true"]);
+    assert!(
+        stderr(&o).contains("port is already allocated"),
+        "{}",
+        stderr(&o)
+    );
+    // A new container gets a fresh address, not one a running container holds.
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "third",
+        "--network",
+        "app",
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    let ips: Vec<String> = ["svc", "cli", "third"]
+        .iter()
+        .map(|c| {
+            ok(d.berth(&[
+                "inspect",
+                "-f",
+                "{{.NetworkSettings.Networks.app.IPAddress}}",
+                c,
+            ]))
+        })
+        .collect();
+    assert!(ips[0] != ips[2] && ips[1] != ips[2], "{ips:?}");
+}
+
+#[test]
+fn docker_cli_network_commands() {
+    let d = daemon();
+    let id = ok(d.docker(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.66.0.0/24",
+        "--label",
+        "team=a",
+        "dnet",
+    ]));
+    assert_eq!(id.len(), 64);
+    let ls = ok(d.docker(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}} {{.Driver}} {{.Scope}}",
+    ]));
+    assert_eq!(
+        ls,
+        "bridge bridge local\ndnet bridge local\nhost host local\nnone null local"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(d.docker(&["network", "inspect", "dnet"]))).unwrap();
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "10.66.0.0/24");
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Gateway"], "10.66.0.1");
+    assert_eq!(v[0]["Labels"]["team"], "a");
+    assert_eq!(v[0]["Driver"], "bridge");
+
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "ws",
+        "--network",
+        "dnet",
+        "-p",
+        "18200:80",
+        "-e",
+        "BODY=via-docker",
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ]));
+    assert_eq!(host_get(&d, "http://127.0.0.1:18200/"), "via-docker");
+    assert_eq!(ok(d.docker(&["port", "ws"])), "80/tcp -> 0.0.0.0:18200");
+    ok(d.docker(&["run", "-d", "--name", "xs", "busybox", "sleep", "300"]));
+    ok(d.docker(&["network", "connect", "dnet", "xs"]));
+    assert_eq!(
+        ok(d.docker(&[
+            "exec",
+            "xs",
+            "timeout",
+            "3",
+            "wget",
+            "-q",
+            "-O-",
+            "http://ws/"
+        ])),
+        "via-docker"
+    );
+    let members = ok(d.docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.Name}} {{end}}",
+        "dnet",
+    ]));
+    let mut members: Vec<&str> = members.split_whitespace().collect();
+    members.sort();
+    assert_eq!(members, ["ws", "xs"]);
+    ok(d.docker(&["network", "disconnect", "dnet", "xs"]));
+    let o = d.docker(&[
+        "exec",
+        "xs",
+        "timeout",
+        "2",
+        "wget",
+        "-q",
+        "-O-",
+        "http://ws/",
+    ]);
+    assert!(!o.status.success());
+    let o = d.docker(&["network", "rm", "dnet"]);
+    assert!(!o.status.success());
+    ok(d.docker(&["rm", "-f", "ws", "xs"]));
+    assert_eq!(ok(d.docker(&["network", "rm", "dnet"])), "dnet");
+    let o = d.docker(&["network", "inspect", "dnet"]);
+    assert!(!o.status.success());
+    // Events for the network's life.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let ev = ok(d.docker(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        &until,
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Action}}",
+    ]));
+    assert!(
+        ev.starts_with("create\n") && ev.ends_with("destroy"),
+        "{ev}"
+    );
+    // prune takes unused custom networks only.
+    ok(d.docker(&["network", "create", "spare"]));
+    let out = ok(d.docker(&["network", "prune", "-f"]));
+    assert_eq!(out, "Deleted Networks:\nspare");
+    assert_eq!(links(&d), ["lo", "berth0"]);
+}
