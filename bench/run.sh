@@ -394,7 +394,8 @@ export DOCKER_CONFIG=$work/docker-config # no user config or context gets in the
 mkdir -p "$DOCKER_CONFIG"
 echo '{}' >"$DOCKER_CONFIG/config.json" # podman reads DOCKER_CONFIG too, and wants the file
 
-echo '{}' >"$work/daemon.json"
+# No default bridge: this benchmark runs --network none, and must not touch the host's network.
+echo '{"bridge": "none"}' >"$work/daemon.json"
 log "starting berthd on $sock (cgroup parent /$cgname)"
 "$bindir/berthd" -H "unix://$sock" --data-root "$work/data" --exec-root "$work/run" \
   --cgroup-parent "/$cgname" --config-file "$work/daemon.json" \

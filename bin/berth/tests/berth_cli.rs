@@ -230,7 +230,14 @@ fn seccomp_filter_holds_in_runs_and_execs() {
 #[test]
 fn each_container_gets_its_own_network_namespace() {
     let d = daemon();
-    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    // The daemon's own namespace stands for the host's.
+    let host = {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(format!("/run/netns/{}", d.netns.as_ref().unwrap()))
+            .unwrap()
+            .ino();
+        std::path::PathBuf::from(format!("net:[{ino}]"))
+    };
     let mut seen = std::collections::HashSet::new();
     for i in 0..4 {
         let name = format!("ns{i}");
@@ -574,9 +581,13 @@ fn version_and_info() {
     assert!(info.contains("Server Version:"), "{info}");
     assert!(info.contains("Cgroup Version:"), "{info}");
     assert!(info.contains("Images: 1"), "{info}");
-    // The default network is loopback-only until the networking milestone, and says so.
+    // The default network is a real bridge: no warning about it.
     let warnings = stderr(&d.berth(&["info"])) + &info;
-    assert!(warnings.contains("loopback"), "{warnings}");
+    assert!(!warnings.contains("loopback"), "{warnings}");
+    assert_eq!(
+        ok(d.berth(&["info", "--format", "{{json .Plugins.Network}}"])),
+        r#"["bridge","host","null"]"#
+    );
     assert_eq!(ok(d.berth(&["info", "--format", "{{.Containers}}"])), "0");
 }
 

@@ -684,3 +684,174 @@ fn docker_cli_network_commands() {
     assert_eq!(out, "Deleted Networks:\nspare");
     assert_eq!(links(&d), ["lo", "berth0"]);
 }
+
+/// Another machine on the daemon's "LAN": a namespace joined to the daemon's by a veth pair,
+/// 192.0.2.2 on its side and 192.0.2.1 on the daemon's. Removed (with its link) on drop.
+struct OutsideHost {
+    ns: String,
+}
+
+impl OutsideHost {
+    fn new(d: &Daemon) -> Self {
+        let dns = d.netns.clone().unwrap();
+        let ns = format!("{dns}-out");
+        let sh = |cmd: &str| {
+            let st = std::process::Command::new("sh")
+                .args(["-c", cmd])
+                .status()
+                .unwrap();
+            assert!(st.success(), "{cmd}");
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(std::process::Stdio::null())
+            .status();
+        sh(&format!("ip netns add {ns}"));
+        let host = OutsideHost { ns: ns.clone() };
+        sh(&format!(
+            "ip -n {dns} link add lan0 type veth peer name lan1 netns {ns} && \
+             ip -n {dns} addr add 192.0.2.1/24 dev lan0 && ip -n {dns} link set lan0 up && \
+             ip -n {ns} addr add 192.0.2.2/24 dev lan1 && ip -n {ns} link set lan1 up && \
+             ip -n {ns} link set lo up"
+        ));
+        host
+    }
+
+    fn busybox(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.ns))
+            .arg("busybox")
+            .args(args);
+        common::run_command(cmd, None)
+    }
+}
+
+impl Drop for OutsideHost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
+
+#[test]
+fn other_hosts_reach_published_ports_and_containers_reach_out() {
+    let d = daemon();
+    let out = OutsideHost::new(&d);
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "18400:80",
+        "-e",
+        "BODY=from-lan",
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ]));
+    // Another host, through the daemon host's LAN address (DNAT in prerouting).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let o = out.busybox(&[
+            "timeout",
+            "3",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://192.0.2.1:18400/",
+        ]);
+        if o.status.success() || Instant::now() > deadline {
+            break stdout(&o).trim().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(got, "from-lan");
+    // A container reaches the other host, masqueraded behind the daemon host's address.
+    ok(d.berth(&[
+        "run",
+        "--rm",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "192.0.2.2",
+    ]));
+    // The other host cannot reach a container's unpublished port directly.
+    let ip = ok(d.berth(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]));
+    let o = out.busybox(&[
+        "sh",
+        "-c",
+        &format!(
+            "ip route add 172.17.0.0/16 via 192.0.2.1 && timeout 2 busybox wget -q -O- http://{ip}/"
+        ),
+    ]);
+    assert!(
+        !o.status.success(),
+        "unpublished container port reached from outside"
+    );
+}
+
+#[test]
+fn ipv6_networks_give_v6_addresses_and_v4_ones_none() {
+    let d = daemon();
+    ok(d.berth(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:77::/64",
+        "six",
+    ]));
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "v6a",
+        "--network",
+        "six",
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    let v6 = ok(d.berth(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.six.GlobalIPv6Address}}",
+        "v6a",
+    ]));
+    assert!(v6.starts_with("fd00:77::"), "{v6}");
+    let v4 = ok(d.berth(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.six.IPAddress}}",
+        "v6a",
+    ]));
+    assert!(!v4.is_empty(), "an IPv4 address too");
+    ok(d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "six",
+        "busybox",
+        "ping",
+        "-6",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        &v6,
+    ]));
+    // IPv4-only networks: no IPv6 on eth0 at all (not even link-local).
+    let addrs = ok(d.berth(&[
+        "run", "--rm", "busybox", "ip", "-6", "-o", "addr", "show", "eth0",
+    ]));
+    assert_eq!(addrs, "", "IPv6 leaked onto an IPv4-only network");
+    ok(d.berth(&["rm", "-f", "v6a"]));
+    ok(d.berth(&["network", "rm", "six"]));
+}

@@ -52,7 +52,10 @@ pub struct Daemon {
 
 /// Makes a named network namespace with loopback up.
 fn netns_add(name: &str) {
-    let _ = Command::new("ip").args(["netns", "del", name]).status();
+    let _ = Command::new("ip")
+        .args(["netns", "del", name])
+        .stderr(Stdio::null())
+        .status();
     let st = Command::new("ip")
         .args(["netns", "add", name])
         .status()
