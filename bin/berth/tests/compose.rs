@@ -1,6 +1,7 @@
 //! docker-compose 1.29, a client of its own (Python's docker SDK), brings a two-service
 //! project up and down against berthd: `depends_on` order, `environment`, `command`,
-//! `restart`, `ps`, `logs`, `down`. Networks are `none` and `host` until Berth has bridges.
+//! `restart`, `ps`, `logs`, `down`; `network_mode: none`/`host`, and the project's default
+//! bridge network with service names in DNS, published ports and named volumes.
 
 mod common;
 
@@ -93,4 +94,68 @@ fn compose_up_ps_logs_down() {
         String::from_utf8_lossy(&down.stderr)
     );
     assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
+}
+
+const BRIDGED_FILE: &str = r#"version: "3.8"
+services:
+  web:
+    image: busybox
+    command: sh -c "until [ -s /data/greeting ]; do sleep 0.1; done; mkdir -p /www && cat /data/greeting > /www/index.html && exec httpd -f -p 80 -h /www"
+    ports: ["18600:80"]
+    volumes: ["greet:/data"]
+    depends_on: [seed]
+  seed:
+    image: busybox
+    command: sh -c "echo from-compose > /data/greeting && sleep 1000"
+    volumes: ["greet:/data"]
+  client:
+    image: busybox
+    depends_on: [web]
+    command: sh -c "until wget -qO- http://web/; do sleep 0.2; done; sleep 1000"
+volumes:
+  greet: {}
+"#;
+
+#[test]
+fn compose_default_network_volumes_and_ports() {
+    let d = Daemon::start();
+    d.import_busybox();
+    let dir = d.dir.join("bridged");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("docker-compose.yml"), BRIDGED_FILE).unwrap();
+    let up = compose(&d, &dir, &["up", "-d"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        ok(d.docker(&["network", "ls", "--format", "{{.Name}}"])).contains("demo_default"),
+        "compose made its network"
+    );
+    assert!(ok(d.docker(&["volume", "ls", "-q"])).contains("demo_greet"));
+    // The client found web by its service name through the embedded DNS.
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs =
+            String::from_utf8_lossy(&compose(&d, &dir, &["logs", "--no-color", "client"]).stdout)
+                .into_owned();
+        if logs.contains("from-compose") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(logs.contains("from-compose"), "{logs}");
+    // And the host reaches web on its published port.
+    let got = d.host_busybox(&["wget", "-q", "-O-", "http://127.0.0.1:18600/"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "from-compose");
+    let down = compose(&d, &dir, &["down", "-v", "-t", "1"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
+    assert!(!ok(d.docker(&["network", "ls", "--format", "{{.Name}}"])).contains("demo_default"));
+    assert_eq!(ok(d.docker(&["volume", "ls", "-q"])), "");
 }
