@@ -46,6 +46,20 @@ fn links(d: &Daemon) -> Vec<String> {
         .collect()
 }
 
+/// Waits (veths go in the background after a stop) until the daemon namespace's links are
+/// exactly `want`.
+fn assert_links(d: &Daemon, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = links(d);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "links left behind: {got:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The `inet berth` table of the daemon's namespace.
 fn ruleset(d: &Daemon) -> String {
     let ns = d.netns.clone().unwrap();
@@ -137,7 +151,7 @@ fn published_port_is_reachable_from_the_host_and_other_containers() {
     ]);
     assert!(!o.status.success(), "the port still answers");
     assert!(!ruleset(&d).contains("dport 18080"), "{}", ruleset(&d));
-    assert_eq!(links(&d), ["lo", "berth0"], "no veth left");
+    assert_links(&d, &["lo", "berth0"]);
 }
 
 #[test]
@@ -302,7 +316,7 @@ fn user_networks_resolve_names_and_keep_apart() {
     );
     ok(d.berth(&["rm", "-f", "api", "db"]));
     ok(d.berth(&["network", "rm", "front", "back"]));
-    assert_eq!(links(&d), ["lo", "berth0"]);
+    assert_links(&d, &["lo", "berth0"]);
     let rules = ruleset(&d);
     assert!(
         !rules.contains("br-") && !rules.contains("10.77."),
@@ -682,7 +696,7 @@ fn docker_cli_network_commands() {
     ok(d.docker(&["network", "create", "spare"]));
     let out = ok(d.docker(&["network", "prune", "-f"]));
     assert_eq!(out, "Deleted Networks:\nspare");
-    assert_eq!(links(&d), ["lo", "berth0"]);
+    assert_links(&d, &["lo", "berth0"]);
 }
 
 /// Another machine on the daemon's "LAN": a namespace joined to the daemon's by a veth pair,

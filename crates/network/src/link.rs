@@ -22,7 +22,7 @@ use std::os::fd::AsRawFd;
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{
     Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder, new_connection,
@@ -321,14 +321,29 @@ impl Netlink {
 
     /// Creates the container's interface on a bridge (see the module doc). A stale pair with
     /// the same name (left by a crash) is replaced.
+    ///
+    /// The pair is made with its peer already inside the container's namespace, named and
+    /// addressed as it will stay, and its host end already on the bridge and up: moving a
+    /// device between namespaces waits for an RCU grace period (tens of milliseconds), which
+    /// creating it there does not.
     pub async fn attach_endpoint(&self, req: &EndpointRequest<'_>) -> Result<Endpoint> {
         validate_ifname(req.ifname)?;
         let host = host_veth_name(req.endpoint_id);
-        let peer = peer_temp_name(req.endpoint_id);
         let bridge = self.require_index(req.bridge).await?;
         self.delete_link(&host).await?;
-        self.delete_link(&peer).await?;
-        let mut veth = LinkVeth::new(&host, &peer);
+        // A pair from an older Berth, whose peer waited on the host under a temporary name.
+        self.delete_link(&peer_temp_name(req.endpoint_id)).await?;
+        let mut peer = LinkUnspec::new_with_name(req.ifname).setns_by_fd(req.netns.as_raw_fd());
+        if let Some(mac) = req.mac {
+            peer = peer.address(mac.to_vec());
+        }
+        if let Some(mtu) = req.mtu {
+            peer = peer.mtu(mtu);
+        }
+        let mut veth = LinkVeth::new(&host, req.ifname)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .controller(bridge)
+            .up();
         if let Some(mtu) = req.mtu {
             veth = veth.mtu(mtu);
         }
@@ -338,7 +353,7 @@ impl Netlink {
             .execute()
             .await
             .map_err(NetworkError::netlink(format!("create veth {host}")))?;
-        let result = self.finish_endpoint(req, bridge, &host, &peer).await;
+        let result = self.finish_endpoint(req, &host).await;
         if result.is_err() {
             let _ = self.delete_link(&host).await;
         }
@@ -349,28 +364,8 @@ impl Netlink {
         })
     }
 
-    async fn finish_endpoint(
-        &self,
-        req: &EndpointRequest<'_>,
-        bridge: u32,
-        host: &str,
-        peer: &str,
-    ) -> Result<()> {
+    async fn finish_endpoint(&self, req: &EndpointRequest<'_>, host: &str) -> Result<()> {
         let host_index = self.require_index(host).await?;
-        let peer_index = self.require_index(peer).await?;
-        self.handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(host_index)
-                    .controller(bridge)
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(NetworkError::netlink(format!(
-                "attach {host} to {}",
-                req.bridge
-            )))?;
         // Hairpin lets a container reach itself through a published port of its own.
         self.handle
             .link()
@@ -378,44 +373,12 @@ impl Netlink {
             .execute()
             .await
             .map_err(NetworkError::netlink(format!("hairpin on {host}")))?;
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(host_index).up().build())
-            .execute()
-            .await
-            .map_err(NetworkError::netlink(format!("set {host} up")))?;
-        self.handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(peer_index)
-                    .setns_by_fd(req.netns.as_raw_fd())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(NetworkError::netlink(format!(
-                "move {peer} into the container"
-            )))?;
-
         let inner = Netlink::connect_in(req.netns)?;
-        inner.configure_container_side(req, peer).await
+        inner.configure_container_side(req).await
     }
 
-    async fn configure_container_side(&self, req: &EndpointRequest<'_>, peer: &str) -> Result<()> {
-        let index = self.require_index(peer).await?;
-        let mut msg = LinkUnspec::new_with_index(index).name(req.ifname.to_owned());
-        if let Some(mac) = req.mac {
-            msg = msg.address(mac.to_vec());
-        }
-        self.handle
-            .link()
-            .set(msg.build())
-            .execute()
-            .await
-            .map_err(NetworkError::netlink(format!(
-                "rename {peer} to {}",
-                req.ifname
-            )))?;
+    async fn configure_container_side(&self, req: &EndpointRequest<'_>) -> Result<()> {
+        let index = self.require_index(req.ifname).await?;
         if !req.ipv6 {
             let ifname = req.ifname;
             // Kernels without IPv6 have no such file, which is the wanted state anyway.

@@ -387,10 +387,9 @@ impl Engine {
         };
         let mut addresses = Vec::new();
         let mut out = ep.clone();
-        out.endpoint_id = {
-            use sha2_like::endpoint_id;
-            endpoint_id(id, &net.id)
-        };
+        // A fresh id per attachment: it names the host veth, so a veth still being deleted
+        // in the background after a stop never collides with the next start's.
+        out.endpoint_id = super::random_id();
         out.ifname = ifname.to_owned();
         let (mut gw4, mut gw6) = (None, None);
         if let Some(ip) = v4 {
@@ -616,25 +615,20 @@ impl Engine {
         }
     }
 
+    /// Takes a container off one network. The endpoint is cleared at once; deleting the
+    /// veth (the kernel waits for an RCU grace period, tens of milliseconds) and handing the
+    /// addresses back happen after, in the background, so an exit is not held up by them and
+    /// no address is reused while its old interface still exists.
     async fn detach_one(
         &self,
-        rt: &super::NetRuntime,
+        _rt: &super::NetRuntime,
         h: &Arc<ContainerHandle>,
         name: &str,
         ep: &EndpointState,
     ) {
-        if let Err(e) = rt.netlink.detach_endpoint(&ep.endpoint_id).await {
-            tracing::warn!(network = name, "detach endpoint: {e}");
-        }
-        let net = {
-            let mut table = lock(&self.inner.networks);
-            table.get_mut(&ep.network_id).map(|n| {
-                for ip in ep.addresses() {
-                    ipam::release_in(&mut n.subnets, ip);
-                }
-                n.rec.clone()
-            })
-        };
+        let net = lock(&self.inner.networks)
+            .get(&ep.network_id)
+            .map(|n| n.rec.clone());
         let id = {
             let mut r = lock(&h.rec);
             if let Some(e) = r.networks.get_mut(name) {
@@ -642,9 +636,25 @@ impl Engine {
             }
             r.id.clone()
         };
-        if let Some(net) = net {
-            self.network_event(&net, "disconnect", Some(&id));
+        if let Some(net) = &net {
+            self.network_event(net, "disconnect", Some(&id));
         }
+        let engine = self.clone();
+        let ep = ep.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            if let Ok(rt) = engine.net_runtime() {
+                if let Err(e) = rt.netlink.detach_endpoint(&ep.endpoint_id).await {
+                    tracing::warn!(network = %name, "detach endpoint: {e}");
+                }
+            }
+            let mut table = lock(&engine.inner.networks);
+            if let Some(n) = table.get_mut(&ep.network_id) {
+                for ip in ep.addresses() {
+                    ipam::release_in(&mut n.subnets, ip);
+                }
+            }
+        });
     }
 
     /// `network connect`: a stopped container gets the endpoint at its next start, a running
@@ -786,24 +796,6 @@ fn bad_host_port(s: &str) -> EngineError {
     EngineError::InvalidArgument(format!("invalid host port: {s}"))
 }
 
-/// Endpoint ids: stable for a container on a network, 64 hex characters as Docker's.
-mod sha2_like {
-    pub fn endpoint_id(container: &str, network: &str) -> String {
-        // FNV-1a over both ids, widened: unique enough to name veths and tell endpoints
-        // apart, and stable so a restarted daemon finds the same host veth.
-        let mut out = String::with_capacity(64);
-        for round in 0u64..4 {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ round;
-            for b in container.bytes().chain([0]).chain(network.bytes()) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-            out.push_str(&format!("{h:016x}"));
-        }
-        out
-    }
-}
-
 /// The names one container's embedded DNS answers: containers (name, aliases, short id) on
 /// the user-defined networks it shares with them.
 struct ContainerResolver {
@@ -908,15 +900,6 @@ mod tests {
         for bad in ["0/tcp", "x/tcp", "80/icmp", "9-8/tcp", "70000/tcp"] {
             assert!(parse_port_key(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn endpoint_ids_are_stable_and_distinct() {
-        let a = sha2_like::endpoint_id("c1", "n1");
-        assert_eq!(a.len(), 64);
-        assert_eq!(a, sha2_like::endpoint_id("c1", "n1"));
-        assert_ne!(a, sha2_like::endpoint_id("c1", "n2"));
-        assert_ne!(a, sha2_like::endpoint_id("c1n", "1"));
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub struct IpamRequest {
     pub aux_addresses: BTreeMap<String, String>,
 }
 
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     use rand::Rng;
     let mut bytes = [0u8; 32];
     rand::rng().fill(&mut bytes);
