@@ -133,6 +133,13 @@ if [ -z "${BENCH_SKIP_DOCKER:-}" ] && [ -x "$DOCKER_CLI" ] && "$DOCKER_CLI" -H u
   fi
 fi
 if [ -z "${BENCH_SKIP_PODMAN:-}" ] && command -v podman >/dev/null; then
+  # Without CAP_SYS_RESOURCE, runc cannot apply podman's default rlimits: attainable ones.
+  capeff=$(awk '/^CapEff/ { print $2 }' /proc/self/status)
+  if (((16#$capeff >> 24 & 1) == 0)); then
+    printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=4096:4096"]\n' \
+      "$(ulimit -Hn)" "$(ulimit -Hn)" >"$work/containers.conf"
+    export CONTAINERS_CONF=$work/containers.conf
+  fi
   if podman image exists localhost/busybox:latest 2>/dev/null || "$repo/../shared/fixtures/mkrootfs-busybox.sh" | podman import - localhost/busybox:latest >/dev/null 2>&1; then
     log "[podman] run --rm busybox true x$RUNS (default network)"
     R[podman:run]=$(time_runs podman run --rm localhost/busybox:latest true)

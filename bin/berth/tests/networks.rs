@@ -295,7 +295,7 @@ fn user_networks_resolve_names_and_keep_apart() {
     ok(d.berth(&["network", "connect", "--alias", "database", "front", "db"]));
     ok(d.berth(&["exec", "db", "ping", "-c", "1", "-W", "2", "api"]));
     ok(d.berth(&["exec", "api", "ping", "-c", "1", "-W", "2", "database"]));
-    let nets = ok(d.docker(&[
+    let nets = ok(d.berth(&[
         "inspect",
         "-f",
         "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",

@@ -31,6 +31,8 @@ enum Arg {
     Field(Vec<String>),
     /// `$` or `$.A.B`: fields of the root value.
     Root(Vec<String>),
+    /// `$name` or `$name.A.B`: a variable and fields of it.
+    Var(String, Vec<String>),
     Str(String),
     Num(serde_json::Number),
     Bool(bool),
@@ -52,14 +54,23 @@ enum Node {
         els: Vec<Node>,
     },
     Range {
+        /// `range $v := ...` (element) or `range $k, $v := ...` (key or index, element).
+        vars: Vec<String>,
         pipe: Pipeline,
         body: Vec<Node>,
         els: Vec<Node>,
     },
     With {
+        var: Option<String>,
         pipe: Pipeline,
         body: Vec<Node>,
         els: Vec<Node>,
+    },
+    /// `{{$x := pipeline}}` (declare) or `{{$x = pipeline}}` (assign); prints nothing.
+    Set {
+        name: String,
+        pipe: Pipeline,
+        declare: bool,
     },
 }
 
@@ -243,7 +254,17 @@ fn word_arg(w: &str) -> Result<Arg> {
         if rest.is_empty() {
             return Ok(Arg::Root(Vec::new()));
         }
-        return Ok(Arg::Root(field_path(rest)?));
+        if rest.starts_with('.') {
+            return Ok(Arg::Root(field_path(rest)?));
+        }
+        let (name, fields) = match rest.find('.') {
+            Some(i) => (&rest[..i], field_path(&rest[i..])?),
+            None => (rest, Vec::new()),
+        };
+        if !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return perr(format!("bad variable name {w:?}"));
+        }
+        return Ok(Arg::Var(name.to_owned(), fields));
     }
     match w {
         "true" => return Ok(Arg::Bool(true)),
@@ -302,6 +323,34 @@ fn parse_pipeline(toks: &[Tok], pos: &mut usize, nested: bool) -> Result<Pipelin
     Ok(pipe)
 }
 
+/// Splits `$a, $b := pipeline` (or `$a = pipeline` when `assign_ok`) into the variable
+/// names, the pipeline text and whether it declares; `None` when the text declares nothing.
+fn split_decl(s: &str, assign_ok: bool) -> Result<Option<(Vec<String>, &str, bool)>> {
+    let t = s.trim_start();
+    if !t.starts_with('$') {
+        return Ok(None);
+    }
+    let (lhs, rhs, declare) = match (t.find(":="), t.find('=')) {
+        (Some(i), _) => (&t[..i], &t[i + 2..], true),
+        (None, Some(i)) if assign_ok => (&t[..i], &t[i + 1..], false),
+        _ => return Ok(None),
+    };
+    // `$x.Field ...` without `:=` is a plain pipeline; a quote before the `=` too.
+    if lhs.contains('"') || lhs.contains('`') || lhs.contains('(') {
+        return Ok(None);
+    }
+    let mut names = Vec::new();
+    for v in lhs.split(',') {
+        let v = v.trim();
+        let name = v.strip_prefix('$').unwrap_or_default();
+        if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return perr(format!("bad variable declaration {lhs:?}"));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(Some((names, rhs, declare)))
+}
+
 fn parse_expr(s: &str) -> Result<Pipeline> {
     let toks = lex(s)?;
     let mut pos = 0;
@@ -333,7 +382,14 @@ fn parse_nodes(
                     "end" => return Ok((nodes, End::Close)),
                     "else" => return Ok((nodes, End::Else)),
                     "if" | "range" | "with" => {
-                        let pipe = parse_expr(rest)?;
+                        let (vars, expr) = match split_decl(rest, false)? {
+                            Some((vars, expr, _)) => (vars, expr),
+                            None => (Vec::new(), rest),
+                        };
+                        if vars.len() > if kw == "range" { 2 } else { 1 } {
+                            return perr(format!("too many declarations in {kw}"));
+                        }
+                        let pipe = parse_expr(expr)?;
                         let (body, end) = parse_nodes(pieces)?;
                         let els = match end {
                             End::Eof => return perr(format!("unexpected EOF in {kw}")),
@@ -344,16 +400,48 @@ fn parse_nodes(
                             },
                         };
                         nodes.push(match kw {
-                            "if" => Node::If {
-                                cond: pipe,
-                                then: body,
+                            "if" => {
+                                let mut then = body;
+                                if let Some(name) = vars.into_iter().next() {
+                                    // `if $x := p`: $x is set for the branches.
+                                    then.insert(
+                                        0,
+                                        Node::Set {
+                                            name,
+                                            pipe: pipe.clone(),
+                                            declare: true,
+                                        },
+                                    );
+                                }
+                                Node::If {
+                                    cond: pipe,
+                                    then,
+                                    els,
+                                }
+                            }
+                            "range" => Node::Range {
+                                vars,
+                                pipe,
+                                body,
                                 els,
                             },
-                            "range" => Node::Range { pipe, body, els },
-                            _ => Node::With { pipe, body, els },
+                            _ => Node::With {
+                                var: vars.into_iter().next(),
+                                pipe,
+                                body,
+                                els,
+                            },
                         });
                     }
-                    _ => nodes.push(Node::Action(parse_expr(&a)?)),
+                    _ => match split_decl(&a, true)? {
+                        Some((names, expr, declare)) if names.len() == 1 => nodes.push(Node::Set {
+                            name: names.into_iter().next().unwrap_or_default(),
+                            pipe: parse_expr(expr)?,
+                            declare,
+                        }),
+                        Some(_) => return perr("too many declarations"),
+                        None => nodes.push(Node::Action(parse_expr(&a)?)),
+                    },
                 }
             }
         }
@@ -372,6 +460,8 @@ enum Mode {
 struct Exec<'a> {
     root: &'a Value,
     mode: Mode,
+    /// Variables in scope, innermost last; a block drops what it declared when it ends.
+    vars: std::cell::RefCell<Vec<(String, Value)>>,
 }
 
 /// A value during evaluation: `Missing` is Go's "<no value>".
@@ -407,6 +497,7 @@ impl Template {
         Exec {
             root: data,
             mode: Mode::Normal,
+            vars: Default::default(),
         }
         .nodes(&self.nodes, data, &mut out)?;
         Ok(out)
@@ -419,6 +510,7 @@ impl Template {
         Exec {
             root: headers,
             mode: Mode::Header,
+            vars: Default::default(),
         }
         .nodes(&self.nodes, headers, &mut out)?;
         Ok(out)
@@ -519,6 +611,29 @@ fn kind(v: &Value) -> &'static str {
 }
 
 impl Exec<'_> {
+    /// Runs a block: variables it declares end with it.
+    fn block(&self, nodes: &[Node], dot: &Value, out: &mut String) -> Result<()> {
+        let depth = self.vars.borrow().len();
+        let r = self.nodes(nodes, dot, out);
+        self.vars.borrow_mut().truncate(depth);
+        r
+    }
+
+    fn set_var(&self, name: &str, v: Value, declare: bool) -> Result<()> {
+        let mut vars = self.vars.borrow_mut();
+        if declare {
+            vars.push((name.to_owned(), v));
+            return Ok(());
+        }
+        match vars.iter_mut().rev().find(|(n, _)| n == name) {
+            Some(slot) => {
+                slot.1 = v;
+                Ok(())
+            }
+            None => xerr(format!("undefined variable: ${name}")),
+        }
+    }
+
     fn nodes(&self, nodes: &[Node], dot: &Value, out: &mut String) -> Result<()> {
         for n in nodes {
             match n {
@@ -527,41 +642,86 @@ impl Exec<'_> {
                     let v = self.pipeline(p, dot)?;
                     out.push_str(&print_val(&v));
                 }
+                Node::Set {
+                    name,
+                    pipe,
+                    declare,
+                } => {
+                    let v = self.pipeline(pipe, dot)?.value();
+                    self.set_var(name, v, *declare)?;
+                }
                 Node::If { cond, then, els } => {
                     let v = self.pipeline(cond, dot)?.value();
-                    self.nodes(if truthy(&v) { then } else { els }, dot, out)?;
+                    self.block(if truthy(&v) { then } else { els }, dot, out)?;
                 }
-                Node::With { pipe, body, els } => {
+                Node::With {
+                    var,
+                    pipe,
+                    body,
+                    els,
+                } => {
                     let v = self.pipeline(pipe, dot)?.value();
                     if truthy(&v) {
-                        self.nodes(body, &v, out)?;
+                        let depth = self.vars.borrow().len();
+                        if let Some(name) = var {
+                            self.set_var(name, v.clone(), true)?;
+                        }
+                        let r = self.block(body, &v, out);
+                        self.vars.borrow_mut().truncate(depth);
+                        r?;
                     } else {
-                        self.nodes(els, dot, out)?;
+                        self.block(els, dot, out)?;
                     }
                 }
-                Node::Range { pipe, body, els } => {
+                Node::Range {
+                    vars,
+                    pipe,
+                    body,
+                    els,
+                } => {
                     let v = self.pipeline(pipe, dot)?.value();
-                    let items: Vec<Value> = match v {
-                        Value::Array(a) => a,
+                    let items: Vec<(Value, Value)> = match v {
+                        Value::Array(a) => a
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, x)| (Value::from(i), x))
+                            .collect(),
                         Value::Object(o) => {
                             let mut keys: Vec<String> = o.keys().cloned().collect();
                             keys.sort();
-                            keys.iter().filter_map(|k| o.get(k).cloned()).collect()
+                            keys.iter()
+                                .filter_map(|k| {
+                                    o.get(k).map(|x| (Value::from(k.clone()), x.clone()))
+                                })
+                                .collect()
                         }
                         Value::Null => Vec::new(),
                         Value::Number(n) => {
                             let count = n.as_u64().unwrap_or(0);
-                            (0..count).map(Value::from).collect()
+                            (0..count)
+                                .map(|i| (Value::from(i), Value::from(i)))
+                                .collect()
                         }
                         other => {
                             return xerr(format!("range can't iterate over {}", go_print(&other)));
                         }
                     };
                     if items.is_empty() {
-                        self.nodes(els, dot, out)?;
+                        self.block(els, dot, out)?;
                     }
-                    for item in &items {
-                        self.nodes(body, item, out)?;
+                    for (key, item) in &items {
+                        let depth = self.vars.borrow().len();
+                        match vars.as_slice() {
+                            [v] => self.set_var(v, item.clone(), true)?,
+                            [k, v] => {
+                                self.set_var(k, key.clone(), true)?;
+                                self.set_var(v, item.clone(), true)?;
+                            }
+                            _ => {}
+                        }
+                        let r = self.block(body, item, out);
+                        self.vars.borrow_mut().truncate(depth);
+                        r?;
                     }
                 }
             }
@@ -596,6 +756,19 @@ impl Exec<'_> {
         Ok(match a {
             Arg::Field(path) => self.field(dot, path),
             Arg::Root(path) => self.field(self.root, path),
+            Arg::Var(name, path) => {
+                let v = self
+                    .vars
+                    .borrow()
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone());
+                match v {
+                    Some(v) => self.field(&v, path),
+                    None => return xerr(format!("undefined variable: ${name}")),
+                }
+            }
             Arg::Str(s) => Val::V(Value::String(s.clone())),
             Arg::Num(n) => Val::V(Value::Number(n.clone())),
             Arg::Bool(b) => Val::V(Value::Bool(*b)),
@@ -619,7 +792,7 @@ impl Exec<'_> {
         match first {
             Arg::Ident(name) => self.call(name, args),
             // `.Label "k"`: a field followed by arguments indexes into it.
-            Arg::Field(_) | Arg::Root(_) if !args.is_empty() => {
+            Arg::Field(_) | Arg::Root(_) | Arg::Var(..) if !args.is_empty() => {
                 let mut v = self.arg(first, dot)?;
                 for a in args {
                     v = index_value(&v.value(), &a.value())?;
@@ -890,6 +1063,37 @@ mod tests {
         assert_eq!(run("{{with .Name}}<{{.}}>{{end}}", &v), "<web>");
         assert_eq!(run("a {{- .Name -}} b", &v), "awebb");
         assert_eq!(run("{{(index .Names 1) | upper}}", &v), "B");
+    }
+
+    #[test]
+    fn variables_like_go() {
+        let v = json!({"Labels": {"b": "2", "a": "1"}, "Names": ["x", "y"], "Name": "web",
+                       "Nets": {"front": {"IP": "10.0.0.2"}}});
+        assert_eq!(
+            run("{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}", &v),
+            "a=1;b=2;"
+        );
+        assert_eq!(
+            run("{{range $i, $n := .Names}}{{$i}}:{{$n}} {{end}}", &v),
+            "0:x 1:y "
+        );
+        assert_eq!(run("{{range $n := .Names}}{{$n}}{{end}}", &v), "xy");
+        assert_eq!(
+            run(
+                "{{range $name, $net := .Nets}}{{$name}} {{$net.IP}}{{end}}",
+                &v
+            ),
+            "front 10.0.0.2"
+        );
+        assert_eq!(run("{{$x := .Name}}{{$x}}-{{$x | upper}}", &v), "web-WEB");
+        assert_eq!(run(r#"{{$x := "a"}}{{$x = "b"}}{{$x}}"#, &v), "b");
+        assert_eq!(run("{{with $n := .Name}}{{$n}}{{.}}{{end}}", &v), "webweb");
+        assert_eq!(run("{{if $n := .Name}}{{$n}}{{end}}", &v), "web");
+        // The root stays reachable inside a range; a block's variables end with it.
+        assert_eq!(run("{{range .Names}}{{$.Name}}{{end}}", &v), "webweb");
+        let t = Template::parse("{{range .Names}}{{$y := .}}{{end}}{{$y}}").unwrap();
+        assert!(t.render(&v).is_err(), "$y is out of scope");
+        assert!(Template::parse("{{range $a, $b, $c := .Names}}{{end}}").is_err());
     }
 
     #[test]
