@@ -611,20 +611,21 @@ impl Engine {
             .map(|(n, ep)| (n.clone(), ep.clone()))
             .collect();
         for (name, ep) in endpoints {
-            self.detach_one(&rt, &h, &name, &ep).await;
+            self.detach_one(&h, &name, &ep, true).await;
         }
     }
 
     /// Takes a container off one network. The endpoint is cleared at once; deleting the
     /// veth (the kernel waits for an RCU grace period, tens of milliseconds) and handing the
     /// addresses back happen after, in the background, so an exit is not held up by them and
-    /// no address is reused while its old interface still exists.
+    /// no address is reused while its old interface still exists. `stopped`: the container's
+    /// namespace is on its way out (a stop), not a `disconnect` of a running container.
     async fn detach_one(
         &self,
-        _rt: &super::NetRuntime,
         h: &Arc<ContainerHandle>,
         name: &str,
         ep: &EndpointState,
+        stopped: bool,
     ) {
         let net = lock(&self.inner.networks)
             .get(&ep.network_id)
@@ -644,6 +645,18 @@ impl Engine {
         let name = name.to_owned();
         tokio::spawn(async move {
             if let Ok(rt) = engine.net_runtime() {
+                if stopped {
+                    // The container's namespace is going: the kernel deletes the pair with it,
+                    // in its own batched clean-up, cheaper than a delete of our own. Wait for
+                    // that (a container still sharing the namespace keeps it: then delete).
+                    let host = berth_network::link::host_veth_name(&ep.endpoint_id);
+                    for _ in 0..50 {
+                        match rt.netlink.link_index(&host).await {
+                            Ok(Some(_)) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                            _ => break,
+                        }
+                    }
+                }
                 if let Err(e) = rt.netlink.detach_endpoint(&ep.endpoint_id).await {
                     tracing::warn!(network = %name, "detach endpoint: {e}");
                 }
@@ -783,7 +796,7 @@ impl Engine {
                     rt.ports.release(p.protocol, p.host_ip, p.host_port);
                 }
             }
-            self.detach_one(&rt, &h, &net.name, &ep).await;
+            self.detach_one(&h, &net.name, &ep, false).await;
         } else {
             self.network_event(&net, "disconnect", Some(&rec.id));
         }
