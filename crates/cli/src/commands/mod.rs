@@ -66,6 +66,47 @@ where
     }
 }
 
+/// `volume inspect`, `network inspect`...: each name fetched from `path(name)`, printed as
+/// one JSON array (or a `--format` line each); the errors of missing ones after, and a
+/// failure status if any.
+pub async fn inspect_each(
+    client: &berth_api::client::Client,
+    names: &[String],
+    format: Option<&str>,
+    path: impl Fn(&str) -> String,
+) -> Result<i32> {
+    let tmpl = match format {
+        Some(f) if !f.is_empty() => Some(crate::template::Template::parse(
+            &crate::template::preprocess(f).0,
+        )?),
+        _ => None,
+    };
+    let mut found = Vec::new();
+    let mut failed = false;
+    for name in names {
+        match client.get::<serde_json::Value>(&path(name)).await {
+            Ok(v) => found.push(v),
+            Err(e) => {
+                failed = true;
+                eprintln!("{}", CliError::from(e));
+            }
+        }
+    }
+    match &tmpl {
+        Some(t) => {
+            for v in &found {
+                outln!("{}", t.render(v)?);
+            }
+        }
+        None => outln!("{}", json_array(&found)),
+    }
+    if failed {
+        Err(CliError::Partial)
+    } else {
+        Ok(0)
+    }
+}
+
 /// Prints values as Docker's `inspect` does: a JSON array indented with four spaces, with
 /// `<`, `>` and `&` escaped like Go's encoder.
 pub fn json_array(values: &[serde_json::Value]) -> String {

@@ -5,7 +5,7 @@ use berth_api::client::Client;
 use serde_json::{Value, json};
 
 use super::system::{confirm, deleted_section, filters_query};
-use super::{for_each, json_array, seg};
+use super::{for_each, inspect_each, seg};
 use crate::args::{
     NetworkCmd, NetworkConnectArgs, NetworkCreateArgs, NetworkDisconnectArgs, NetworkInspectArgs,
     NetworkLsArgs, NetworkRmArgs, PruneArgs,
@@ -13,7 +13,7 @@ use crate::args::{
 use crate::error::{CliError, Result};
 use crate::format::short_id;
 use crate::opts::parse_kv;
-use crate::template::{Template, preprocess, render_rows};
+use crate::template::render_rows;
 
 pub async fn execute(client: &Client, cmd: NetworkCmd) -> Result<i32> {
     match cmd {
@@ -188,37 +188,10 @@ async fn ls(client: &Client, a: NetworkLsArgs) -> Result<i32> {
 }
 
 async fn inspect(client: &Client, a: NetworkInspectArgs) -> Result<i32> {
-    let tmpl = match a.format.as_deref() {
-        Some(f) if !f.is_empty() => Some(Template::parse(&preprocess(f).0)?),
-        _ => None,
-    };
-    let mut found = Vec::new();
-    let mut failed = false;
-    for name in &a.networks {
-        match client
-            .get::<Value>(&format!("/networks/{}", seg(name)))
-            .await
-        {
-            Ok(v) => found.push(v),
-            Err(e) => {
-                failed = true;
-                eprintln!("{}", CliError::from(e));
-            }
-        }
-    }
-    match &tmpl {
-        Some(t) => {
-            for v in &found {
-                outln!("{}", t.render(v)?);
-            }
-        }
-        None => outln!("{}", json_array(&found)),
-    }
-    if failed {
-        Err(CliError::Partial)
-    } else {
-        Ok(0)
-    }
+    inspect_each(client, &a.networks, a.format.as_deref(), |n| {
+        format!("/networks/{}", seg(n))
+    })
+    .await
 }
 
 async fn rm(client: &Client, a: NetworkRmArgs) -> Result<i32> {

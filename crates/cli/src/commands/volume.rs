@@ -4,13 +4,13 @@ use berth_api::client::Client;
 use serde_json::{Value, json};
 
 use super::system::{confirm, deleted_section, filters_query};
-use super::{for_each, json_array, seg};
+use super::{for_each, inspect_each, seg};
 use crate::args::{
     VolumeCmd, VolumeCreateArgs, VolumeInspectArgs, VolumeLsArgs, VolumePruneArgs, VolumeRmArgs,
 };
 use crate::error::{CliError, Result};
 use crate::opts::parse_kv;
-use crate::template::{Template, preprocess, render_rows};
+use crate::template::render_rows;
 
 pub async fn execute(client: &Client, cmd: VolumeCmd) -> Result<i32> {
     match cmd {
@@ -84,37 +84,10 @@ async fn ls(client: &Client, a: VolumeLsArgs) -> Result<i32> {
 }
 
 async fn inspect(client: &Client, a: VolumeInspectArgs) -> Result<i32> {
-    let tmpl = match a.format.as_deref() {
-        Some(f) if !f.is_empty() => Some(Template::parse(&preprocess(f).0)?),
-        _ => None,
-    };
-    let mut found = Vec::new();
-    let mut failed = false;
-    for name in &a.volumes {
-        match client
-            .get::<Value>(&format!("/volumes/{}", seg(name)))
-            .await
-        {
-            Ok(v) => found.push(v),
-            Err(e) => {
-                failed = true;
-                eprintln!("{}", CliError::from(e));
-            }
-        }
-    }
-    match &tmpl {
-        Some(t) => {
-            for v in &found {
-                outln!("{}", t.render(v)?);
-            }
-        }
-        None => outln!("{}", json_array(&found)),
-    }
-    if failed {
-        Err(CliError::Partial)
-    } else {
-        Ok(0)
-    }
+    inspect_each(client, &a.volumes, a.format.as_deref(), |n| {
+        format!("/volumes/{}", seg(n))
+    })
+    .await
 }
 
 async fn rm(client: &Client, a: VolumeRmArgs) -> Result<i32> {

@@ -652,7 +652,9 @@ impl Engine {
                     let host = berth_network::link::host_veth_name(&ep.endpoint_id);
                     for _ in 0..50 {
                         match rt.netlink.link_index(&host).await {
-                            Ok(Some(_)) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                            Ok(Some(_)) => {
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+                            }
                             _ => break,
                         }
                     }
