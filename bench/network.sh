@@ -148,6 +148,10 @@ if [ -z "${BENCH_SKIP_PODMAN:-}" ] && command -v podman >/dev/null; then
   fi
 fi
 
+mkdir -p "$here/results"
+results=$here/results/network-$(date +%Y-%m-%d-%H%M%S).md
+exec > >(tee "$results")
+echo "# Berth networking benchmark, $(date -u +%FT%TZ), $(nproc) cores, RUNS=$RUNS, ab -n $REQUESTS -c $CONCURRENCY"
 printf '\n| %s |' "measure"; for c in "${cols[@]}"; do printf ' %s |' "$c"; done; echo
 printf '|---|'; for _ in "${cols[@]}"; do printf -- '---|'; done; echo
 row() {
@@ -164,3 +168,4 @@ row "req/s to the container address directly" direct
 if [ -n "${R[docker:run]:-}" ] && [ "${R[docker:run]}" != fail ] && [ "${R[berth:run]}" != fail ]; then
   awk -v b="${R[berth:run]}" -v d="${R[docker:run]}" 'BEGIN { printf "\nrun --rm on the default bridge: Berth/Docker = %.2f (target <= 0.125)\n", b / d }'
 fi
+log "report: $results"
