@@ -246,6 +246,11 @@ fn run(flags: Flags) -> Result<()> {
         cfg.address_pools.push(pool);
     }
 
+    let (flags_insecure, flags_mirrors) = (
+        flags.insecure_registries.clone(),
+        flags.registry_mirrors.clone(),
+    );
+    let config_path = flags.config_file.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -259,8 +264,34 @@ fn run(flags: Flags) -> Result<()> {
         let info = berth_api::server::DaemonInfo { version: env!("CARGO_PKG_VERSION").into(), warnings: Vec::new() };
         let server = berth_api::server::serve(engine.clone(), info, listener);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let reloader = {
+            let engine = engine.clone();
+            let flags_insecure = flags_insecure.clone();
+            let flags_mirrors = flags_mirrors.clone();
+            let path = config_path.clone();
+            async move {
+                while hup.recv().await.is_some() {
+                    // As dockerd: a file that does not parse changes nothing.
+                    match load_config(&path, explicit) {
+                        Ok(file) => {
+                            let mut insecure = file.insecure_registries.clone();
+                            insecure.extend(flags_insecure.iter().cloned());
+                            let mut mirrors = file.registry_mirrors.clone();
+                            mirrors.extend(flags_mirrors.iter().cloned());
+                            match engine.reload(insecure, mirrors) {
+                                Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
+                                Err(e) => tracing::error!("SIGHUP: reload refused: {e}"),
+                            }
+                        }
+                        Err(e) => tracing::error!("SIGHUP: reload refused: {e:#}"),
+                    }
+                }
+            }
+        };
         tokio::select! {
             _ = server => {}
+            _ = reloader => {}
             _ = term.recv() => tracing::info!("SIGTERM: shutting down, containers keep running"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down, containers keep running"),
         }

@@ -994,3 +994,39 @@ fn system_and_image_prune() {
     );
     assert_eq!(ok(d.docker(&["images", "-q"])), "");
 }
+
+/// SIGHUP reloads daemon.json (as dockerd): registry settings take effect and a `daemon
+/// reload` event says so; a file that does not parse changes nothing.
+#[test]
+fn sighup_reloads_the_config_with_a_daemon_event() {
+    let d = Daemon::start();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let since = now().to_string();
+    d.write_config(r#"{"registry-mirrors": ["http://127.0.0.1:5999"]}"#);
+    d.signal(libc::SIGHUP);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(d.dir.join("daemon.json"), "{ not json").unwrap();
+    d.signal(libc::SIGHUP);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let until = (now() + 1).to_string();
+    let ev = ok(d.docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=daemon",
+        "--format",
+        "{{.Type}} {{.Action}} {{index .Actor.Attributes \"registry-mirrors\"}}",
+    ]));
+    assert_eq!(ev, r#"daemon reload ["http://127.0.0.1:5999"]"#);
+    assert!(d.log().contains("reload refused"), "{}", d.log());
+    // Still serving.
+    ok(d.docker(&["version"]));
+}

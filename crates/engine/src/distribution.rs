@@ -105,8 +105,7 @@ fn pull_error(reference: &Reference, e: ClientError) -> EngineError {
 
 impl Engine {
     fn repository(&self, reference: &Reference, creds: Credentials) -> Result<Repository> {
-        self.inner
-            .registry
+        self.registry()
             .repository(reference.domain(), reference.path(), creds)
             .map_err(EngineError::Registry)
     }
@@ -433,8 +432,7 @@ impl Engine {
             "" | "index.docker.io/v1" | "index.docker.io" | "registry-1.docker.io" => "docker.io",
             s => s,
         };
-        self.inner
-            .registry
+        self.registry()
             .check_login(server, &creds)
             .await
             .map_err(|e| match e {

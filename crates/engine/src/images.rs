@@ -231,8 +231,7 @@ impl Engine {
     pub async fn import_url(&self, url: &str, mut req: ImportRequest) -> Result<String> {
         self.check_import(&req)?;
         let stream = self
-            .inner
-            .registry
+            .registry()
             .get_url(url)
             .await
             .map_err(EngineError::Registry)?;

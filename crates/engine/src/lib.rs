@@ -104,6 +104,20 @@ impl EngineConfig {
     }
 }
 
+/// A distribution client with the given registry settings.
+fn registry_client(
+    insecure: &[String],
+    mirrors: &[String],
+) -> Result<berth_registry::client::Client> {
+    berth_registry::client::Client::new(berth_registry::client::ClientConfig {
+        insecure_registries: insecure.to_vec(),
+        mirrors: mirrors.to_vec(),
+        user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")).to_owned(),
+        ..Default::default()
+    })
+    .map_err(|e| EngineError::InvalidArgument(format!("registry settings: {e}")))
+}
+
 /// What waiters on a container see change.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Watch {
@@ -163,7 +177,8 @@ pub(crate) struct Inner {
     pub events: events::EventBus,
     pub init_binary: PathBuf,
     pub netns: Arc<netns::Pool>,
-    pub registry: berth_registry::client::Client,
+    /// The distribution client; replaced whole when a reload changes registry settings.
+    pub registry: RwLock<berth_registry::client::Client>,
     /// Blob digest -> the lock its one download at a time holds.
     pub downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Volume records by name; its lock orders volume removal against container creation.
@@ -224,16 +239,10 @@ impl Engine {
         for rec in records {
             map.insert(rec.id.clone(), ContainerHandle::new(rec));
         }
-        let registry = berth_registry::client::Client::new(berth_registry::client::ClientConfig {
-            insecure_registries: cfg.insecure_registries.clone(),
-            mirrors: cfg.registry_mirrors.clone(),
-            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")).to_owned(),
-            ..Default::default()
-        })
-        .map_err(|e| EngineError::InvalidArgument(format!("registry settings: {e}")))?;
+        let registry = registry_client(&cfg.insecure_registries, &cfg.registry_mirrors)?;
         let engine = Engine {
             inner: Arc::new(Inner {
-                registry,
+                registry: RwLock::new(registry),
                 downloads: Mutex::new(HashMap::new()),
                 cfg,
                 db,
@@ -267,6 +276,56 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.cfg
+    }
+
+    /// The registry client in force (a cheap clone sharing connections).
+    pub(crate) fn registry(&self) -> berth_registry::client::Client {
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A configuration reload (SIGHUP): the settings that can change while running take
+    /// effect (registry mirrors and insecure registries; pulls under way keep the old ones),
+    /// and a `daemon reload` event says what is now in force.
+    pub fn reload(
+        &self,
+        insecure_registries: Vec<String>,
+        registry_mirrors: Vec<String>,
+    ) -> Result<()> {
+        let client = registry_client(&insecure_registries, &registry_mirrors)?;
+        *self
+            .inner
+            .registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = client;
+        let hostname = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        let json = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
+        self.inner.events.publish(
+            "daemon",
+            "reload",
+            &self.daemon_id(),
+            BTreeMap::from([
+                ("name".to_owned(), hostname),
+                ("insecure-registries".to_owned(), json(&insecure_registries)),
+                ("registry-mirrors".to_owned(), json(&registry_mirrors)),
+            ]),
+        );
+        Ok(())
+    }
+
+    /// The daemon's id as `info` shows it.
+    pub fn daemon_id(&self) -> String {
+        let hostname = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        format!("berth-{hostname}")
     }
 
     pub fn events(&self) -> &events::EventBus {

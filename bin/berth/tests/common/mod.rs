@@ -205,6 +205,14 @@ impl Daemon {
         None
     }
 
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: plain kill(2) of our own child.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
     /// Kills the daemon with SIGKILL (containers stay), then starts it again on the same state.
     pub fn crash_and_restart(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -141,7 +141,7 @@ pub(super) fn info(ctx: &Ctx) -> HandlerResult {
         );
     }
     let body = json!({
-        "ID": format!("berth-{hostname}"),
+        "ID": ctx.engine.daemon_id(),
         "Containers": total,
         "ContainersRunning": running,
         "ContainersPaused": paused,
