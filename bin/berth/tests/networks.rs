@@ -692,6 +692,22 @@ fn docker_cli_network_commands() {
         ev.starts_with("create\n") && ev.ends_with("destroy"),
         "{ev}"
     );
+    // Only dnet's: the default bridge's connect of xs is not among them.
+    let ev = ok(d.docker(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        &until,
+        "--filter",
+        "network=dnet",
+        "--format",
+        "{{.Action}}",
+    ]));
+    assert_eq!(
+        ev,
+        "create\nconnect\nconnect\ndisconnect\ndisconnect\ndestroy"
+    );
     // prune takes unused custom networks only.
     ok(d.docker(&["network", "create", "spare"]));
     let out = ok(d.docker(&["network", "prune", "-f"]));

@@ -280,6 +280,20 @@ fn event_matches(ev: &berth_engine::events::Event, filters: &HashMap<String, Vec
         && filters.get("volume").is_none_or(|vals| {
             ev.kind == "volume" && vals.contains(&ev.actor.id)
         })
+        // A network by id (or its prefix) or name.
+        && filters.get("network").is_none_or(|vals| {
+            ev.kind == "network"
+                && vals.iter().any(|v| {
+                    ev.actor.id.starts_with(v.as_str())
+                        || ev.actor.attributes.get("name") == Some(v)
+                })
+        })
+        && filters.get("daemon").is_none_or(|vals| {
+            ev.kind == "daemon"
+                && vals.iter().any(|v| {
+                    ev.actor.id == *v || ev.actor.attributes.get("name") == Some(v)
+                })
+        })
         && pass("scope", &ev.scope)
         // Every `label` filter must hold: `key` present, or `key=value`.
         && filters.get("label").is_none_or(|vals| {
