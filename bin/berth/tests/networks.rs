@@ -885,3 +885,42 @@ fn ipv6_networks_give_v6_addresses_and_v4_ones_none() {
     ok(d.berth(&["rm", "-f", "v6a"]));
     ok(d.berth(&["network", "rm", "six"]));
 }
+
+#[test]
+fn without_the_default_bridge_user_networks_still_work() {
+    let mut d = daemon();
+    d.write_config(r#"{"bridge": "none"}"#);
+    d.crash_and_restart();
+    let names = ok(d.berth(&["network", "ls", "--format", "{{.Name}}"]));
+    assert_eq!(names, "host\nnone");
+    // The default network is loopback only, and info says so.
+    let links = ok(d.berth(&["run", "--rm", "busybox", "ip", "-o", "link"]));
+    assert_eq!(links.lines().count(), 1, "{links}");
+    let info = stderr(&d.berth(&["info"])) + &stdout(&d.berth(&["info"]));
+    assert!(info.contains("default bridge network is off"), "{info}");
+    ok(d.berth(&["network", "create", "mine"]));
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "mine",
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    ok(d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "mine",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "srv",
+    ]));
+}

@@ -217,12 +217,7 @@ impl Engine {
             }
         }
         let runtime = match Netlink::connect() {
-            Ok(netlink)
-                if self.inner.cfg.bridge != "none" || recs.values().any(|r| r.is_bridge()) =>
-            {
-                Some(netlink)
-            }
-            Ok(_) => None,
+            Ok(netlink) => Some(netlink),
             Err(e) => {
                 tracing::warn!("networking unavailable (netlink): {e}");
                 None
@@ -705,9 +700,19 @@ impl Engine {
             }
         }
         let ruleset = nft::Ruleset { networks, ports };
-        tokio::task::spawn_blocking(move || Nft::new().apply(&ruleset))
-            .await
-            .map_err(|e| EngineError::Runtime(format!("nftables task: {e}")))??;
+        tokio::task::spawn_blocking(move || {
+            let nft = Nft::new();
+            if ruleset.networks.is_empty() && ruleset.ports.is_empty() {
+                // No bridge at all (`"bridge": "none"` and no user network): no table either.
+                if nft.table_exists()? {
+                    nft.remove_table()?;
+                }
+                return Ok(());
+            }
+            nft.apply(&ruleset)
+        })
+        .await
+        .map_err(|e| EngineError::Runtime(format!("nftables task: {e}")))??;
         Ok(())
     }
 }
