@@ -924,3 +924,54 @@ fn without_the_default_bridge_user_networks_still_work() {
         "srv",
     ]));
 }
+
+#[test]
+fn networks_are_found_by_id_prefix_and_extra_endpoints_come_after() {
+    let d = daemon();
+    let id = ok(d.berth(&["network", "create", "--subnet", "10.55.0.0/24", "byid"]));
+    ok(d.berth(&["network", "create", "--subnet", "10.56.0.0/24", "second"]));
+    let short = &id[..12];
+    // The mode's network gets eth0 and the default route even when named by id.
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        short,
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0 | grep -o '10\\.55\\.[0-9.]*'; ip route | grep default",
+    ]));
+    assert!(out.starts_with("10.55.0."), "{out}");
+    assert!(out.contains("default via 10.55.0.1"), "{out}");
+    let name = ok(d.berth(&["network", "inspect", "-f", "{{.Name}}", short]));
+    assert_eq!(name, "byid");
+    // A second network joined at create (the API's EndpointsConfig) is eth1, no default route.
+    let body = br#"{"Image":"busybox","Cmd":["sleep","300"],"HostConfig":{"NetworkMode":"byid"},
+        "NetworkingConfig":{"EndpointsConfig":{"byid":{},"second":{"Aliases":["two"]}}}}"#;
+    let r = d.http("POST", "/v1.50/containers/create?name=multi", Some(body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    ok(d.berth(&["start", "multi"]));
+    let addrs = ok(d.berth(&[
+        "exec",
+        "multi",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth1 | grep -o '10\\.56\\.[0-9.]*'; ip route | grep -c default",
+    ]));
+    assert!(addrs.starts_with("10.56.0."), "{addrs}");
+    assert!(addrs.ends_with("\n1"), "one default route: {addrs}");
+    ok(d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "second",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "two",
+    ]));
+}

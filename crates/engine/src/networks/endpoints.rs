@@ -311,9 +311,10 @@ impl Engine {
         let rt = self.net_runtime()?;
         let ns = Netns::open(netns_path)?;
         // The mode's network first: it gets eth0 and the default route.
-        let mode = rec.host_config.network_mode().to_owned();
+        let mode = rec.host_config.network_mode();
+        let mode_id = self.network_inspect(mode).map(|n| n.id).unwrap_or_default();
         let mut ordered = bridged;
-        ordered.sort_by_key(|(name, _, _)| name != &mode);
+        ordered.sort_by_key(|(_, _, net)| net.id != mode_id);
         for (i, (name, ep, net)) in ordered.iter().enumerate() {
             let ifname = format!("eth{i}");
             let attached = self
