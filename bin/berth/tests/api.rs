@@ -404,8 +404,22 @@ fn responses_take_the_requested_versions_shape() {
     assert!(inspect("v1.44").get("VirtualSize").is_none());
     assert!(inspect("v1.44").get("Container").is_some());
     assert!(inspect("v1.45").get("Container").is_none());
+    // Container-only fields left the image's Config in 1.46.
+    assert!(inspect("v1.45")["Config"].get("Hostname").is_some());
+    assert!(inspect("v1.46")["Config"].get("Hostname").is_none());
+    assert!(inspect("v1.46")["Config"].get("Cmd").is_some());
     // The same image either way.
     assert_eq!(inspect("v1.41")["Id"], inspect("v1.50")["Id"]);
+    // info: kernel-memory and br_netfilter fields left in 1.44; FirewallBackend came in 1.49.
+    let info = |v: &str| d.http("GET", &format!("/{v}/info"), None).json();
+    assert!(info("v1.41").get("KernelMemory").is_some());
+    assert!(info("v1.44").get("KernelMemory").is_none());
+    assert!(info("v1.48").get("FirewallBackend").is_none());
+    assert_eq!(info("v1.49")["FirewallBackend"]["Driver"], "nftables");
+    // networks: EnableIPv4 from 1.47.
+    let net = |v: &str| d.http("GET", &format!("/{v}/networks/bridge"), None).json();
+    assert!(net("v1.46").get("EnableIPv4").is_none());
+    assert_eq!(net("v1.47")["EnableIPv4"], true);
     // Beyond the range: refused as Docker refuses it.
     let r = d.http("GET", "/v1.99/images/json", None);
     assert_eq!(r.status, 400, "{}", r.text());

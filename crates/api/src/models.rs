@@ -267,7 +267,8 @@ pub struct ImageInspect {
     pub container: Option<String>,
     pub docker_version: String,
     pub author: String,
-    pub config: Option<Config>,
+    /// The image's config (a JSON value: its fields differ between API versions).
+    pub config: Option<serde_json::Value>,
     pub architecture: String,
     pub os: String,
     pub size: i64,

@@ -63,7 +63,7 @@ pub(super) fn inspect(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
         container: (!r.at_least(1, 45)).then(String::new),
         docker_version: String::new(),
         author: i.author.clone(),
-        config: Some(i.config.clone()),
+        config: Some(image_config(&i.config, r)),
         architecture: i.architecture.clone(),
         os: i.os.clone(),
         size: i.size as i64,
@@ -84,6 +84,33 @@ pub(super) fn inspect(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
             serde_json::Value::String("0001-01-01T00:00:00Z".to_owned()),
         )]),
     })
+}
+
+/// An image's `Config` as the client's API version has it: from 1.46 on, without the fields
+/// that only make sense for containers.
+fn image_config(config: &berth_engine::config::Config, r: &Req) -> serde_json::Value {
+    let mut v = serde_json::to_value(config).unwrap_or_default();
+    if r.at_least(1, 46) {
+        if let Some(o) = v.as_object_mut() {
+            for k in [
+                "Hostname",
+                "Domainname",
+                "AttachStdin",
+                "AttachStdout",
+                "AttachStderr",
+                "Tty",
+                "OpenStdin",
+                "StdinOnce",
+                "Image",
+                "NetworkDisabled",
+                "MacAddress",
+                "StopTimeout",
+            ] {
+                o.remove(k);
+            }
+        }
+    }
+    v
 }
 
 pub(super) fn history(ctx: &Ctx, name: &str) -> HandlerResult {

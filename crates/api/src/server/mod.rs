@@ -356,7 +356,7 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
     match (&m, s.as_slice()) {
         (&Method::GET | &Method::HEAD, ["_ping"]) => system::ping(&r),
         (&Method::GET, ["version"]) => system::version(ctx),
-        (&Method::GET, ["info"]) => system::info(ctx),
+        (&Method::GET, ["info"]) => system::info(ctx, &r),
         (&Method::GET, ["events"]) => system::events(ctx, &r),
         (&Method::GET, ["system", "df"]) => system::df(ctx, &r),
 
@@ -411,7 +411,7 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::GET, ["networks"]) => networks::list(ctx, &r),
         (&Method::POST, ["networks", "create"]) => networks::create(ctx, &mut r).await,
         (&Method::POST, ["networks", "prune"]) => networks::prune(ctx, &r).await,
-        (&Method::GET, ["networks", id]) => networks::inspect(ctx, id),
+        (&Method::GET, ["networks", id]) => networks::inspect(ctx, &r, id),
         (&Method::DELETE, ["networks", id]) => networks::remove(ctx, id).await,
         (&Method::POST, ["networks", id, "connect"]) => {
             let id = id.to_string();

@@ -93,7 +93,7 @@ pub(super) fn endpoints_of(
 }
 
 /// A network as inspect and list show it (list leaves `Containers` empty, as Docker).
-fn view(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
+fn view(ctx: &Ctx, n: &NetworkRecord, with_containers: bool, r: &Req) -> Value {
     let config: Vec<Value> = n
         .ipam
         .iter()
@@ -135,7 +135,7 @@ fn view(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
         }
     }
     let user = !n.predefined;
-    json!({
+    let mut v = json!({
         "Name": n.name, "Id": n.id,
         "Created": n.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "Scope": "local", "Driver": n.driver, "EnableIPv6": n.enable_ipv6,
@@ -149,18 +149,23 @@ fn view(ctx: &Ctx, n: &NetworkRecord, with_containers: bool) -> Value {
         "Containers": containers,
         "Options": n.options,
         "Labels": n.labels,
-    })
+    });
+    // 1.47: whether IPv4 is on (always, in Berth).
+    if r.at_least(1, 47) {
+        v["EnableIPv4"] = json!(n.driver == "bridge" || n.driver == "host");
+    }
+    v
 }
 
 pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
     let nets = ctx.engine.network_list(&r.filters()?)?;
-    let rows: Vec<Value> = nets.iter().map(|n| view(ctx, n, false)).collect();
+    let rows: Vec<Value> = nets.iter().map(|n| view(ctx, n, false, r)).collect();
     ok_json(&rows)
 }
 
-pub(super) fn inspect(ctx: &Ctx, key: &str) -> HandlerResult {
+pub(super) fn inspect(ctx: &Ctx, r: &Req, key: &str) -> HandlerResult {
     let n = ctx.engine.network_inspect(key)?;
-    ok_json(&view(ctx, &n, true))
+    ok_json(&view(ctx, &n, true, r))
 }
 
 pub(super) async fn create(ctx: &Ctx, r: &mut Req) -> HandlerResult {

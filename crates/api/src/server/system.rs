@@ -116,7 +116,7 @@ fn cgroup_version() -> &'static str {
     }
 }
 
-pub(super) fn info(ctx: &Ctx) -> HandlerResult {
+pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
     let e = &ctx.engine;
     let (total, running, paused, stopped) = e.counts();
     let images = e.images().list().map(|l| l.len()).unwrap_or(0);
@@ -206,6 +206,22 @@ pub(super) fn info(ctx: &Ctx) -> HandlerResult {
         "SecurityOptions": ["name=seccomp,profile=builtin"],
         "Warnings": warnings,
     });
+    let mut body = body;
+    if let Some(o) = body.as_object_mut() {
+        // Gone from the API in 1.44 (kernel memory limits, br_netfilter flags).
+        if r.at_least(1, 44) {
+            for k in ["KernelMemory", "BridgeNfIptables", "BridgeNfIp6tables"] {
+                o.remove(k);
+            }
+        }
+        // 1.49: the firewall backend; Berth's is one nftables table of its own.
+        if r.at_least(1, 49) {
+            o.insert(
+                "FirewallBackend".into(),
+                json!({"Driver": "nftables", "Info": [["Table", "inet berth"]]}),
+            );
+        }
+    }
     ok_json(&body)
 }
 
