@@ -975,3 +975,40 @@ fn networks_are_found_by_id_prefix_and_extra_endpoints_come_after() {
         "two",
     ]));
 }
+
+#[test]
+fn after_a_reboot_networks_come_back_and_always_containers_serve_again() {
+    let mut d = daemon();
+    ok(d.berth(&["network", "create", "--subnet", "10.44.0.0/24", "persist"]));
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--restart",
+        "always",
+        "--network",
+        "persist",
+        "-p",
+        "18700:80",
+        "-e",
+        "BODY=after-reboot",
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ]));
+    assert_eq!(host_get(&d, "http://127.0.0.1:18700/"), "after-reboot");
+    // The machine's network (the namespace) starts empty: bridges and rules are made again.
+    d.reboot();
+    assert_eq!(host_get(&d, "http://127.0.0.1:18700/"), "after-reboot");
+    let ip = ok(d.berth(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.persist.IPAddress}}",
+        "svc",
+    ]));
+    assert!(ip.starts_with("10.44.0."), "{ip}");
+    let names = ok(d.berth(&["network", "ls", "--format", "{{.Name}}"]));
+    assert!(names.contains("persist"), "{names}");
+}
