@@ -424,3 +424,27 @@ fn responses_take_the_requested_versions_shape() {
     let r = d.http("GET", "/v1.99/images/json", None);
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+/// `HostConfig.Annotations` (API 1.43) are kept, shown by inspect and handed to the runtime.
+#[test]
+fn annotations_reach_the_runtime_spec() {
+    let d = daemon();
+    let body = br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Annotations":{"org.example/team":"infra"}}}"#;
+    let r = d.http(
+        "POST",
+        "/v1.50/containers/create?name=annotated",
+        Some(body),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["Id"].as_str().unwrap().to_owned();
+    let v = d
+        .http("GET", "/v1.50/containers/annotated/json", None)
+        .json();
+    assert_eq!(v["HostConfig"]["Annotations"]["org.example/team"], "infra");
+    ok(d.berth(&["start", "-a", "annotated"]));
+    let spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.dir.join("data/containers").join(&id).join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spec["annotations"]["org.example/team"], "infra");
+}

@@ -170,6 +170,9 @@ pub struct HostConfig {
     pub console_size: Option<[u32; 2]>,
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
+    /// Arbitrary key/values for the runtime (API 1.43), kept and shown as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 /// One entry of `HostConfig.Mounts` (`--mount`), as Docker's API has it.

@@ -409,6 +409,7 @@ pub fn container_spec(
         oom_score_adj: (hc.oom_score_adj != 0).then_some(hc.oom_score_adj as i32),
         unmask_system_paths: unmask,
         rootfs_propagation,
+        annotations: hc.annotations.clone().unwrap_or_default(),
     })
 }
 

@@ -64,6 +64,9 @@ pub struct ContainerSpec {
     /// Propagation of the root mount (`rslave`, `rshared`...), for binds that ask for shared
     /// or slave propagation; the runtime's default when `None`.
     pub rootfs_propagation: Option<String>,
+    /// OCI annotations (Docker's `HostConfig.Annotations`).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Seccomp as asked by `--security-opt seccomp=...`.
@@ -644,6 +647,9 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
         "mounts": mounts,
         "linux": linux,
     });
+    if !spec.annotations.is_empty() {
+        out["annotations"] = json!(spec.annotations);
+    }
     if spec.uts != NamespaceMode::Host {
         out["hostname"] = json!(spec.hostname);
         if !spec.domainname.is_empty() {
