@@ -941,12 +941,7 @@ fn cp_follows_docker_path_rules() {
 #[test]
 fn events_print_like_docker() {
     let d = daemon();
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    };
+    let now = common::unix_now;
     let since = now().to_string();
     ok(d.berth(&[
         "run", "--name", "ev", "--label", "tier=web", "busybox", "true",

@@ -896,7 +896,7 @@ fn healthcheck_states_and_events() {
     let d = daemon();
     let since = ok(d.docker(&["version", "-f", "{{.Server.Version}}"]));
     assert!(!since.is_empty());
-    let start = chrono_like_now();
+    let start = common::unix_now();
     ok(d.docker(&[
         "run",
         "-d",
@@ -940,7 +940,7 @@ fn healthcheck_states_and_events() {
     let f: Vec<&str> = log.split(' ').collect();
     assert!(f[0].parse::<usize>().unwrap() <= 5, "{log}");
     assert_eq!(f[2], "0", "{log}");
-    let until = chrono_like_now() + 1;
+    let until = common::unix_now() + 1;
     let events = ok(d.docker(&[
         "events",
         "--since",
@@ -954,13 +954,6 @@ fn healthcheck_states_and_events() {
     ]));
     assert_eq!(events, "health_status: unhealthy\nhealth_status: healthy");
     ok(d.docker(&["rm", "-f", "hc"]));
-}
-
-fn chrono_like_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// `docker system prune` and `docker image prune` remove stopped containers, dangling
@@ -1000,12 +993,7 @@ fn system_and_image_prune() {
 #[test]
 fn sighup_reloads_the_config_with_a_daemon_event() {
     let d = Daemon::start();
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    };
+    let now = common::unix_now;
     let since = now().to_string();
     d.write_config(r#"{"registry-mirrors": ["http://127.0.0.1:5999"]}"#);
     d.signal(libc::SIGHUP);

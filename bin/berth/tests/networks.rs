@@ -671,12 +671,7 @@ fn docker_cli_network_commands() {
     let o = d.docker(&["network", "inspect", "dnet"]);
     assert!(!o.status.success());
     // Events for the network's life.
-    let until = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1)
-    .to_string();
+    let until = (common::unix_now() + 1).to_string();
     let ev = ok(d.docker(&[
         "events",
         "--since",

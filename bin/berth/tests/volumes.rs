@@ -634,12 +634,7 @@ fn docker_cli_volume_commands_and_run_flags() {
 #[test]
 fn volume_events_are_published() {
     let d = daemon();
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    };
+    let now = common::unix_now;
     let since = now().to_string();
     ok(d.berth(&["volume", "create", "ev"]));
     ok(d.berth(&["run", "--rm", "-v", "ev:/x", "busybox", "true"]));

@@ -39,6 +39,14 @@ pub fn busybox_tar() -> &'static Path {
     })
 }
 
+/// Seconds since the epoch (for `events --since/--until`).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// One test daemon.
 pub struct Daemon {
     pub dir: PathBuf,
