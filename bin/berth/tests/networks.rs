@@ -1007,3 +1007,20 @@ fn after_a_reboot_networks_come_back_and_always_containers_serve_again() {
     let names = ok(d.berth(&["network", "ls", "--format", "{{.Name}}"]));
     assert!(names.contains("persist"), "{names}");
 }
+
+/// A host whose iptables FORWARD policy is DROP (as Docker leaves it) drops forwarded
+/// container traffic whatever Berth's own table says: `info` warns, with the way out.
+#[test]
+fn info_warns_when_the_hosts_forward_policy_drops() {
+    let mut d = daemon();
+    let ns = d.netns.clone().unwrap();
+    let st = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "iptables", "-P", "FORWARD", "DROP"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "iptables in the test namespace");
+    d.crash_and_restart();
+    let info = stderr(&d.berth(&["info"])) + &stdout(&d.berth(&["info"]));
+    assert!(info.contains("FORWARD policy is DROP"), "{info}");
+    assert!(info.contains("DOCKER-USER"), "{info}");
+}

@@ -134,6 +134,7 @@ pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
         .to_string_lossy()
         .into_owned();
     let mut warnings = ctx.info.warnings.clone();
+    warnings.extend(ctx.engine.network_warnings());
     let bridged = ctx.engine.default_bridge_active();
     if !bridged {
         warnings.push(
@@ -150,7 +151,7 @@ pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
         "Plugins": {
-            "Volume": [],
+            "Volume": ["local"],
             "Network": ["bridge", "host", "null"],
             "Authorization": null,
             "Log": ["json-file", "none"]

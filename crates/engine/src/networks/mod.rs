@@ -91,6 +91,30 @@ pub(crate) struct NetRuntime {
     pub apply_lock: tokio::sync::Mutex<()>,
     /// Where unknown names go (the host's resolvers).
     pub upstreams: Vec<std::net::SocketAddr>,
+    /// What `info` should warn about the host's networking.
+    pub warnings: Vec<String>,
+}
+
+/// Whether another firewall (Docker's, typically) drops forwarded traffic by policy: an
+/// nftables accept of ours cannot override that, so containers on Berth's bridges cannot
+/// reach the outside until the host allows it.
+fn forward_policy_warning() -> Option<String> {
+    let out = std::process::Command::new("iptables")
+        .args(["-w", "2", "-S", "FORWARD"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .any(|l| l.trim() == "-P FORWARD DROP")
+        .then(|| {
+            "WARNING: the host's iptables FORWARD policy is DROP (Docker sets it): traffic between \
+         Berth's bridges and the outside is dropped there; allow it with \
+         `iptables -I DOCKER-USER -i berth0 -j ACCEPT` and `-o berth0 -m conntrack --ctstate \
+         RELATED,ESTABLISHED -j ACCEPT` (and the same for user networks' br-* bridges)"
+                .to_owned()
+        })
 }
 
 /// What `network create` asks for.
@@ -174,6 +198,13 @@ impl Engine {
             && lock(&self.inner.networks)
                 .values()
                 .any(|n| n.rec.name == DEFAULT && n.rec.is_bridge())
+    }
+
+    /// What `info` should warn about the host's networking.
+    pub fn network_warnings(&self) -> Vec<String> {
+        self.net_runtime()
+            .map(|rt| rt.warnings.clone())
+            .unwrap_or_default()
     }
 
     /// The address pools for new networks (`default-address-pools`, or Docker's).
@@ -323,7 +354,14 @@ impl Engine {
             ensure_bridge(&netlink, rec).await?;
         }
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let warnings = tokio::task::spawn_blocking(forward_policy_warning)
+            .await
+            .ok()
+            .flatten()
+            .into_iter()
+            .collect();
         *lock(&self.inner.net) = Some(Arc::new(NetRuntime {
+            warnings,
             netlink,
             ports: PortAllocator::new(),
             dns: Mutex::new(HashMap::new()),
