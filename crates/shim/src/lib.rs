@@ -15,7 +15,7 @@
 pub mod config;
 pub mod helper;
 pub mod jsonlog;
-mod memory;
+pub mod memory;
 pub mod protocol;
 mod supervisor;
 

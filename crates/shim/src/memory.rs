@@ -1,4 +1,4 @@
-//! Keeping the shim's resident set small.
+//! Keeping the shim's (and the daemon's) resident set small.
 //!
 //! The shim starts like any dynamically linked program: the loader, libc's start-up code and
 //! the shim's own set-up (configuration, the runtime helper) fault in code and constant data
@@ -46,8 +46,9 @@ pub fn release_clean_file_pages() {
             // SAFETY: `start..end` is a whole private, read-only file mapping of this process
             // without a single anonymous (copied-on-write) page, so its pages are exactly the
             // file's page-cache pages: dropping them from the page tables loses nothing, and the
-            // next access maps the same contents back. The shim is single-threaded, so nothing
-            // makes the mapping writable between reading smaps and this call.
+            // next access maps the same contents back. Nothing in the shim (single-threaded)
+            // or the daemon (no code that changes mapping protections) makes the mapping
+            // writable between reading smaps and this call.
             let _ = unsafe {
                 rustix::mm::madvise(
                     start as *mut std::ffi::c_void,
