@@ -1945,3 +1945,744 @@ pub fn clean_path(p: &str) -> String {
         (false, false) => joined,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expand::{Platform, StageScope, platform_args};
+
+    fn parse(src: &str) -> Dockerfile {
+        match Dockerfile::parse("Dockerfile", src.as_bytes()) {
+            Ok(d) => d,
+            Err(e) => panic!("parse failed: {e}"),
+        }
+    }
+
+    fn parse_err(src: &str) -> String {
+        match Dockerfile::parse("Dockerfile", src.as_bytes()) {
+            Ok(d) => panic!("parsed: {d:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The single instruction of `FROM a\n<line>`.
+    fn one(line: &str) -> Instruction {
+        let df = parse(&format!("FROM a\n{line}\n"));
+        df.stages[0].commands[0].instruction.clone()
+    }
+
+    #[test]
+    fn errors_name_the_line_and_instruction() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "FROM a\nRUNN x\n",
+                "Dockerfile:2: unknown instruction: RUNN (did you mean RUN?)",
+            ),
+            (
+                "FROM a\ncpoy x y\n",
+                "Dockerfile:2: unknown instruction: cpoy (did you mean COPY?)",
+            ),
+            (
+                "FROM a\nBOGUS x\n",
+                "Dockerfile:2: unknown instruction: BOGUS",
+            ),
+            (
+                "RUN x\n",
+                "Dockerfile:1: RUN: no build stage in current context",
+            ),
+            (
+                "ARG A=1\n",
+                "Dockerfile: dockerfile contains no stages to build",
+            ),
+            (
+                "FROM a\nCOPY x\n",
+                "Dockerfile:2: COPY requires at least two arguments, but only one was provided. Destination could not be determined",
+            ),
+            (
+                "FROM a\nCOPY --form=b x y\n",
+                "Dockerfile:2: COPY: unknown flag: form (did you mean from?)",
+            ),
+            (
+                "FROM a\nCOPY --from x y\n",
+                "Dockerfile:2: COPY: missing a value on flag: from",
+            ),
+            (
+                "FROM a\nCOPY --from=a --from=b x y\n",
+                "Dockerfile:2: COPY: duplicate flag specified: from",
+            ),
+            (
+                "FROM a\nCOPY --link=maybe x y\n",
+                "Dockerfile:2: COPY: expecting boolean value for flag link, not: maybe",
+            ),
+            (
+                "FROM a\nCOPY <<EOF <<EOF2\nx\nEOF\ny\nEOF2\n",
+                "Dockerfile:2: COPY cannot accept a heredoc as a destination",
+            ),
+            (
+                "FROM a\nRUN --network=bridge x\n",
+                "Dockerfile:2: RUN: invalid network mode \"bridge\"",
+            ),
+            (
+                "FROM a\nRUN --mount=type=bind,from=$X,target=/x y\n",
+                "Dockerfile:2: RUN: 'from' doesn't support variable expansion, define alias stage instead",
+            ),
+            (
+                "FROM a\nRUN --mount=target=/x\\\"y z\n",
+                "Dockerfile:2: RUN: failed to parse csv mounts: bare \" in non-quoted-field",
+            ),
+            (
+                "FROM a\nENV --x=1 A=b\n",
+                "Dockerfile:2: ENV: unknown flag: x",
+            ),
+            (
+                "FROM a b\n",
+                "Dockerfile:1: FROM requires either one or three arguments",
+            ),
+            (
+                "FROM a AS 1st\n",
+                "Dockerfile:1: FROM: invalid name for build stage: \"1st\", name can't start with a number or contain symbols",
+            ),
+            (
+                "FROM a\nSHELL /bin/bash -c\n",
+                "Dockerfile:2: SHELL requires the arguments to be in JSON form",
+            ),
+            (
+                "FROM a\nSHELL []\n",
+                "Dockerfile:2: SHELL requires at least one argument",
+            ),
+            (
+                "FROM a\nUSER\n",
+                "Dockerfile:2: USER requires exactly one argument",
+            ),
+            (
+                "FROM a\nWORKDIR\n",
+                "Dockerfile:2: WORKDIR requires exactly one argument",
+            ),
+            (
+                "FROM a\nEXPOSE\n",
+                "Dockerfile:2: EXPOSE requires at least one argument",
+            ),
+            (
+                "FROM a\nVOLUME\n",
+                "Dockerfile:2: VOLUME requires at least one argument",
+            ),
+            (
+                "FROM a\nVOLUME [\"\"]\n",
+                "Dockerfile:2: VOLUME specified can not be an empty string",
+            ),
+            (
+                "FROM a\nARG =x\n",
+                "Dockerfile:2: ARG names can not be blank",
+            ),
+            (
+                "FROM a\nENV =x\n",
+                "Dockerfile:2: ENV names can not be blank",
+            ),
+            (
+                "FROM a\nONBUILD ONBUILD RUN x\n",
+                "Dockerfile:2: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+            ),
+            (
+                "FROM a\nONBUILD FROM b\n",
+                "Dockerfile:2: FROM isn't allowed as an ONBUILD trigger",
+            ),
+            (
+                "FROM a\nONBUILD maintainer me\n",
+                "Dockerfile:2: MAINTAINER isn't allowed as an ONBUILD trigger",
+            ),
+            (
+                "FROM a\nHEALTHCHECK NONE x\n",
+                "Dockerfile:2: HEALTHCHECK NONE takes no arguments",
+            ),
+            (
+                "FROM a\nHEALTHCHECK CMD\n",
+                "Dockerfile:2: Missing command after HEALTHCHECK CMD",
+            ),
+            (
+                "FROM a\nHEALTHCHECK RUN x\n",
+                "Dockerfile:2: Unknown type \"RUN\" in HEALTHCHECK (try CMD)",
+            ),
+            (
+                "FROM a\nHEALTHCHECK --interval=5 CMD x\n",
+                "Dockerfile:2: HEALTHCHECK: time: missing unit in duration \"5\"",
+            ),
+            (
+                "FROM a\nHEALTHCHECK --interval=1us CMD x\n",
+                "Dockerfile:2: HEALTHCHECK: Interval \"interval\" cannot be less than 1ms",
+            ),
+            (
+                "FROM a\nHEALTHCHECK --retries=-1 CMD x\n",
+                "Dockerfile:2: HEALTHCHECK: --retries cannot be negative (-1)",
+            ),
+            (
+                "FROM a\nHEALTHCHECK --retries=x CMD x\n",
+                "Dockerfile:2: HEALTHCHECK: strconv.ParseInt: parsing \"x\": invalid syntax",
+            ),
+            (
+                "FROM a\nHEALTHCHECK --interval=5s --intervall=3s CMD x\n",
+                "Dockerfile:2: HEALTHCHECK: unknown flag: intervall (did you mean interval?)",
+            ),
+            (
+                "FROM a\nMAINTAINER\n",
+                "Dockerfile:2: MAINTAINER requires exactly one argument",
+            ),
+        ];
+        for (src, want) in cases {
+            assert_eq!(parse_err(src), *want, "{src:?}");
+        }
+    }
+
+    #[test]
+    fn stages_and_meta_args() {
+        let df = parse(concat!(
+            "# syntax=docker/dockerfile:1\n",
+            "ARG GO=1.22\n",
+            "ARG A=1 B\n",
+            "# builder compiles the app\n",
+            "FROM --platform=$BUILDPLATFORM golang:${GO} AS Builder\n",
+            "RUN go build\n",
+            "FROM scratch\n",
+            "COPY --from=builder /app /app\n",
+        ));
+        assert_eq!(df.meta_args.len(), 2);
+        let decls: Vec<ArgDecl> = df.meta_arg_decls().into_iter().map(|(d, _)| d).collect();
+        assert_eq!(
+            decls,
+            vec![
+                ArgDecl {
+                    name: "GO".into(),
+                    default: Some("1.22".into())
+                },
+                ArgDecl {
+                    name: "A".into(),
+                    default: Some("1".into())
+                },
+                ArgDecl {
+                    name: "B".into(),
+                    default: None
+                },
+            ]
+        );
+        let s0 = &df.stages[0];
+        assert_eq!(s0.name.as_deref(), Some("builder"));
+        assert_eq!(s0.base, "golang:${GO}");
+        assert_eq!(s0.platform.as_deref(), Some("$BUILDPLATFORM"));
+        assert_eq!(s0.comment.as_deref(), Some("compiles the app"));
+        assert_eq!(s0.span, Span { start: 5, end: 5 });
+        assert_eq!(df.stages[1].display_name(), "stage-1");
+        let p = Platform::parse("linux/amd64").expect("platform");
+        let g = df
+            .global_scope(&BTreeMap::new(), &platform_args(&p, &p))
+            .expect("globals");
+        assert_eq!(
+            df.expand_from(s0, &g).expect("from"),
+            ("golang:1.22".to_owned(), Some("linux/amd64".to_owned()))
+        );
+    }
+
+    #[test]
+    fn run_forms_flags_and_mounts() {
+        let Instruction::Run(r) = one(
+            "RUN --mount=type=cache,target=/root/.cache,id=go,sharing=locked \
+             --mount=type=secret,id=npmrc,required --network=none --security=insecure go build",
+        ) else {
+            panic!("not RUN")
+        };
+        assert_eq!(r.command, CommandLine::Shell("go build".into()));
+        assert_eq!(r.network, NetworkMode::None);
+        assert_eq!(r.security, SecurityMode::Insecure);
+        assert_eq!(r.mounts.len(), 2);
+        let mut ident = |s: &str| Ok(s.to_owned());
+        let m0 = r.mounts[0].resolve(&mut ident).expect("cache");
+        assert_eq!(m0.kind, MountType::Cache);
+        assert_eq!(m0.target, "/root/.cache");
+        assert_eq!(m0.sharing, Some(CacheSharing::Locked));
+        assert!(!m0.readonly);
+        let m1 = r.mounts[1].resolve(&mut ident).expect("secret");
+        assert_eq!(m1.kind, MountType::Secret);
+        assert!(m1.required);
+        assert!(m1.readonly);
+
+        assert_eq!(
+            one("RUN [\"echo\", \"a b\"]"),
+            Instruction::Run(Run {
+                command: CommandLine::Exec(vec!["echo".into(), "a b".into()]),
+                mounts: vec![],
+                network: NetworkMode::Default,
+                security: SecurityMode::Sandbox,
+                heredocs: vec![],
+            })
+        );
+    }
+
+    #[test]
+    fn mount_resolution_table() {
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("type=bind,source=.,target=/src", Ok("bind ro")),
+            ("type=bind,source=.,target=/src,rw", Ok("bind rw")),
+            ("type=bind,src=.,dst=/src,readonly=false", Ok("bind rw")),
+            ("type=tmpfs,target=/tmp,size=64m", Ok("tmpfs rw 67108864")),
+            (
+                "type=cache,target=/c,uid=1000,gid=1000,mode=0755",
+                Ok("cache rw"),
+            ),
+            ("type=ssh", Ok("ssh ro")),
+            ("type=secret,id=x,env=TOKEN", Ok("secret ro")),
+            (
+                "type=volume,target=/x",
+                Err("unsupported mount type \"volume\""),
+            ),
+            (
+                "type=cahce,target=/x",
+                Err("unsupported mount type \"cahce\" (did you mean cache?)"),
+            ),
+            (
+                "type=bind,target=/x,uid=1",
+                Err("uid not allowed for \"bind\" type mounts"),
+            ),
+            (
+                "type=bind,target=/x,required",
+                Err("unexpected key 'required' for mount type 'bind'"),
+            ),
+            (
+                "type=bind,target=/x,size=1g",
+                Err("unexpected key 'size' for mount type 'bind'"),
+            ),
+            (
+                "type=bind,targte=/x",
+                Err("unexpected key 'targte' in 'targte=/x' (did you mean target?)"),
+            ),
+            (
+                "type=bind,target=/x,nonsense",
+                Err("invalid field 'nonsense' must be a key=value pair"),
+            ),
+            (
+                "type=cache,target=/x,sharing=weird",
+                Err("unsupported sharing value \"weird\""),
+            ),
+            (
+                "type=bind,target=/x,sharing=shared",
+                Err("invalid cache sharing set for bind mount"),
+            ),
+            (
+                "type=cache,target=/x,mode=999",
+                Err("invalid value 999 for mode"),
+            ),
+            (
+                "type=cache,target=/x,uid=-1",
+                Err("invalid value -1 for uid"),
+            ),
+            (
+                "type=secret",
+                Err("invalid secret mount. one of source, target required"),
+            ),
+            (
+                "type=secret,id=a,source=b",
+                Err("both source and id can't be set"),
+            ),
+            (
+                "type=secret,id=a,from=b",
+                Err("secret mount should not have a from"),
+            ),
+            (
+                "type=bind,target=/x,ro=maybe",
+                Err("invalid value for ro: maybe"),
+            ),
+        ];
+        for (raw, want) in cases {
+            let spec = MountSpec::parse(raw).expect(raw);
+            let got = spec.resolve(&mut |s: &str| Ok(s.to_owned())).map(|m| {
+                let kind = format!("{:?}", m.kind).to_lowercase();
+                let rw = if m.readonly { "ro" } else { "rw" };
+                match m.size {
+                    Some(s) => format!("{kind} {rw} {s}"),
+                    None => format!("{kind} {rw}"),
+                }
+            });
+            match want {
+                Ok(w) => assert_eq!(got.as_deref(), Ok(*w), "{raw}"),
+                Err(w) => assert_eq!(got.map_err(|e| e.to_string()), Err(w.to_string()), "{raw}"),
+            }
+        }
+        // Values are expanded in the stage's scope.
+        let spec = MountSpec::parse("type=cache,target=${DIR},uid=${UID}").expect("spec");
+        let env = vec![
+            ("DIR".to_owned(), "/cache".to_owned()),
+            ("UID".to_owned(), "1000".to_owned()),
+        ];
+        let lex = Lexer::new('\\');
+        let m = spec
+            .resolve(&mut |s: &str| lex.process_word(s, &env))
+            .expect("resolve");
+        assert_eq!((m.target.as_str(), m.uid), ("/cache", Some(1000)));
+    }
+
+    #[test]
+    fn copy_and_add() {
+        let Instruction::Copy(c) = one(
+            "COPY --from=0 --chown=app:app --chmod=0644 --link --parents --exclude=*.md --exclude=tmp src/*.go ./lib /dst/",
+        ) else {
+            panic!("not COPY")
+        };
+        assert_eq!(c.from.as_deref(), Some("0"));
+        assert_eq!(c.chown.as_deref(), Some("app:app"));
+        assert_eq!(c.chmod.as_deref(), Some("0644"));
+        assert!(c.link && c.parents);
+        assert_eq!(c.exclude, vec!["*.md".to_owned(), "tmp".to_owned()]);
+        assert_eq!(c.sources, vec!["src/*.go".to_owned(), "./lib".to_owned()]);
+        assert_eq!(c.dest, "/dst/");
+
+        let Instruction::Copy(c) = one("COPY [\"a b.txt\", \"/dest dir/\"]") else {
+            panic!("not COPY")
+        };
+        assert_eq!(c.sources, vec!["a b.txt".to_owned()]);
+        assert_eq!(c.dest, "/dest dir/");
+
+        let Instruction::Add(a) = one(
+            "ADD --checksum=sha256:abc --keep-git-dir=true --unpack=false https://x/y.tar.gz git@github.com:a/b.git /opt/",
+        ) else {
+            panic!("not ADD")
+        };
+        assert_eq!(a.checksum.as_deref(), Some("sha256:abc"));
+        assert!(a.keep_git_dir);
+        assert_eq!(a.unpack, Some(false));
+        assert_eq!(a.sources.len(), 2);
+        assert_eq!(
+            parse_err("FROM a\nADD --from=x a b\n"),
+            "Dockerfile:2: ADD: unknown flag: from"
+        );
+        assert_eq!(
+            parse_err("FROM a\nADD --parents a b\n"),
+            "Dockerfile:2: ADD: unknown flag: parents"
+        );
+    }
+
+    #[test]
+    fn heredoc_copy_and_run() {
+        let df = parse(concat!(
+            "FROM a\n",
+            "COPY --chmod=755 <<-EOF <<\"RAW\" /usr/local/bin/\n",
+            "\t#!/bin/sh\n",
+            "\techo $HOME\n",
+            "\tEOF\n",
+            "keep $HOME\n",
+            "RAW\n",
+            "RUN <<EOF\n",
+            "#!/usr/bin/env python3\n",
+            "print(1)\n",
+            "EOF\n",
+            "RUN <<EOF\n",
+            "set -e\n",
+            "echo hi\n",
+            "EOF\n",
+            "RUN python3 <<PY > /out && cat <<-X\n",
+            "print(2)\n",
+            "PY\n",
+            "\tx\n",
+            "\tX\n",
+        ));
+        let cmds = &df.stages[0].commands;
+        let Instruction::Copy(c) = &cmds[0].instruction else {
+            panic!("not COPY")
+        };
+        assert!(c.sources.is_empty());
+        assert_eq!(c.dest, "/usr/local/bin/");
+        assert_eq!(
+            c.contents,
+            vec![
+                InlineSource {
+                    name: "EOF".into(),
+                    data: "#!/bin/sh\necho $HOME\n".into(),
+                    expand: true
+                },
+                InlineSource {
+                    name: "RAW".into(),
+                    data: "keep $HOME\n".into(),
+                    expand: false
+                },
+            ]
+        );
+        assert_eq!(cmds[0].span, Span { start: 2, end: 7 });
+        let run = |i: usize| match &cmds[i].instruction {
+            Instruction::Run(r) => r.effective_command(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            run(1),
+            RunCommand::Script("#!/usr/bin/env python3\nprint(1)\n".into())
+        );
+        assert_eq!(run(2), RunCommand::Shell("set -e\necho hi\n".into()));
+        assert_eq!(
+            run(3),
+            RunCommand::Shell("python3 <<PY > /out && cat <<-X\nprint(2)\nPY\n\tx\nX".into())
+        );
+    }
+
+    #[test]
+    fn env_label_arg_and_expansion() {
+        let df = parse(concat!(
+            "FROM a\n",
+            "ENV A=1 B=\"two words\" C=x\\ y\n",
+            "ENV D ${A}-legacy value\n",
+            "LABEL org.opencontainers.image.title=\"My App\" version=$A\n",
+            "WORKDIR /srv/${B}\n",
+            "USER ${UNSET:-app}\n",
+            "VOLUME [\"/data/$A\"]\n",
+            "EXPOSE $PORTS 9000/udp\n",
+            "STOPSIGNAL SIG$SIG\n",
+            "COPY --chown=$A:$A --from=build $SRC/* /dst/$A/\n",
+            "RUN echo $A\n",
+        ));
+        let mut env: Vec<(String, String)> = vec![
+            ("A".into(), "1".into()),
+            ("B".into(), "two words".into()),
+            ("PORTS".into(), "80 443".into()),
+            ("SIG".into(), "TERM".into()),
+            ("SRC".into(), "app".into()),
+        ];
+        env.push(("C".into(), "x y".into()));
+        let cmds = &df.stages[0].commands;
+        let ex = |i: usize| {
+            df.expand_command(&cmds[i], &env)
+                .expect("expand")
+                .instruction
+        };
+        assert_eq!(
+            ex(0),
+            Instruction::Env(vec![
+                KeyValue {
+                    key: "A".into(),
+                    value: "1".into()
+                },
+                KeyValue {
+                    key: "B".into(),
+                    value: "two words".into()
+                },
+                KeyValue {
+                    key: "C".into(),
+                    value: "x y".into()
+                },
+            ])
+        );
+        assert_eq!(
+            ex(1),
+            Instruction::Env(vec![KeyValue {
+                key: "D".into(),
+                value: "1-legacy value".into()
+            }])
+        );
+        assert_eq!(
+            ex(2),
+            Instruction::Label(vec![
+                KeyValue {
+                    key: "org.opencontainers.image.title".into(),
+                    value: "My App".into()
+                },
+                KeyValue {
+                    key: "version".into(),
+                    value: "1".into()
+                },
+            ])
+        );
+        assert_eq!(ex(3), Instruction::Workdir("/srv/two words".into()));
+        assert_eq!(ex(4), Instruction::User("app".into()));
+        assert_eq!(ex(5), Instruction::Volume(vec!["/data/1".into()]));
+        assert_eq!(
+            ex(6),
+            Instruction::Expose(vec!["80".into(), "443".into(), "9000/udp".into()])
+        );
+        assert_eq!(ex(7), Instruction::Stopsignal("SIGTERM".into()));
+        let Instruction::Copy(c) = ex(8) else {
+            panic!("not COPY")
+        };
+        assert_eq!(c.chown.as_deref(), Some("1:1"));
+        assert_eq!(c.from.as_deref(), Some("build"));
+        assert_eq!(c.sources, vec!["app/*".to_owned()]);
+        assert_eq!(c.dest, "/dst/1/");
+        // RUN is left to the shell.
+        assert_eq!(ex(9), cmds[9].instruction);
+    }
+
+    #[test]
+    fn arg_before_from_is_only_for_from() {
+        let df =
+            parse("ARG V=3.19\nFROM alpine:$V\nRUN echo $V\nARG V\nRUN echo $V\nWORKDIR /v$V\n");
+        let p = Platform::host();
+        let ba = BTreeMap::new();
+        let globals = df
+            .global_scope(&ba, &platform_args(&p, &p))
+            .expect("globals");
+        assert_eq!(
+            df.expand_from(&df.stages[0], &globals).expect("from").0,
+            "alpine:3.19"
+        );
+        let lex = df.lexer();
+        let mut scope = StageScope::new(&[]);
+        // Before the in-stage ARG, V is not visible.
+        assert_eq!(crate::expand::Env::get(&scope, "V"), None);
+        let Instruction::Arg(decls) = &df.stages[0].commands[1].instruction else {
+            panic!("not ARG")
+        };
+        scope
+            .declare_arg(&lex, &decls[0], &ba, &globals)
+            .expect("arg");
+        let wd = df
+            .expand_command(&df.stages[0].commands[3], &scope)
+            .expect("expand");
+        assert_eq!(wd.instruction, Instruction::Workdir("/v3.19".into()));
+    }
+
+    #[test]
+    fn healthcheck_and_durations() {
+        let Instruction::Healthcheck(Healthcheck::Check(h)) = one(
+            "HEALTHCHECK --interval=1m30s --timeout=10s --start-period=1.5s --start-interval=500ms --retries=3 CMD curl -f http://localhost/ || exit 1",
+        ) else {
+            panic!("not a check")
+        };
+        assert_eq!(
+            h.test,
+            vec![
+                "CMD-SHELL".to_owned(),
+                "curl -f http://localhost/ || exit 1".to_owned()
+            ]
+        );
+        assert_eq!(h.interval, Duration::from_secs(90));
+        assert_eq!(h.start_period, Duration::from_millis(1500));
+        assert_eq!(h.start_interval, Duration::from_millis(500));
+        assert_eq!(h.retries, 3);
+        let Instruction::Healthcheck(Healthcheck::Check(h)) =
+            one("HEALTHCHECK CMD [\"/bin/check\", \"-q\"]")
+        else {
+            panic!("not a check")
+        };
+        assert_eq!(
+            h.test,
+            vec!["CMD".to_owned(), "/bin/check".to_owned(), "-q".to_owned()]
+        );
+        assert_eq!(
+            one("HEALTHCHECK none"),
+            Instruction::Healthcheck(Healthcheck::Disable)
+        );
+
+        let cases: &[(&str, Result<i64, &str>)] = &[
+            ("0", Ok(0)),
+            ("1h2m3.5s", Ok(3_723_500_000_000)),
+            ("-1.5h", Ok(-5_400_000_000_000)),
+            ("300ms", Ok(300_000_000)),
+            ("1\u{b5}s", Ok(1_000)),
+            (".5s", Ok(500_000_000)),
+            ("", Err("time: invalid duration \"\"")),
+            ("1", Err("time: missing unit in duration \"1\"")),
+            ("1x", Err("time: unknown unit \"x\" in duration \"1x\"")),
+            (".s", Err("time: invalid duration \".s\"")),
+            ("9999999999h", Err("time: invalid duration \"9999999999h\"")),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                parse_go_duration(input),
+                want.map_err(str::to_owned),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn onbuild_and_other_instructions() {
+        let Instruction::Onbuild(o) = one("onbuild copy --chown=1 . /app") else {
+            panic!("not ONBUILD")
+        };
+        assert_eq!(o.trigger, "COPY");
+        assert_eq!(o.expression, "copy --chown=1 . /app");
+        let trig = o.parse_trigger().expect("trigger");
+        let Instruction::Copy(c) = trig.instruction else {
+            panic!("not COPY")
+        };
+        assert_eq!(c.chown.as_deref(), Some("1"));
+
+        let df = parse("FROM a\nONBUILD RUN <<EOF\necho hi\nEOF\n");
+        let Instruction::Onbuild(o) = &df.stages[0].commands[0].instruction else {
+            panic!("not ONBUILD")
+        };
+        assert_eq!(o.expression, "RUN <<EOF\necho hi\nEOF");
+        let Instruction::Run(r) = o.parse_trigger().expect("trigger").instruction else {
+            panic!("not RUN")
+        };
+        assert_eq!(r.effective_command(), RunCommand::Shell("echo hi\n".into()));
+
+        assert_eq!(
+            one("SHELL [\"powershell\", \"-command\"]"),
+            Instruction::Shell(vec!["powershell".into(), "-command".into()])
+        );
+        assert_eq!(
+            one("CMD echo \"hi there\""),
+            Instruction::Cmd(CommandLine::Shell("echo \"hi there\"".into()))
+        );
+        assert_eq!(
+            one("ENTRYPOINT [\"/init\"]"),
+            Instruction::Entrypoint(CommandLine::Exec(vec!["/init".into()]))
+        );
+        assert_eq!(
+            one("MAINTAINER Jane <j@x>"),
+            Instruction::Maintainer("Jane <j@x>".into())
+        );
+        assert_eq!(
+            one("EXPOSE 8080 443/tcp 53/udp"),
+            Instruction::Expose(vec!["443/tcp".into(), "53/udp".into(), "8080".into()])
+        );
+        assert_eq!(
+            one("ARG A B=2"),
+            Instruction::Arg(vec![
+                ArgDecl {
+                    name: "A".into(),
+                    default: None
+                },
+                ArgDecl {
+                    name: "B".into(),
+                    default: Some("2".into())
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn ports_signals_workdirs() {
+        let ports = parse_expose(&[
+            "80".into(),
+            "8000-8002/udp".into(),
+            "127.0.0.1:53:53/sctp".into(),
+        ])
+        .expect("ports");
+        assert_eq!(ports[0].keys(), vec!["80/tcp"]);
+        assert_eq!(ports[1].keys(), vec!["8000/udp", "8001/udp", "8002/udp"]);
+        assert_eq!(ports[2].proto, Proto::Sctp);
+        for (bad, msg) in [
+            ("80/xyz", "invalid proto: xyz"),
+            ("http", "invalid containerPort: http"),
+            ("70000", "invalid containerPort: 70000"),
+            ("90-80", "invalid containerPort: 90-80"),
+        ] {
+            assert_eq!(
+                parse_expose(&[bad.to_owned()]).map_err(|e| e.to_string()),
+                Err(msg.to_owned()),
+                "{bad}"
+            );
+        }
+        for (s, n) in [
+            ("SIGTERM", 15),
+            ("term", 15),
+            ("9", 9),
+            ("SIGRTMIN+3", 37),
+            ("RTMAX", 64),
+            ("sigwinch", 28),
+        ] {
+            assert_eq!(parse_signal(s), Ok(n), "{s}");
+        }
+        for s in ["0", "SIGFOO", "", "RTMIN+16"] {
+            assert!(parse_signal(s).is_err(), "{s}");
+        }
+        assert_eq!(resolve_workdir("/app", "sub/../x"), "/app/x");
+        assert_eq!(resolve_workdir("/app", "/abs//y/"), "/abs/y");
+        assert_eq!(resolve_workdir("", "rel"), "/rel");
+        assert_eq!(clean_path("./a/../../b"), "../b");
+    }
+}
