@@ -63,6 +63,9 @@ pub enum ExpandError {
         /// The message given in the word, or Docker's default.
         message: String,
     },
+    /// Substitutions nested deeper than [`MAX_NESTING`].
+    #[error("syntax error: substitutions nested more than {MAX_NESTING} deep")]
+    TooDeep,
     /// A quoted word being processed (BuildKit wraps lexing errors this way).
     #[error("failed to process {}: {inner}", go_quote(.word))]
     InWord {
@@ -72,6 +75,9 @@ pub enum ExpandError {
         inner: Box<ExpandError>,
     },
 }
+
+/// How deep `${A:-${B:-...}}` may nest (Go's growable stacks have no such limit; ours do).
+pub const MAX_NESTING: usize = 64;
 
 /// Variables visible to an expansion.
 pub trait Env {
@@ -160,6 +166,7 @@ impl Lexer {
             pos: 0,
             env,
             lex: *self,
+            depth: 0,
         };
         let raw = self.raw_escapes;
         sw.process_stop_on(None, raw)
@@ -227,6 +234,7 @@ struct ShellWord<'a> {
     pos: usize,
     env: &'a dyn Env,
     lex: Lexer,
+    depth: usize,
 }
 
 impl ShellWord<'_> {
@@ -366,6 +374,16 @@ impl ShellWord<'_> {
     }
 
     fn process_dollar(&mut self) -> Result<String, ExpandError> {
+        if self.depth >= MAX_NESTING {
+            return Err(ExpandError::TooDeep);
+        }
+        self.depth += 1;
+        let r = self.process_dollar_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn process_dollar_inner(&mut self) -> Result<String, ExpandError> {
         self.next(); // '$'
         if self.peek() != Some('{') {
             let name = self.process_name();
@@ -598,6 +616,9 @@ impl ShellPattern {
 
     fn close(&self, set: &mut [bool], mut i: usize) {
         loop {
+            if set[i] {
+                return;
+            }
             set[i] = true;
             if i < self.items.len() && self.items[i] == PatItem::Star {
                 i += 1;

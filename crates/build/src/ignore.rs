@@ -480,6 +480,9 @@ impl Pattern {
 
     fn close(&self, set: &mut [(bool, bool)], mut i: usize) {
         loop {
+            if set[i].0 {
+                return;
+            }
             set[i].0 = true;
             match self.items.get(i) {
                 Some(Item::Star | Item::AnyRun | Item::Dirs) => i += 1,

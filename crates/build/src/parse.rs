@@ -231,7 +231,7 @@ pub fn lex(file: &str, src: &[u8]) -> Result<Lexed, Error> {
             ));
         }
 
-        let mut node = new_node_from_line(&line, directives.escape)
+        let mut node = new_node_from_line(&line, directives.escape, 0)
             .map_err(|k| Error::new(file, start_line, current, k))?;
         node.comments = std::mem::take(&mut comments);
 
@@ -407,7 +407,14 @@ fn split_whitespace_delimited(s: &str) -> Vec<String> {
 }
 
 /// Builds a node from one logical line.
-pub(crate) fn new_node_from_line(line: &str, escape: char) -> Result<Node, ErrorKind> {
+///
+/// `depth` counts `ONBUILD` nesting: an `ONBUILD` inside an `ONBUILD` (refused later) is not
+/// parsed further, which bounds recursion on hostile input.
+pub(crate) fn new_node_from_line(
+    line: &str,
+    escape: char,
+    depth: usize,
+) -> Result<Node, ErrorKind> {
     let trimmed = line.trim();
     let (keyword, after) = match trimmed.find(is_split_space) {
         Some(i) => {
@@ -450,10 +457,10 @@ pub(crate) fn new_node_from_line(line: &str, escape: char) -> Result<Node, Error
             }
         }
         "onbuild" => {
-            if rest.is_empty() {
+            if rest.is_empty() || depth > 1 {
                 NodeArgs::None
             } else {
-                NodeArgs::Sub(Box::new(new_node_from_line(&rest, escape)?))
+                NodeArgs::Sub(Box::new(new_node_from_line(&rest, escape, depth + 1)?))
             }
         }
         _ => NodeArgs::None,
