@@ -621,7 +621,7 @@ enum Parsed {
 }
 
 /// The instruction keywords Docker knows, for suggestions.
-const INSTRUCTIONS: [&str; 18] = [
+pub(crate) const INSTRUCTIONS: [&str; 18] = [
     "ADD",
     "ARG",
     "CMD",
@@ -1800,13 +1800,13 @@ pub fn parse_expose(ports: &[String]) -> Result<Vec<ExposedPort>, ErrorKind> {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
             "sctp" => Proto::Sctp,
-            other => return Err(ErrorKind::Value(format!("invalid proto: {other}"))),
+            other => return Err(ErrorKind::Value(format!("Invalid proto: {other}"))),
         };
         let container = port.rsplit(':').next().unwrap_or(port);
         if container.is_empty() {
             return Err(ErrorKind::Value(format!("no port specified: {raw}<empty>")));
         }
-        let bad = || ErrorKind::Value(format!("invalid containerPort: {container}"));
+        let bad = || ErrorKind::Value(format!("Invalid containerPort: {container}"));
         let parse = |s: &str| -> Result<u16, ErrorKind> {
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad());
@@ -2656,10 +2656,10 @@ mod tests {
         assert_eq!(ports[1].keys(), vec!["8000/udp", "8001/udp", "8002/udp"]);
         assert_eq!(ports[2].proto, Proto::Sctp);
         for (bad, msg) in [
-            ("80/xyz", "invalid proto: xyz"),
-            ("http", "invalid containerPort: http"),
-            ("70000", "invalid containerPort: 70000"),
-            ("90-80", "invalid containerPort: 90-80"),
+            ("80/xyz", "Invalid proto: xyz"),
+            ("http", "Invalid containerPort: http"),
+            ("70000", "Invalid containerPort: 70000"),
+            ("90-80", "Invalid containerPort: 90-80"),
         ] {
             assert_eq!(
                 parse_expose(&[bad.to_owned()]).map_err(|e| e.to_string()),

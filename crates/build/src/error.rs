@@ -53,7 +53,9 @@ impl fmt::Display for Error {
         }
         if let Some(instr) = &self.instruction {
             let msg = self.kind.to_string();
-            let named = msg.to_ascii_uppercase().contains(instr.as_str());
+            let named = msg
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|w| w == instr);
             if !named && !matches!(*self.kind, ErrorKind::UnknownInstruction { .. }) {
                 write!(f, "{instr}: ")?;
             }

@@ -231,8 +231,19 @@ pub fn lex(file: &str, src: &[u8]) -> Result<Lexed, Error> {
             ));
         }
 
-        let mut node = new_node_from_line(&line, directives.escape, 0)
-            .map_err(|k| Error::new(file, start_line, current, k))?;
+        let mut node = new_node_from_line(&line, directives.escape, 0).map_err(|k| {
+            let e = Error::new(file, start_line, current, k);
+            let kw = line
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            if crate::ast::INSTRUCTIONS.contains(&kw.as_str()) {
+                e.with_instruction(&kw)
+            } else {
+                e
+            }
+        })?;
         node.comments = std::mem::take(&mut comments);
 
         if node.can_contain_heredoc() {
@@ -1086,11 +1097,11 @@ mod tests {
         );
         assert_eq!(
             lex_err("FROM a\nCMD [\"a\", 1]\n"),
-            "Dockerfile:2: when using JSON array syntax, arrays must be comprised of strings only"
+            "Dockerfile:2: CMD: when using JSON array syntax, arrays must be comprised of strings only"
         );
         assert_eq!(
             lex_err("FROM a\nENV A=1 B\n"),
-            "Dockerfile:2: Syntax error - can't find = in \"B\". Must be of the form: name=value"
+            "Dockerfile:2: ENV: Syntax error - can't find = in \"B\". Must be of the form: name=value"
         );
         assert_eq!(
             lex_err("FROM a\nENV A\n"),
