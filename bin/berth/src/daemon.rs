@@ -265,22 +265,10 @@ fn run(flags: Flags) -> Result<()> {
         let server = berth_api::server::serve(engine.clone(), info, listener);
         // Start-up faulted in code and constant data an idle daemon never touches again (the
         // state load, network set-up, the registry client's TLS roots...): those clean file
-        // pages are dropped from the page tables now, and again whenever an idle daemon has
-        // grown past its budget; whatever is used faults back in from the page cache.
-        tokio::spawn(async {
-            const IDLE_BUDGET: u64 = 12 << 20;
-            tokio::task::spawn_blocking(berth_shim::memory::release_clean_file_pages).await.ok();
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if berth_shim::memory::resident_bytes().is_some_and(|r| r > IDLE_BUDGET) {
-                    tokio::task::spawn_blocking(berth_shim::memory::release_clean_file_pages)
-                        .await
-                        .ok();
-                }
-            }
-        });
+        // pages are dropped from the page tables once it is up; whatever is used later faults
+        // back in from the page cache. (Not repeated while serving: a busy daemon would pay
+        // those faults again on its hot paths.)
+        tokio::task::spawn_blocking(berth_shim::memory::release_clean_file_pages);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let reloader = {
