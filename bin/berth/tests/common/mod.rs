@@ -423,6 +423,14 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
             if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
                 if String::from_utf8_lossy(&cmd).contains(needle) {
                     out.push(pid);
+                    continue;
+                }
+            }
+            // The runtime helper runs as plain `berth-shim-runtime`: its executable (the copy
+            // under the exec root) names the test's directory.
+            if let Ok(exe) = std::fs::read_link(e.path().join("exe")) {
+                if exe.to_string_lossy().contains(needle) {
+                    out.push(pid);
                 }
             }
         }
@@ -480,31 +488,25 @@ impl Daemon {
             let _ = c.wait();
         }
         let rel = self.cgroup_parent.trim_start_matches('/').to_owned();
-        // Container processes: thaw, kill, wait until the cgroups are empty.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        // Shims, runtime helpers (and anything else started from this test's directories) and
+        // container processes, together and until none is left twice in a row: a helper a
+        // shim started just before its kill may still be putting a process into a cgroup.
+        // With the trailing slash, so daemon 1's clean-up never matches daemon 10's paths.
+        let needle = format!("{}/", self.dir.display());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut quiet = 0;
+        while quiet < 2 && Instant::now() < deadline {
             for base in cgroup_bases() {
                 thaw(&base.join(&rel));
             }
-            let pids = self.cgroup_pids();
-            if pids.is_empty() || Instant::now() > deadline {
-                break;
+            let mut pids = processes_mentioning(&needle);
+            pids.extend(self.cgroup_pids());
+            if pids.is_empty() {
+                quiet += 1;
+            } else {
+                quiet = 0;
             }
             for p in pids {
-                // SAFETY: plain kill(2).
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Shims (and anything else started from this test's directories).
-        // With the trailing slash, so daemon 1's clean-up never matches daemon 10's paths.
-        let needle = format!("{}/", self.dir.display());
-        for _ in 0..50 {
-            let procs = processes_mentioning(&needle);
-            if procs.is_empty() {
-                break;
-            }
-            for p in procs {
                 // SAFETY: plain kill(2).
                 unsafe { libc::kill(p, libc::SIGKILL) };
             }
