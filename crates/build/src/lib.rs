@@ -33,6 +33,7 @@
 
 pub mod ast;
 pub mod error;
+pub mod exec;
 pub mod expand;
 pub mod graph;
 pub mod ignore;

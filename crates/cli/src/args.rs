@@ -92,6 +92,11 @@ pub enum Cmd {
     Load(LoadArgs),
     /// Show the history of an image
     History(HistoryArgs),
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
+    /// Manage builds
+    #[command(subcommand)]
+    Builder(BuilderCmd),
     /// List images
     Images(ImagesArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
@@ -429,6 +434,8 @@ pub enum ImageCmd {
     Pull(PullArgs),
     /// Upload an image to a registry
     Push(PushArgs),
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
 }
 
 impl ContainerCmd {
@@ -479,6 +486,7 @@ impl ImageCmd {
             ImageCmd::History(a) => Cmd::History(a),
             ImageCmd::Pull(a) => Cmd::Pull(a),
             ImageCmd::Push(a) => Cmd::Push(a),
+            ImageCmd::Build(a) => Cmd::Build(a),
         }
     }
 }
@@ -1159,6 +1167,68 @@ pub struct SaveArgs {
     pub output: Option<String>,
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<String>,
+}
+
+/// `build [OPTIONS] PATH | -`.
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the "name:tag" format
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Name of the Dockerfile (default: "PATH/Dockerfile"; "-" reads it from STDIN)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<String>,
+    /// Set build-time variables
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Set metadata for an image
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pub pull: bool,
+    /// Suppress the build output and print image ID on success
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Write the image ID to the file
+    #[arg(long)]
+    pub iidfile: Option<String>,
+    /// Set the networking mode for the RUN instructions during build
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// Set type of progress output ("auto", "plain", "tty")
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    /// Build context directory
+    #[arg(value_name = "PATH")]
+    pub context: String,
+}
+
+/// `berth builder <sub>`.
+#[derive(Debug, Subcommand)]
+pub enum BuilderCmd {
+    /// Remove build cache
+    Prune(BuilderPruneArgs),
+}
+
+/// `builder prune [OPTIONS]`.
+#[derive(Debug, Clone, Args)]
+pub struct BuilderPruneArgs {
+    /// Remove all unused build cache, not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Provide filter values (e.g. "until=24h")
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
 }
 
 /// `load [OPTIONS]`.

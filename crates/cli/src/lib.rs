@@ -47,7 +47,7 @@ use clap::error::ErrorKind;
 
 use crate::args::{Cli, Cmd};
 use crate::commands::{
-    container, cp, exec, image, network, registry, run, stats, system, transfer, volume,
+    build, container, cp, exec, image, network, registry, run, stats, system, transfer, volume,
 };
 use crate::error::{CliError, Result, run_exit_code};
 
@@ -168,6 +168,8 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Save(a) => transfer::save(client, a).await,
         Cmd::Load(a) => transfer::load(client, a).await,
         Cmd::History(a) => transfer::history(client, a).await,
+        Cmd::Build(a) => build::build(client, a).await,
+        Cmd::Builder(crate::args::BuilderCmd::Prune(a)) => build::prune(client, a).await,
         Cmd::Images(a) => image::images(client, a).await,
         Cmd::Tag(a) => image::tag(client, a).await,
         Cmd::Rmi(a) => image::rmi(client, a).await,

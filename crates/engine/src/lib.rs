@@ -7,6 +7,7 @@
 //! exits (restart policies, auto-remove). The engine never runs container code itself.
 
 mod archive;
+pub mod build;
 pub mod changes;
 pub mod commit;
 pub mod config;
@@ -171,7 +172,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct Inner {
     pub cfg: EngineConfig,
     pub db: db::Db,
-    pub images: ImageStore,
+    pub images: Arc<ImageStore>,
+    /// Runs builds (`POST /build`).
+    pub builder: berth_build::exec::Builder,
     pub containers: RwLock<HashMap<String, Arc<ContainerHandle>>>,
     pub execs: Mutex<HashMap<String, Arc<exec::ExecInstance>>>,
     pub events: events::EventBus,
@@ -227,9 +230,30 @@ impl Engine {
             fsutil::remove_dir_later(&tmp)?;
         }
         let db = db::Db::open(&cfg.data_root.join("berth.redb"))?;
-        let images = ImageStore::open(&cfg.data_root, db.database())?;
+        let images = Arc::new(ImageStore::open(&cfg.data_root, db.database())?);
         let mut cfg = cfg;
         cfg.shim_binary = shimbin::protect(&cfg.shim_binary, &cfg.exec_root)?;
+        let build_dir = cfg.exec_root.join("build");
+        if build_dir.exists() {
+            // Contexts and roots of builds a crash cut short.
+            fsutil::remove_dir_later(&build_dir)?;
+        }
+        let builder = berth_build::exec::Builder::new(
+            images.clone(),
+            build_dir,
+            berth_build::exec::RunConfig {
+                runtime: vec![
+                    cfg.shim_binary
+                        .with_file_name(berth_shim::helper::HELPER_BINARY)
+                        .to_string_lossy()
+                        .into_owned(),
+                    "runtime".into(),
+                ],
+                runtime_root: cfg.exec_root.join("runtime").join("build"),
+                cgroup_parent: cfg.cgroup_parent.clone(),
+                cache_mounts: cfg.data_root.join("build").join("cache-mounts"),
+            },
+        );
         let init_binary = berth_runtime::defaults::install_init(&cfg.data_root.join("bin"))
             .map_err(|e| EngineError::Runtime(format!("installing the init binary: {e}")))?;
         let records: Vec<ContainerRecord> = db.all(db::CONTAINERS)?;
@@ -247,6 +271,7 @@ impl Engine {
                 cfg,
                 db,
                 images,
+                builder,
                 containers: RwLock::new(map),
                 execs: Mutex::new(HashMap::new()),
                 events: events::EventBus::default(),

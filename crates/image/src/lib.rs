@@ -19,6 +19,7 @@
 //!   tag, remove.
 
 pub mod apply;
+pub mod buildcache;
 pub mod content;
 pub mod error;
 pub mod layer;

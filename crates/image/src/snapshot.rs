@@ -59,6 +59,9 @@ fn check_container_id(id: &str) -> Result<(), ImageError> {
     }
 }
 
+/// Working containers of builds have ids starting with this; any left at start is debris.
+pub const BUILD_PREFIX: &str = "build-";
+
 /// The directory of layer snapshots.
 #[derive(Debug, Clone)]
 pub struct Snapshotter {
@@ -101,6 +104,9 @@ impl Snapshotter {
         for name in s.entries()? {
             if name.starts_with(TEMP_PREFIX) {
                 tracing::info!(snapshot = %name, "removing half-made snapshot");
+                s.remove_dir(&root.join(&name))?;
+            } else if name.starts_with(&format!("{CONTAINER_PREFIX}{BUILD_PREFIX}")) {
+                tracing::info!(dir = %name, "removing the working directory of an ended build");
                 s.remove_dir(&root.join(&name))?;
             }
         }

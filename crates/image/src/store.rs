@@ -65,7 +65,7 @@ pub struct Image {
 }
 
 /// A layer of an image: its blob as stored and its diff id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRef {
     /// Digest of the blob in the content store (compressed or not).
     pub blob: String,
@@ -149,9 +149,9 @@ struct ImageRecord {
 
 /// The image store. `Send + Sync`: every call may come from any thread.
 pub struct ImageStore {
-    db: Arc<Database>,
-    content: ContentStore,
-    snapshots: Snapshotter,
+    pub(crate) db: Arc<Database>,
+    pub(crate) content: ContentStore,
+    pub(crate) snapshots: Snapshotter,
     /// Serializes the steps that decide what is referenced (commit of an import, tagging,
     /// removal and its garbage collection) so a delete never takes a snapshot an import is
     /// about to record.
@@ -198,6 +198,7 @@ impl ImageStore {
             txn.open_table(LAYERS)?;
             txn.open_table(PENDING)?;
             txn.open_table(COMPRESSED)?;
+            txn.open_table(crate::buildcache::BUILD_CACHE)?;
         }
         txn.commit()?;
         let store = Self {
@@ -210,7 +211,7 @@ impl ImageStore {
         Ok(store)
     }
 
-    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -742,40 +743,7 @@ impl ImageStore {
         commit: &CommitOptions,
         skip: Skip,
     ) -> Result<Image, ImageError> {
-        let upper = self.snapshots.container_upper(container_id)?;
-        let upper_fd = rustix::fs::open(
-            &upper,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(ImageError::errno(format!("open {}", upper.display())))?;
-        let (reader, writer) = io::pipe().map_err(ImageError::io("pipe"))?;
-        let walker = std::thread::Builder::new()
-            .name("commit-tar".into())
-            .spawn(move || -> io::Result<()> {
-                let mut w = TreeWriter::for_layer(writer, skip);
-                w.add_children(&upper_fd, Path::new(""))?;
-                w.finish()?;
-                Ok(())
-            })
-            .map_err(ImageError::io("spawn the layer writer"))?;
-        let parent_chain = chain_ids(&image.layers).pop();
-        let unpacked = self.unpack_layer(
-            parent_chain.as_deref(),
-            reader,
-            &LayerExpect {
-                compression: Some(LayerCompression::None),
-                ..LayerExpect::default()
-            },
-            false,
-        );
-        let walked = walker
-            .join()
-            .map_err(|_| ImageError::Corrupt("the layer writer panicked".into()))?;
-        walked.map_err(ImageError::io(format!(
-            "read the changes of {container_id}"
-        )))?;
-        let layer = unpacked.map_err(|e| e.error)?;
+        let layer = self.layer_from_container(container_id, &image.layers, skip)?;
 
         let mut config = image.config.clone();
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
@@ -815,6 +783,65 @@ impl ImageStore {
         layers.push(layer);
         let tags: Vec<Reference> = commit.reference.iter().cloned().collect();
         self.add_image(&config_bytes, &layers, &tags, None, Some(image.id.clone()))
+    }
+
+    /// A layer made of what a container wrote (its upper directory) on top of the layers
+    /// `parent` (diff ids, bottom first); `skip` leaves out the runtime's mount points. The
+    /// layer is pending until an image or the build cache names it. Blocking.
+    pub fn layer_from_container(
+        &self,
+        container_id: &str,
+        parent: &[String],
+        skip: Skip,
+    ) -> Result<LayerRef, ImageError> {
+        let upper = self.snapshots.container_upper(container_id)?;
+        let upper_fd = rustix::fs::open(
+            &upper,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(ImageError::errno(format!("open {}", upper.display())))?;
+        let (reader, writer) = io::pipe().map_err(ImageError::io("pipe"))?;
+        let walker = std::thread::Builder::new()
+            .name("commit-tar".into())
+            .spawn(move || -> io::Result<()> {
+                let mut w = TreeWriter::for_layer(writer, skip);
+                w.add_children(&upper_fd, Path::new(""))?;
+                w.finish()?;
+                Ok(())
+            })
+            .map_err(ImageError::io("spawn the layer writer"))?;
+        let parent_chain = chain_ids(parent).pop();
+        let unpacked = self.unpack_layer(
+            parent_chain.as_deref(),
+            reader,
+            &LayerExpect {
+                compression: Some(LayerCompression::None),
+                ..LayerExpect::default()
+            },
+            false,
+        );
+        let walked = walker
+            .join()
+            .map_err(|_| ImageError::Corrupt("the layer writer panicked".into()))?;
+        walked.map_err(ImageError::io(format!(
+            "read the changes of {container_id}"
+        )))?;
+        let layer = unpacked.map_err(|e| e.error)?;
+        Ok(layer)
+    }
+
+    /// Mounts an overlay of the layers `diff_ids` (bottom first) under the upper directory
+    /// of `container_id` on `target`, as [`ImageStore::mount_container`] does for an image.
+    pub fn mount_layers(
+        &self,
+        container_id: &str,
+        diff_ids: &[String],
+        target: &Path,
+    ) -> Result<(), ImageError> {
+        let lowers = self.layer_dirs(diff_ids)?;
+        self.snapshots
+            .mount_container(container_id, &lowers, target)
     }
 
     /// `docker rmi`, following moby's `ImageDelete`: a reference is untagged, and the image
@@ -943,7 +970,7 @@ impl ImageStore {
 
     /// Removes snapshots and blobs no image record uses (the lock, or exclusive access at
     /// open, must be held).
-    fn collect_garbage(&self) -> Result<(), ImageError> {
+    pub(crate) fn collect_garbage(&self) -> Result<(), ImageError> {
         let records = self.records()?;
         let mut chains = HashSet::new();
         let mut blobs = HashSet::new();
@@ -951,6 +978,12 @@ impl ImageStore {
             chains.extend(chain_ids(&r.layers));
             blobs.insert(r.id.clone());
             blobs.extend(r.layer_blobs.iter().cloned());
+        }
+        // Layers the build cache holds stay too.
+        for layers in self.cached_layers()? {
+            let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+            chains.extend(chain_ids(&diff_ids));
+            blobs.extend(layers.into_iter().map(|l| l.blob));
         }
         // What an unfinished pull made stays for a while; expired entries go.
         let now = Utc::now().timestamp().max(0) as u64;
@@ -1018,14 +1051,18 @@ impl ImageStore {
 
     /// The unpacked layer directories of an image, top layer first (overlay's order).
     fn lower_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, ImageError> {
+        self.layer_dirs(&image.layers)
+            .map_err(|e| ImageError::Corrupt(format!("image {}: {e}", image.id)))
+    }
+
+    /// The directories of the layers with these diff ids (bottom first), top first as
+    /// overlay stacks them.
+    pub fn layer_dirs(&self, diff_ids: &[String]) -> Result<Vec<PathBuf>, ImageError> {
         let mut dirs = Vec::new();
-        for c in chain_ids(&image.layers).iter().rev() {
+        for c in chain_ids(diff_ids).iter().rev() {
             digest_hex(c)?;
             if !self.snapshots.exists(c) {
-                return Err(ImageError::Corrupt(format!(
-                    "layer {c} of image {} is not unpacked",
-                    image.id
-                )));
+                return Err(ImageError::Corrupt(format!("layer {c} is not unpacked")));
             }
             dirs.push(self.snapshots.layer_dir(c)?);
         }

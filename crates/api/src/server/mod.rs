@@ -5,6 +5,7 @@
 //! (`/images/docker.io/library/busybox/json`), which pattern routers do not express.
 
 mod body;
+mod build;
 mod containers;
 mod exec;
 mod hijack;
@@ -129,7 +130,7 @@ impl Req {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
     }
 
-    async fn bytes(&mut self, limit: usize) -> Result<Bytes, ApiError> {
+    pub async fn bytes(&mut self, limit: usize) -> Result<Bytes, ApiError> {
         let Some(body) = self.body.take() else {
             return Ok(Bytes::new());
         };
@@ -364,10 +365,8 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::POST, ["containers", "create"]) => containers::create(ctx, &mut r).await,
         (&Method::POST, ["containers", "prune"]) => containers::prune(ctx, &r).await,
         (&Method::POST, ["images", "prune"]) => images::prune(ctx, &r),
-        // No build cache yet: nothing to prune.
-        (&Method::POST, ["build", "prune"]) => {
-            ok_json(&serde_json::json!({ "CachesDeleted": null, "SpaceReclaimed": 0 }))
-        }
+        (&Method::POST, ["build", "prune"]) => build::prune(ctx, &r).await,
+        (&Method::POST, ["build"]) => build::build(ctx, r).await,
         (&Method::POST, ["containers", id, "update"]) => {
             let id = id.to_string();
             containers::update(ctx, &mut r, &id).await

@@ -1,5 +1,6 @@
 //! One module per command group; each command is an `async fn` returning its exit status.
 
+pub mod build;
 pub mod container;
 pub mod cp;
 pub mod exec;

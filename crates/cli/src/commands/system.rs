@@ -519,6 +519,11 @@ pub async fn prune(client: &Client, a: crate::args::SystemPruneArgs, system: boo
         .collect();
     out.push_str(&deleted_section("Deleted Images:", &rows));
     space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+    if system {
+        let (keys, s) = super::build::prune_cache(client, &a.filter).await?;
+        out.push_str(&deleted_section("Deleted build cache objects:", &keys));
+        space += s;
+    }
     out.push_str(&format!(
         "Total reclaimed space: {}",
         crate::format::human_size(space as f64)

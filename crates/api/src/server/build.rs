@@ -1,0 +1,169 @@
+//! `POST /build` (the legacy builder's API: a context tar in, Docker's JSON progress stream
+//! out, as `DOCKER_BUILDKIT=0 docker build` reads it) and `POST /build/prune`.
+//!
+//! Berth's own CLI may instead name a context directory on this machine with
+//! `contextdir=<absolute path>` and send only the Dockerfile as the body: the daemon reads
+//! the context in place.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use berth_engine::build::{BuildOptions, ContextSource, Event};
+use bytes::Bytes;
+use hyper::StatusCode;
+
+use super::images::error_message;
+use super::{ApiError, Ctx, HandlerResult, Req, body, ok_json};
+use crate::models::JsonMessage;
+
+/// Largest Dockerfile sent as a body with `contextdir`.
+const MAX_DOCKERFILE: usize = 16 << 20;
+
+fn json_map(r: &Req, key: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    match r.q(key).filter(|s| !s.is_empty()) {
+        None => Ok(BTreeMap::new()),
+        Some(raw) => {
+            // Docker sends `{"A":"x","B":null}`: a null build arg takes the client's env,
+            // which the client already resolved, so a null left here means "unset".
+            let v: BTreeMap<String, Option<String>> = serde_json::from_str(raw)
+                .map_err(|e| ApiError::bad(format!("invalid {key}: {e}")))?;
+            Ok(v.into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect())
+        }
+    }
+}
+
+fn line(msg: &JsonMessage) -> Bytes {
+    let mut v = serde_json::to_vec(msg).unwrap_or_default();
+    v.push(b'\r');
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+fn stream_msg(s: String) -> JsonMessage {
+    JsonMessage {
+        stream: Some(s),
+        ..JsonMessage::default()
+    }
+}
+
+/// `POST /build`.
+pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
+    if r.q("remote").is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::bad(
+            "remote build contexts (URLs, git) are not supported; send the context as a tar",
+        ));
+    }
+    if r.q("version") == Some("2") {
+        return Err(ApiError::bad(
+            "BuildKit sessions (version=2) are not supported; use DOCKER_BUILDKIT=0 or berth build",
+        ));
+    }
+    let dockerfile = r.q("dockerfile").unwrap_or("").to_owned();
+    let context = match r.q("contextdir").filter(|s| !s.is_empty()) {
+        Some(dir) => {
+            let path = PathBuf::from(dir);
+            if !path.is_absolute() || !path.is_dir() {
+                return Err(ApiError::bad(format!(
+                    "contextdir {dir}: not an absolute path to a directory"
+                )));
+            }
+            let data = r.bytes(MAX_DOCKERFILE).await?;
+            ContextSource::Dir {
+                path,
+                dockerfile: data.to_vec(),
+            }
+        }
+        None => {
+            let incoming = r
+                .body
+                .take()
+                .ok_or_else(|| ApiError::bad("no build context"))?;
+            let chunks = body::forward(incoming, None);
+            ContextSource::Tar(Box::new(berth_engine::ChannelReader::new(chunks)))
+        }
+    };
+    let quiet = r.flag("q");
+    let opts = BuildOptions {
+        context,
+        dockerfile,
+        tags: r.all("t"),
+        build_args: json_map(&r, "buildargs")?,
+        labels: json_map(&r, "labels")?,
+        target: r.q("target").map(str::to_owned),
+        no_cache: r.flag("nocache"),
+        pull: r.flag("pull"),
+        network_mode: r.q("networkmode").unwrap_or("").to_owned(),
+    };
+    let engine = ctx.engine.clone();
+    let (resp, tx) = body::stream(StatusCode::OK, "application/json");
+    tokio::spawn(async move {
+        let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let build = engine.build(opts, ptx);
+        tokio::pin!(build);
+        let send = |e: Event| -> Option<Bytes> {
+            if quiet {
+                return None;
+            }
+            Some(line(&stream_msg(match e {
+                Event::Line(s) => s,
+                Event::Output(b) => String::from_utf8_lossy(&b).into_owned(),
+            })))
+        };
+        let result = loop {
+            tokio::select! {
+                r = &mut build => break r,
+                Some(e) = prx.recv() => {
+                    if let Some(b) = send(e) {
+                        // A client that went away does not stop the build.
+                        let _ = tx.send(b).await;
+                    }
+                }
+            }
+        };
+        while let Ok(e) = prx.try_recv() {
+            if let Some(b) = send(e) {
+                let _ = tx.send(b).await;
+            }
+        }
+        match result {
+            Ok(built) => {
+                let aux = JsonMessage {
+                    aux: Some(serde_json::json!({ "ID": built.id })),
+                    ..JsonMessage::default()
+                };
+                let _ = tx.send(line(&aux)).await;
+                if quiet {
+                    let _ = tx.send(line(&stream_msg(format!("{}\n", built.id)))).await;
+                } else {
+                    let short = built.id.trim_start_matches("sha256:");
+                    let short = &short[..12.min(short.len())];
+                    let _ = tx
+                        .send(line(&stream_msg(format!("Successfully built {short}\n"))))
+                        .await;
+                    for t in built.tags.iter().filter(|t| !t.is_empty()) {
+                        let _ = tx
+                            .send(line(&stream_msg(format!("Successfully tagged {t}\n"))))
+                            .await;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(line(&error_message(&e.to_string()))).await;
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// `POST /build/prune?all=&filters=`: the build cache (`until` filters by last use).
+pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
+    let f = super::containers::prune_filters(r, &["type", "id", "inuse", "shared", "private"])?;
+    let (keys, space) = ctx
+        .engine
+        .build_prune(f.until.map(|t| t.timestamp()))
+        .await?;
+    let keys = (!keys.is_empty()).then_some(keys);
+    ok_json(&serde_json::json!({ "CachesDeleted": keys, "SpaceReclaimed": space }))
+}

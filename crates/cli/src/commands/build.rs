@@ -1,0 +1,252 @@
+//! `build` and `builder prune`. Berth's CLI does not tar the context: it names the context
+//! directory (`contextdir=`) and sends the Dockerfile alone; the daemon, on the same machine,
+//! reads the files in place. A context of `-` is a tar or a Dockerfile on STDIN, sent as is.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use berth_api::client::{Client, RequestBody};
+use berth_api::models::JsonMessage;
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::Value;
+
+use crate::args::{BuildArgs, BuilderPruneArgs};
+use crate::error::{CliError, Result};
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> CliError {
+    move |e| CliError::Precondition(format!("{what}: {e}"))
+}
+
+/// `KEY=value`, or `KEY` alone taking the value from the environment (skipped when unset).
+fn build_args(raw: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for a in raw {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                out.insert(k.to_owned(), v.to_owned());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn labels(raw: &[String]) -> BTreeMap<String, String> {
+    raw.iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (l.clone(), String::new()),
+        })
+        .collect()
+}
+
+/// Reads STDIN whole.
+async fn read_stdin() -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::new();
+    tokio::io::stdin()
+        .read_to_end(&mut data)
+        .await
+        .map_err(io("read STDIN".into()))?;
+    Ok(data)
+}
+
+/// `build [OPTIONS] PATH | -`.
+pub async fn build(client: &Client, a: BuildArgs) -> Result<i32> {
+    let mut query: Vec<(String, String)> = Vec::new();
+    for t in &a.tags {
+        query.push(("t".into(), t.clone()));
+    }
+    let args = build_args(&a.build_args);
+    if !args.is_empty() {
+        query.push((
+            "buildargs".into(),
+            serde_json::to_string(&args).unwrap_or_default(),
+        ));
+    }
+    let labels = labels(&a.labels);
+    if !labels.is_empty() {
+        query.push((
+            "labels".into(),
+            serde_json::to_string(&labels).unwrap_or_default(),
+        ));
+    }
+    if let Some(t) = &a.target {
+        query.push(("target".into(), t.clone()));
+    }
+    if a.no_cache {
+        query.push(("nocache".into(), "1".into()));
+    }
+    if a.pull {
+        query.push(("pull".into(), "1".into()));
+    }
+    if a.quiet {
+        query.push(("q".into(), "1".into()));
+    }
+    if a.network != "default" {
+        query.push(("networkmode".into(), a.network.clone()));
+    }
+    let body = if a.context == "-" {
+        if a.file.is_some() {
+            return Err(CliError::Precondition(
+                "-f cannot be used with a context from STDIN".into(),
+            ));
+        }
+        RequestBody::Full {
+            data: Bytes::from(read_stdin().await?),
+            content_type: "application/x-tar",
+        }
+    } else {
+        let context = std::fs::canonicalize(&a.context).map_err(io(format!(
+            "unable to prepare context: path {:?} not found",
+            a.context
+        )))?;
+        if !context.is_dir() {
+            return Err(CliError::Precondition(format!(
+                "unable to prepare context: context must be a directory: {}",
+                context.display()
+            )));
+        }
+        let (data, name) = match a.file.as_deref() {
+            Some("-") => (read_stdin().await?, "Dockerfile".to_owned()),
+            Some(f) => {
+                let p = std::fs::canonicalize(f).map_err(io(format!(
+                    "unable to prepare context: the Dockerfile {f:?} is missing"
+                )))?;
+                let data = std::fs::read(&p).map_err(io(format!("read {}", p.display())))?;
+                (data, dockerfile_name(&context, &p))
+            }
+            None => {
+                let p = context.join("Dockerfile");
+                let data = std::fs::read(&p).map_err(|_| {
+                    CliError::Precondition(format!(
+                        "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {}: no such file or directory",
+                        p.display()
+                    ))
+                })?;
+                (data, "Dockerfile".to_owned())
+            }
+        };
+        query.push(("dockerfile".into(), name));
+        query.push(("contextdir".into(), context.to_string_lossy().into_owned()));
+        RequestBody::Full {
+            data: Bytes::from(data),
+            content_type: "application/octet-stream",
+        }
+    };
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let qs = berth_api::client::query(&pairs);
+    let mut s = client
+        .stream(Method::POST, &format!("/build?{qs}"), body)
+        .await?;
+    let mut id = None;
+    while let Some(m) = s.next_json::<JsonMessage>().await? {
+        if let Some(e) = m.error.or(m.error_detail.map(|d| d.message)) {
+            return Err(CliError::Stream(e));
+        }
+        if let Some(aux) = &m.aux {
+            if let Some(i) = aux["ID"].as_str() {
+                id = Some(i.to_owned());
+            }
+        }
+        if let Some(line) = m.stream {
+            if !a.quiet {
+                out!("{line}");
+            }
+        }
+    }
+    let Some(id) = id else {
+        return Err(CliError::Stream("the build ended without an image".into()));
+    };
+    if a.quiet {
+        outln!("{id}");
+    }
+    if let Some(f) = &a.iidfile {
+        std::fs::write(f, &id).map_err(io(format!("write {f}")))?;
+    }
+    Ok(0)
+}
+
+/// The Dockerfile's name as the daemon sees it: its path in the context, or its base name
+/// when it lies outside.
+fn dockerfile_name(context: &Path, file: &Path) -> String {
+    match file.strip_prefix(context) {
+        Ok(rel) => rel.to_string_lossy().into_owned(),
+        Err(_) => file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".into()),
+    }
+}
+
+/// `builder prune`.
+pub async fn prune(client: &Client, a: BuilderPruneArgs) -> Result<i32> {
+    if !a.force && !super::system::confirm("WARNING! This will remove all dangling build cache.") {
+        return Ok(0);
+    }
+    let (keys, space) = prune_cache(client, &a.filters).await?;
+    if !keys.is_empty() {
+        outln!("Deleted build cache objects:");
+        for k in &keys {
+            outln!("{k}");
+        }
+        outln!();
+    }
+    outln!(
+        "Total reclaimed space: {}",
+        crate::format::human_size(space as f64)
+    );
+    Ok(0)
+}
+
+/// `POST /build/prune`: the removed entries and the bytes reclaimed.
+pub async fn prune_cache(client: &Client, filters: &[String]) -> Result<(Vec<String>, u64)> {
+    let v: Value = client
+        .post(
+            &super::system::filters_query("/build/prune", filters, None)?,
+            None::<&Value>,
+        )
+        .await?;
+    let keys = v["CachesDeleted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_owned))
+        .collect();
+    Ok((keys, v["SpaceReclaimed"].as_u64().unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn dockerfile_names_are_relative_to_the_context() {
+        let ctx = PathBuf::from("/src/app");
+        assert_eq!(
+            dockerfile_name(&ctx, Path::new("/src/app/build/Dockerfile.dev")),
+            "build/Dockerfile.dev"
+        );
+        assert_eq!(
+            dockerfile_name(&ctx, Path::new("/tmp/Dockerfile.x")),
+            "Dockerfile.x"
+        );
+    }
+
+    #[test]
+    fn build_args_take_unset_values_from_the_environment() {
+        let a = build_args(&["A=1".into(), "B=".into(), "BERTH_SURELY_UNSET_VAR".into()]);
+        assert_eq!(a.get("A").map(String::as_str), Some("1"));
+        assert_eq!(a.get("B").map(String::as_str), Some(""));
+        assert!(!a.contains_key("BERTH_SURELY_UNSET_VAR"));
+    }
+}

@@ -1,0 +1,267 @@
+//! `docker build` (`POST /build`) and `builder prune`: the engine's side of a build. The
+//! context arrives as a tar (extracted into a private directory first) or, for `berth build`
+//! on the same machine, as a directory the daemon reads in place. The build itself is
+//! `berth_build::exec` on a blocking thread; base images come from the store or a pull.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+pub use berth_build::exec::Event;
+use berth_build::exec::{BuildRequest, Host};
+use berth_image::Reference;
+use berth_image::store::Image;
+use tokio::sync::mpsc;
+
+use crate::Engine;
+use crate::error::{EngineError, Result};
+
+/// Largest build context accepted as a tar.
+const MAX_CONTEXT: u64 = 16 << 30;
+
+/// Where the build context comes from.
+pub enum ContextSource {
+    /// A tar stream (plain, gzip or zstd), as the docker CLI sends it.
+    Tar(Box<dyn Read + Send>),
+    /// A directory on this machine, read in place (`berth build`), with the Dockerfile's
+    /// bytes sent alongside.
+    Dir { path: PathBuf, dockerfile: Vec<u8> },
+}
+
+/// `POST /build` parameters.
+pub struct BuildOptions {
+    pub context: ContextSource,
+    /// The Dockerfile's path in the context (`Dockerfile` by default).
+    pub dockerfile: String,
+    pub tags: Vec<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub pull: bool,
+    /// `networkmode`: `none` cuts every `RUN` off; others use the default.
+    pub network_mode: String,
+}
+
+/// What a finished build reports.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub id: String,
+    /// The tags, familiar (`name:tag`).
+    pub tags: Vec<String>,
+    pub cached: usize,
+    pub executed: usize,
+}
+
+/// Base images for a build: from the store, pulled when missing or asked.
+struct EngineHost {
+    engine: Engine,
+    rt: tokio::runtime::Handle,
+}
+
+impl Host for EngineHost {
+    fn image(&self, reference: &str, pull: bool) -> std::result::Result<Image, String> {
+        let images = &self.engine.inner.images;
+        if !pull {
+            if let Ok(img) = images.resolve(reference) {
+                return Ok(img);
+            }
+        }
+        let engine = self.engine.clone();
+        let r = reference.to_owned();
+        let pulled = self.rt.block_on(async move {
+            let plan = engine
+                .pull_plan(&r, None, berth_registry::client::Credentials::default())
+                .await?;
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            engine.pull(plan, tx).await
+        });
+        match pulled {
+            Ok(_) => images.resolve(reference).map_err(|e| e.to_string()),
+            // A pull that fails leaves a local image good enough unless one was demanded.
+            Err(e) => match images.resolve(reference) {
+                Ok(img) if pull => {
+                    tracing::warn!(reference, error = %e, "pull failed; building on the local image");
+                    Ok(img)
+                }
+                _ => Err(format!("failed to resolve {reference}: {e}")),
+            },
+        }
+    }
+}
+
+impl Engine {
+    /// Runs a build; `progress` gets its log as it happens. Returns the image.
+    pub async fn build(
+        &self,
+        opts: BuildOptions,
+        progress: mpsc::UnboundedSender<Event>,
+    ) -> Result<Built> {
+        let tags = opts
+            .tags
+            .iter()
+            .filter(|t| !t.is_empty())
+            .map(|t| Reference::parse(t).map_err(EngineError::from))
+            .collect::<Result<Vec<_>>>()?;
+        let staging = self
+            .inner
+            .cfg
+            .exec_root
+            .join("build")
+            .join(format!("ctx-{:016x}", rand::random::<u64>()));
+        let engine = self.clone();
+        let rt = tokio::runtime::Handle::current();
+        let dockerfile_name = if opts.dockerfile.is_empty() {
+            "Dockerfile".to_owned()
+        } else {
+            opts.dockerfile.clone()
+        };
+        let dir = staging.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (context, dockerfile) = match opts.context {
+                ContextSource::Dir { path, dockerfile } => (path, dockerfile),
+                ContextSource::Tar(reader) => {
+                    extract_context(reader, &dir)?;
+                    let df = read_dockerfile(&dir, &dockerfile_name)?;
+                    (dir.clone(), df)
+                }
+            };
+            let req = BuildRequest {
+                context,
+                dockerfile,
+                dockerfile_name: dockerfile_name.trim_start_matches("./").to_owned(),
+                tags,
+                build_args: opts.build_args,
+                labels: opts.labels,
+                target: opts.target.filter(|t| !t.is_empty()),
+                no_cache: opts.no_cache,
+                pull: opts.pull,
+                network_none: opts.network_mode == "none",
+            };
+            let host = EngineHost {
+                engine: engine.clone(),
+                rt,
+            };
+            let send = |e: Event| {
+                let _ = progress.send(e);
+            };
+            Ok(engine.inner.builder.build(&req, &host, &send))
+        })
+        .await;
+        if staging.exists() {
+            if let Err(e) = crate::fsutil::remove_dir_later(&staging) {
+                tracing::warn!(path = %staging.display(), error = %e, "removing a build context");
+            }
+        }
+        let result = result.map_err(|e| EngineError::Runtime(format!("build task: {e}")))??;
+        let built = result.map_err(|e| {
+            if e.is_user_error() {
+                EngineError::InvalidArgument(e.to_string())
+            } else {
+                EngineError::Runtime(e.to_string())
+            }
+        })?;
+        let id = built.image.id.clone();
+        let mut tags = Vec::new();
+        for t in opts.tags.iter().filter(|t| !t.is_empty()) {
+            let name = Reference::parse(t)
+                .map(|r| r.familiar())
+                .unwrap_or_else(|_| t.clone());
+            let mut attrs = BTreeMap::new();
+            attrs.insert("name".into(), name.clone());
+            self.inner.events.publish("image", "tag", &id, attrs);
+            tags.push(name);
+        }
+        Ok(Built {
+            id,
+            tags,
+            cached: built.cached,
+            executed: built.executed,
+        })
+    }
+
+    /// `builder prune`: entries last used before `until` (all when `None`); returns the
+    /// removed keys and the bytes their layers held.
+    pub async fn build_prune(&self, until: Option<i64>) -> Result<(Vec<String>, u64)> {
+        let engine = self.clone();
+        let pruned = tokio::task::spawn_blocking(move || engine.inner.images.cache_prune(until))
+            .await
+            .map_err(|e| EngineError::Runtime(format!("prune task: {e}")))??;
+        Ok((pruned.keys, pruned.reclaimed))
+    }
+
+    /// Entries and bytes of the build cache, for `system df`.
+    pub fn build_cache_usage(&self) -> Result<Vec<berth_image::buildcache::CacheEntry>> {
+        Ok(self
+            .inner
+            .images
+            .cache_entries()?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+}
+
+/// Extracts a context tar into `dir` with the hardened layer extraction (no escapes, no
+/// devices, size capped).
+fn extract_context(reader: Box<dyn Read + Send>, dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
+    let head = std::io::BufRead::fill_buf(&mut reader)
+        .map_err(EngineError::io("read the build context"))?;
+    let compression = berth_image::layer::detect_compression(head)?;
+    let mut plain = berth_image::layer::decompress(reader, compression)?;
+    let mut first = Vec::with_capacity(512);
+    (&mut plain)
+        .take(512)
+        .read_to_end(&mut first)
+        .map_err(EngineError::io("read the build context"))?;
+    let is_tar =
+        first.len() == 512 && (&first[257..262] == b"ustar" || first.iter().all(|b| *b == 0));
+    if !is_tar && !first.is_empty() {
+        // `docker build - < Dockerfile`: the body is the Dockerfile, with no context.
+        let mut data = first;
+        plain
+            .take(16 << 20)
+            .read_to_end(&mut data)
+            .map_err(EngineError::io("read the Dockerfile"))?;
+        let p = dir.join("Dockerfile");
+        return std::fs::write(&p, data).map_err(EngineError::io(format!("write {}", p.display())));
+    }
+    let plain = std::io::Cursor::new(first).chain(plain);
+    let opts = berth_image::apply::ApplyOptions {
+        max_bytes: MAX_CONTEXT,
+        ..Default::default()
+    };
+    berth_image::apply::apply_layer(dir, plain, &opts)
+        .map_err(|e| EngineError::InvalidArgument(format!("unreadable build context: {e}")))?;
+    Ok(())
+}
+
+/// The Dockerfile from an extracted context, resolved inside it.
+fn read_dockerfile(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let root = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| EngineError::io(format!("open {}", dir.display()))(e.into()))?;
+    let fd = rustix::fs::openat2(
+        &root,
+        name.trim_start_matches('/'),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|_| {
+        EngineError::InvalidArgument(format!("Cannot locate specified Dockerfile: {name}"))
+    })?;
+    let mut data = Vec::new();
+    std::fs::File::from(fd)
+        .take(16 << 20)
+        .read_to_end(&mut data)
+        .map_err(EngineError::io(format!("read {name}")))?;
+    Ok(data)
+}
