@@ -257,6 +257,9 @@ impl Daemon {
             .env("DOCKER_HOST", self.host())
             .env("DOCKER_CONFIG", self.dir.join("docker-config"))
             .env("DOCKER_CLI_HINTS", "false")
+            // The legacy builder: the 28.x CLI has no buildx here, and berthd speaks the
+            // legacy build API.
+            .env("DOCKER_BUILDKIT", "0")
             .env_remove("DOCKER_CONTEXT");
         cmd
     }

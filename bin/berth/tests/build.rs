@@ -1,0 +1,497 @@
+//! Builds end to end: multi-stage Dockerfiles with every instruction, the results run and
+//! inspected; `.dockerignore` and context escapes; the cache (hits, misses after a changed
+//! file, `--no-cache`, `builder prune`, cache mounts); parallel stages; errors that name the
+//! line; and the docker CLI's legacy builder against berthd.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Daemon, ok, stderr, stdout};
+
+fn daemon() -> Daemon {
+    let d = Daemon::start();
+    d.import_busybox();
+    d
+}
+
+/// Writes `files` (path, content) under a fresh context directory of the daemon's test dir.
+fn context(d: &Daemon, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = d.dir.join(name);
+    for (p, data) in files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data).unwrap();
+    }
+    dir
+}
+
+fn build(d: &Daemon, ctx: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["build"];
+    args.extend_from_slice(extra);
+    let c = ctx.to_str().unwrap();
+    args.push(c);
+    d.berth(&args)
+}
+
+fn inspect(d: &Daemon, image: &str, fmt: &str) -> String {
+    ok(d.berth(&["image", "inspect", "-f", fmt, image]))
+}
+
+const EVERY_INSTRUCTION: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM ${BASE} AS builder
+ARG VERSION=1.0
+ARG FLAVOR
+ENV APP_HOME=/opt/app \
+    VERSION=${VERSION}
+WORKDIR $APP_HOME
+COPY src/ ./src/
+COPY *.conf /etc/app/
+ADD vendor.tar /opt/vendor/
+RUN ["/bin/sh", "-c", "echo exec-form > exec.txt"]
+RUN echo "flavor=${FLAVOR:-plain} version=$VERSION" > build-info.txt
+RUN <<EOF
+set -e
+echo heredoc > heredoc.txt
+EOF
+COPY <<EOF /opt/app/inline.txt
+inline ${VERSION}
+EOF
+
+FROM busybox
+SHELL ["/bin/sh", "-c"]
+COPY --from=builder /opt/app/ /app/
+COPY --from=builder --chown=65534:65534 --chmod=640 /opt/app/build-info.txt /srv/info.txt
+COPY --from=builder /opt/vendor/pkg/lib.txt /srv/lib.txt
+COPY --from=builder /etc/app/ /etc/app/
+LABEL org.example.name="demo app" version=2
+EXPOSE 8080 53/udp
+VOLUME /data
+USER nobody
+WORKDIR /app
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --timeout=2s --retries=4 CMD test -f /app/exec.txt
+ONBUILD RUN echo triggered
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/build-info.txt"]
+MAINTAINER someone@example.com
+"#;
+
+#[test]
+fn multi_stage_build_with_every_instruction() {
+    let d = daemon();
+    // A tar for ADD to extract.
+    let tar_dir = d.dir.join("tarsrc");
+    std::fs::create_dir_all(tar_dir.join("pkg")).unwrap();
+    std::fs::write(tar_dir.join("pkg/lib.txt"), "from the archive\n").unwrap();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[
+            ("Dockerfile", EVERY_INSTRUCTION),
+            ("src/main.txt", "main source\n"),
+            ("src/deep/nested.txt", "nested\n"),
+            ("a.conf", "a=1\n"),
+            ("b.conf", "b=2\n"),
+        ],
+    );
+    let tar = std::process::Command::new("tar")
+        .args(["-C", tar_dir.to_str().unwrap(), "-czf"])
+        .arg(ctx.join("vendor.tar"))
+        .arg("pkg")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let out = ok(build(
+        &d,
+        &ctx,
+        &[
+            "-t",
+            "demo:1",
+            "-t",
+            "demo:latest",
+            "--build-arg",
+            "FLAVOR=spicy",
+            "--label",
+            "extra=yes",
+        ],
+    ));
+    assert!(out.contains("Successfully tagged demo:1"), "{out}");
+    assert!(out.contains("Successfully tagged demo:latest"), "{out}");
+
+    // The default command runs as nobody in /app and shows the build args.
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "demo:1"])),
+        "flavor=spicy version=1.0"
+    );
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "demo:1", "id -u; pwd"])),
+        "65534\n/app"
+    );
+    let listing = ok(d.berth(&[
+        "run",
+        "--rm",
+        "-u",
+        "0",
+        "demo:1",
+        "cat /app/src/main.txt /app/src/deep/nested.txt /app/exec.txt /app/heredoc.txt \
+         /app/inline.txt /srv/lib.txt /etc/app/a.conf /etc/app/b.conf; \
+         stat -c '%a %u:%g' /srv/info.txt; stat -c '%u:%g' /app/src/main.txt",
+    ]));
+    assert_eq!(
+        listing,
+        "main source\nnested\nexec-form\nheredoc\ninline 1.0\nfrom the archive\na=1\nb=2\n\
+         640 65534:65534\n0:0"
+    );
+    // The config.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&inspect(&d, "demo:1", "{{json .Config}}")).unwrap();
+    assert_eq!(cfg["User"], "nobody");
+    assert_eq!(cfg["WorkingDir"], "/app");
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(cfg["Cmd"], serde_json::json!(["cat /app/build-info.txt"]));
+    assert_eq!(cfg["Labels"]["org.example.name"], "demo app");
+    assert_eq!(cfg["Labels"]["version"], "2");
+    assert_eq!(cfg["Labels"]["extra"], "yes");
+    assert_eq!(
+        cfg["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}, "53/udp": {}})
+    );
+    assert_eq!(cfg["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert_eq!(cfg["OnBuild"], serde_json::json!(["RUN echo triggered"]));
+    assert_eq!(
+        cfg["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "test -f /app/exec.txt"],
+            "Interval": 5_000_000_000u64, "Timeout": 2_000_000_000u64, "Retries": 4})
+    );
+    assert_eq!(cfg["Shell"], serde_json::json!(["/bin/sh", "-c"]));
+    // The builder stage's ENV does not leak into the final stage.
+    let env = cfg["Env"].to_string();
+    assert!(env.contains("PATH="), "{env}");
+    assert!(!env.contains("APP_HOME"), "{env}");
+    assert_eq!(inspect(&d, "demo:1", "{{.Author}}"), "someone@example.com");
+    // History: newest first, layers only where files changed.
+    let history = ok(d.berth(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}|{{.Size}}",
+        "demo:1",
+    ]));
+    let lines: Vec<&str> = history.lines().collect();
+    assert!(lines[0].starts_with("MAINTAINER"), "{history}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("COPY --from=builder /opt/app/ /app/")),
+        "{history}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("LABEL org.example.name") && l.ends_with("|0B")),
+        "{history}"
+    );
+    // busybox's layer and the 4 COPY layers; WORKDIR /app existed already (no layer).
+    assert_eq!(inspect(&d, "demo:1", "{{len .RootFS.Layers}}"), "5");
+
+    // ONBUILD triggers run in a child build, once.
+    let child = context(
+        &d,
+        "child",
+        &[("Dockerfile", "FROM demo:1\nUSER 0\nRUN touch /child\n")],
+    );
+    let out = ok(build(&d, &child, &["-t", "child"]));
+    assert!(out.contains("triggered"), "{out}");
+    assert_eq!(inspect(&d, "child", "{{json .Config.OnBuild}}"), "null");
+}
+
+#[test]
+fn dockerignore_and_the_context_boundary() {
+    let d = daemon();
+    let outside = d.dir.join("outside-secret");
+    std::fs::write(&outside, "top secret\n").unwrap();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+            (".dockerignore", "*.log\nsecrets/\n!keep.log\n"),
+            ("app.txt", "app\n"),
+            ("debug.log", "noise\n"),
+            ("keep.log", "kept\n"),
+            ("secrets/key", "k\n"),
+        ],
+    );
+    std::os::unix::fs::symlink(&outside, ctx.join("escape")).unwrap();
+    ok(build(&d, &ctx, &["-t", "ign"]));
+    let files = ok(d.berth(&[
+        "run",
+        "--rm",
+        "ign",
+        "sh",
+        "-c",
+        "cd /ctx && ls -A | sort | tr '\\n' ' '; readlink escape",
+    ]));
+    // The symlink is copied as a symlink, its target never read.
+    assert_eq!(
+        files,
+        format!(
+            ".dockerignore Dockerfile app.txt escape keep.log {}",
+            outside.display()
+        )
+    );
+
+    // Sources cannot climb out of the context, directly or through a symlink.
+    let climb = context(
+        &d,
+        "climb",
+        &[("Dockerfile", "FROM busybox\nCOPY ../outside-secret /x\n")],
+    );
+    let out = build(&d, &climb, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("Dockerfile:2"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("outside the build context"),
+        "{}",
+        stderr(&out)
+    );
+    let link = context(
+        &d,
+        "link",
+        &[("Dockerfile", "FROM busybox\nCOPY escape /x\n")],
+    );
+    std::os::unix::fs::symlink(&outside, link.join("escape")).unwrap();
+    let out = build(&d, &link, &[]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+
+    // A working directory through /proc/self/fd is refused (CVE-2024-21626).
+    let fd = context(
+        &d,
+        "fd",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nWORKDIR /proc/self/fd/7\nRUN pwd\n",
+        )],
+    );
+    let out = build(&d, &fd, &[]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not allowed"), "{}", stderr(&out));
+}
+
+/// How many steps ran (not taken from the cache) in a build's output.
+fn executed(out: &str) -> usize {
+    let step = |l: &&str| l.starts_with("Step ");
+    let steps = out.lines().filter(step).count();
+    let skipped = out
+        .lines()
+        .filter(step)
+        .filter(|l| l.contains(": FROM ") || l.contains(": ARG "))
+        .count();
+    steps - skipped - out.matches(" ---> Using cache").count()
+}
+
+const CACHED: &str = "FROM busybox
+RUN echo one > /one
+COPY a.txt /a.txt
+RUN cat /a.txt > /copy
+COPY b.txt /b.txt
+RUN --mount=type=cache,target=/cache echo x >> /cache/hits && wc -l < /cache/hits > /hits
+CMD [\"cat\", \"/copy\"]
+";
+
+#[test]
+fn the_cache_reruns_only_what_changed() {
+    let d = daemon();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[
+            ("Dockerfile", CACHED),
+            ("a.txt", "first\n"),
+            ("b.txt", "bee\n"),
+        ],
+    );
+    let first = ok(build(&d, &ctx, &["-t", "c:1"]));
+    assert_eq!(executed(&first), 6, "{first}");
+    let id1 = inspect(&d, "c:1", "{{.Id}}");
+
+    // Nothing changed: every step from the cache, the same image.
+    let again = ok(build(&d, &ctx, &["-t", "c:2"]));
+    assert_eq!(executed(&again), 0, "{again}");
+    assert!(!again.contains("Running in"), "{again}");
+    assert_eq!(inspect(&d, "c:2", "{{.Id}}"), id1);
+
+    // A new mtime alone is no change.
+    let a = ctx.join("a.txt");
+    std::fs::write(&a, "first\n").unwrap();
+    assert_eq!(executed(&ok(build(&d, &ctx, &["-t", "c:3"]))), 0);
+
+    // Changing a.txt reruns its COPY and everything after it, not the RUN before.
+    std::fs::write(&a, "second\n").unwrap();
+    let changed = ok(build(&d, &ctx, &["-t", "c:4"]));
+    assert_eq!(executed(&changed), 5, "{changed}");
+    assert!(
+        changed.contains("Step 2/7 : RUN echo one > /one\n ---> Using cache"),
+        "{changed}"
+    );
+    assert_eq!(ok(d.berth(&["run", "--rm", "c:4"])), "second");
+    // The cache mount kept its content between builds.
+    assert_eq!(ok(d.berth(&["run", "--rm", "c:4", "cat", "/hits"])), "2");
+
+    // --no-cache runs everything.
+    let fresh = ok(build(&d, &ctx, &["--no-cache", "-t", "c:5"]));
+    assert_eq!(executed(&fresh), 6, "{fresh}");
+
+    // builder prune empties the cache: the next build runs everything again.
+    let pruned = ok(d.berth(&["builder", "prune", "-f"]));
+    assert!(pruned.contains("Total reclaimed space:"), "{pruned}");
+    let after = ok(build(&d, &ctx, &["-t", "c:6"]));
+    assert_eq!(executed(&after), 6, "{after}");
+    // The images stayed usable throughout.
+    assert_eq!(ok(d.berth(&["run", "--rm", "c:1"])), "first");
+}
+
+#[test]
+fn independent_stages_run_in_parallel() {
+    let d = daemon();
+    let stage = |name: &str| {
+        format!(
+            "FROM busybox AS {name}\nRUN cut -d' ' -f1 /proc/uptime > /start && sleep 1.5 && \
+             cut -d' ' -f1 /proc/uptime > /end\n"
+        )
+    };
+    let df = format!(
+        "{}{}FROM busybox\nCOPY --from=left /start /left.start\nCOPY --from=left /end /left.end\n\
+         COPY --from=right /start /right.start\nCOPY --from=right /end /right.end\n",
+        stage("left"),
+        stage("right")
+    );
+    let ctx = context(&d, "ctx", &[("Dockerfile", &df)]);
+    ok(build(&d, &ctx, &["-t", "par"]));
+    let times = ok(d.berth(&[
+        "run",
+        "--rm",
+        "par",
+        "cat",
+        "/left.start",
+        "/left.end",
+        "/right.start",
+        "/right.end",
+    ]));
+    let t: Vec<f64> = times.lines().map(|l| l.trim().parse().unwrap()).collect();
+    // Each stage started before the other ended.
+    assert!(t[0] < t[3] && t[2] < t[1], "stages did not overlap: {t:?}");
+}
+
+#[test]
+fn bad_dockerfiles_give_one_error_naming_the_line() {
+    let d = daemon();
+    let cases = [
+        (
+            "FROM busybox\nRUNN echo\n",
+            "Dockerfile:2",
+            "unknown instruction",
+        ),
+        ("RUN echo\n", "Dockerfile:1", "no build stage"),
+        (
+            "FROM busybox\nRUN <<EOF\necho never closed\n",
+            "Dockerfile:2",
+            "unterminated heredoc",
+        ),
+        (
+            "FROM busybox\nENV A=\"unterminated\n",
+            "Dockerfile:2",
+            "quote",
+        ),
+        (
+            "FROM busybox\nCOPY --from=nosuch:stage:x /a /b\n",
+            "Dockerfile:2",
+            "from",
+        ),
+        ("FROM busybox\nRUN exit 3\n", "Dockerfile:2", "exit code: 3"),
+        (
+            "FROM busybox\nCOPY missing.txt /\n",
+            "Dockerfile:2",
+            "not found",
+        ),
+    ];
+    for (i, (df, line, what)) in cases.iter().enumerate() {
+        let ctx = context(&d, &format!("bad{i}"), &[("Dockerfile", df)]);
+        let out = build(&d, &ctx, &[]);
+        assert!(!out.status.success(), "case {i} built: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains(line), "case {i}: {err}");
+        assert!(
+            err.to_lowercase().contains(&what.to_lowercase()),
+            "case {i}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "case {i}: one line: {err}");
+    }
+}
+
+#[test]
+fn docker_cli_legacy_builder_works_against_berthd() {
+    let d = daemon();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nARG MSG=default\nCOPY greeting.txt /greeting.txt\n\
+                 RUN echo \"$MSG\" >> /greeting.txt\nCMD [\"cat\", \"/greeting.txt\"]\n",
+            ),
+            ("greeting.txt", "hello\n"),
+            (".dockerignore", "ignored/\n"),
+            ("ignored/big", "x"),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    let out = ok(d.docker(&[
+        "build",
+        "-t",
+        "viadocker",
+        "--build-arg",
+        "MSG=from docker",
+        c,
+    ]));
+    assert!(
+        out.contains("Successfully tagged viadocker:latest"),
+        "{out}"
+    );
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "viadocker"])),
+        "hello\nfrom docker"
+    );
+    // The same build through berth hits the cache the docker CLI's build filled.
+    let again = ok(build(
+        &d,
+        &ctx,
+        &["-t", "viaberth", "--build-arg", "MSG=from docker"],
+    ));
+    assert_eq!(executed(&again), 0, "{again}");
+    assert_eq!(
+        inspect(&d, "viaberth", "{{.Id}}"),
+        inspect(&d, "viadocker", "{{.Id}}")
+    );
+    // -q prints the id alone; --iidfile writes it.
+    let iid = d.dir.join("iid");
+    let q = ok(d.docker(&["build", "-q", "--iidfile", iid.to_str().unwrap(), c]));
+    // (The CLI takes the id from the quiet stream, newline included, as with dockerd.)
+    assert_eq!(q, std::fs::read_to_string(&iid).unwrap().trim());
+    assert!(q.starts_with("sha256:"), "{q}");
+    // A Dockerfile on stdin with no context, and a failing RUN's exit status.
+    let out = d.docker_stdin(
+        &["build", "-t", "stdin", "-"],
+        Some(b"FROM busybox\nRUN echo from-stdin\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("from-stdin"), "{}", stdout(&out));
+    let out = d.docker_stdin(&["build", "-"], Some(b"FROM busybox\nRUN exit 7\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("exit code: 7"), "{}", stderr(&out));
+}
