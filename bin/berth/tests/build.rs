@@ -317,6 +317,13 @@ fn the_cache_reruns_only_what_changed() {
     );
     let first = ok(build(&d, &ctx, &["-t", "c:1"]));
     assert_eq!(executed(&first), 6, "{first}");
+    let cache_rows = || {
+        ok(d.berth(&["system", "df", "--format", "{{.Type}}={{.TotalCount}}"]))
+            .lines()
+            .find(|l| l.starts_with("Build Cache="))
+            .map(str::to_owned)
+    };
+    assert_eq!(cache_rows().as_deref(), Some("Build Cache=6"));
     let id1 = inspect(&d, "c:1", "{{.Id}}");
 
     // Nothing changed: every step from the cache, the same image.
@@ -349,6 +356,7 @@ fn the_cache_reruns_only_what_changed() {
     // builder prune empties the cache: the next build runs everything again.
     let pruned = ok(d.berth(&["builder", "prune", "-f"]));
     assert!(pruned.contains("Total reclaimed space:"), "{pruned}");
+    assert_eq!(cache_rows().as_deref(), Some("Build Cache=0"));
     let after = ok(build(&d, &ctx, &["-t", "c:6"]));
     assert_eq!(executed(&after), 6, "{after}");
     // The images stayed usable throughout.

@@ -191,15 +191,9 @@ impl Engine {
         Ok((pruned.keys, pruned.reclaimed))
     }
 
-    /// Entries and bytes of the build cache, for `system df`.
-    pub fn build_cache_usage(&self) -> Result<Vec<berth_image::buildcache::CacheEntry>> {
-        Ok(self
-            .inner
-            .images
-            .cache_entries()?
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect())
+    /// The build cache's entries with their keys, for `system df`.
+    pub fn build_cache_usage(&self) -> Result<Vec<(String, berth_image::buildcache::CacheEntry)>> {
+        Ok(self.inner.images.cache_entries()?)
     }
 }
 

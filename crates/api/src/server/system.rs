@@ -226,7 +226,7 @@ pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
     ok_json(&body)
 }
 
-/// `GET /system/df`: disk use of images, containers and volumes (no build cache yet).
+/// `GET /system/df`: disk use of images, containers, volumes and the build cache.
 pub(super) fn df(ctx: &Ctx, r: &Req) -> HandlerResult {
     let counts = ctx.engine.image_use_counts();
     let images = ctx.engine.image_list(&Default::default(), true)?;
@@ -264,12 +264,36 @@ pub(super) fn df(ctx: &Ctx, r: &Req) -> HandlerResult {
         .iter()
         .map(|u| super::volumes::view(ctx, &u.volume, Some((u.size, u.ref_count))))
         .collect();
+    let time = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let cache: Vec<_> = ctx
+        .engine
+        .build_cache_usage()?
+        .into_iter()
+        .map(|(key, e)| {
+            serde_json::json!({
+                "ID": &key[..25.min(key.len())],
+                "Parents": null,
+                "Type": "regular",
+                "Description": e.description.chars().take(120).collect::<String>(),
+                "InUse": false,
+                "Shared": false,
+                "Size": e.size,
+                "CreatedAt": time(e.created),
+                "LastUsedAt": time(e.last_used),
+                "UsageCount": 1,
+            })
+        })
+        .collect();
     ok_json(&serde_json::json!({
         "LayersSize": layers_size,
         "Images": image_rows,
         "Containers": containers,
         "Volumes": volumes,
-        "BuildCache": [],
+        "BuildCache": cache,
     }))
 }
 

@@ -287,6 +287,11 @@ pub async fn df(client: &Client, a: FormatArgs) -> Result<i32> {
         }
     };
     let size = crate::format::human_size;
+    let cache = v["BuildCache"].as_array().cloned().unwrap_or_default();
+    let cache_size: f64 = cache
+        .iter()
+        .filter_map(|c| c["Size"].as_f64())
+        .fold(0.0, |a, b| a + b);
     let rows = [
         (
             "Images",
@@ -314,7 +319,13 @@ pub async fn df(client: &Client, a: FormatArgs) -> Result<i32> {
                 size(idle_volumes)
             },
         ),
-        ("Build Cache", 0, 0, size(0.0), size(0.0)),
+        (
+            "Build Cache",
+            cache.len(),
+            0,
+            size(cache_size),
+            size(cache_size),
+        ),
     ];
     let rows: Vec<Value> = rows
         .into_iter()
