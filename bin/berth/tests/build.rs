@@ -503,3 +503,66 @@ fn docker_cli_legacy_builder_works_against_berthd() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("exit code: 7"), "{}", stderr(&out));
 }
+
+/// Serves `body` for every request on 127.0.0.1 (a thread per connection); returns the port.
+fn serve(body: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(body);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn add_downloads_urls() {
+    let d = Daemon::start_on_host_network();
+    d.import_busybox();
+    let port = serve(b"downloaded content\n");
+    let sum = "sha256:4c56e84f5b6d0a8e8e84e71bbfbc0f8bb7c8c7ed7e2e6b7ef1e0b58d1f8c1d2e";
+    let df = format!(
+        "FROM busybox\nADD http://127.0.0.1:{port}/files/hello.txt /downloads/\n\
+         ADD --chown=65534:65534 http://127.0.0.1:{port}/x /named.txt\n"
+    );
+    let ctx = context(&d, "ctx", &[("Dockerfile", &df)]);
+    ok(build(&d, &ctx, &["-t", "dl"]));
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "dl",
+            "sh",
+            "-c",
+            "cat /downloads/hello.txt; stat -c '%a %u' /downloads/hello.txt /named.txt"
+        ])),
+        "downloaded content\n600 0\n600 65534"
+    );
+    // Downloaded again on a rebuild; unchanged content is a cache hit.
+    let again = ok(build(&d, &ctx, &["-t", "dl"]));
+    assert_eq!(executed(&again), 0, "{again}");
+    // A wrong --checksum fails the step.
+    let bad = context(
+        &d,
+        "bad",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD --checksum={sum} http://127.0.0.1:{port}/f /f\n"),
+        )],
+    );
+    let out = build(&d, &bad, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("digest mismatch"), "{}", stderr(&out));
+}

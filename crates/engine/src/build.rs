@@ -89,6 +89,48 @@ impl Host for EngineHost {
             },
         }
     }
+
+    fn fetch(&self, url: &str, dest: &std::path::Path) -> std::result::Result<(), String> {
+        self.rt.block_on(self.fetch_async(url, dest))
+    }
+}
+
+/// Largest file `ADD <url>` downloads.
+const MAX_DOWNLOAD: u64 = 16 << 30;
+
+impl EngineHost {
+    async fn fetch_async(
+        &self,
+        url: &str,
+        dest: &std::path::Path,
+    ) -> std::result::Result<(), String> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let mut stream = self
+            .engine
+            .registry()
+            .get_url(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .await
+            .map_err(|e| format!("create {}: {e}", dest.display()))?;
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            total += chunk.len() as u64;
+            if total > MAX_DOWNLOAD {
+                return Err(format!("larger than {MAX_DOWNLOAD} bytes"));
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| format!("write {}: {e}", dest.display()))?;
+        }
+        file.flush().await.map_err(|e| e.to_string())
+    }
 }
 
 impl Engine {

@@ -223,6 +223,11 @@ impl<'a> SourceRoot<'a> {
         Self::open(dir, Some(ignore), false, "build context")
     }
 
+    /// A plain directory whose files become root's (downloads).
+    pub fn open_dir(dir: &Path, label: &str) -> Result<Self, ExecError> {
+        Self::open(dir, None, false, label)
+    }
+
     /// Another stage's or an image's root, mounted at `dir`.
     pub fn stage(dir: &Path, label: &str) -> Result<Self, ExecError> {
         Self::open(dir, None, true, label)

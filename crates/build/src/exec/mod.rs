@@ -102,6 +102,31 @@ impl ExecError {
 pub trait Host: Send + Sync {
     /// The image `reference` names, pulled when missing (or always, with `pull`).
     fn image(&self, reference: &str, pull: bool) -> Result<Image, String>;
+
+    /// Downloads `url` (`ADD https://...`) into the new file `dest`.
+    fn fetch(&self, url: &str, dest: &Path) -> Result<(), String>;
+}
+
+/// The files of `ADD <url>` sources, downloaded once per step (their content is part of the
+/// step's cache key); the directory goes with the value.
+struct Downloads {
+    dir: PathBuf,
+    /// `(url, file name in dir, file name the URL gives)`.
+    files: Vec<(String, String, String)>,
+}
+
+impl Drop for Downloads {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The file name a URL gives `ADD` when the destination is a directory.
+fn url_file_name(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let after_host = path.splitn(4, '/').nth(3)?;
+    let name = after_host.rsplit('/').next()?;
+    (!name.is_empty() && name != "." && name != "..").then(|| name.to_owned())
 }
 
 /// A build as asked.
@@ -523,8 +548,9 @@ impl Builder {
                 Instruction::Cmd(_) => cmd_set = true,
                 _ => {}
             }
+            let downloads = self.download(ctx, &expanded).map_err(at(line))?;
             let desc = self
-                .describe(ctx, &state, &scope, &expanded)
+                .describe(ctx, &state, &scope, &expanded, downloads.as_ref())
                 .map_err(at(line))?;
             let new_key = next_key(&key, &desc);
             if !ctx.req.no_cache {
@@ -545,7 +571,14 @@ impl Builder {
                 }
             }
             let size = self
-                .execute(ctx, &mut state, &scope, &expanded, &mut cmd_set)
+                .execute(
+                    ctx,
+                    &mut state,
+                    &scope,
+                    &expanded,
+                    &mut cmd_set,
+                    downloads.as_ref(),
+                )
                 .map_err(at(line))?;
             self.store.cache_put(
                 &new_key,
@@ -573,8 +606,17 @@ impl Builder {
         state: &State,
         scope: &StageScope,
         cmd: &Command,
+        downloads: Option<&Downloads>,
     ) -> Result<String, ExecError> {
         let mut desc = format!("{:?}", cmd.instruction);
+        if let Some(dl) = downloads {
+            for (url, file, _) in &dl.files {
+                let mut h = Sha256::new();
+                let mut f = std::fs::File::open(dl.dir.join(file)).map_err(ExecError::io(url))?;
+                std::io::copy(&mut f, &mut h).map_err(ExecError::io(url))?;
+                desc.push_str(&format!(" url={url} sha256:{}", hex::encode(h.finalize())));
+            }
+        }
         match &cmd.instruction {
             Instruction::Copy(c) => {
                 desc.push_str(&self.sources_digest(
@@ -623,6 +665,64 @@ impl Builder {
         Ok(desc)
     }
 
+    /// Downloads the URL sources of an `ADD` (checking `--checksum`); `None` for other steps.
+    fn download(&self, ctx: &Ctx<'_>, cmd: &Command) -> Result<Option<Downloads>, ExecError> {
+        let Instruction::Add(a) = &cmd.instruction else {
+            return Ok(None);
+        };
+        let urls: Vec<&String> = a.sources.iter().filter(|s| is_remote(s)).collect();
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        let dir = self
+            .work_dir
+            .join(format!("dl-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).map_err(ExecError::io(&dir))?;
+        let mut dl = Downloads {
+            dir,
+            files: Vec::new(),
+        };
+        for (i, url) in urls.into_iter().enumerate() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ExecError::Input(format!(
+                    "ADD {url}: git sources are not supported; clone into the context"
+                )));
+            }
+            let name = url_file_name(url);
+            let file = format!("{i}");
+            let path = dl.dir.join(&file);
+            ctx.line(format!("Downloading {url}\n"));
+            ctx.host
+                .fetch(url, &path)
+                .map_err(|e| ExecError::Input(format!("ADD {url}: {e}")))?;
+            if let Some(want) = &a.checksum {
+                let mut h = Sha256::new();
+                let mut f = std::fs::File::open(&path).map_err(ExecError::io(&path))?;
+                std::io::copy(&mut f, &mut h).map_err(ExecError::io(&path))?;
+                let got = format!("sha256:{}", hex::encode(h.finalize()));
+                if &got != want {
+                    return Err(ExecError::Input(format!(
+                        "ADD {url}: digest mismatch: expected {want}, got {got}"
+                    )));
+                }
+            }
+            // Docker gives downloaded files mode 0600.
+            rustix::fs::chmod(&path, Mode::from_raw_mode(0o600))
+                .map_err(|e| ExecError::io(&path)(e.into()))?;
+            let name = match name {
+                Some(n) => n,
+                None if !a.dest.ends_with('/') => String::new(),
+                None => {
+                    return Err(ExecError::Input(format!(
+                        "ADD {url}: cannot determine a file name from the URL; give a destination file"
+                    )));
+                }
+            };
+            dl.files.push((url.clone(), file, name));
+        }
+        Ok(Some(dl))
+    }
+
     /// What a `--from` (stage or image) stands for in a cache key.
     fn key_of_from(&self, ctx: &Ctx<'_>, from: &str) -> Result<String, ExecError> {
         match resolve_from(&ctx.df.stages, from).map_err(|k| ExecError::Input(k.to_string()))? {
@@ -660,6 +760,7 @@ impl Builder {
         scope: &StageScope,
         cmd: &Command,
         cmd_set: &mut bool,
+        downloads: Option<&Downloads>,
     ) -> Result<u64, ExecError> {
         let created = now();
         match &cmd.instruction {
@@ -751,6 +852,7 @@ impl Builder {
                 let sources = CopySources {
                     from: c.from.as_deref(),
                     paths: &c.sources,
+                    downloads: None,
                     contents: &c.contents,
                     dest: &c.dest,
                     chown: c.chown.as_deref(),
@@ -768,14 +870,16 @@ impl Builder {
                 Ok(size.unwrap_or(0))
             }
             Instruction::Add(a) => {
-                if let Some(remote) = a.sources.iter().find(|s| is_remote(s)) {
-                    return Err(ExecError::Input(format!(
-                        "ADD {remote}: sources from URLs and git repositories are not supported yet; download the file into the context"
-                    )));
-                }
+                let local: Vec<String> = a
+                    .sources
+                    .iter()
+                    .filter(|s| !is_remote(s))
+                    .cloned()
+                    .collect();
                 let sources = CopySources {
                     from: None,
-                    paths: &a.sources,
+                    paths: &local,
+                    downloads,
                     contents: &a.contents,
                     dest: &a.dest,
                     chown: a.chown.as_deref(),
@@ -866,8 +970,13 @@ impl Builder {
             let chmod = c.chmod.map(parse_chmod).transpose()?;
             let dest_path = abs_dest(&state.workdir(), c.dest);
             let exclude = exclude_matcher(c.exclude)?;
-            let sources = source.resolve(c.paths)?;
-            let count = sources.len() + c.contents.len();
+            let sources = if c.paths.is_empty() {
+                Vec::new()
+            } else {
+                source.resolve(c.paths)?
+            };
+            let fetched = c.downloads.map_or(&[][..], |d| d.files.as_slice());
+            let count = sources.len() + c.contents.len() + fetched.len();
             let dest_is_dir = dest_path.ends_with('/')
                 || Dest {
                     root: root.as_fd(),
@@ -912,6 +1021,21 @@ impl Builder {
                 };
                 source.copy(src, &dest_at(target), exclude.as_ref())?;
             }
+            if let Some(dl) = c.downloads {
+                // Downloaded files belong to root (or `--chown`), as context files do.
+                let root = SourceRoot::open_dir(&dl.dir, "download")?;
+                for (_, file, name) in &dl.files {
+                    let src = root.resolve(std::slice::from_ref(file))?;
+                    let target = if dest_is_dir {
+                        join_path(&dest_path, name)
+                    } else {
+                        dest_path.clone()
+                    };
+                    for s in &src {
+                        root.copy(s, &dest_at(target.clone()), None)?;
+                    }
+                }
+            }
             for inline in c.contents {
                 let data = if inline.expand {
                     expand_heredoc(&inline.data, scope)
@@ -936,6 +1060,8 @@ impl Builder {
 struct CopySources<'a> {
     from: Option<&'a str>,
     paths: &'a [String],
+    /// `ADD <url>` files, already downloaded.
+    downloads: Option<&'a Downloads>,
     contents: &'a [crate::ast::InlineSource],
     dest: &'a str,
     chown: Option<&'a str>,
