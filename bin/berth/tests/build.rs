@@ -566,3 +566,41 @@ fn add_downloads_urls() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("digest mismatch"), "{}", stderr(&out));
 }
+
+#[test]
+fn outputs_export_the_result_files() {
+    let d = daemon();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS build\nRUN mkdir -p /out && echo artifact > /out/app.bin\n\
+             FROM scratch\nCOPY --from=build /out/ /\n",
+        )],
+    );
+    let local = d.dir.join("exported");
+    ok(build(&d, &ctx, &["-o", local.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read_to_string(local.join("app.bin")).unwrap(),
+        "artifact\n"
+    );
+    let tar = d.dir.join("out.tar");
+    ok(build(
+        &d,
+        &ctx,
+        &["--output", &format!("type=tar,dest={}", tar.display())],
+    ));
+    let list = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&list)
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "app.bin"),
+        "{}",
+        stdout(&list)
+    );
+}

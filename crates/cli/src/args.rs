@@ -1205,6 +1205,10 @@ pub struct BuildArgs {
     /// Set type of progress output ("auto", "plain", "tty")
     #[arg(long, default_value = "auto")]
     pub progress: String,
+    /// Output destination (format: "type=local,dest=path" or "type=tar,dest=file"; a plain
+    /// path means type=local)
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
     /// Build context directory
     #[arg(value_name = "PATH")]
     pub context: String,

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
-pub use berth_build::exec::Event;
 use berth_build::exec::{BuildRequest, Host};
+pub use berth_build::exec::{Event, Output};
 use berth_image::Reference;
 use berth_image::store::Image;
 use tokio::sync::mpsc;
@@ -41,6 +41,9 @@ pub struct BuildOptions {
     pub pull: bool,
     /// `networkmode`: `none` cuts every `RUN` off; others use the default.
     pub network_mode: String,
+    /// `outputs` (BuildKit's exporters): `local` or `tar` with an absolute `dest` on this
+    /// machine.
+    pub output: Option<berth_build::exec::Output>,
 }
 
 /// What a finished build reports.
@@ -180,6 +183,7 @@ impl Engine {
                 no_cache: opts.no_cache,
                 pull: opts.pull,
                 network_none: opts.network_mode == "none",
+                output: opts.output,
             };
             let host = EngineHost {
                 engine: engine.clone(),

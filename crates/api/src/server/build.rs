@@ -48,6 +48,43 @@ fn stream_msg(s: String) -> JsonMessage {
     }
 }
 
+/// `outputs=[{"Type":"local|tar","Attrs":{"dest":"/abs/path"}}]`: one exporter at most; the
+/// daemon writes on its own machine, so `dest` must be absolute.
+fn outputs(r: &Req) -> Result<Option<berth_engine::build::Output>, ApiError> {
+    use berth_engine::build::Output;
+    let Some(raw) = r.q("outputs").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(rename = "Type")]
+        kind: String,
+        #[serde(rename = "Attrs", default)]
+        attrs: BTreeMap<String, String>,
+    }
+    let list: Vec<Entry> =
+        serde_json::from_str(raw).map_err(|e| ApiError::bad(format!("invalid outputs: {e}")))?;
+    if list.len() > 1 {
+        return Err(ApiError::bad("only one output is supported"));
+    }
+    let Some(e) = list.into_iter().next() else {
+        return Ok(None);
+    };
+    let dest = PathBuf::from(e.attrs.get("dest").map(String::as_str).unwrap_or(""));
+    if !dest.is_absolute() {
+        return Err(ApiError::bad(
+            "an output needs an absolute dest on the daemon's machine",
+        ));
+    }
+    match e.kind.as_str() {
+        "local" => Ok(Some(Output::Local(dest))),
+        "tar" => Ok(Some(Output::Tar(dest))),
+        other => Err(ApiError::bad(format!(
+            "output type {other:?} is not supported (local, tar)"
+        ))),
+    }
+}
+
 /// `POST /build`.
 pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
     if r.q("remote").is_some_and(|s| !s.is_empty()) {
@@ -85,6 +122,7 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
         }
     };
     let quiet = r.flag("q");
+    let output = outputs(&r)?;
     let opts = BuildOptions {
         context,
         dockerfile,
@@ -95,6 +133,7 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
         no_cache: r.flag("nocache"),
         pull: r.flag("pull"),
         network_mode: r.q("networkmode").unwrap_or("").to_owned(),
+        output,
     };
     let engine = ctx.engine.clone();
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");

@@ -152,6 +152,17 @@ pub struct BuildRequest {
     pub pull: bool,
     /// `--network=none` for every `RUN`.
     pub network_none: bool,
+    /// `--output`: where the result's files go besides the image.
+    pub output: Option<Output>,
+}
+
+/// `--output` exporters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// `type=local,dest=DIR`: the files into a directory.
+    Local(PathBuf),
+    /// `type=tar,dest=FILE`: the files as a tar archive.
+    Tar(PathBuf),
 }
 
 /// Progress of a build, in the order it happens.
@@ -381,6 +392,9 @@ impl Builder {
         let image = self
             .store
             .add_image(&config, &state.layers, &req.tags, None, None)?;
+        if let Some(out) = &req.output {
+            self.export(&state, out)?;
+        }
         let used = std::mem::take(&mut *ctx.used_keys.lock().unwrap_or_else(|p| p.into_inner()));
         if let Err(e) = self.store.cache_touch(&used) {
             tracing::warn!(error = %e, "marking build cache entries used");
@@ -413,6 +427,40 @@ impl Builder {
             cached: ctx.cached.load(Ordering::Relaxed),
             executed: ctx.executed.load(Ordering::Relaxed),
         })
+    }
+
+    /// Writes the files of `state` where `--output` says.
+    fn export(&self, state: &State, out: &Output) -> Result<(), ExecError> {
+        let work = Work::mount(&self.store, &self.work_dir, &state.diff_ids())?;
+        let root = open_root(work.rootfs())?;
+        match out {
+            Output::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(ExecError::io(dir))?;
+                let dest_root = open_root(dir)?;
+                let src = SourceRoot::stage(work.rootfs(), "the result")?;
+                for s in src.resolve(&[".".to_owned()])? {
+                    src.copy(
+                        &s,
+                        &Dest {
+                            root: dest_root.as_fd(),
+                            path: "/".into(),
+                            chown: None,
+                            chmod: None,
+                        },
+                        None,
+                    )?;
+                }
+            }
+            Output::Tar(file) => {
+                let f = std::fs::File::create(file).map_err(ExecError::io(file))?;
+                let mut w = berth_image::tarwalk::TreeWriter::new(std::io::BufWriter::new(f));
+                w.add_children(&root, Path::new(""))
+                    .map_err(ExecError::io(file))?;
+                let mut inner = w.finish().map_err(ExecError::io(file))?;
+                std::io::Write::flush(&mut inner).map_err(ExecError::io(file))?;
+            }
+        }
+        Ok(())
     }
 
     /// The context's `.dockerignore` (`<Dockerfile>.dockerignore` first), keeping the

@@ -88,6 +88,9 @@ pub async fn build(client: &Client, a: BuildArgs) -> Result<i32> {
     if a.quiet {
         query.push(("q".into(), "1".into()));
     }
+    if let Some(o) = &a.output {
+        query.push(("outputs".into(), output_spec(o)?));
+    }
     if a.network != "default" {
         query.push(("networkmode".into(), a.network.clone()));
     }
@@ -175,6 +178,37 @@ pub async fn build(client: &Client, a: BuildArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `--output` as BuildKit's `outputs` JSON, `dest` made absolute.
+fn output_spec(raw: &str) -> Result<String> {
+    let mut kind = "local".to_owned();
+    let mut dest = None;
+    if raw.contains('=') {
+        for field in raw.split(',') {
+            match field.split_once('=') {
+                Some(("type", v)) => kind = v.to_owned(),
+                Some(("dest", v)) => dest = Some(v.to_owned()),
+                _ => {
+                    return Err(CliError::Precondition(format!(
+                        "invalid output {raw:?}: unknown field {field:?}"
+                    )));
+                }
+            }
+        }
+    } else {
+        dest = Some(raw.to_owned());
+    }
+    let dest = dest.filter(|d| !d.is_empty() && d != "-").ok_or_else(|| {
+        CliError::Precondition(format!("invalid output {raw:?}: a dest path is required"))
+    })?;
+    if !matches!(kind.as_str(), "local" | "tar") {
+        return Err(CliError::Precondition(format!(
+            "output type {kind:?} is not supported (local, tar)"
+        )));
+    }
+    let abs = std::path::absolute(&dest).map_err(io(format!("resolve {dest}")))?;
+    Ok(serde_json::json!([{ "Type": kind, "Attrs": { "dest": abs } }]).to_string())
+}
+
 /// The Dockerfile's name as the daemon sees it: its path in the context, or its base name
 /// when it lies outside.
 fn dockerfile_name(context: &Path, file: &Path) -> String {
@@ -240,6 +274,18 @@ mod tests {
             dockerfile_name(&ctx, Path::new("/tmp/Dockerfile.x")),
             "Dockerfile.x"
         );
+    }
+
+    #[test]
+    fn outputs_become_buildkit_exporters() {
+        let v: Value =
+            serde_json::from_str(&output_spec("type=tar,dest=/tmp/x.tar").unwrap()).unwrap();
+        assert_eq!(v[0]["Type"], "tar");
+        assert_eq!(v[0]["Attrs"]["dest"], "/tmp/x.tar");
+        let v: Value = serde_json::from_str(&output_spec("/srv/out").unwrap()).unwrap();
+        assert_eq!(v[0]["Type"], "local");
+        assert!(output_spec("type=registry,dest=/x").is_err());
+        assert!(output_spec("-").is_err());
     }
 
     #[test]
