@@ -604,3 +604,63 @@ fn outputs_export_the_result_files() {
         stdout(&list)
     );
 }
+
+#[test]
+fn secrets_reach_run_steps_but_never_the_image() {
+    let d = daemon();
+    let secret = d.dir.join("token");
+    std::fs::write(&secret, "s3cr3t-value").unwrap();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             ARG WANT=czNjcjN0LXZhbHVl\n\
+             RUN --mount=type=secret,id=token test \"$(cat /run/secrets/token)\" = \"$(echo $WANT | base64 -d)\" && \
+             stat -c '%a' /run/secrets/token > /mode\n\
+             RUN --mount=type=secret,id=token,env=TOKEN,required test \"$TOKEN\" = \"$(echo $WANT | base64 -d)\" && touch /env-ok\n\
+             RUN --mount=type=secret,id=absent ls /run/secrets 2>/dev/null | wc -l > /absent\n",
+        )],
+    );
+    let s = format!("id=token,src={}", secret.display());
+    let out = ok(build(&d, &ctx, &["-t", "sec", "--secret", &s]));
+    assert!(!out.contains("s3cr3t"), "{out}");
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "sec",
+            "sh",
+            "-c",
+            "cat /mode; ls /env-ok; cat /absent; test -e /run || echo no /run"
+        ])),
+        "400\n/env-ok\n0\nno /run"
+    );
+    // Not in any layer, the config or the history.
+    let saved = d.dir.join("sec.tar");
+    ok(d.berth(&["save", "-o", saved.to_str().unwrap(), "sec"]));
+    let raw = std::fs::read(&saved).unwrap();
+    assert!(
+        !raw.windows(12).any(|w| w == b"s3cr3t-value"),
+        "the secret is in the image"
+    );
+    let history = ok(d.berth(&["history", "--no-trunc", "sec"]));
+    assert!(!history.contains("s3cr3t"), "{history}");
+    // A required secret that is not given fails the step.
+    let need = context(
+        &d,
+        "need",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=secret,id=nope,required true\n",
+        )],
+    );
+    let out = build(&d, &need, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("secret nope is required"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1205,6 +1205,10 @@ pub struct BuildArgs {
     /// Set type of progress output ("auto", "plain", "tty")
     #[arg(long, default_value = "auto")]
     pub progress: String,
+    /// Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or
+    /// "id=mysecret,env=VAR")
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
     /// Output destination (format: "type=local,dest=path" or "type=tar,dest=file"; a plain
     /// path means type=local)
     #[arg(short = 'o', long)]

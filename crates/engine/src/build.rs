@@ -44,6 +44,8 @@ pub struct BuildOptions {
     /// `outputs` (BuildKit's exporters): `local` or `tar` with an absolute `dest` on this
     /// machine.
     pub output: Option<berth_build::exec::Output>,
+    /// `--secret` contents by id.
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 /// What a finished build reports.
@@ -184,6 +186,7 @@ impl Engine {
                 pull: opts.pull,
                 network_none: opts.network_mode == "none",
                 output: opts.output,
+                secrets: opts.secrets,
             };
             let host = EngineHost {
                 engine: engine.clone(),

@@ -85,6 +85,22 @@ fn outputs(r: &Req) -> Result<Option<berth_engine::build::Output>, ApiError> {
     }
 }
 
+/// Berth's `X-Berth-Build-Secrets` header: base64 of a JSON map of id -> base64 content
+/// (`berth build --secret`). The legacy API has no secrets; BuildKit's come by its session.
+fn secrets(r: &Req) -> Result<BTreeMap<String, Vec<u8>>, ApiError> {
+    use base64::Engine as _;
+    let Some(raw) = r.parts.headers.get("x-berth-build-secrets") else {
+        return Ok(BTreeMap::new());
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bad = || ApiError::bad("invalid X-Berth-Build-Secrets header");
+    let json = b64.decode(raw.as_bytes()).map_err(|_| bad())?;
+    let map: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| bad())?;
+    map.into_iter()
+        .map(|(k, v)| Ok((k, b64.decode(v.as_bytes()).map_err(|_| bad())?)))
+        .collect()
+}
+
 /// `POST /build`.
 pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
     if r.q("remote").is_some_and(|s| !s.is_empty()) {
@@ -123,6 +139,7 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
     };
     let quiet = r.flag("q");
     let output = outputs(&r)?;
+    let secrets = secrets(&r)?;
     let opts = BuildOptions {
         context,
         dockerfile,
@@ -134,6 +151,7 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
         pull: r.flag("pull"),
         network_mode: r.q("networkmode").unwrap_or("").to_owned(),
         output,
+        secrets,
     };
     let engine = ctx.engine.clone();
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");

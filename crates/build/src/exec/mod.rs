@@ -154,6 +154,9 @@ pub struct BuildRequest {
     pub network_none: bool,
     /// `--output`: where the result's files go besides the image.
     pub output: Option<Output>,
+    /// `--secret` contents by id, for `RUN --mount=type=secret`. Never written to a layer,
+    /// the history or the cache key.
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 /// `--output` exporters.
@@ -713,6 +716,70 @@ impl Builder {
         Ok(desc)
     }
 
+    /// A `RUN --mount=type=secret`: the secret written to a private file bound read-only at
+    /// its target (default `/run/secrets/<id>`), and/or set as `env`. `None` when it is not
+    /// given and not required.
+    fn secret_mount(
+        &self,
+        ctx: &Ctx<'_>,
+        m: &mut crate::ast::Mount,
+        dir: &Path,
+        env: &mut Vec<(String, String)>,
+    ) -> Result<Option<berth_runtime::spec::MountSpec>, ExecError> {
+        let id = if !m.id.is_empty() {
+            m.id.clone()
+        } else if !m.source.is_empty() {
+            m.source.clone()
+        } else {
+            m.target.rsplit('/').next().unwrap_or_default().to_owned()
+        };
+        let Some(data) = ctx.req.secrets.get(&id) else {
+            if m.required {
+                return Err(ExecError::Input(format!(
+                    "secret {id} is required but was not given (berth build --secret id={id},src=FILE)"
+                )));
+            }
+            return Ok(None);
+        };
+        if let Some(var) = &m.env {
+            env.push((var.clone(), String::from_utf8_lossy(data).into_owned()));
+            if m.target.is_empty() {
+                return Ok(None);
+            }
+        }
+        let target = if m.target.is_empty() {
+            format!("/run/secrets/{id}")
+        } else {
+            m.target.clone()
+        };
+        std::fs::create_dir_all(dir).map_err(ExecError::io(dir))?;
+        rustix::fs::chmod(dir, Mode::from_raw_mode(0o700))
+            .map_err(|e| ExecError::io(dir)(e.into()))?;
+        let file = dir.join(format!("{:016x}", rand::random::<u64>()));
+        std::fs::write(&file, data).map_err(ExecError::io(&file))?;
+        rustix::fs::chown(
+            &file,
+            Some(rustix::fs::Uid::from_raw(m.uid.unwrap_or(0))),
+            Some(rustix::fs::Gid::from_raw(m.gid.unwrap_or(0))),
+        )
+        .map_err(|e| ExecError::io(&file)(e.into()))?;
+        rustix::fs::chmod(&file, Mode::from_raw_mode(m.mode.unwrap_or(0o400)))
+            .map_err(|e| ExecError::io(&file)(e.into()))?;
+        Ok(Some(berth_runtime::spec::MountSpec {
+            destination: target,
+            source: file.to_string_lossy().into_owned(),
+            kind: "bind".into(),
+            options: vec![
+                "rbind".into(),
+                "rprivate".into(),
+                "ro".into(),
+                "nosuid".into(),
+                "nodev".into(),
+                "noexec".into(),
+            ],
+        }))
+    }
+
     /// Downloads the URL sources of an `ADD` (checking `--checksum`); `None` for other steps.
     fn download(&self, ctx: &Ctx<'_>, cmd: &Command) -> Result<Option<Downloads>, ExecError> {
         let Instruction::Add(a) = &cmd.instruction else {
@@ -823,10 +890,22 @@ impl Builder {
                 let mut keep_fds: Vec<OwnedFd> = Vec::new();
                 let mut keep_works: Vec<Work<'_>> = Vec::new();
                 let mut mounts = Vec::new();
+                let id = format!("berth-build-{}", work.short_id());
+                let bundle = self.work_dir.join(format!("{id}.bundle"));
+                let secret_dir = self.work_dir.join(format!("{id}.secrets"));
+                let _secret_guard = RemoveOnDrop(secret_dir.clone());
+                let mut env = scope.run_env(&ctx.req.build_args);
                 for spec in &r.mounts {
-                    let m = spec
+                    let mut m = spec
                         .resolve(&mut |s| ctx.df.lexer().process_word(s, scope))
                         .map_err(|k| ctx.df.error_at(cmd, k))?;
+                    if m.kind == crate::ast::MountType::Secret {
+                        match self.secret_mount(ctx, &mut m, &secret_dir, &mut env)? {
+                            Some(rm) => mounts.push(rm),
+                            None => continue,
+                        }
+                        continue;
+                    }
                     let mut bind = |m: &crate::ast::Mount| -> Result<PathBuf, ExecError> {
                         let (root, label) = if m.from.is_empty() {
                             (ctx.req.context.clone(), "build context".to_owned())
@@ -877,11 +956,19 @@ impl Builder {
                     }
                 };
                 ctx.line(format!(" ---> Running in {}\n", work.short_id()));
-                let id = format!("berth-build-{}", work.short_id());
-                let bundle = self.work_dir.join(format!("{id}.bundle"));
+                // Mount points the runtime will make for the mounts are not the step's
+                // changes: what did not exist before goes again after.
+                let stubs = {
+                    let root = open_root(work.rootfs())?;
+                    let mut stubs = Vec::new();
+                    for m in &mounts {
+                        stubs.extend(work::missing_chain(&root, &m.destination));
+                    }
+                    stubs
+                };
                 let step = run::RunStep {
                     command,
-                    env: scope.run_env(&ctx.req.build_args),
+                    env,
                     network,
                     mounts,
                     state,
@@ -889,6 +976,7 @@ impl Builder {
                 run::run(work.rootfs(), &id, step, &self.run, &bundle, &mut |b| {
                     (ctx.progress)(Event::Output(b.to_vec()))
                 })?;
+                work::remove_stubs(&open_root(work.rootfs())?, &stubs);
                 drop(keep_works);
                 drop(keep_fds);
                 let layer = work.commit(&state.diff_ids())?;
@@ -1101,6 +1189,15 @@ impl Builder {
         }
         let layer = work.commit(&state.diff_ids())?;
         Ok(self.push(state, layer))
+    }
+}
+
+/// Removes a directory tree when dropped (a step's secrets).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

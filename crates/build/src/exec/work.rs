@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 use berth_image::snapshot::BUILD_PREFIX;
 use berth_image::store::{ImageStore, LayerRef};
 use berth_image::tarwalk::{Skip, TreeWriter};
-use rustix::fs::{FileType, Stat};
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use sha2::{Digest, Sha256};
 
 use super::ExecError;
@@ -42,6 +44,70 @@ fn empty_diff_id() -> &'static str {
         let bytes = w.finish().unwrap_or_default();
         format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
     })
+}
+
+const RESOLVE: rustix::fs::ResolveFlags =
+    rustix::fs::ResolveFlags::IN_ROOT.union(rustix::fs::ResolveFlags::NO_MAGICLINKS);
+
+/// The paths from `path` up that do not exist in `root` (deepest first): what a runtime
+/// makes as the mount point of `path`.
+pub fn missing_chain(root: &OwnedFd, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = path.trim_end_matches('/').to_owned();
+    while !p.is_empty() && p != "/" {
+        let rel = p.trim_start_matches('/');
+        let exists = rustix::fs::openat2(
+            root,
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )
+        .is_ok();
+        if exists {
+            break;
+        }
+        out.push(p.clone());
+        p = match p.rsplit_once('/') {
+            Some((parent, _)) => parent.to_owned(),
+            None => String::new(),
+        };
+    }
+    out
+}
+
+/// Removes the mount points [`missing_chain`] listed, deepest first, if they are still an
+/// empty file or an empty directory (a step may have put something there itself).
+pub fn remove_stubs(root: &OwnedFd, stubs: &[String]) {
+    for p in stubs {
+        let (parent, name) = match p.rsplit_once('/') {
+            Some((parent, name)) if !name.is_empty() => (parent.trim_start_matches('/'), name),
+            _ => continue,
+        };
+        let parent = if parent.is_empty() { "." } else { parent };
+        let Ok(dir) = rustix::fs::openat2(
+            root,
+            parent,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        ) else {
+            continue;
+        };
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st)
+                if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                    && st.st_size == 0 =>
+            {
+                let _ = rustix::fs::unlinkat(&dir, name, AtFlags::empty());
+            }
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                // Fails (and stays) when not empty.
+                let _ = rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A mounted working root; unmounted and removed on drop.

@@ -147,8 +147,14 @@ pub async fn build(client: &Client, a: BuildArgs) -> Result<i32> {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let qs = berth_api::client::query(&pairs);
+    let secrets = secrets_header(&a.secrets)?;
+    let headers: Vec<(&'static str, &str)> = secrets
+        .as_deref()
+        .map(|h| ("x-berth-build-secrets", h))
+        .into_iter()
+        .collect();
     let mut s = client
-        .stream(Method::POST, &format!("/build?{qs}"), body)
+        .stream_with_headers(Method::POST, &format!("/build?{qs}"), body, &headers)
         .await?;
     let mut id = None;
     while let Some(m) = s.next_json::<JsonMessage>().await? {
@@ -176,6 +182,52 @@ pub async fn build(client: &Client, a: BuildArgs) -> Result<i32> {
         std::fs::write(f, &id).map_err(io(format!("write {f}")))?;
     }
     Ok(0)
+}
+
+/// `--secret id=X[,src=FILE|,env=VAR]` (`type=file` accepted) as the daemon's header: base64
+/// of a JSON map of id -> base64 content. With neither `src` nor `env`, the variable named
+/// like the id, else the file named like it.
+fn secrets_header(raw: &[String]) -> Result<Option<String>> {
+    use base64::Engine as _;
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut map = BTreeMap::new();
+    for spec in raw {
+        let (mut id, mut src, mut env) = (None, None, None);
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_owned()),
+                Some(("src" | "source", v)) => src = Some(v.to_owned()),
+                Some(("env", v)) => env = Some(v.to_owned()),
+                Some(("type", "file" | "env")) => {}
+                _ => {
+                    return Err(CliError::Precondition(format!(
+                        "invalid secret {spec:?}: unexpected {field:?}"
+                    )));
+                }
+            }
+        }
+        let id = id
+            .or_else(|| src.clone())
+            .or_else(|| env.clone())
+            .ok_or_else(|| CliError::Precondition(format!("invalid secret {spec:?}: no id")))?;
+        let data = match (src, env) {
+            (Some(f), _) => std::fs::read(&f).map_err(io(format!("secret {id}: read {f}")))?,
+            (None, Some(v)) => std::env::var(&v)
+                .map_err(|_| CliError::Precondition(format!("secret {id}: ${v} is not set")))?
+                .into_bytes(),
+            (None, None) => match std::env::var(&id) {
+                Ok(v) => v.into_bytes(),
+                Err(_) => std::fs::read(&id).map_err(io(format!("secret {id}")))?,
+            },
+        };
+        map.insert(id, b64.encode(data));
+    }
+    Ok(Some(
+        b64.encode(serde_json::to_vec(&map).unwrap_or_default()),
+    ))
 }
 
 /// `--output` as BuildKit's `outputs` JSON, `dest` made absolute.
