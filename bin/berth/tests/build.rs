@@ -664,3 +664,46 @@ fn secrets_reach_run_steps_but_never_the_image() {
         stderr(&out)
     );
 }
+
+#[test]
+fn progress_views() {
+    let d = daemon();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo visible-output\nLABEL a=b\n",
+        )],
+    );
+    let c = ctx.to_str().unwrap();
+    // plain: BuildKit-style numbered lines on stderr, the RUN's output with its step.
+    let out = d.berth(&["build", "--progress=plain", "-t", "pv", c]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("#2 [2/3] RUN echo visible-output\n"), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("#2 ") && l.ends_with(" visible-output")),
+        "{err}"
+    );
+    assert!(err.contains("#2 DONE"), "{err}");
+    // tty: the live view on a terminal; a rebuild shows every step as CACHED.
+    let mut pty = d.berth_pty(&["build", "-t", "pv", c], 30, 100);
+    assert_eq!(pty.wait(), Some(0), "{}", pty.output());
+    let shown = pty.output();
+    assert!(
+        shown.contains(" => CACHED [2/3] RUN echo visible-output"),
+        "{shown}"
+    );
+    assert!(shown.contains(" => CACHED [3/3] LABEL a=b"), "{shown}");
+    assert!(shown.contains("Successfully tagged pv:latest"), "{shown}");
+    // A bad --progress is refused before anything runs.
+    let out = d.berth(&["build", "--progress=fancy", c]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid --progress"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::Value;
 
+use super::build_view::{Mode, View};
 use crate::args::{BuildArgs, BuilderPruneArgs};
 use crate::error::{CliError, Result};
 
@@ -94,6 +95,7 @@ pub async fn build(client: &Client, a: BuildArgs) -> Result<i32> {
     if a.network != "default" {
         query.push(("networkmode".into(), a.network.clone()));
     }
+    let mode = Mode::from_flag(&a.progress).map_err(CliError::Precondition)?;
     let body = if a.context == "-" {
         if a.file.is_some() {
             return Err(CliError::Precondition(
@@ -157,8 +159,19 @@ pub async fn build(client: &Client, a: BuildArgs) -> Result<i32> {
         .stream_with_headers(Method::POST, &format!("/build?{qs}"), body, &headers)
         .await?;
     let mut id = None;
-    while let Some(m) = s.next_json::<JsonMessage>().await? {
+    let mut view = View::new(mode);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        let m = tokio::select! {
+            m = s.next_json::<JsonMessage>() => m?,
+            _ = tick.tick(), if mode == Mode::Tty => {
+                view.redraw();
+                continue;
+            }
+        };
+        let Some(m) = m else { break };
         if let Some(e) = m.error.or(m.error_detail.map(|d| d.message)) {
+            view.failed();
             return Err(CliError::Stream(e));
         }
         if let Some(aux) = &m.aux {
@@ -168,10 +181,11 @@ pub async fn build(client: &Client, a: BuildArgs) -> Result<i32> {
         }
         if let Some(line) = m.stream {
             if !a.quiet {
-                out!("{line}");
+                view.feed(&line);
             }
         }
     }
+    view.done();
     let Some(id) = id else {
         return Err(CliError::Stream("the build ended without an image".into()));
     };

@@ -1,6 +1,7 @@
 //! One module per command group; each command is an `async fn` returning its exit status.
 
 pub mod build;
+pub mod build_view;
 pub mod container;
 pub mod cp;
 pub mod exec;
