@@ -707,3 +707,49 @@ fn progress_views() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_client_that_goes_away_cancels_the_build() {
+    use std::io::{BufRead, BufReader};
+    let d = daemon();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo started && sleep 60\n")],
+    );
+    let mut child = std::process::Command::new(common::bin("berth"))
+        .arg("-H")
+        .arg(d.host())
+        .args(["build", "-t", "never", ctx.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for l in lines.by_ref() {
+        if l.unwrap() == "started" {
+            break;
+        }
+    }
+    assert!(
+        !d.cgroup_pids().is_empty(),
+        "the RUN step should be running"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The step's processes are killed soon after, and no image was made.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !d.cgroup_pids().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN step still runs: {:?}",
+            d.cgroup_pids()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = d.berth(&["image", "inspect", "never"]);
+    assert!(!out.status.success());
+    // The daemon builds on.
+    let ok_ctx = context(&d, "ok", &[("Dockerfile", "FROM busybox\nRUN true\n")]);
+    ok(build(&d, &ok_ctx, &["-t", "after"]));
+}

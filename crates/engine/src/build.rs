@@ -46,6 +46,8 @@ pub struct BuildOptions {
     pub output: Option<berth_build::exec::Output>,
     /// `--secret` contents by id.
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// Set when the client went away.
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a finished build reports.
@@ -187,6 +189,7 @@ impl Engine {
                 network_none: opts.network_mode == "none",
                 output: opts.output,
                 secrets: opts.secrets,
+                cancel: opts.cancel,
             };
             let host = EngineHost {
                 engine: engine.clone(),

@@ -76,7 +76,7 @@ fn netns_add(name: &str) {
     assert!(st.success(), "lo up in {name}");
 }
 
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     match name {
         "berth" => PathBuf::from(env!("CARGO_BIN_EXE_berth")),
         "berthd" => PathBuf::from(env!("CARGO_BIN_EXE_berthd")),

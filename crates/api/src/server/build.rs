@@ -138,6 +138,7 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
         }
     };
     let quiet = r.flag("q");
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let output = outputs(&r)?;
     let secrets = secrets(&r)?;
     let opts = BuildOptions {
@@ -152,6 +153,7 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
         network_mode: r.q("networkmode").unwrap_or("").to_owned(),
         output,
         secrets,
+        cancel: cancel.clone(),
     };
     let engine = ctx.engine.clone();
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");
@@ -168,15 +170,19 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
                 Event::Output(b) => String::from_utf8_lossy(&b).into_owned(),
             })))
         };
+        // A client that goes away cancels the build, as with dockerd.
+        let stop = || cancel.store(true, std::sync::atomic::Ordering::Relaxed);
         let result = loop {
             tokio::select! {
                 r = &mut build => break r,
                 Some(e) = prx.recv() => {
                     if let Some(b) = send(e) {
-                        // A client that went away does not stop the build.
-                        let _ = tx.send(b).await;
+                        if tx.send(b).await.is_err() {
+                            stop();
+                        }
                     }
                 }
+                _ = tx.closed(), if !cancel.load(std::sync::atomic::Ordering::Relaxed) => stop(),
             }
         };
         while let Ok(e) = prx.try_recv() {

@@ -157,6 +157,9 @@ pub struct BuildRequest {
     /// `--secret` contents by id, for `RUN --mount=type=secret`. Never written to a layer,
     /// the history or the cache key.
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// Set when the client went away: the build stops at the next step, and a running
+    /// `RUN` is killed.
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// `--output` exporters.
@@ -566,7 +569,7 @@ impl Builder {
         let mut cmd_set = false;
         let lexer = df.lexer();
         for (i, cmd) in commands.iter().enumerate() {
-            if ctx.failed.load(Ordering::Relaxed) {
+            if ctx.failed.load(Ordering::Relaxed) || ctx.req.cancel.load(Ordering::Relaxed) {
                 return Err(ExecError::Cancelled);
             }
             if i >= commands.len() - stage.commands.len() {
@@ -973,9 +976,15 @@ impl Builder {
                     mounts,
                     state,
                 };
-                run::run(work.rootfs(), &id, step, &self.run, &bundle, &mut |b| {
-                    (ctx.progress)(Event::Output(b.to_vec()))
-                })?;
+                run::run(
+                    work.rootfs(),
+                    &id,
+                    step,
+                    &self.run,
+                    &bundle,
+                    &ctx.req.cancel,
+                    &mut |b| (ctx.progress)(Event::Output(b.to_vec())),
+                )?;
                 work::remove_stubs(&open_root(work.rootfs())?, &stubs);
                 drop(keep_works);
                 drop(keep_fds);

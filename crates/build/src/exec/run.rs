@@ -6,6 +6,7 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use berth_runtime::spec::{ContainerSpec, MountSpec as RtMount, NamespaceMode};
 use sha2::{Digest, Sha256};
@@ -139,6 +140,7 @@ pub fn run(
     step: RunStep<'_>,
     cfg: &RunConfig,
     bundle: &Path,
+    cancel: &AtomicBool,
     output: &mut dyn FnMut(&[u8]),
 ) -> Result<(), ExecError> {
     std::fs::create_dir_all(bundle).map_err(ExecError::io(bundle))?;
@@ -239,19 +241,45 @@ pub fn run(
         .stderr(writer2)
         .spawn()
         .map_err(ExecError::io(prog))?;
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => output(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "reading RUN output");
-                break;
+    let kill = || {
+        let _ = Command::new(prog)
+            .args(lead)
+            .arg("--root")
+            .arg(&cfg.runtime_root)
+            .args(["kill", "--all", id, "KILL"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    let finished = AtomicBool::new(false);
+    let status = std::thread::scope(|s| {
+        // Kills the step's processes if the build is cancelled while it runs.
+        s.spawn(|| {
+            while !finished.load(Ordering::Relaxed) {
+                if cancel.load(Ordering::Relaxed) {
+                    kill();
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => output(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading RUN output");
+                    break;
+                }
             }
         }
-    }
-    let status = child.wait().map_err(ExecError::io(prog))?;
+        let status = child.wait();
+        finished.store(true, Ordering::Relaxed);
+        status
+    })
+    .map_err(ExecError::io(prog))?;
     // Whatever happened, no container of this step outlives it.
     let _ = Command::new(prog)
         .args(lead)
@@ -262,6 +290,9 @@ pub fn run(
         .stderr(Stdio::null())
         .status();
     let _ = std::fs::remove_dir_all(bundle);
+    if cancel.load(Ordering::Relaxed) {
+        return Err(ExecError::Cancelled);
+    }
     match status.code() {
         Some(0) => Ok(()),
         code => Err(ExecError::RunFailed {
