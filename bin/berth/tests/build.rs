@@ -218,11 +218,15 @@ fn dockerignore_and_the_context_boundary() {
         "ctx",
         &[
             ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
-            (".dockerignore", "*.log\nsecrets/\n!keep.log\n"),
+            (
+                ".dockerignore",
+                "*.log\nsecrets/\n!keep.log\n!secrets/public.pem\n",
+            ),
             ("app.txt", "app\n"),
             ("debug.log", "noise\n"),
             ("keep.log", "kept\n"),
             ("secrets/key", "k\n"),
+            ("secrets/public.pem", "pub\n"),
         ],
     );
     std::os::unix::fs::symlink(&outside, ctx.join("escape")).unwrap();
@@ -233,13 +237,13 @@ fn dockerignore_and_the_context_boundary() {
         "ign",
         "sh",
         "-c",
-        "cd /ctx && ls -A | sort | tr '\\n' ' '; readlink escape",
+        "cd /ctx && ls -A | sort | tr '\\n' ' '; ls secrets | tr '\\n' ' '; readlink escape",
     ]));
     // The symlink is copied as a symlink, its target never read.
     assert_eq!(
         files,
         format!(
-            ".dockerignore Dockerfile app.txt escape keep.log {}",
+            ".dockerignore Dockerfile app.txt escape keep.log secrets public.pem {}",
             outside.display()
         )
     );

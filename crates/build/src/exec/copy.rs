@@ -258,6 +258,24 @@ impl<'a> SourceRoot<'a> {
             .is_some_and(|i| !rel.is_empty() && i.matches(rel))
     }
 
+    /// Whether `rel` is ignored with nothing under it that an exception could bring back
+    /// (checked before opening it).
+    fn may_skip(&self, rel: &str) -> bool {
+        self.ignore
+            .is_some_and(|i| !i.has_exceptions() && !rel.is_empty() && i.matches(rel))
+    }
+
+    /// Whether an entry is left out: an ignored file, or an ignored directory no exception
+    /// reaches into (one an exception reaches into is walked, as the docker CLI does).
+    fn excluded(&self, rel: &str, st: &Stat) -> bool {
+        let Some(i) = self.ignore else { return false };
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            i.can_skip_dir(rel)
+        } else {
+            i.matches(rel)
+        }
+    }
+
     fn open_rel(&self, rel: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
         let p = if rel.is_empty() { "." } else { rel };
         rustix::fs::openat2(&self.fd, p, flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
@@ -395,7 +413,7 @@ impl<'a> SourceRoot<'a> {
                     let n = name.to_string_lossy();
                     let child_ctx = join(ctx_rel, &n);
                     let child_rel = join(rel, &n);
-                    if self.ignored(&child_ctx) || exclude.is_some_and(|e| e.matches(&child_rel)) {
+                    if self.may_skip(&child_ctx) || exclude.is_some_and(|e| e.matches(&child_rel)) {
                         continue;
                     }
                     let child = rustix::fs::openat(
@@ -407,6 +425,9 @@ impl<'a> SourceRoot<'a> {
                     .map_err(|e| ExecError::io(&child_ctx)(e.into()))?;
                     let cst = rustix::fs::fstat(&child)
                         .map_err(|e| ExecError::io(&child_ctx)(e.into()))?;
+                    if self.excluded(&child_ctx, &cst) {
+                        continue;
+                    }
                     self.hash_node(
                         &child,
                         &cst,
@@ -470,7 +491,7 @@ impl<'a> SourceRoot<'a> {
             let n = name.to_string_lossy();
             let child_ctx = join(ctx_rel, &n);
             let child_rel = join(rel, &n);
-            if self.ignored(&child_ctx) || exclude.is_some_and(|e| e.matches(&child_rel)) {
+            if self.may_skip(&child_ctx) || exclude.is_some_and(|e| e.matches(&child_rel)) {
                 continue;
             }
             let child = rustix::fs::openat(
@@ -481,6 +502,9 @@ impl<'a> SourceRoot<'a> {
             )
             .map_err(|e| ExecError::io(&child_ctx)(e.into()))?;
             let st = rustix::fs::fstat(&child).map_err(|e| ExecError::io(&child_ctx)(e.into()))?;
+            if self.excluded(&child_ctx, &st) {
+                continue;
+            }
             if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                 let sub = format!("{}/{}", dest_dir.trim_end_matches('/'), n);
                 let (subdir, _) = dest.ensure_dir(&sub)?;
