@@ -757,3 +757,47 @@ fn a_client_that_goes_away_cancels_the_build() {
     let ok_ctx = context(&d, "ok", &[("Dockerfile", "FROM busybox\nRUN true\n")]);
     ok(build(&d, &ok_ctx, &["-t", "after"]));
 }
+
+#[test]
+fn run_bind_mounts_show_the_context_and_keep_it_intact() {
+    let d = daemon();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox AS tools\nRUN echo tool > /tool.txt\n\
+                 FROM busybox\n\
+                 RUN --mount=type=bind,target=/src cat /src/input.txt > /seen && \
+                 ! touch /src/nope 2>/dev/null\n\
+                 RUN --mount=type=bind,target=/src,rw echo changed > /src/input.txt && \
+                 touch /src/new && cat /src/input.txt >> /seen\n\
+                 RUN --mount=type=bind,from=tools,source=/tool.txt,target=/t.txt cat /t.txt >> /seen\n",
+            ),
+            ("input.txt", "original\n"),
+        ],
+    );
+    ok(build(&d, &ctx, &["-t", "binds"]));
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "binds", "cat", "/seen"])),
+        "original\nchanged\ntool"
+    );
+    // Writes through a rw bind were thrown away; the mount points are not in the image.
+    assert_eq!(
+        std::fs::read_to_string(ctx.join("input.txt")).unwrap(),
+        "original\n"
+    );
+    assert!(!ctx.join("new").exists());
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "binds",
+            "sh",
+            "-c",
+            "ls /src /t.txt 2>&1 | wc -l"
+        ])),
+        "2"
+    );
+}

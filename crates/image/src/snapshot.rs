@@ -241,14 +241,7 @@ impl Snapshotter {
                 .map_err(ImageError::io(format!("create {}", empty.display())))?;
             lowers.push(empty);
         }
-        match mount_overlay_fsopen(&lowers, &upper, &work, target) {
-            Ok(()) => Ok(()),
-            Err(e @ (Errno::INVAL | Errno::NOSYS | Errno::NODEV)) => {
-                tracing::debug!(error = %e, "new mount API failed, trying mount(2)");
-                mount_overlay_legacy(&lowers, &upper, &work, target)
-            }
-            Err(e) => Err(mount_err(target, e)),
-        }
+        mount_overlay(&lowers, &upper, &work, target)
     }
 
     /// Unmounts a container's root (lazily); a target that is not mounted is fine.
@@ -285,6 +278,24 @@ impl Snapshotter {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ImageError::io(format!("remove {}", base.display()))(e)),
         }
+    }
+}
+
+/// Mounts an overlay of `lowers` (top first) under `upper` (with its `work` dir) on
+/// `target`: the new mount API, or mount(2) where that is missing.
+pub fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), ImageError> {
+    match mount_overlay_fsopen(lowers, upper, work, target) {
+        Ok(()) => Ok(()),
+        Err(e @ (Errno::INVAL | Errno::NOSYS | Errno::NODEV)) => {
+            tracing::debug!(error = %e, "new mount API failed, trying mount(2)");
+            mount_overlay_legacy(lowers, upper, work, target)
+        }
+        Err(e) => Err(mount_err(target, e)),
     }
 }
 

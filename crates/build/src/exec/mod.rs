@@ -892,6 +892,7 @@ impl Builder {
                 // Kept open (and mounted) until the command ends: the binds name them.
                 let mut keep_fds: Vec<OwnedFd> = Vec::new();
                 let mut keep_works: Vec<Work<'_>> = Vec::new();
+                let mut scratches: Vec<Scratch> = Vec::new();
                 let mut mounts = Vec::new();
                 let id = format!("berth-build-{}", work.short_id());
                 let bundle = self.work_dir.join(format!("{id}.bundle"));
@@ -938,7 +939,30 @@ impl Builder {
                         })?;
                         let p = run::fd_path(&fd);
                         keep_fds.push(fd);
-                        Ok(p)
+                        if m.readonly {
+                            return Ok(p);
+                        }
+                        // rw: writes go to a scratch copy-on-write layer, dropped after.
+                        let scratch = self
+                            .work_dir
+                            .join(format!("rw-{:016x}", rand::random::<u64>()));
+                        let guard = Scratch::new(scratch)?;
+                        let merged = guard.merged.clone();
+                        if p.is_dir() {
+                            berth_image::snapshot::mount_overlay(
+                                std::slice::from_ref(&p),
+                                &guard.upper,
+                                &guard.work,
+                                &merged,
+                            )?;
+                            scratches.push(guard);
+                            Ok(merged)
+                        } else {
+                            let copy = guard.upper.join("file");
+                            std::fs::copy(&p, &copy).map_err(ExecError::io(&copy))?;
+                            scratches.push(guard);
+                            Ok(copy)
+                        }
                     };
                     if let Some(rm) = run::runtime_mount(&m, &self.run, &mut bind)? {
                         mounts.push(rm);
@@ -986,6 +1010,7 @@ impl Builder {
                     &mut |b| (ctx.progress)(Event::Output(b.to_vec())),
                 )?;
                 work::remove_stubs(&open_root(work.rootfs())?, &stubs);
+                drop(scratches);
                 drop(keep_works);
                 drop(keep_fds);
                 let layer = work.commit(&state.diff_ids())?;
@@ -1198,6 +1223,37 @@ impl Builder {
         }
         let layer = work.commit(&state.diff_ids())?;
         Ok(self.push(state, layer))
+    }
+}
+
+/// The copy-on-write layer of a writable `RUN --mount=type=bind`: unmounted and removed
+/// when dropped.
+struct Scratch {
+    dir: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+    merged: PathBuf,
+}
+
+impl Scratch {
+    fn new(dir: PathBuf) -> Result<Scratch, ExecError> {
+        let s = Scratch {
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            merged: dir.join("merged"),
+            dir,
+        };
+        for d in [&s.upper, &s.work, &s.merged] {
+            std::fs::create_dir_all(d).map_err(ExecError::io(d))?;
+        }
+        Ok(s)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.merged, rustix::mount::UnmountFlags::DETACH);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -93,18 +93,17 @@ pub fn runtime_mount(
             }
         }
         MountType::Bind => {
-            if !m.readonly {
-                return Err(ExecError::Input(
-                    "RUN --mount=type=bind,rw is not supported yet; bind mounts are read-only"
-                        .into(),
-                ));
-            }
+            // A writable bind shows a throw-away copy (`bind_source` makes it).
             let source = bind_source(m)?;
+            let mut options = vec!["rbind".into(), "rprivate".into()];
+            if m.readonly {
+                options.push("ro".into());
+            }
             RtMount {
                 destination: target,
                 source: source.to_string_lossy().into_owned(),
                 kind: "bind".into(),
-                options: vec!["rbind".into(), "rprivate".into(), "ro".into()],
+                options,
             }
         }
         MountType::Secret | MountType::Ssh => {
