@@ -801,3 +801,62 @@ fn run_bind_mounts_show_the_context_and_keep_it_intact() {
         "2"
     );
 }
+
+#[test]
+fn run_steps_get_their_own_network() {
+    let d = daemon();
+    // The interfaces of the step's namespace (from /proc: /sys may show another one's).
+    let script = "#!/bin/sh\nawk -F: 'NR > 2 { gsub(/ /, \"\", $1); print $1 }' /proc/net/dev | \
+                  sort | tr '\\n' ' '\n";
+    let ctx = context(
+        &d,
+        "ctx",
+        &[
+            ("ifaces", script),
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY --chmod=755 ifaces /bin/ifaces\nRUN ifaces > /ifaces && \
+             ip -4 route | grep -q '^default via' && echo routed >> /ifaces\n\
+             RUN --network=none ifaces > /none\n",
+            ),
+        ],
+    );
+    ok(build(&d, &ctx, &["-t", "nets"]));
+    // On the default bridge, as the legacy builder puts its steps: eth0 and a route out.
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "nets", "cat", "/ifaces", "/none"])),
+        "eth0 lo routed\nlo"
+    );
+    // The daemon's own namespace needs the entitlement (--network host on the build).
+    let host = context(
+        &d,
+        "host",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --network=host awk -F: 'NR > 2 { gsub(/ /, \"\", $1); print $1 }' /proc/net/dev > /h\n",
+        )],
+    );
+    let out = build(&d, &host, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("network.host"), "{}", stderr(&out));
+    ok(build(&d, &host, &["--network", "host", "-t", "hostnet"]));
+    let seen = ok(d.berth(&["run", "--rm", "hostnet", "cat", "/h"]));
+    assert!(seen.lines().any(|l| l == "berth0"), "{seen}");
+    // Nothing of the steps is left on the bridge.
+    let links = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            d.netns.as_deref().unwrap(),
+            "ip",
+            "-o",
+            "link",
+        ])
+        .output()
+        .unwrap();
+    let veths = stdout(&links)
+        .lines()
+        .filter(|l| l.contains("veth"))
+        .count();
+    assert_eq!(veths, 0, "{}", stdout(&links));
+}

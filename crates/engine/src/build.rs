@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
-use berth_build::exec::{BuildRequest, Host};
+use berth_build::exec::{BuildNetworkMode, BuildRequest, Host, StepNetwork};
 pub use berth_build::exec::{Event, Output};
 use berth_image::Reference;
 use berth_image::store::Image;
@@ -39,7 +39,8 @@ pub struct BuildOptions {
     pub target: Option<String>,
     pub no_cache: bool,
     pub pull: bool,
-    /// `networkmode`: `none` cuts every `RUN` off; others use the default.
+    /// `networkmode`: `none` cuts every `RUN` off, `host` gives them the daemon's namespace;
+    /// anything else puts each on the default bridge.
     pub network_mode: String,
     /// `outputs` (BuildKit's exporters): `local` or `tar` with an absolute `dest` on this
     /// machine.
@@ -99,6 +100,24 @@ impl Host for EngineHost {
 
     fn fetch(&self, url: &str, dest: &std::path::Path) -> std::result::Result<(), String> {
         self.rt.block_on(self.fetch_async(url, dest))
+    }
+
+    fn network(&self, id: &str) -> std::result::Result<Option<StepNetwork>, String> {
+        let net = self
+            .rt
+            .block_on(self.engine.build_network(id))
+            .map_err(|e| format!("a network for the step: {e}"))?;
+        Ok(net.map(|n| {
+            let engine = self.engine.clone();
+            let rt = self.rt.clone();
+            StepNetwork {
+                netns: n.netns.clone(),
+                resolv_conf: n.resolv_conf.clone(),
+                release: Some(Box::new(move || {
+                    rt.block_on(engine.build_network_release(n))
+                })),
+            }
+        }))
     }
 }
 
@@ -186,7 +205,11 @@ impl Engine {
                 target: opts.target.filter(|t| !t.is_empty()),
                 no_cache: opts.no_cache,
                 pull: opts.pull,
-                network_none: opts.network_mode == "none",
+                network: match opts.network_mode.as_str() {
+                    "none" => BuildNetworkMode::None,
+                    "host" => BuildNetworkMode::Host,
+                    _ => BuildNetworkMode::Default,
+                },
                 output: opts.output,
                 secrets: opts.secrets,
                 cancel: opts.cancel,

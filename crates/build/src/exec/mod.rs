@@ -105,6 +105,10 @@ pub trait Host: Send + Sync {
 
     /// Downloads `url` (`ADD https://...`) into the new file `dest`.
     fn fetch(&self, url: &str, dest: &Path) -> Result<(), String>;
+
+    /// A namespace on the default network for the `RUN` step `id`; `None` when the daemon
+    /// has no default bridge (the step then gets loopback only).
+    fn network(&self, id: &str) -> Result<Option<StepNetwork>, String>;
 }
 
 /// The files of `ADD <url>` sources, downloaded once per step (their content is part of the
@@ -150,8 +154,9 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--pull`.
     pub pull: bool,
-    /// `--network=none` for every `RUN`.
-    pub network_none: bool,
+    /// `--network` of the build: the network of every `RUN` (`RUN --network=host` needs
+    /// `Host` here, BuildKit's `network.host` entitlement).
+    pub network: BuildNetworkMode,
     /// `--output`: where the result's files go besides the image.
     pub output: Option<Output>,
     /// `--secret` contents by id, for `RUN --mount=type=secret`. Never written to a layer,
@@ -160,6 +165,36 @@ pub struct BuildRequest {
     /// Set when the client went away: the build stops at the next step, and a running
     /// `RUN` is killed.
     pub cancel: Arc<AtomicBool>,
+}
+
+/// `docker build --network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BuildNetworkMode {
+    /// Each `RUN` on the default bridge (loopback only when the daemon has none).
+    #[default]
+    Default,
+    /// No network.
+    None,
+    /// The daemon's own network namespace.
+    Host,
+}
+
+/// A network namespace the daemon prepared for one `RUN`; given back when dropped.
+pub struct StepNetwork {
+    /// The namespace file to join.
+    pub netns: PathBuf,
+    /// The step's resolv.conf.
+    pub resolv_conf: String,
+    /// Gives the namespace and its address back.
+    pub release: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Drop for StepNetwork {
+    fn drop(&mut self) {
+        if let Some(r) = self.release.take() {
+            r();
+        }
+    }
 }
 
 /// `--output` exporters.
@@ -692,7 +727,7 @@ impl Builder {
             }
             Instruction::Run(r) => {
                 desc.push_str(&format!(" env={:?}", scope.run_env(&ctx.req.build_args)));
-                desc.push_str(&format!(" none={}", ctx.req.network_none));
+                desc.push_str(&format!(" network={:?}", ctx.req.network));
                 for m in &r.mounts {
                     if let Some(from) = m.from_ref() {
                         desc.push_str(&format!(" from={}", self.key_of_from(ctx, from)?));
@@ -968,10 +1003,32 @@ impl Builder {
                         mounts.push(rm);
                     }
                 }
-                let network = if ctx.req.network_none {
-                    crate::ast::NetworkMode::None
-                } else {
-                    r.network
+                use crate::ast::NetworkMode;
+                use berth_runtime::spec::NamespaceMode;
+                let host_resolv =
+                    || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+                let mut step_net = None;
+                let (network, resolv_conf) = match (ctx.req.network, r.network) {
+                    (BuildNetworkMode::None, _) | (_, NetworkMode::None) => {
+                        (NamespaceMode::Private, String::new())
+                    }
+                    (BuildNetworkMode::Host, _) => (NamespaceMode::Host, host_resolv()),
+                    (BuildNetworkMode::Default, NetworkMode::Host) => {
+                        return Err(ExecError::Input(
+                            "RUN --network=host needs the network.host entitlement: build with --network host".into(),
+                        ));
+                    }
+                    (BuildNetworkMode::Default, NetworkMode::Default) => {
+                        match ctx.host.network(&id).map_err(ExecError::Host)? {
+                            Some(n) => {
+                                let v =
+                                    (NamespaceMode::Path(n.netns.clone()), n.resolv_conf.clone());
+                                step_net = Some(n);
+                                v
+                            }
+                            None => (NamespaceMode::Private, String::new()),
+                        }
+                    }
                 };
                 let command = r.effective_command();
                 let shown = match &command {
@@ -997,6 +1054,7 @@ impl Builder {
                     command,
                     env,
                     network,
+                    resolv_conf,
                     mounts,
                     state,
                 };
@@ -1009,6 +1067,7 @@ impl Builder {
                     &ctx.req.cancel,
                     &mut |b| (ctx.progress)(Event::Output(b.to_vec())),
                 )?;
+                drop(step_net);
                 work::remove_stubs(&open_root(work.rootfs())?, &stubs);
                 drop(scratches);
                 drop(keep_works);

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::ExecError;
 use super::state::{DEFAULT_PATH, State};
-use crate::ast::{Mount, MountType, NetworkMode, RunCommand};
+use crate::ast::{Mount, MountType, RunCommand};
 
 /// How RUN steps reach the runtime.
 #[derive(Debug, Clone)]
@@ -32,7 +32,10 @@ pub struct RunConfig {
 pub struct RunStep<'a> {
     pub command: RunCommand,
     pub env: Vec<(String, String)>,
-    pub network: NetworkMode,
+    /// The network namespace: private (loopback only), the host's, or a prepared one.
+    pub network: NamespaceMode,
+    /// The step's `/etc/resolv.conf` (empty without a network).
+    pub resolv_conf: String,
     /// Mounts already resolved to host paths (binds) or kinds (cache, tmpfs).
     pub mounts: Vec<RtMount>,
     /// The stage state (user, workdir, shell).
@@ -148,10 +151,7 @@ pub fn run(
     let hostname = "buildkitsandbox";
     let hosts =
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    let resolv = match step.network {
-        NetworkMode::None => String::new(),
-        _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-    };
+    let resolv = step.resolv_conf.clone();
     for (name, dest, data) in [
         ("hosts", "/etc/hosts", hosts.as_str()),
         ("resolv.conf", "/etc/resolv.conf", resolv.as_str()),
@@ -207,10 +207,7 @@ pub fn run(
         cwd: state.workdir(),
         user: state.get_str("User"),
         hostname: hostname.into(),
-        network: match step.network {
-            NetworkMode::None => NamespaceMode::Private,
-            NetworkMode::Default | NetworkMode::Host => NamespaceMode::Host,
-        },
+        network: step.network.clone(),
         mounts,
         cgroups_path: format!("{}/{id}", cfg.cgroup_parent.trim_end_matches('/')),
         ..ContainerSpec::default()

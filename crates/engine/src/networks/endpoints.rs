@@ -23,6 +23,16 @@ use crate::{ContainerHandle, Engine, Inner, lock};
 
 /// A container's endpoint on one network: what was asked at create, and (while it runs)
 /// what it got. Docker's `EndpointSettings`.
+/// A build step's place on the default bridge (see [`Engine::build_network`]).
+#[derive(Debug)]
+pub struct BuildNetwork {
+    /// The bind-mounted namespace file the step joins.
+    pub netns: std::path::PathBuf,
+    /// The resolv.conf for the step (the host's resolvers, loopback ones dropped).
+    pub resolv_conf: String,
+    endpoint: EndpointState,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct EndpointState {
     pub network_id: String,
@@ -671,6 +681,66 @@ impl Engine {
                 }
             }
         });
+    }
+
+    /// A network namespace on the default bridge for one build step (`RUN`), as the legacy
+    /// builder gives its steps: a veth and an address, NAT out, no published ports or DNS
+    /// names. `None` when the default bridge is off. [`Engine::build_network_release`] undoes it.
+    pub async fn build_network(&self, id: &str) -> Result<Option<BuildNetwork>> {
+        if !self.default_bridge_active() {
+            return Ok(None);
+        }
+        let rt = self.net_runtime()?;
+        let net = lock(&self.inner.networks)
+            .values()
+            .find(|n| n.rec.name == DEFAULT)
+            .map(|n| n.rec.clone())
+            .ok_or_else(|| EngineError::NoSuchNetwork(DEFAULT.into()))?;
+        let path = self.inner.netns.create(&self.inner.cfg.exec_root, id)?;
+        let ns = match Netns::open(&path) {
+            Ok(ns) => ns,
+            Err(e) => {
+                crate::netns::remove(&path);
+                return Err(e.into());
+            }
+        };
+        let ep = EndpointState {
+            network_id: net.id.clone(),
+            ..EndpointState::default()
+        };
+        match self
+            .attach_one(&rt, &ns, id, DEFAULT, &ep, &net, "eth0", true)
+            .await
+        {
+            Ok(endpoint) => {
+                let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+                Ok(Some(BuildNetwork {
+                    netns: path,
+                    resolv_conf: crate::spec::resolv_conf(&host, &[], &[], &[]),
+                    endpoint,
+                }))
+            }
+            Err(e) => {
+                crate::netns::remove(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes a build step's namespace off the bridge and frees its address.
+    pub async fn build_network_release(&self, n: BuildNetwork) {
+        crate::netns::remove(&n.netns);
+        if let Ok(rt) = self.net_runtime() {
+            if let Err(e) = rt.netlink.detach_endpoint(&n.endpoint.endpoint_id).await {
+                tracing::debug!("detach a build endpoint: {e}");
+            }
+        }
+        let mut table = lock(&self.inner.networks);
+        if let Some(net) = table.get_mut(&n.endpoint.network_id) {
+            for ip in n.endpoint.addresses() {
+                ipam::release_in(&mut net.subnets, ip);
+            }
+        }
     }
 
     /// `network connect`: a stopped container gets the endpoint at its next start, a running

@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use berth_network::ipam::AddressPool;
-pub use endpoints::{EndpointState, PublishedPort, parse_port_key};
+pub use endpoints::{BuildNetwork, EndpointState, PublishedPort, parse_port_key};
 
 use crate::error::{EngineError, Result};
 use crate::{Engine, db, lock};
