@@ -217,7 +217,13 @@ fn dockerignore_and_the_context_boundary() {
         &d,
         "ctx",
         &[
-            ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY . /ctx/\nCOPY linkdir/ /via/\n\
+                 COPY --exclude=other.txt *.txt /ex/\n\
+                 RUN --mount=type=bind,target=/c ls -A /c | sort | tr '\\n' ' ' > /bound\n",
+            ),
+            ("other.txt", "other\n"),
             (
                 ".dockerignore",
                 "*.log\nsecrets/\n!keep.log\n!secrets/public.pem\n",
@@ -230,7 +236,21 @@ fn dockerignore_and_the_context_boundary() {
         ],
     );
     std::os::unix::fs::symlink(&outside, ctx.join("escape")).unwrap();
+    std::os::unix::fs::symlink("secrets", ctx.join("linkdir")).unwrap();
     ok(build(&d, &ctx, &["-t", "ign"]));
+    // A symlink to an ignored directory brings only what an exception lets in; --exclude
+    // filters what a glob names; a RUN bind shows the context as it would have been sent.
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "ign",
+            "sh",
+            "-c",
+            "ls /via; ls /ex; cat /bound"
+        ])),
+        "public.pem\napp.txt\n.dockerignore Dockerfile app.txt escape keep.log linkdir other.txt secrets"
+    );
     let files = ok(d.berth(&[
         "run",
         "--rm",
@@ -243,7 +263,7 @@ fn dockerignore_and_the_context_boundary() {
     assert_eq!(
         files,
         format!(
-            ".dockerignore Dockerfile app.txt escape keep.log secrets public.pem {}",
+            ".dockerignore Dockerfile app.txt escape keep.log linkdir other.txt secrets public.pem {}",
             outside.display()
         )
     );
@@ -579,12 +599,42 @@ fn outputs_export_the_result_files() {
         "ctx",
         &[(
             "Dockerfile",
-            "FROM busybox AS build\nRUN mkdir -p /out && echo artifact > /out/app.bin\n\
-             FROM scratch\nCOPY --from=build /out/ /\n",
+            "FROM busybox AS build\nRUN mkdir -p /out && echo artifact > /out/app.bin && \
+             cp /bin/busybox /out/suid && chmod 4755 /out/suid\n\
+             FROM scratch\nCOPY --from=build /out/ /\nCOPY tagged.txt /\n",
         )],
     );
+    std::fs::write(ctx.join("tagged.txt"), "x").unwrap();
+    let set = std::process::Command::new("python3")
+        .args([
+            "-c",
+            // cap_net_bind_service=ep, as `setcap` writes it.
+            "import os,struct,sys; os.setxattr(sys.argv[1], 'security.capability', \
+             struct.pack('<IIIII', 0x02000001, 1 << 10, 0, 0, 0))",
+        ])
+        .arg(ctx.join("tagged.txt"))
+        .status()
+        .unwrap();
+    assert!(set.success());
     let local = d.dir.join("exported");
     ok(build(&d, &ctx, &["-o", local.to_str().unwrap()]));
+    // On the host: no set-uid bit; file capabilities came along.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(local.join("suid"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755, "{mode:o}");
+    let got = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os,struct,sys; print(struct.unpack('<IIIII', \
+             os.getxattr(sys.argv[1], 'security.capability'))[1])",
+        ])
+        .arg(local.join("tagged.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&got).trim(), "1024", "{}", stderr(&got));
     assert_eq!(
         std::fs::read_to_string(local.join("app.bin")).unwrap(),
         "artifact\n"

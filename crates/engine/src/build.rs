@@ -161,23 +161,20 @@ impl EngineHost {
 
 impl Engine {
     /// Runs a build; `progress` gets its log as it happens. Returns the image.
-    pub async fn build(
-        &self,
-        opts: BuildOptions,
-        progress: mpsc::UnboundedSender<Event>,
-    ) -> Result<Built> {
+    pub async fn build(&self, opts: BuildOptions, progress: mpsc::Sender<Event>) -> Result<Built> {
         let tags = opts
             .tags
             .iter()
             .filter(|t| !t.is_empty())
             .map(|t| Reference::parse(t).map_err(EngineError::from))
             .collect::<Result<Vec<_>>>()?;
-        let staging = self
-            .inner
-            .cfg
-            .exec_root
-            .join("build")
-            .join(format!("ctx-{:016x}", rand::random::<u64>()));
+        // On disk (a context may be gigabytes), root's only.
+        let tmp = self.inner.cfg.data_root.join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .map_err(EngineError::io(format!("create {}", tmp.display())))?;
+        rustix::fs::chmod(&tmp, rustix::fs::Mode::from_raw_mode(0o700))
+            .map_err(|e| EngineError::io(format!("chmod {}", tmp.display()))(e.into()))?;
+        let staging = tmp.join(format!("build-ctx-{:016x}", rand::random::<u64>()));
         let engine = self.clone();
         let rt = tokio::runtime::Handle::current();
         let dockerfile_name = if opts.dockerfile.is_empty() {
@@ -218,8 +215,9 @@ impl Engine {
                 engine: engine.clone(),
                 rt,
             };
+            // Bounded: a slow client slows the build down rather than filling memory.
             let send = |e: Event| {
-                let _ = progress.send(e);
+                let _ = progress.blocking_send(e);
             };
             Ok(engine.inner.builder.build(&req, &host, &send))
         })

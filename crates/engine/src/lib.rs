@@ -241,6 +241,7 @@ impl Engine {
         let builder = berth_build::exec::Builder::new(
             images.clone(),
             build_dir,
+            cfg.data_root.join("tmp").join("build"),
             berth_build::exec::RunConfig {
                 runtime: vec![
                     cfg.shim_binary

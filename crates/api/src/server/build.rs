@@ -158,7 +158,7 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
     let engine = ctx.engine.clone();
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");
     tokio::spawn(async move {
-        let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let (ptx, mut prx) = tokio::sync::mpsc::channel::<Event>(256);
         let build = engine.build(opts, ptx);
         tokio::pin!(build);
         let send = |e: Event| -> Option<Bytes> {

@@ -40,8 +40,11 @@ pub struct SourceRoot<'a> {
 /// One resolved source: a path in its root.
 #[derive(Debug, Clone)]
 pub struct Source {
-    /// Path relative to the root, cleaned; "" is the root itself.
+    /// Path relative to the root as named, cleaned; "" is the root itself.
     pub rel: String,
+    /// Where it really is (symlinks followed inside the root): what `.dockerignore` rules
+    /// are checked against while walking it.
+    walk: String,
     st: Stat,
 }
 
@@ -49,6 +52,11 @@ impl Source {
     /// Whether the source is a directory (its contents are copied).
     pub fn is_dir(&self) -> bool {
         FileType::from_raw_mode(self.st.st_mode) == FileType::Directory
+    }
+
+    /// Whether the source is a regular file.
+    pub fn is_regular(&self) -> bool {
+        FileType::from_raw_mode(self.st.st_mode) == FileType::RegularFile
     }
 
     /// The last component (the name a file gets inside a destination directory).
@@ -119,60 +127,100 @@ fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// Go's `filepath.Match` for one path component: `*`, `?`, `[...]` with `^`/`!` negation
-/// and ranges, `\` escapes.
-pub fn component_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        let Some((&c, rest)) = p.split_first() else {
-            return n.is_empty();
-        };
-        match c {
-            '*' => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            '?' => !n.is_empty() && go(rest, &n[1..]),
+/// One element of a component pattern.
+enum Tok {
+    Lit(char),
+    /// `?`
+    One,
+    /// `*`
+    Star,
+    /// `[...]`
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+/// Parses a component pattern; `None` when it is malformed (an unterminated class).
+fn tokens(pattern: &str) -> Option<Vec<Tok>> {
+    let p: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '*' => out.push(Tok::Star),
+            '?' => out.push(Tok::One),
+            '\\' if i + 1 < p.len() => {
+                i += 1;
+                out.push(Tok::Lit(p[i]));
+            }
             '[' => {
-                let Some((&ch, n_rest)) = n.split_first() else {
-                    return false;
-                };
-                let mut i = 0;
-                let negated = matches!(rest.first(), Some('^' | '!'));
+                i += 1;
+                let negated = matches!(p.get(i), Some('^' | '!'));
                 if negated {
                     i += 1;
                 }
-                let mut matched = false;
+                let mut ranges = Vec::new();
                 let mut first = true;
-                while i < rest.len() && (first || rest[i] != ']') {
+                loop {
+                    let c = *p.get(i)?;
+                    if c == ']' && !first {
+                        break;
+                    }
                     first = false;
-                    let mut lo = rest[i];
-                    if lo == '\\' && i + 1 < rest.len() {
+                    let mut lo = c;
+                    if lo == '\\' {
                         i += 1;
-                        lo = rest[i];
+                        lo = *p.get(i)?;
                     }
                     let mut hi = lo;
-                    if i + 2 < rest.len() && rest[i + 1] == '-' && rest[i + 2] != ']' {
-                        hi = rest[i + 2];
-                        if hi == '\\' && i + 3 < rest.len() {
-                            hi = rest[i + 3];
-                            i += 1;
-                        }
+                    if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|c| *c != ']') {
                         i += 2;
+                        hi = p[i];
+                        if hi == '\\' {
+                            i += 1;
+                            hi = *p.get(i)?;
+                        }
                     }
-                    if lo <= ch && ch <= hi {
-                        matched = true;
-                    }
+                    ranges.push((lo, hi));
                     i += 1;
                 }
-                if i >= rest.len() {
-                    return false; // unterminated class
-                }
-                matched != negated && go(&rest[i + 1..], n_rest)
+                out.push(Tok::Class { negated, ranges });
             }
-            '\\' if !rest.is_empty() => n.first() == Some(&rest[0]) && go(&rest[1..], &n[1..]),
-            _ => n.first() == Some(&c) && go(rest, &n[1..]),
+            c => out.push(Tok::Lit(c)),
         }
+        i += 1;
     }
-    let p: Vec<char> = pattern.chars().collect();
+    Some(out)
+}
+
+/// Go's `filepath.Match` for one path component: `*`, `?`, `[...]` with `^`/`!` negation
+/// and ranges, `\` escapes. Matching is linear in pattern × name (no backtracking blow-up).
+pub fn component_match(pattern: &str, name: &str) -> bool {
+    let Some(toks) = tokens(pattern) else {
+        return false;
+    };
     let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
+    // ok[j]: the tokens from i on match n[j..]; computed from the last token back.
+    let mut ok = vec![false; n.len() + 1];
+    ok[n.len()] = true;
+    for t in toks.iter().rev() {
+        let mut next = vec![false; n.len() + 1];
+        for j in (0..=n.len()).rev() {
+            next[j] = match t {
+                Tok::Star => ok[j] || (j < n.len() && next[j + 1]),
+                Tok::One => j < n.len() && ok[j + 1],
+                Tok::Lit(c) => j < n.len() && n[j] == *c && ok[j + 1],
+                Tok::Class { negated, ranges } => {
+                    j < n.len()
+                        && ranges.iter().any(|(lo, hi)| *lo <= n[j] && n[j] <= *hi) != *negated
+                        && ok[j + 1]
+                }
+            };
+        }
+        ok = next;
+    }
+    ok[0]
 }
 
 /// Cleans a source path: relative to the root, no `.`; `None` if it climbs out of it.
@@ -298,12 +346,9 @@ impl<'a> SourceRoot<'a> {
             } else if !self.ignored(&clean) {
                 match self.open_rel(&clean, OFlags::PATH) {
                     Ok(fd) => {
-                        let st =
-                            rustix::fs::fstat(&fd).map_err(|e| ExecError::io(raw)(e.into()))?;
-                        out.push(Source {
-                            rel: clean.clone(),
-                            st,
-                        });
+                        if let Some(src) = self.source(clean.clone(), &fd)? {
+                            out.push(src);
+                        }
                     }
                     Err(Errno::NOENT | Errno::NOTDIR) => {}
                     Err(e) => return Err(ExecError::io(raw)(e.into())),
@@ -349,11 +394,36 @@ impl<'a> SourceRoot<'a> {
                 continue;
             }
             if let Ok(fd) = self.open_rel(&rel, OFlags::PATH) {
-                let st = rustix::fs::fstat(&fd).map_err(|e| ExecError::io(&rel)(e.into()))?;
-                out.push(Source { rel, st });
+                if let Some(src) = self.source(rel, &fd)? {
+                    out.push(src);
+                }
             }
         }
         Ok(())
+    }
+
+    /// A source named `rel`, opened as `fd`; `None` when, through a symlink, it is really
+    /// something `.dockerignore` leaves out (the docker CLI would not have sent it).
+    fn source(&self, rel: String, fd: &OwnedFd) -> Result<Option<Source>, ExecError> {
+        let st = rustix::fs::fstat(fd).map_err(|e| ExecError::io(&rel)(e.into()))?;
+        let mut walk = rel.clone();
+        if self.ignore.is_some() {
+            let real = |fd: &OwnedFd| {
+                std::fs::read_link(format!(
+                    "/proc/self/fd/{}",
+                    rustix::fd::AsRawFd::as_raw_fd(fd)
+                ))
+            };
+            if let (Ok(root), Ok(me)) = (real(&self.fd), real(fd)) {
+                if let Ok(r) = me.strip_prefix(&root) {
+                    walk = r.to_string_lossy().into_owned();
+                }
+            }
+            if walk != rel && self.excluded(&walk, &st) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Source { rel, walk, st }))
     }
 
     /// Feeds `h` with everything of `src` that a copy would write: names, types, modes,
@@ -370,7 +440,7 @@ impl<'a> SourceRoot<'a> {
             .map_err(|e| ExecError::io(&src.rel)(e.into()))?;
         h.update(src.rel.as_bytes());
         h.update([0]);
-        self.hash_node(&fd, &src.st, &src.rel, "", exclude, cache, h, 0)
+        self.hash_node(&fd, &src.st, &src.walk, "", exclude, cache, h, 0)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -460,7 +530,7 @@ impl<'a> SourceRoot<'a> {
             .map_err(|e| ExecError::io(&src.rel)(e.into()))?;
         if src.is_dir() {
             let (dir, created) = dest.ensure_dir(&dest.path)?;
-            self.copy_children(&fd, &src.rel, "", &dest.path, dest, exclude, 0)?;
+            self.copy_children(&fd, &src.walk, "", &dest.path, dest, exclude, 0)?;
             if created {
                 dest.set_meta_dir(&dir, &src.st, self.keep_owner)?;
             }
@@ -575,9 +645,11 @@ impl<'a> SourceRoot<'a> {
                     Some(rustix::fs::Gid::from_raw(gid)),
                 )
                 .map_err(|e| ExecError::io(what())(e.into()))?;
-                let mode = dest.chmod.unwrap_or(st.st_mode & 0o7777);
+                let mode = dest.mode(st);
                 rustix::fs::fchmod(&out, Mode::from_raw_mode(mode))
                     .map_err(|e| ExecError::io(what())(e.into()))?;
+                // After chown, which clears file capabilities.
+                copy_xattrs(&src, &out);
                 rustix::fs::futimens(&out, &times).map_err(|e| ExecError::io(what())(e.into()))?;
             }
             FileType::Symlink => {
@@ -595,8 +667,8 @@ impl<'a> SourceRoot<'a> {
                 .map_err(|e| ExecError::io(what())(e.into()))?;
                 let _ = rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW);
             }
-            FileType::Fifo => {
-                let mode = dest.chmod.unwrap_or(st.st_mode & 0o7777);
+            FileType::Fifo if !dest.host_safe => {
+                let mode = dest.mode(st);
                 rustix::fs::mknodat(dir, name, FileType::Fifo, Mode::from_raw_mode(mode), 0)
                     .map_err(|e| ExecError::io(what())(e.into()))?;
                 rustix::fs::chownat(
@@ -614,6 +686,35 @@ impl<'a> SourceRoot<'a> {
             ),
         }
         Ok(())
+    }
+}
+
+/// Copies the extended attributes a copy keeps (`security.capability`, `user.*`, `trusted.*`)
+/// from `src` to `dst`; attributes the destination refuses are skipped.
+fn copy_xattrs(src: &impl AsFd, dst: &impl AsFd) {
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::flistxattr(src, &mut names) else {
+        return;
+    };
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let keep = name == b"security.capability"
+            || name.starts_with(b"user.")
+            || name.starts_with(b"trusted.");
+        if !keep {
+            continue;
+        }
+        let Ok(cname) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let mut value = vec![0u8; 64 * 1024];
+        if let Ok(len) = rustix::fs::fgetxattr(src, cname.as_c_str(), &mut value) {
+            let _ = rustix::fs::fsetxattr(
+                dst,
+                cname.as_c_str(),
+                &value[..len],
+                rustix::fs::XattrFlags::empty(),
+            );
+        }
     }
 }
 
@@ -659,9 +760,17 @@ pub struct Dest<'a> {
     pub chown: Option<(u32, u32)>,
     /// `--chmod` bits.
     pub chmod: Option<u32>,
+    /// Writing onto the host (`--output`): set-uid/set-gid bits dropped, FIFOs skipped.
+    pub host_safe: bool,
 }
 
 impl Dest<'_> {
+    /// The mode a copied entry gets.
+    fn mode(&self, st: &Stat) -> u32 {
+        let m = self.chmod.unwrap_or(st.st_mode & 0o7777);
+        if self.host_safe { m & !0o6000 } else { m }
+    }
+
     fn owner(&self, st: &Stat, keep: bool) -> (u32, u32) {
         match self.chown {
             Some(o) => o,
@@ -724,8 +833,7 @@ impl Dest<'_> {
             Some(rustix::fs::Gid::from_raw(gid)),
         )
         .map_err(e)?;
-        let mode = self.chmod.unwrap_or(st.st_mode & 0o7777);
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(e)?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(self.mode(st))).map_err(e)?;
         rustix::fs::futimens(fd, &times_of(st)).map_err(e)?;
         Ok(())
     }
@@ -850,6 +958,12 @@ mod tests {
         assert!(component_match("[!a-c]x", "dx"));
         assert!(component_match("\\*", "*"));
         assert!(!component_match("[ab", "a"));
+        assert!(component_match("*", ""));
+        assert!(component_match("a*b*c", "axxbyyc"));
+        assert!(!component_match("a*b*c", "axxbyy"));
+        // No exponential backtracking.
+        let name = "a".repeat(200);
+        assert!(!component_match("*a*a*a*a*a*a*a*a*a*a*a*b", &name));
     }
 
     #[test]

@@ -40,6 +40,9 @@ use crate::{BuildGraph, Dockerfile, Ignore};
 use copy::{Dest, SourceRoot};
 use work::Work;
 
+/// Bytes of a step's output passed on to the client.
+const MAX_STEP_LOG: usize = 2 << 20;
+
 /// Salt of every cache key: bump when the meaning of a key changes.
 const KEY_VERSION: &str = "berth-build-cache-v2";
 
@@ -230,6 +233,9 @@ pub struct Builder {
     store: Arc<ImageStore>,
     /// Where working roots and bundles go (under the exec root).
     work_dir: PathBuf,
+    /// Where bulky temporary data goes (downloads, writable bind copies): on disk, under
+    /// the data root, not in the exec root's tmpfs.
+    scratch_dir: PathBuf,
     run: RunConfig,
     hashes: HashCache,
 }
@@ -348,11 +354,18 @@ fn parse_chown(rootfs: &Path, raw: &str) -> Result<(u32, u32), ExecError> {
 }
 
 impl Builder {
-    /// A builder over `store`, working under `work_dir`, running steps as `run` says.
-    pub fn new(store: Arc<ImageStore>, work_dir: PathBuf, run: RunConfig) -> Self {
+    /// A builder over `store`, mounting under `work_dir`, staging under `scratch_dir`,
+    /// running steps as `run` says.
+    pub fn new(
+        store: Arc<ImageStore>,
+        work_dir: PathBuf,
+        scratch_dir: PathBuf,
+        run: RunConfig,
+    ) -> Self {
         Builder {
             store,
             work_dir,
+            scratch_dir,
             run,
             hashes: HashCache::default(),
         }
@@ -366,6 +379,9 @@ impl Builder {
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<BuildResult, ExecError> {
         std::fs::create_dir_all(&self.work_dir).map_err(ExecError::io(&self.work_dir))?;
+        // Step roots, bundles (with secret variables) and secrets: root's only.
+        rustix::fs::chmod(&self.work_dir, Mode::from_raw_mode(0o700))
+            .map_err(|e| ExecError::io(&self.work_dir)(e.into()))?;
         let df = Dockerfile::parse(&req.dockerfile_name, &req.dockerfile)?;
         let ignore = self.read_ignore(req)?;
         let platform = Platform::host();
@@ -419,6 +435,9 @@ impl Builder {
                     })
                     .collect()
             });
+            // The stage that failed, not a sibling that stopped because of it.
+            let mut errors = errors;
+            errors.sort_by_key(|e| matches!(e, ExecError::Cancelled));
             if let Some(e) = errors.into_iter().next() {
                 return Err(e);
             }
@@ -470,6 +489,14 @@ impl Builder {
         })
     }
 
+    /// The scratch directory, made (root's only) when missing.
+    fn scratch(&self) -> Result<&Path, ExecError> {
+        let d = &self.scratch_dir;
+        std::fs::create_dir_all(d).map_err(ExecError::io(d))?;
+        rustix::fs::chmod(d, Mode::from_raw_mode(0o700)).map_err(|e| ExecError::io(d)(e.into()))?;
+        Ok(d)
+    }
+
     /// Writes the files of `state` where `--output` says.
     fn export(&self, state: &State, out: &Output) -> Result<(), ExecError> {
         let work = Work::mount(&self.store, &self.work_dir, &state.diff_ids())?;
@@ -478,6 +505,10 @@ impl Builder {
             Output::Local(dir) => {
                 std::fs::create_dir_all(dir).map_err(ExecError::io(dir))?;
                 let dest_root = open_root(dir)?;
+                // Files land on the host: they belong to whoever owns the directory, and
+                // lose set-id bits and special files.
+                let st = rustix::fs::fstat(&dest_root).map_err(|e| ExecError::io(dir)(e.into()))?;
+                let owner = (st.st_uid, st.st_gid);
                 let src = SourceRoot::stage(work.rootfs(), "the result")?;
                 for s in src.resolve(&[".".to_owned()])? {
                     src.copy(
@@ -485,8 +516,9 @@ impl Builder {
                         &Dest {
                             root: dest_root.as_fd(),
                             path: "/".into(),
-                            chown: None,
+                            chown: Some(owner),
                             chmod: None,
+                            host_safe: true,
                         },
                         None,
                     )?;
@@ -900,6 +932,9 @@ impl Builder {
         let root = SourceRoot::context(&ctx.req.context, &ctx.ignore)?;
         let mut h = Sha256::new();
         for src in root.resolve(sources)? {
+            if exclude.as_ref().is_some_and(|ex| ex.matches(&src.rel)) {
+                continue;
+            }
             root.hash(&src, exclude.as_ref(), &self.hashes, &mut h)?;
         }
         Ok(format!(" content={}", hex::encode(h.finalize())))
@@ -932,7 +967,7 @@ impl Builder {
                 let id = format!("berth-build-{}", work.short_id());
                 let bundle = self.work_dir.join(format!("{id}.bundle"));
                 let secret_dir = self.work_dir.join(format!("{id}.secrets"));
-                let _secret_guard = RemoveOnDrop(secret_dir.clone());
+                let _secret_guard = run::RemoveOnDrop(secret_dir.clone());
                 let mut env = scope.run_env(&ctx.req.build_args);
                 for spec in &r.mounts {
                     let mut m = spec
@@ -946,6 +981,45 @@ impl Builder {
                         continue;
                     }
                     let mut bind = |m: &crate::ast::Mount| -> Result<PathBuf, ExecError> {
+                        if m.from.is_empty() && !ctx.ignore.is_empty() {
+                            // The context as the docker CLI would have sent it: a copy
+                            // without what `.dockerignore` leaves out (writes to it vanish).
+                            let src_root = SourceRoot::context(&ctx.req.context, &ctx.ignore)?;
+                            let want = if m.source.is_empty() {
+                                ".".to_owned()
+                            } else {
+                                m.source.clone()
+                            };
+                            let guard = Scratch::new(
+                                self.scratch()?
+                                    .join(format!("ctx-{:016x}", rand::random::<u64>())),
+                            )?;
+                            let dest_root = open_root(&guard.upper)?;
+                            let mut path = guard.upper.clone();
+                            for s in src_root.resolve(&[want])? {
+                                let target = if s.is_dir() {
+                                    "/".to_owned()
+                                } else {
+                                    "/file".to_owned()
+                                };
+                                if !s.is_dir() {
+                                    path = guard.upper.join("file");
+                                }
+                                src_root.copy(
+                                    &s,
+                                    &Dest {
+                                        root: dest_root.as_fd(),
+                                        path: target,
+                                        chown: None,
+                                        chmod: None,
+                                        host_safe: false,
+                                    },
+                                    None,
+                                )?;
+                            }
+                            scratches.push(guard);
+                            return Ok(path);
+                        }
                         let (root, label) = if m.from.is_empty() {
                             (ctx.req.context.clone(), "build context".to_owned())
                         } else {
@@ -979,7 +1053,7 @@ impl Builder {
                         }
                         // rw: writes go to a scratch copy-on-write layer, dropped after.
                         let scratch = self
-                            .work_dir
+                            .scratch()?
                             .join(format!("rw-{:016x}", rand::random::<u64>()));
                         let guard = Scratch::new(scratch)?;
                         let merged = guard.merged.clone();
@@ -993,6 +1067,12 @@ impl Builder {
                             scratches.push(guard);
                             Ok(merged)
                         } else {
+                            if !std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+                                return Err(ExecError::Input(format!(
+                                    "{}: a writable bind needs a directory or a regular file",
+                                    m.source
+                                )));
+                            }
                             let copy = guard.upper.join("file");
                             std::fs::copy(&p, &copy).map_err(ExecError::io(&copy))?;
                             scratches.push(guard);
@@ -1050,6 +1130,7 @@ impl Builder {
                     }
                     stubs
                 };
+                let mut logged = 0usize;
                 let step = run::RunStep {
                     command,
                     env,
@@ -1065,7 +1146,19 @@ impl Builder {
                     &self.run,
                     &bundle,
                     &ctx.req.cancel,
-                    &mut |b| (ctx.progress)(Event::Output(b.to_vec())),
+                    &mut |b| {
+                        // As BuildKit: a step's log stops at 2 MiB (the step runs on).
+                        if logged < MAX_STEP_LOG {
+                            let n = b.len().min(MAX_STEP_LOG - logged);
+                            (ctx.progress)(Event::Output(b[..n].to_vec()));
+                            logged += n;
+                            if logged == MAX_STEP_LOG {
+                                (ctx.progress)(Event::Line(
+                                    "\n[output clipped, log limit 2MiB reached]\n".into(),
+                                ));
+                            }
+                        }
+                    },
                 )?;
                 drop(step_net);
                 work::remove_stubs(&open_root(work.rootfs())?, &stubs);
@@ -1138,6 +1231,7 @@ impl Builder {
                         path: dir.clone(),
                         chown: None,
                         chmod: None,
+                        host_safe: false,
                     };
                     dest.ensure_dir(&dir)?;
                 }
@@ -1199,11 +1293,15 @@ impl Builder {
             let chmod = c.chmod.map(parse_chmod).transpose()?;
             let dest_path = abs_dest(&state.workdir(), c.dest);
             let exclude = exclude_matcher(c.exclude)?;
-            let sources = if c.paths.is_empty() {
+            let mut sources = if c.paths.is_empty() {
                 Vec::new()
             } else {
                 source.resolve(c.paths)?
             };
+            // `--exclude` applies to what the sources name, not only inside directories.
+            if let Some(ex) = &exclude {
+                sources.retain(|s| !ex.matches(&s.rel));
+            }
             let fetched = c.downloads.map_or(&[][..], |d| d.files.as_slice());
             let count = sources.len() + c.contents.len() + fetched.len();
             let dest_is_dir = dest_path.ends_with('/')
@@ -1212,6 +1310,7 @@ impl Builder {
                     path: String::new(),
                     chown: None,
                     chmod: None,
+                    host_safe: false,
                 }
                 .is_dir(&dest_path);
             if count > 1 && !dest_is_dir {
@@ -1224,6 +1323,7 @@ impl Builder {
                 path,
                 chown,
                 chmod,
+                host_safe: false,
             };
             for src in &sources {
                 let target = if c.parents {
@@ -1233,7 +1333,9 @@ impl Builder {
                 } else {
                     join_path(&dest_path, src.base_name())
                 };
-                if !src.is_dir() && c.extract && copy::looks_like_archive(&source.open_source(src)?)
+                if src.is_regular()
+                    && c.extract
+                    && copy::looks_like_archive(&source.open_source(src)?)
                 {
                     source.extract(src, &dest_at(dest_path.clone()))?;
                     continue;
@@ -1313,15 +1415,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = rustix::mount::unmount(&self.merged, rustix::mount::UnmountFlags::DETACH);
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Removes a directory tree when dropped (a step's secrets).
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

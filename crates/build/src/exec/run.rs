@@ -126,6 +126,15 @@ pub fn runtime_mount(
     }))
 }
 
+/// Removes a directory tree when dropped (a step's bundle, its secrets).
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A host path naming an open fd of this process, for another process to bind.
 pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
     PathBuf::from(format!(
@@ -146,6 +155,7 @@ pub fn run(
     output: &mut dyn FnMut(&[u8]),
 ) -> Result<(), ExecError> {
     std::fs::create_dir_all(bundle).map_err(ExecError::io(bundle))?;
+    let _bundle = RemoveOnDrop(bundle.to_owned());
     let state = step.state;
     let mut mounts = Vec::new();
     let hostname = "buildkitsandbox";
@@ -215,8 +225,19 @@ pub fn run(
     let json = berth_runtime::spec::build_spec_json(&spec)
         .map_err(|e| ExecError::Input(format!("RUN: {e}")))?;
     let config = bundle.join("config.json");
-    std::fs::write(&config, serde_json::to_vec(&json).unwrap_or_default())
-        .map_err(ExecError::io(&config))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // It may hold secret variables: root's only.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&config)
+            .map_err(ExecError::io(&config))?;
+        f.write_all(&serde_json::to_vec(&json).unwrap_or_default())
+            .map_err(ExecError::io(&config))?;
+    }
 
     let (mut reader, writer) = std::io::pipe().map_err(ExecError::io("pipe"))?;
     let writer2 = writer.try_clone().map_err(ExecError::io("pipe"))?;
@@ -285,7 +306,6 @@ pub fn run(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    let _ = std::fs::remove_dir_all(bundle);
     if cancel.load(Ordering::Relaxed) {
         return Err(ExecError::Cancelled);
     }

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 /// Lines of a running step's output the live view shows.
 const TAIL: usize = 6;
+/// Lines of a step's output kept (to show a failed step's); older ones are dropped.
+const KEEP_LINES: usize = 1000;
+/// Output without a newline past this is shown as a line of its own.
+const MAX_LINE: usize = 64 * 1024;
 
 /// The chosen view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +80,10 @@ impl View {
             let line: String = self.partial.drain(..=i).collect();
             self.line(line.trim_end_matches('\n'));
         }
+        if self.partial.len() > MAX_LINE {
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line);
+        }
         self.redraw();
     }
 
@@ -115,6 +123,9 @@ impl View {
             self.print(line);
         } else if let Some(s) = self.current() {
             let t = s.started.elapsed().as_secs_f64();
+            if s.output.len() == KEEP_LINES {
+                s.output.drain(..KEEP_LINES / 2);
+            }
             s.output.push(line.to_owned());
             if plain {
                 self.print(&format!("#{n} {t:.3} {line}"));
