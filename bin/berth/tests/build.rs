@@ -910,3 +910,47 @@ fn run_steps_get_their_own_network() {
         .count();
     assert_eq!(veths, 0, "{}", stdout(&links));
 }
+
+#[test]
+fn removing_the_base_during_a_build_does_not_break_it() {
+    use std::io::{BufRead, BufReader};
+    let d = daemon();
+    let base = context(
+        &d,
+        "base",
+        &[("Dockerfile", "FROM busybox\nRUN echo marker > /marker\n")],
+    );
+    ok(build(&d, &base, &["-t", "base"]));
+    let ctx = context(
+        &d,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM base\nRUN echo started && sleep 2 && cat /marker > /seen\n",
+        )],
+    );
+    let mut child = std::process::Command::new(common::bin("berth"))
+        .arg("-H")
+        .arg(d.host())
+        .args(["build", "-t", "onbase", ctx.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for l in lines.by_ref() {
+        if l.unwrap() == "started" {
+            break;
+        }
+    }
+    // The base image and every cache entry go while the step runs.
+    ok(d.berth(&["rmi", "-f", "base"]));
+    ok(d.berth(&["builder", "prune", "-f"]));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest:?}");
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "onbase", "cat", "/seen"])),
+        "marker"
+    );
+}

@@ -156,6 +156,30 @@ pub struct ImageStore {
     /// removal and its garbage collection) so a delete never takes a snapshot an import is
     /// about to record.
     lock: Mutex<()>,
+    /// Chain ids and blobs that running work (a build) holds, with how many holders: garbage
+    /// collection keeps them.
+    held: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+/// Layers kept from garbage collection while alive ([`ImageStore::hold`]).
+#[derive(Debug)]
+pub struct Hold {
+    held: Arc<Mutex<BTreeMap<String, usize>>>,
+    keys: Vec<String>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut m = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for k in &self.keys {
+            if let Some(n) = m.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(k);
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ImageStore {
@@ -206,6 +230,7 @@ impl ImageStore {
             content,
             snapshots,
             lock: Mutex::new(()),
+            held: Arc::new(Mutex::new(BTreeMap::new())),
         };
         store.collect_garbage()?;
         Ok(store)
@@ -831,6 +856,23 @@ impl ImageStore {
         Ok(layer)
     }
 
+    /// Keeps `layers` (their snapshots and blobs) from garbage collection until the returned
+    /// value is dropped: a build holds what it stands on, so a concurrent `rmi` or `builder
+    /// prune` cannot take it away mid-build.
+    pub fn hold(&self, layers: &[LayerRef]) -> Hold {
+        let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let mut keys = chain_ids(&diff_ids);
+        keys.extend(layers.iter().map(|l| l.blob.clone()));
+        let mut m = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for k in &keys {
+            *m.entry(k.clone()).or_insert(0) += 1;
+        }
+        Hold {
+            held: self.held.clone(),
+            keys,
+        }
+    }
+
     /// Mounts an overlay of the layers `diff_ids` (bottom first) under the upper directory
     /// of `container_id` on `target`, as [`ImageStore::mount_container`] does for an image.
     pub fn mount_layers(
@@ -978,6 +1020,11 @@ impl ImageStore {
             chains.extend(chain_ids(&r.layers));
             blobs.insert(r.id.clone());
             blobs.extend(r.layer_blobs.iter().cloned());
+        }
+        // Layers running builds hold stay.
+        for k in self.held.lock().unwrap_or_else(|p| p.into_inner()).keys() {
+            chains.insert(k.clone());
+            blobs.insert(k.clone());
         }
         // Layers the build cache holds stay too.
         for layers in self.cached_layers()? {

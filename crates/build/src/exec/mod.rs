@@ -265,6 +265,15 @@ struct Ctx<'a> {
     cached: AtomicUsize,
     executed: AtomicUsize,
     failed: AtomicBool,
+    /// What the build stands on, kept from garbage collection until it ends.
+    holds: Mutex<Vec<berth_image::store::Hold>>,
+}
+
+impl Ctx<'_> {
+    fn hold(&self, store: &ImageStore, state: &State) {
+        let h = store.hold(&state.layers);
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).push(h);
+    }
 }
 
 impl Ctx<'_> {
@@ -409,6 +418,7 @@ impl Builder {
             cached: AtomicUsize::new(0),
             executed: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
+            holds: Mutex::new(Vec::new()),
         };
         for w in &ctx.df.warnings {
             ctx.line(format!("[WARNING]: {w}\n"));
@@ -616,6 +626,7 @@ impl Builder {
                 )
             }
         };
+        ctx.hold(&self.store, &state);
         ctx.line(format!(" ---> {}\n", short(&key)));
         // As BuildKit: an image without PATH gets the default one.
         if !state.env().iter().any(|e| e.starts_with("PATH=")) {
@@ -680,6 +691,7 @@ impl Builder {
                         layers: entry.layers,
                         config: entry.config,
                     };
+                    ctx.hold(&self.store, &state);
                     ctx.line(" ---> Using cache\n".into());
                     ctx.line(format!(" ---> {}\n", short(&new_key)));
                     ctx.used_keys
@@ -701,6 +713,7 @@ impl Builder {
                     downloads.as_ref(),
                 )
                 .map_err(at(line))?;
+            ctx.hold(&self.store, &state);
             self.store.cache_put(
                 &new_key,
                 state.layers.clone(),
