@@ -98,8 +98,13 @@ impl Host for EngineHost {
         }
     }
 
-    fn fetch(&self, url: &str, dest: &std::path::Path) -> std::result::Result<(), String> {
-        self.rt.block_on(self.fetch_async(url, dest))
+    fn fetch(
+        &self,
+        url: &str,
+        dest: &std::path::Path,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> std::result::Result<(), String> {
+        self.rt.block_on(self.fetch_async(url, dest, cancel))
     }
 
     fn network(&self, id: &str) -> std::result::Result<Option<StepNetwork>, String> {
@@ -129,6 +134,7 @@ impl EngineHost {
         &self,
         url: &str,
         dest: &std::path::Path,
+        cancel: &std::sync::atomic::AtomicBool,
     ) -> std::result::Result<(), String> {
         use futures_util::StreamExt;
         use tokio::io::AsyncWriteExt;
@@ -146,6 +152,9 @@ impl EngineHost {
             .map_err(|e| format!("create {}: {e}", dest.display()))?;
         let mut total = 0u64;
         while let Some(chunk) = stream.next().await {
+            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err("the build was cancelled".into());
+            }
             let chunk = chunk.map_err(|e| e.to_string())?;
             total += chunk.len() as u64;
             if total > MAX_DOWNLOAD {
@@ -299,6 +308,7 @@ fn extract_context(reader: Box<dyn Read + Send>, dir: &std::path::Path) -> Resul
     let plain = std::io::Cursor::new(first).chain(plain);
     let opts = berth_image::apply::ApplyOptions {
         max_bytes: MAX_CONTEXT,
+        plain_archive: true,
         ..Default::default()
     };
     berth_image::apply::apply_layer(dir, plain, &opts)

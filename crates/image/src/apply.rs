@@ -47,6 +47,9 @@ pub struct ApplyOptions {
     /// Record whiteouts as overlayfs does (0:0 char device, opaque xattr) so that the layer
     /// hides entries of the layers below it.
     pub overlay_whiteouts: bool,
+    /// A plain archive, not a layer (`ADD` of a tarball, a build context): `.wh.` entries
+    /// are files like any other, not deletions.
+    pub plain_archive: bool,
     /// Cap on the bytes of regular files.
     pub max_bytes: u64,
     /// Cap on the number of entries.
@@ -65,6 +68,7 @@ impl Default for ApplyOptions {
             allow_devices: false,
             same_owner: false,
             overlay_whiteouts: false,
+            plain_archive: false,
             max_bytes: 64 << 30,
             max_entries: 10_000_000,
             max_path_len: 4096,
@@ -424,7 +428,10 @@ fn apply_entry<R: Read>(
     let name = name.as_os_str();
     let name_bytes = name.as_bytes();
 
-    if let Some(target) = name_bytes.strip_prefix(WHITEOUT_PREFIX) {
+    if let Some(target) = name_bytes
+        .strip_prefix(WHITEOUT_PREFIX)
+        .filter(|_| !opts.plain_archive)
+    {
         let pdir = ensure_dir(root, parent)?;
         if name_bytes == OPAQUE_WHITEOUT {
             if opts.overlay_whiteouts {

@@ -527,3 +527,24 @@ fn long_names_and_pax_records_pass() {
     assert_eq!(fs::read(s.root.join(&long)).unwrap(), b"hello");
     assert_eq!(fs::read(s.root.join("after")).unwrap(), b"end");
 }
+
+#[test]
+fn plain_archives_keep_whiteout_names_as_files() {
+    let s = Sandbox::new();
+    s.apply(Tarball::default().file("keep", b"1").finish())
+        .unwrap();
+    let opts = ApplyOptions {
+        plain_archive: true,
+        ..ApplyOptions::default()
+    };
+    let tar = Tarball::default().file(".wh.keep", b"just a file").finish();
+    apply_layer(&s.root, tar.as_slice(), &opts).unwrap();
+    assert!(
+        s.root.join("keep").exists(),
+        "a plain archive deleted an entry"
+    );
+    assert_eq!(
+        std::fs::read(s.root.join(".wh.keep")).unwrap(),
+        b"just a file"
+    );
+}

@@ -937,6 +937,7 @@ impl SourceRoot<'_> {
         ));
         let opts = berth_image::apply::ApplyOptions {
             same_owner: true,
+            plain_archive: true,
             ..Default::default()
         };
         berth_image::apply::apply_layer(&path, reader, &opts)?;

@@ -106,8 +106,9 @@ pub trait Host: Send + Sync {
     /// The image `reference` names, pulled when missing (or always, with `pull`).
     fn image(&self, reference: &str, pull: bool) -> Result<Image, String>;
 
-    /// Downloads `url` (`ADD https://...`) into the new file `dest`.
-    fn fetch(&self, url: &str, dest: &Path) -> Result<(), String>;
+    /// Downloads `url` (`ADD https://...`) into the new file `dest`; stops when `cancel`
+    /// is set.
+    fn fetch(&self, url: &str, dest: &Path, cancel: &AtomicBool) -> Result<(), String>;
 
     /// A namespace on the default network for the `RUN` step `id`; `None` when the daemon
     /// has no default bridge (the step then gets loopback only).
@@ -891,7 +892,7 @@ impl Builder {
             let path = dl.dir.join(&file);
             ctx.line(format!("Downloading {url}\n"));
             ctx.host
-                .fetch(url, &path)
+                .fetch(url, &path, &ctx.req.cancel)
                 .map_err(|e| ExecError::Input(format!("ADD {url}: {e}")))?;
             if let Some(want) = &a.checksum {
                 let mut h = Sha256::new();
@@ -1370,10 +1371,14 @@ impl Builder {
                 let root = SourceRoot::open_dir(&dl.dir, "download")?;
                 for (_, file, name) in &dl.files {
                     let src = root.resolve(std::slice::from_ref(file))?;
-                    let target = if dest_is_dir {
-                        join_path(&dest_path, name)
-                    } else {
-                        dest_path.clone()
+                    let target = match (dest_is_dir, name.is_empty()) {
+                        (true, false) => join_path(&dest_path, name),
+                        (true, true) => {
+                            return Err(ExecError::Input(format!(
+                                "ADD: cannot determine a file name from the URL for the directory {dest_path}; name the file in the destination"
+                            )));
+                        }
+                        (false, _) => dest_path.clone(),
                     };
                     for s in &src {
                         root.copy(s, &dest_at(target.clone()), None)?;
