@@ -762,29 +762,43 @@ fn progress_views() {
     );
 }
 
+/// Starts `berth build -t tag ctx` and waits for its output line `started`; returns the
+/// process and the rest of its output.
+fn build_until_started(
+    d: &Daemon,
+    ctx: &Path,
+    tag: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(common::bin("berth"))
+        .arg("-H")
+        .arg(d.host())
+        .args(["build", "-t", tag, ctx.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for l in lines.by_ref() {
+        if l.unwrap() == "started" {
+            break;
+        }
+    }
+    (child, lines)
+}
+
 #[test]
 fn a_client_that_goes_away_cancels_the_build() {
-    use std::io::{BufRead, BufReader};
     let d = daemon();
     let ctx = context(
         &d,
         "ctx",
         &[("Dockerfile", "FROM busybox\nRUN echo started && sleep 60\n")],
     );
-    let mut child = std::process::Command::new(common::bin("berth"))
-        .arg("-H")
-        .arg(d.host())
-        .args(["build", "-t", "never", ctx.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for l in lines.by_ref() {
-        if l.unwrap() == "started" {
-            break;
-        }
-    }
+    let (mut child, _lines) = build_until_started(&d, &ctx, "never");
     assert!(
         !d.cgroup_pids().is_empty(),
         "the RUN step should be running"
@@ -913,7 +927,6 @@ fn run_steps_get_their_own_network() {
 
 #[test]
 fn removing_the_base_during_a_build_does_not_break_it() {
-    use std::io::{BufRead, BufReader};
     let d = daemon();
     let base = context(
         &d,
@@ -929,20 +942,7 @@ fn removing_the_base_during_a_build_does_not_break_it() {
             "FROM base\nRUN echo started && sleep 2 && cat /marker > /seen\n",
         )],
     );
-    let mut child = std::process::Command::new(common::bin("berth"))
-        .arg("-H")
-        .arg(d.host())
-        .args(["build", "-t", "onbase", ctx.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for l in lines.by_ref() {
-        if l.unwrap() == "started" {
-            break;
-        }
-    }
+    let (mut child, lines) = build_until_started(&d, &ctx, "onbase");
     // The base image and every cache entry go while the step runs.
     ok(d.berth(&["rmi", "-f", "base"]));
     ok(d.berth(&["builder", "prune", "-f"]));

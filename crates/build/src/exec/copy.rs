@@ -37,6 +37,15 @@ pub struct SourceRoot<'a> {
     label: String,
 }
 
+/// An entry of a directory being walked.
+struct Child {
+    /// Path in the root.
+    ctx_rel: String,
+    /// Path under the source.
+    rel: String,
+    name: String,
+}
+
 /// One resolved source: a path in its root.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -479,41 +488,61 @@ impl<'a> SourceRoot<'a> {
                 h.update(t.as_bytes());
             }
             FileType::Directory => {
-                for name in read_names(fd).map_err(ExecError::io(ctx_rel))? {
-                    let n = name.to_string_lossy();
-                    let child_ctx = join(ctx_rel, &n);
-                    let child_rel = join(rel, &n);
-                    if self.may_skip(&child_ctx) || exclude.is_some_and(|e| e.matches(&child_rel)) {
-                        continue;
-                    }
-                    let child = rustix::fs::openat(
-                        fd,
-                        name.as_os_str(),
-                        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| ExecError::io(&child_ctx)(e.into()))?;
-                    let cst = rustix::fs::fstat(&child)
-                        .map_err(|e| ExecError::io(&child_ctx)(e.into()))?;
-                    if self.excluded(&child_ctx, &cst) {
-                        continue;
-                    }
-                    self.hash_node(
-                        &child,
-                        &cst,
-                        &child_ctx,
-                        &child_rel,
-                        exclude,
-                        cache,
-                        h,
-                        depth + 1,
-                    )?;
+                for c in self.children(fd, ctx_rel, rel, exclude)? {
+                    let (cfd, st) = self.open_child(fd, &c)?;
+                    self.hash_node(&cfd, &st, &c.ctx_rel, &c.rel, exclude, cache, h, depth + 1)?;
                 }
             }
             _ => {}
         }
         h.update(b"\n");
         Ok(())
+    }
+
+    /// The entries of the directory `fd` a copy takes, in name order: what `.dockerignore`
+    /// and `--exclude` leave out is skipped. `ctx_rel` is the directory's path in the root,
+    /// `rel` its path under the source being copied.
+    fn children(
+        &self,
+        fd: &OwnedFd,
+        ctx_rel: &str,
+        rel: &str,
+        exclude: Option<&Ignore>,
+    ) -> Result<Vec<Child>, ExecError> {
+        let mut out = Vec::new();
+        for name in read_names(fd).map_err(ExecError::io(ctx_rel))? {
+            let n = name.to_string_lossy().into_owned();
+            let child_ctx = join(ctx_rel, &n);
+            let child_rel = join(rel, &n);
+            if self.may_skip(&child_ctx) || exclude.is_some_and(|e| e.matches(&child_rel)) {
+                continue;
+            }
+            let st = rustix::fs::statat(fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| ExecError::io(&child_ctx)(e.into()))?;
+            if self.excluded(&child_ctx, &st) {
+                continue;
+            }
+            out.push(Child {
+                ctx_rel: child_ctx,
+                rel: child_rel,
+                name: n,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Opens an entry [`SourceRoot::children`] listed (never following a symlink); returns
+    /// it with what it is now.
+    fn open_child(&self, dir: &OwnedFd, c: &Child) -> Result<(OwnedFd, Stat), ExecError> {
+        let fd = rustix::fs::openat(
+            dir,
+            c.name.as_str(),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ExecError::io(&c.ctx_rel)(e.into()))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| ExecError::io(&c.ctx_rel)(e.into()))?;
+        Ok((fd, st))
     }
 
     /// Copies `src` to `dest` inside `dest_root`: a directory's contents into the directory
@@ -557,24 +586,9 @@ impl<'a> SourceRoot<'a> {
             return Err(ExecError::Input(format!("{ctx_rel}: tree too deep")));
         }
         let (dir, _) = dest.ensure_dir(dest_dir)?;
-        for name in read_names(fd).map_err(ExecError::io(ctx_rel))? {
-            let n = name.to_string_lossy();
-            let child_ctx = join(ctx_rel, &n);
-            let child_rel = join(rel, &n);
-            if self.may_skip(&child_ctx) || exclude.is_some_and(|e| e.matches(&child_rel)) {
-                continue;
-            }
-            let child = rustix::fs::openat(
-                fd,
-                name.as_os_str(),
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| ExecError::io(&child_ctx)(e.into()))?;
-            let st = rustix::fs::fstat(&child).map_err(|e| ExecError::io(&child_ctx)(e.into()))?;
-            if self.excluded(&child_ctx, &st) {
-                continue;
-            }
+        for c in self.children(fd, ctx_rel, rel, exclude)? {
+            let (child, st) = self.open_child(fd, &c)?;
+            let (child_ctx, child_rel, n) = (c.ctx_rel, c.rel, c.name);
             if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                 let sub = format!("{}/{}", dest_dir.trim_end_matches('/'), n);
                 let (subdir, _) = dest.ensure_dir(&sub)?;

@@ -1197,13 +1197,7 @@ impl Builder {
                     parents: c.parents,
                     extract: false,
                 };
-                let size = self.copy(ctx, state, scope, &sources)?;
-                state.record(
-                    &created,
-                    &format!("{} # buildkit", cmd.original),
-                    size.is_none(),
-                );
-                Ok(size.unwrap_or(0))
+                self.copy_step(ctx, state, scope, &sources, &created, &cmd.original)
             }
             Instruction::Add(a) => {
                 let local: Vec<String> = a
@@ -1224,13 +1218,7 @@ impl Builder {
                     parents: false,
                     extract: a.unpack.unwrap_or(true),
                 };
-                let size = self.copy(ctx, state, scope, &sources)?;
-                state.record(
-                    &created,
-                    &format!("{} # buildkit", cmd.original),
-                    size.is_none(),
-                );
-                Ok(size.unwrap_or(0))
+                self.copy_step(ctx, state, scope, &sources, &created, &cmd.original)
             }
             Instruction::Workdir(_) => {
                 state
@@ -1281,6 +1269,21 @@ impl Builder {
             FromRef::Stage(i) => Ok(ctx.result(i)?.state.diff_ids()),
             FromRef::Image(r) => Ok(ctx.host.image(&r, false).map_err(ExecError::Host)?.layers),
         }
+    }
+
+    /// `COPY`/`ADD` as a step: the copy and its history entry; returns the layer's size.
+    fn copy_step(
+        &self,
+        ctx: &Ctx<'_>,
+        state: &mut State,
+        scope: &StageScope,
+        sources: &CopySources<'_>,
+        created: &str,
+        original: &str,
+    ) -> Result<u64, ExecError> {
+        let size = self.copy(ctx, state, scope, sources)?;
+        state.record(created, &format!("{original} # buildkit"), size.is_none());
+        Ok(size.unwrap_or(0))
     }
 
     /// `COPY`/`ADD`: returns the size of the layer, or `None` when nothing changed.
