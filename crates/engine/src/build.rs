@@ -119,7 +119,8 @@ impl Host for EngineHost {
                 netns: n.netns.clone(),
                 resolv_conf: n.resolv_conf.clone(),
                 release: Some(Box::new(move || {
-                    rt.block_on(engine.build_network_release(n))
+                    let _enter = rt.enter();
+                    engine.build_network_release(n);
                 })),
             }
         }))

@@ -727,20 +727,35 @@ impl Engine {
         }
     }
 
-    /// Takes a build step's namespace off the bridge and frees its address.
-    pub async fn build_network_release(&self, n: BuildNetwork) {
+    /// Takes a build step's namespace off the bridge and frees its address. The namespace
+    /// goes at once; its veth goes with it in the kernel's batched clean-up (an explicit
+    /// delete waits for an RCU grace period), which a background task waits for before the
+    /// address is handed back, so the step is not held up.
+    pub fn build_network_release(&self, n: BuildNetwork) {
         crate::netns::remove(&n.netns);
-        if let Ok(rt) = self.net_runtime() {
-            if let Err(e) = rt.netlink.detach_endpoint(&n.endpoint.endpoint_id).await {
-                tracing::debug!("detach a build endpoint: {e}");
+        let engine = self.clone();
+        tokio::spawn(async move {
+            if let Ok(rt) = engine.net_runtime() {
+                let host = berth_network::link::host_veth_name(&n.endpoint.endpoint_id);
+                for _ in 0..50 {
+                    match rt.netlink.link_index(&host).await {
+                        Ok(Some(_)) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await
+                        }
+                        _ => break,
+                    }
+                }
+                if let Err(e) = rt.netlink.detach_endpoint(&n.endpoint.endpoint_id).await {
+                    tracing::debug!("detach a build endpoint: {e}");
+                }
             }
-        }
-        let mut table = lock(&self.inner.networks);
-        if let Some(net) = table.get_mut(&n.endpoint.network_id) {
-            for ip in n.endpoint.addresses() {
-                ipam::release_in(&mut net.subnets, ip);
+            let mut table = lock(&engine.inner.networks);
+            if let Some(net) = table.get_mut(&n.endpoint.network_id) {
+                for ip in n.endpoint.addresses() {
+                    ipam::release_in(&mut net.subnets, ip);
+                }
             }
-        }
+        });
     }
 
     /// `network connect`: a stopped container gets the endpoint at its next start, a running
