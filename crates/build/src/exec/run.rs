@@ -297,15 +297,18 @@ pub fn run(
         status
     })
     .map_err(ExecError::io(prog))?;
-    // Whatever happened, no container of this step outlives it.
-    let _ = Command::new(prog)
-        .args(lead)
-        .arg("--root")
-        .arg(&cfg.runtime_root)
-        .args(["delete", "--force", id])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    // Whatever happened, no container of this step outlives it: `run` deletes its container
+    // when it ends normally; state left behind (a runtime error, a kill) is deleted here.
+    if cfg.runtime_root.join(id).exists() {
+        let _ = Command::new(prog)
+            .args(lead)
+            .arg("--root")
+            .arg(&cfg.runtime_root)
+            .args(["delete", "--force", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
     if cancel.load(Ordering::Relaxed) {
         return Err(ExecError::Cancelled);
     }
