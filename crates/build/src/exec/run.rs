@@ -268,16 +268,18 @@ pub fn run(
             .stderr(Stdio::null())
             .status();
     };
-    let finished = AtomicBool::new(false);
+    // Dropped when the step ends: wakes the watcher at once.
+    let (finished, ended) = std::sync::mpsc::channel::<()>();
     let status = std::thread::scope(|s| {
         // Kills the step's processes if the build is cancelled while it runs.
-        s.spawn(|| {
-            while !finished.load(Ordering::Relaxed) {
+        s.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                ended.recv_timeout(std::time::Duration::from_millis(100))
+            {
                 if cancel.load(Ordering::Relaxed) {
                     kill();
                     return;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(100));
             }
         });
         let mut buf = vec![0u8; 32 * 1024];
@@ -293,7 +295,7 @@ pub fn run(
             }
         }
         let status = child.wait();
-        finished.store(true, Ordering::Relaxed);
+        drop(finished);
         status
     })
     .map_err(ExecError::io(prog))?;
