@@ -33,13 +33,7 @@ pub async fn spawn(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::setsid().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
+    // No pre-exec hook (the shim calls setsid itself), so the spawn can use vfork.
     let mut child = cmd
         .spawn()
         .map_err(|e| EngineError::Shim(format!("spawning {}: {e}", shim_bin.display())))?;

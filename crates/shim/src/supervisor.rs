@@ -36,6 +36,10 @@ const CHECK_TICK: Duration = Duration::from_millis(20);
 /// Runs the shim: `berth-shim <shim.json>`. The ready line goes to stdout, which is then
 /// closed; diagnostics go to stderr. Returns the process exit code.
 pub fn main(args: Vec<String>) -> i32 {
+    // A session of its own first, so signals to the daemon's process group or terminal never
+    // reach the shim. (The shim does it, not a pre-exec hook in the daemon: without a hook the
+    // daemon can spawn it with vfork instead of copying its whole address space.)
+    let _ = rustix::process::setsid();
     let Some(path) = args.get(1) else {
         eprintln!("usage: berth-shim <shim.json>");
         return 2;
