@@ -189,6 +189,72 @@ struct Shim {
     /// comes after [`CHECK_TICK`], the shim checks its resident set against the busy budget
     /// ([`Shim::keep_small`]).
     check_memory: bool,
+    /// The container's shim lock, held for the shim's whole life ([`take_lock`]).
+    _lock: ShimLock,
+}
+
+/// The held shim lock; dropping it unlinks the lock file (if it is still ours) while the
+/// lock is still held, then releases it.
+struct ShimLock {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Drop for ShimLock {
+    fn drop(&mut self) {
+        if let (Ok(a), Ok(b)) = (rustix::fs::fstat(&self.file), rustix::fs::stat(&self.path)) {
+            if a.st_ino == b.st_ino && a.st_dev == b.st_dev {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// How long a new shim waits for the container's previous shim to finish its clean-up.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The lock file of the shim whose socket is `socket`.
+fn lock_path(socket: &Path) -> std::path::PathBuf {
+    socket.with_extension("lock")
+}
+
+/// Takes the container's shim lock: a restart's new shim waits here until the previous
+/// shim (which reports the exit before it deletes the runtime state and its socket) is
+/// gone, so that clean-up never hits the new container. The file is close-on-exec: neither
+/// helpers nor the container inherit the lock.
+fn take_lock(socket: &Path) -> Result<ShimLock, String> {
+    let path = lock_path(socket);
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("open {}: {e}", path.display()))?;
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {
+                // The previous holder may have unlinked the file on its way out: lock the
+                // file at the path, not an orphan.
+                let same = match (rustix::fs::fstat(&f), rustix::fs::stat(&path)) {
+                    (Ok(a), Ok(b)) => a.st_ino == b.st_ino && a.st_dev == b.st_dev,
+                    _ => false,
+                };
+                if same {
+                    return Ok(ShimLock { file: f, path });
+                }
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {}
+            Err(e) => return Err(format!("lock {}: {e}", path.display())),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the container's previous shim did not exit within {}s",
+                LOCK_WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
@@ -272,6 +338,7 @@ impl Drop for ConsoleSocket {
 
 impl Shim {
     fn start(cfg: ShimConfig) -> Result<Self, String> {
+        let lock = take_lock(&cfg.socket)?;
         let _ = std::fs::remove_file(&cfg.socket);
         let listener = UnixListener::bind(&cfg.socket)
             .map_err(|e| format!("listen on {}: {e}", cfg.socket.display()))?;
@@ -357,6 +424,7 @@ impl Shim {
             }
         };
         Ok(Self {
+            _lock: lock,
             cfg,
             runtime,
             init_pid: pid,
@@ -1047,6 +1115,7 @@ impl Shim {
             eprintln!("shim: runtime delete: {e}");
         }
         let _ = std::fs::remove_file(&self.cfg.socket);
+        // The lock goes last, with the shim: a new shim for this container waits for it.
     }
 
     /// Gives clients a moment to take their last bytes.
