@@ -653,12 +653,7 @@ impl<'a> SourceRoot<'a> {
                 .map_err(|e| ExecError::io(what())(e.into()))?;
                 let mut out = std::fs::File::from(out);
                 io::copy(&mut src, &mut out).map_err(ExecError::io(what()))?;
-                rustix::fs::fchown(
-                    &out,
-                    Some(rustix::fs::Uid::from_raw(uid)),
-                    Some(rustix::fs::Gid::from_raw(gid)),
-                )
-                .map_err(|e| ExecError::io(what())(e.into()))?;
+                chown_fd(&out, uid, gid).map_err(|e| ExecError::io(what())(e.into()))?;
                 let mode = dest.mode(st);
                 rustix::fs::fchmod(&out, Mode::from_raw_mode(mode))
                     .map_err(|e| ExecError::io(what())(e.into()))?;
@@ -671,28 +666,14 @@ impl<'a> SourceRoot<'a> {
                     .map_err(|e| ExecError::io(ctx_rel)(e.into()))?;
                 rustix::fs::symlinkat(target.as_c_str(), dir, name)
                     .map_err(|e| ExecError::io(what())(e.into()))?;
-                rustix::fs::chownat(
-                    dir,
-                    name,
-                    Some(rustix::fs::Uid::from_raw(uid)),
-                    Some(rustix::fs::Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| ExecError::io(what())(e.into()))?;
+                lchown_at(dir, name, uid, gid).map_err(|e| ExecError::io(what())(e.into()))?;
                 let _ = rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW);
             }
             FileType::Fifo if !dest.host_safe => {
                 let mode = dest.mode(st);
                 rustix::fs::mknodat(dir, name, FileType::Fifo, Mode::from_raw_mode(mode), 0)
                     .map_err(|e| ExecError::io(what())(e.into()))?;
-                rustix::fs::chownat(
-                    dir,
-                    name,
-                    Some(rustix::fs::Uid::from_raw(uid)),
-                    Some(rustix::fs::Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| ExecError::io(what())(e.into()))?;
+                lchown_at(dir, name, uid, gid).map_err(|e| ExecError::io(what())(e.into()))?;
             }
             _ => tracing::debug!(
                 path = ctx_rel,
@@ -730,6 +711,26 @@ fn copy_xattrs(src: &impl AsFd, dst: &impl AsFd) {
             );
         }
     }
+}
+
+/// `fchown` to numeric ids.
+fn chown_fd(fd: impl AsFd, uid: u32, gid: u32) -> Result<(), Errno> {
+    rustix::fs::fchown(
+        fd,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+}
+
+/// `lchown` of `name` in `dir` (a symlink itself, never its target) to numeric ids.
+fn lchown_at(dir: impl AsFd, name: &str, uid: u32, gid: u32) -> Result<(), Errno> {
+    rustix::fs::chownat(
+        dir,
+        name,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
 }
 
 fn times_of(st: &Stat) -> Timestamps {
@@ -815,14 +816,8 @@ impl Dest<'_> {
         match rustix::fs::mkdirat(&p, name.as_str(), Mode::from_raw_mode(0o755)) {
             Ok(()) => {
                 let (uid, gid) = self.chown.unwrap_or((0, 0));
-                rustix::fs::chownat(
-                    &p,
-                    name.as_str(),
-                    Some(rustix::fs::Uid::from_raw(uid)),
-                    Some(rustix::fs::Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| ExecError::io(path)(e.into()))?;
+                lchown_at(&p, name.as_str(), uid, gid)
+                    .map_err(|e| ExecError::io(path)(e.into()))?;
             }
             Err(Errno::EXIST) => {}
             Err(e) => return Err(ExecError::io(path)(e.into())),
@@ -841,12 +836,7 @@ impl Dest<'_> {
     fn set_meta_dir(&self, fd: &OwnedFd, st: &Stat, keep: bool) -> Result<(), ExecError> {
         let (uid, gid) = self.owner(st, keep);
         let e = |e: Errno| ExecError::io(&self.path)(e.into());
-        rustix::fs::fchown(
-            fd,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        )
-        .map_err(e)?;
+        chown_fd(fd, uid, gid).map_err(e)?;
         rustix::fs::fchmod(fd, Mode::from_raw_mode(self.mode(st))).map_err(e)?;
         rustix::fs::futimens(fd, &times_of(st)).map_err(e)?;
         Ok(())
@@ -877,12 +867,7 @@ impl Dest<'_> {
         f.write_all(data).map_err(ExecError::io(path))?;
         let (uid, gid) = self.chown.unwrap_or((0, 0));
         let e = |e: Errno| ExecError::io(path)(e.into());
-        rustix::fs::fchown(
-            &f,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        )
-        .map_err(e)?;
+        chown_fd(&f, uid, gid).map_err(e)?;
         rustix::fs::fchmod(&f, Mode::from_raw_mode(self.chmod.unwrap_or(0o644))).map_err(e)?;
         Ok(())
     }

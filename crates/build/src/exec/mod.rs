@@ -683,7 +683,7 @@ impl Builder {
             }
             let downloads = self.download(ctx, &expanded).map_err(at(line))?;
             let desc = self
-                .describe(ctx, &state, &scope, &expanded, downloads.as_ref())
+                .describe(ctx, &scope, &expanded, downloads.as_ref())
                 .map_err(at(line))?;
             let new_key = next_key(&key, &desc);
             if !ctx.req.no_cache {
@@ -738,7 +738,6 @@ impl Builder {
     fn describe(
         &self,
         ctx: &Ctx<'_>,
-        state: &State,
         scope: &StageScope,
         cmd: &Command,
         downloads: Option<&Downloads>,
@@ -759,17 +758,11 @@ impl Builder {
                     c.from.as_deref(),
                     &c.sources,
                     &c.exclude,
-                    state,
                 )?);
             }
             Instruction::Add(a) => {
-                let local: Vec<String> = a
-                    .sources
-                    .iter()
-                    .filter(|s| !is_remote(s))
-                    .cloned()
-                    .collect();
-                desc.push_str(&self.sources_digest(ctx, None, &local, &a.exclude, state)?);
+                let local = local_sources(a);
+                desc.push_str(&self.sources_digest(ctx, None, &local, &a.exclude)?);
             }
             Instruction::Run(r) => {
                 desc.push_str(&format!(" env={:?}", scope.run_env(&ctx.req.build_args)));
@@ -791,7 +784,7 @@ impl Builder {
                         } else {
                             mount.source.clone()
                         };
-                        desc.push_str(&self.sources_digest(ctx, None, &[src], &[], state)?);
+                        desc.push_str(&self.sources_digest(ctx, None, &[src], &[])?);
                     }
                 }
             }
@@ -937,7 +930,6 @@ impl Builder {
         from: Option<&str>,
         sources: &[String],
         exclude: &[String],
-        _state: &State,
     ) -> Result<String, ExecError> {
         if let Some(f) = from {
             return Ok(format!(" from={} {:?}", self.key_of_from(ctx, f)?, sources));
@@ -1200,12 +1192,7 @@ impl Builder {
                 self.copy_step(ctx, state, scope, &sources, &created, &cmd.original)
             }
             Instruction::Add(a) => {
-                let local: Vec<String> = a
-                    .sources
-                    .iter()
-                    .filter(|s| !is_remote(s))
-                    .cloned()
-                    .collect();
+                let local = local_sources(a);
                 let sources = CopySources {
                     from: None,
                     paths: &local,
@@ -1453,6 +1440,15 @@ struct CopySources<'a> {
     parents: bool,
     /// `ADD`: local tar archives are extracted.
     extract: bool,
+}
+
+/// The sources of an `ADD` that are in the context (not URLs).
+fn local_sources(a: &crate::ast::Add) -> Vec<String> {
+    a.sources
+        .iter()
+        .filter(|s| !is_remote(s))
+        .cloned()
+        .collect()
 }
 
 fn is_remote(s: &str) -> bool {
