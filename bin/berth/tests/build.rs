@@ -963,3 +963,43 @@ fn removing_the_base_during_a_build_does_not_break_it() {
         "marker"
     );
 }
+
+#[test]
+fn add_extracts_every_compression_docker_does() {
+    let d = daemon();
+    let ctx = context(
+        &d,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nADD a.tar.gz b.tar.bz2 c.tar.xz d.tar /x/\n",
+        )],
+    );
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import io, sys, tarfile\n\
+             for name, mode in [('a.tar.gz', 'w:gz'), ('b.tar.bz2', 'w:bz2'), ('c.tar.xz', 'w:xz'), ('d.tar', 'w')]:\n\
+             \x20   data = name.encode()\n\
+             \x20   with tarfile.open(sys.argv[1] + '/' + name, mode) as t:\n\
+             \x20       info = tarfile.TarInfo('from-' + name.split('.')[0])\n\
+             \x20       info.size = len(data)\n\
+             \x20       t.addfile(info, io.BytesIO(data))\n",
+        )
+        .arg(&ctx)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    ok(build(&d, &ctx, &["-t", "unpacked"]));
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "unpacked",
+            "sh",
+            "-c",
+            "cd /x && for f in *; do echo $f=$(cat $f); done"
+        ])),
+        "from-a=a.tar.gz\nfrom-b=b.tar.bz2\nfrom-c=c.tar.xz\nfrom-d=d.tar"
+    );
+}

@@ -887,27 +887,46 @@ impl Dest<'_> {
     }
 }
 
-/// Whether the first bytes of a file are a tar archive, plain or compressed (what `ADD`
-/// extracts).
+/// A file's content decompressed as `ADD` reads archives: plain, gzip, bzip2, xz or zstd
+/// (by their magic bytes, as Docker's `DecompressStream`).
+fn decompressed(file: std::fs::File) -> io::Result<Box<dyn Read>> {
+    use berth_image::manifest::LayerCompression;
+    let mut r = io::BufReader::with_capacity(1 << 20, file);
+    let head = io::BufRead::fill_buf(&mut r)?.to_vec();
+    let bad = |e: berth_image::ImageError| io::Error::other(e.to_string());
+    Ok(if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::MultiBzDecoder::new(r))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        // lzma-rs decodes into a writer: a thread feeds a pipe the reader drains. It ends
+        // with the stream, or at the first write after the reader is gone.
+        let (reader, mut writer) = io::pipe()?;
+        std::thread::Builder::new()
+            .name("add-xz".into())
+            .spawn(move || {
+                let mut r = r;
+                if let Err(e) = lzma_rs::xz_decompress(&mut r, &mut writer) {
+                    tracing::debug!(error = %e, "xz archive");
+                }
+            })?;
+        Box::new(reader)
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        berth_image::layer::decompress(r, LayerCompression::Gzip).map_err(bad)?
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        berth_image::layer::decompress(r, LayerCompression::Zstd).map_err(bad)?
+    } else {
+        Box::new(r)
+    })
+}
+
+/// Whether a file is a tar archive, plain or compressed (what `ADD` extracts).
 pub fn looks_like_archive(fd: &OwnedFd) -> bool {
     let Ok(file) = reopen(fd, OFlags::RDONLY) else {
         return false;
     };
-    let mut head = Vec::new();
-    if std::fs::File::from(file)
-        .take(64 * 1024)
-        .read_to_end(&mut head)
-        .is_err()
-    {
-        return false;
-    }
-    let Ok(c) = berth_image::layer::detect_compression(&head) else {
+    let Ok(mut r) = decompressed(std::fs::File::from(file)) else {
         return false;
     };
     let mut plain = Vec::new();
-    let Ok(mut r) = berth_image::layer::decompress(head.as_slice(), c) else {
-        return false;
-    };
     let _ = r.by_ref().take(512).read_to_end(&mut plain);
     plain.len() >= 512 && &plain[257..262] == b"ustar"
 }
@@ -924,10 +943,7 @@ impl SourceRoot<'_> {
         let fd = self.open_source(src)?;
         let file =
             std::fs::File::from(reopen(&fd, OFlags::RDONLY).map_err(ExecError::io(&src.rel))?);
-        let mut file = io::BufReader::with_capacity(1 << 20, file);
-        let head = io::BufRead::fill_buf(&mut file).map_err(ExecError::io(&src.rel))?;
-        let c = berth_image::layer::detect_compression(head)?;
-        let reader = berth_image::layer::decompress(file, c)?;
+        let reader = decompressed(file).map_err(ExecError::io(&src.rel))?;
         let (dir, _) = dest.ensure_dir(&dest.path)?;
         // The directory was resolved inside the root; its magic link names exactly it.
         let path = PathBuf::from(format!(
