@@ -258,6 +258,10 @@ fn run(flags: Flags) -> Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let engine = Engine::open(cfg).await.context("opening the engine state")?;
+        // Handlers before the socket exists: a client that sees the socket may signal at once
+        // (SIGHUP's default action would end the daemon).
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let listener = berth_api::server::bind(&socket)
             .with_context(|| format!("listening on {}", socket.display()))?;
         tracing::info!(socket = %socket.display(), data_root = %engine.data_root().display(), "berthd ready");
@@ -269,8 +273,6 @@ fn run(flags: Flags) -> Result<()> {
         // back in from the page cache. (Not repeated while serving: a busy daemon would pay
         // those faults again on its hot paths.)
         tokio::task::spawn_blocking(berth_shim::memory::release_clean_file_pages);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let reloader = {
             let engine = engine.clone();
             let flags_insecure = flags_insecure.clone();

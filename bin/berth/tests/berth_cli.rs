@@ -676,6 +676,64 @@ fn runtime_escapes_are_closed() {
     ok(d.berth(&["rm", "-f", "long"]));
 }
 
+/// An exec (started by the shim itself, without the runtime helper) lands where the
+/// container's init is: the same cgroups and namespaces, the container's rlimits, its seccomp
+/// filter and no_new_privs; a working directory outside the container is refused, and a
+/// failure reads and exits as Docker's.
+#[test]
+fn exec_joins_the_containers_cgroups_namespaces_and_limits() {
+    let d = daemon();
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "--ulimit",
+        "nofile=100:200",
+        "--security-opt",
+        "no-new-privileges",
+        "--memory",
+        "64m",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let same = "for n in mnt uts ipc net pid cgroup; do \
+                  [ \"$(readlink /proc/self/ns/$n)\" = \"$(readlink /proc/1/ns/$n)\" ] || echo ns $n differs; \
+                done; \
+                [ \"$(cat /proc/self/cgroup)\" = \"$(cat /proc/1/cgroup)\" ] || echo cgroups differ; \
+                echo $(ulimit -Sn) $(ulimit -Hn); grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr '\t\n' '= '";
+    assert_eq!(
+        ok(d.berth(&["exec", "ex", "sh", "-c", same])),
+        "100 200\nNoNewPrivs:=1 Seccomp:=2"
+    );
+    // From the host: the exec'd process sits in the init's cgroups, a child of the shim.
+    ok(d.berth(&["exec", "-d", "ex", "sleep", "999"]));
+    let top = ok(d.berth(&["top", "ex"]));
+    let pid_of = |cmd: &str| -> i32 {
+        top.lines()
+            .find(|l| l.ends_with(cmd))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{cmd} not in top: {top}"))
+    };
+    let (init, exec) = (pid_of("sleep 1000"), pid_of("sleep 999"));
+    let cg = |p: i32| std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap();
+    assert_eq!(cg(exec), cg(init));
+    assert!(cg(init).contains(":memory:/"), "{}", cg(init));
+    // A directory fd is never there to escape through, and the cwd is checked anyway.
+    let o = d.berth(&["exec", "-w", "/proc/self/fd/3", "ex", "pwd"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert_eq!(o.status.code(), Some(126), "{out}");
+    assert!(
+        out.contains("OCI runtime exec failed") && out.contains("chdir to cwd"),
+        "{out}"
+    );
+    let o = d.berth(&["exec", "ex", "/no/such"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    ok(d.berth(&["rm", "-f", "ex"]));
+}
+
 /// After a reboot (daemon, shims and containers all gone), `always` and `unless-stopped`
 /// containers start again with the daemon; a stopped `unless-stopped` one and a `no` one
 /// stay down.

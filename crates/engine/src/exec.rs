@@ -147,11 +147,12 @@ impl Engine {
             .map_err(fail)?;
         if let Some(err) = resp.error {
             let mut i = lock(&inst.info);
-            let msg = crate::shim_client::runtime_message(&err);
+            let msg = format!("OCI runtime exec failed: exec failed: {err}: unknown");
             i.running = false;
-            // As Docker: 127 for a command not found, 126 for one that cannot be invoked.
+            // As Docker: 127 for a command not found, 126 for anything else that keeps it from
+            // starting (a bad working directory included).
             i.exit_code = Some(match crate::containers::start_error_code(&msg) {
-                127 => 127,
+                127 if !msg.contains("chdir to cwd") => 127,
                 _ => 126,
             });
             drop(i);

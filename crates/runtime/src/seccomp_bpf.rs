@@ -36,7 +36,13 @@ use sha2::{Digest, Sha256};
 use crate::RuntimeError;
 
 /// Where, inside the original bundle, the spec handed to libcontainer is written.
-pub(crate) const PREPARED_BUNDLE: &str = ".berth-embedded";
+pub const PREPARED_BUNDLE: &str = ".berth-embedded";
+/// Beside the prepared spec: the compiled filter for the execs the shim starts itself
+/// (`berth_shim`'s `enter`): [`EXEC_FILTER_MAGIC`], the seccomp(2) flags (u64, little-endian),
+/// then the program as the kernel takes it.
+pub const EXEC_FILTER_FILE: &str = "exec-seccomp.bpf";
+/// The first bytes of [`EXEC_FILTER_FILE`].
+pub const EXEC_FILTER_MAGIC: &[u8; 8] = b"BERTHBPF";
 /// The original `linux.seccomp` object, kept beside the prepared spec for execs.
 const SECCOMP_FILE: &str = "seccomp.json";
 /// Cache of compiled programs under the runtime's state root.
@@ -96,6 +102,18 @@ impl Filter {
             }
         };
         Ok(Some(Filter { program, flags }))
+    }
+
+    /// The filter as [`EXEC_FILTER_FILE`] holds it.
+    fn exec_file(&self) -> Vec<u8> {
+        let mut out = EXEC_FILTER_MAGIC.to_vec();
+        out.extend(self.flags.to_le_bytes());
+        for i in &self.program {
+            out.extend(i.code.to_ne_bytes());
+            out.extend([i.jt, i.jf]);
+            out.extend(i.k.to_ne_bytes());
+        }
+        out
     }
 
     /// Installs the filter on the calling thread.
@@ -430,7 +448,11 @@ pub(crate) fn prepare(
     let seccomp_json =
         serde_json::to_vec(&seccomp).map_err(|e| RuntimeError::Spec(e.to_string()))?;
     let spec_json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::Spec(e.to_string()))?;
-    for (name, data) in [(SECCOMP_FILE, seccomp_json), ("config.json", spec_json)] {
+    for (name, data) in [
+        (SECCOMP_FILE, seccomp_json),
+        (EXEC_FILTER_FILE, filter.exec_file()),
+        ("config.json", spec_json),
+    ] {
         let path = dir.join(name);
         store(&dir, &path, &data).map_err(RuntimeError::io("write", &path))?;
     }

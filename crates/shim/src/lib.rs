@@ -13,6 +13,7 @@
 //! start-up touched (`memory`).
 
 pub mod config;
+mod enter;
 pub mod helper;
 pub mod jsonlog;
 pub mod memory;

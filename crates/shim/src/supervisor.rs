@@ -191,6 +191,16 @@ struct Shim {
     check_memory: bool,
     /// The container's shim lock, held for the shim's whole life ([`take_lock`]).
     _lock: ShimLock,
+    /// Whether execs start from the shim itself ([`crate::enter`]), found at the first one.
+    native: Native,
+}
+
+/// The state of the shim's own exec path.
+enum Native {
+    Unprobed,
+    Ready(Box<crate::enter::Target>),
+    /// Execs go through the runtime helper.
+    Unavailable,
 }
 
 /// The held shim lock; dropping it unlinks the lock file (if it is still ours) while the
@@ -441,7 +451,30 @@ impl Shim {
             started: false,
             failed: false,
             check_memory: false,
+            native: Native::Unprobed,
         })
+    }
+
+    /// Sets up the shim's own exec path on first use: only for the embedded runtime, and only
+    /// when the container allows it ([`crate::enter::Target::probe`]).
+    fn probe_native(&mut self) {
+        if !matches!(self.native, Native::Unprobed) {
+            return;
+        }
+        let Some(pidfd) = &self.init_pidfd else {
+            return;
+        };
+        self.native = if self.cfg.runtime != berth_runtime::RuntimeKind::Embedded {
+            Native::Unavailable
+        } else {
+            match crate::enter::Target::probe(self.init_pid, pidfd.as_fd(), &self.cfg.bundle) {
+                Ok(t) => Native::Ready(Box::new(t)),
+                Err(why) => {
+                    eprintln!("berth-shim: execs go through the runtime helper: {why}");
+                    Native::Unavailable
+                }
+            }
+        };
     }
 
     fn run(&mut self) {
@@ -1000,18 +1033,36 @@ impl Shim {
             };
             let (out_r, out_w) = pipe()?;
             let (err_r, err_w) = pipe()?;
-            let pid = self
-                .runtime
-                .exec(
-                    &self.cfg.id,
-                    process,
-                    Stdio::Pipes {
+            let plan = match self.cfg.runtime {
+                berth_runtime::RuntimeKind::Embedded => crate::enter::Plan::from_process(process)?,
+                _ => None,
+            };
+            if plan.is_some() {
+                self.probe_native();
+            }
+            let pid = match (&self.native, plan) {
+                (Native::Ready(target), Some(plan)) => crate::enter::spawn(
+                    target,
+                    &plan,
+                    crate::enter::ExecStdio {
                         stdin: in_r,
                         stdout: out_w,
                         stderr: err_w,
                     },
-                )
-                .map_err(|e| e.to_string())?;
+                )?,
+                _ => self
+                    .runtime
+                    .exec(
+                        &self.cfg.id,
+                        process,
+                        Stdio::Pipes {
+                            stdin: in_r,
+                            stdout: out_w,
+                            stderr: err_w,
+                        },
+                    )
+                    .map_err(|e| e.to_string())?,
+            };
             outs.push((out_r, Stream::Stdout));
             outs.push((err_r, Stream::Stderr));
             stdin_w = in_w;

@@ -1,0 +1,1132 @@
+//! Exec into a running container straight from the shim, without a runtime helper.
+//!
+//! Through the embedded runtime an exec costs a helper process (the exec of a large binary,
+//! loading the container's state and spec) and libcontainer's two-process tenant set-up: most
+//! of an `exec true`. The shim already holds what an exec needs, the container's init (a
+//! pidfd) and its bundle, so for a process it fully understands it starts the process itself,
+//! the way runc's `setns` path does:
+//!
+//! 1. the shim points its children's pid namespace at the container's, forks, and points it
+//!    back;
+//! 2. the child makes itself non-dumpable, takes its stdio, closes every other fd but its
+//!    report socket, joins the init's cgroups (the same `cgroup.procs` files), sets the
+//!    rlimits and `oom_score_adj`, and joins the init's other namespaces in one `setns` on the
+//!    pidfd;
+//! 3. it enters the working directory (refusing one outside the container's root), sets
+//!    no_new_privs, drops the bounding set, takes the user's groups and ids (keeping its
+//!    capabilities across the switch), sets the capability and ambient sets, installs the
+//!    container's seccomp filter (before the switch when there is no no_new_privs, since it
+//!    then needs CAP_SYS_ADMIN; last of all otherwise) and execs, searching PATH.
+//!
+//! A failure travels back as one message on a close-on-exec socket; its end of stream means
+//! the exec happened. What this path does not handle (a terminal, another user namespace, an
+//! AppArmor profile or other process fields, a filter that needs libseccomp at load time, an
+//! OCI runtime binary) goes through the helper as before ([`Target::probe`] and
+//! [`Plan::from_process`] return `None`).
+
+use std::ffi::{CString, c_char};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use berth_runtime::seccomp_bpf::{
+    EXEC_FILTER_FILE, EXEC_FILTER_MAGIC as FILTER_MAGIC, PREPARED_BUNDLE,
+};
+/// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
+const MAX_INSNS: usize = 4096;
+/// How long the shim waits for a child to exec before it gives up on it.
+const EXEC_TIMEOUT_MS: i32 = 10_000;
+/// PATH when the process's environment has none (runc's and Docker's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The namespaces an exec joins, by their `/proc/<pid>/ns` names.
+const NAMESPACES: [(&str, libc::c_int); 6] = [
+    ("mnt", libc::CLONE_NEWNS),
+    ("uts", libc::CLONE_NEWUTS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("pid", libc::CLONE_NEWPID),
+];
+
+/// Capability names in the kernel's bit order (capability.h).
+const CAPABILITIES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Resource limits by their OCI names.
+const RLIMITS: [(&str, libc::__rlimit_resource_t); 16] = [
+    ("RLIMIT_CPU", libc::RLIMIT_CPU),
+    ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE),
+    ("RLIMIT_DATA", libc::RLIMIT_DATA),
+    ("RLIMIT_STACK", libc::RLIMIT_STACK),
+    ("RLIMIT_CORE", libc::RLIMIT_CORE),
+    ("RLIMIT_RSS", libc::RLIMIT_RSS),
+    ("RLIMIT_NPROC", libc::RLIMIT_NPROC),
+    ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE),
+    ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK),
+    ("RLIMIT_AS", libc::RLIMIT_AS),
+    ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS),
+    ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING),
+    ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE),
+    ("RLIMIT_NICE", libc::RLIMIT_NICE),
+    ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO),
+    ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME),
+];
+
+/// A compiled seccomp filter as the runtime left it for execs.
+struct Filter {
+    program: Vec<libc::sock_filter>,
+    flags: libc::c_ulong,
+}
+
+impl Filter {
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        let rest = bytes.strip_prefix(FILTER_MAGIC.as_slice())?;
+        let (flags, program) = rest.split_at_checked(8)?;
+        let flags = u64::from_le_bytes(flags.try_into().ok()?);
+        let n = program.len() / 8;
+        if n == 0 || n > MAX_INSNS || !program.len().is_multiple_of(8) {
+            return None;
+        }
+        let program = program
+            .chunks_exact(8)
+            .map(|c| libc::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        Some(Self {
+            program,
+            flags: flags as libc::c_ulong,
+        })
+    }
+}
+
+/// What every exec into one container shares, found once per shim.
+pub(crate) struct Target {
+    /// The container's init.
+    pidfd: OwnedFd,
+    /// The shim's own pid namespace, to point its children back at.
+    own_pidns: OwnedFd,
+    /// The init's namespaces that differ from the shim's, pid excepted.
+    ns_flags: libc::c_int,
+    /// Whether the init has a pid namespace of its own.
+    pid_ns: bool,
+    /// The `cgroup.procs` files of the hierarchies where the init's cgroup is not the shim's.
+    cgroup_procs: Vec<CString>,
+    filter: Option<Filter>,
+    /// The highest capability this kernel knows.
+    last_cap: u32,
+}
+
+/// Why a [`Target`] could not be set up: the helper takes the execs.
+pub(crate) type Unsupported = String;
+
+impl Target {
+    /// Looks at the container's init (`pid`, alive and the shim's child, so the pid cannot be
+    /// reused under us) and bundle; `Err` names what keeps execs on the helper's path.
+    pub(crate) fn probe(
+        pid: i32,
+        pidfd: BorrowedFd<'_>,
+        bundle: &Path,
+    ) -> Result<Self, Unsupported> {
+        let ns_id = |p: &str, name: &str| {
+            std::fs::metadata(format!("/proc/{p}/ns/{name}"))
+                .map(|m| (m.dev(), m.ino()))
+                .map_err(|e| format!("namespace {name} of {p}: {e}"))
+        };
+        let pid_s = pid.to_string();
+        if ns_id(&pid_s, "user")? != ns_id("self", "user")? {
+            return Err("the container has a user namespace of its own".into());
+        }
+        let mut ns_flags = 0;
+        let mut pid_ns = false;
+        for (name, flag) in NAMESPACES {
+            if ns_id(&pid_s, name)? != ns_id("self", name)? {
+                if flag == libc::CLONE_NEWPID {
+                    pid_ns = true;
+                } else {
+                    ns_flags |= flag;
+                }
+            }
+        }
+        let cgroup_procs = cgroup_procs(pid)?;
+        let filter = match container_has_seccomp(bundle)? {
+            false => None,
+            true => {
+                let path = bundle.join(PREPARED_BUNDLE).join(EXEC_FILTER_FILE);
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| format!("no compiled filter at {}: {e}", path.display()))?;
+                Some(Filter::parse(&bytes).ok_or("the compiled filter is malformed")?)
+            }
+        };
+        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .ok_or("cannot read cap_last_cap")?;
+        let own_pidns = std::fs::File::open("/proc/self/ns/pid")
+            .map(OwnedFd::from)
+            .map_err(|e| format!("own pid namespace: {e}"))?;
+        let pidfd = pidfd
+            .try_clone_to_owned()
+            .map_err(|e| format!("dup pidfd: {e}"))?;
+        Ok(Self {
+            pidfd,
+            own_pidns,
+            ns_flags,
+            pid_ns,
+            cgroup_procs,
+            filter,
+            last_cap,
+        })
+    }
+}
+
+/// Whether the container's original spec (`<bundle>/config.json`) has a seccomp filter.
+fn container_has_seccomp(bundle: &Path) -> Result<bool, Unsupported> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let spec: Value =
+        serde_json::from_slice(&data).map_err(|e| format!("parse {}: {e}", path.display()))?;
+    Ok(!spec.pointer("/linux/seccomp").is_none_or(Value::is_null))
+}
+
+/// The `cgroup.procs` file for every hierarchy where `pid`'s cgroup differs from the shim's.
+fn cgroup_procs(pid: i32) -> Result<Vec<CString>, Unsupported> {
+    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("read {p}: {e}"));
+    let theirs = read(&format!("/proc/{pid}/cgroup"))?;
+    let ours = read("/proc/self/cgroup")?;
+    let mountinfo = read("/proc/self/mountinfo")?;
+    let mut out = Vec::new();
+    for line in theirs.lines() {
+        if ours.lines().any(|l| l == line) {
+            continue;
+        }
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(id), Some(c), Some(p)) => (id, c, p),
+            _ => return Err(format!("unexpected cgroup line {line:?}")),
+        };
+        let dir = hierarchy_dir(&mountinfo, controllers, path)
+            .ok_or_else(|| format!("no mount for cgroup hierarchy {controllers:?}"))?;
+        let file = dir.join("cgroup.procs");
+        out.push(CString::new(file.as_os_str().as_bytes()).map_err(|_| "NUL in a cgroup path")?);
+    }
+    Ok(out)
+}
+
+/// The directory of cgroup `path` in the hierarchy with `controllers` ("" for cgroup v2),
+/// through the first mount of that hierarchy whose root holds it.
+fn hierarchy_dir(mountinfo: &str, controllers: &str, path: &str) -> Option<PathBuf> {
+    for line in mountinfo.lines() {
+        let (pre, post) = line.split_once(" - ")?;
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        let (Some(root), Some(point), Some(fstype), Some(opts)) =
+            (pre.get(3), pre.get(4), post.first(), post.get(2))
+        else {
+            continue;
+        };
+        let matches = if controllers.is_empty() {
+            *fstype == "cgroup2"
+        } else {
+            *fstype == "cgroup" && {
+                let opts: Vec<&str> = opts.split(',').collect();
+                controllers.split(',').all(|c| opts.contains(&c))
+            }
+        };
+        if !matches {
+            continue;
+        }
+        let root = unescape(root);
+        let Some(rel) = Path::new(path).strip_prefix(&root).ok() else {
+            continue;
+        };
+        return Some(PathBuf::from(unescape(point)).join(rel));
+    }
+    None
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The five capability sets as bit masks.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Caps {
+    bounding: u64,
+    effective: u64,
+    permitted: u64,
+    inheritable: u64,
+    ambient: u64,
+}
+
+/// One exec's process, decoded and laid out for the child before the fork (the child
+/// allocates nothing it can avoid).
+pub(crate) struct Plan {
+    /// The program as asked for, for messages.
+    exe: String,
+    /// Where to look for it, in order.
+    candidates: Vec<CString>,
+    _args: Vec<CString>,
+    argv: Vec<*const c_char>,
+    _env: Vec<CString>,
+    envp: Vec<*const c_char>,
+    cwd: CString,
+    cwd_text: String,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+    umask: Option<libc::mode_t>,
+    caps: Caps,
+    no_new_privs: bool,
+    rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    oom_score_adj: Option<Vec<u8>>,
+}
+
+fn cstring(s: &str, what: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("{what} contains a NUL byte"))
+}
+
+fn strings(v: Option<&Value>, what: &str) -> Result<Vec<String>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{what} must hold strings"))
+            })
+            .collect(),
+        Some(_) => Err(format!("{what} must be a list")),
+    }
+}
+
+/// The bit mask of a capability set; `None` for a name this code does not know (the helper
+/// then decides) or an absent set (libcontainer's "leave it alone").
+fn cap_mask(v: Option<&Value>) -> Result<Option<u64>, String> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let mut mask = 0u64;
+    for name in strings(Some(v), "a capability set")? {
+        match CAPABILITIES.iter().position(|c| *c == name) {
+            Some(bit) => mask |= 1 << bit,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(mask))
+}
+
+fn id(v: Option<&Value>, what: &str) -> Result<u32, String> {
+    match v {
+        None => Ok(0),
+        Some(x) => x
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("{what} must be a 32-bit id")),
+    }
+}
+
+impl Plan {
+    /// Decodes an OCI process object; `Ok(None)` when it asks for something only the
+    /// runtime does (a terminal, AppArmor, scheduling, ...), `Err` when it is malformed.
+    pub(crate) fn from_process(p: &Value) -> Result<Option<Self>, String> {
+        let Some(obj) = p.as_object() else {
+            return Err("the process is not an object".into());
+        };
+        const KNOWN: [&str; 10] = [
+            "terminal",
+            "consoleSize",
+            "user",
+            "args",
+            "env",
+            "cwd",
+            "capabilities",
+            "rlimits",
+            "noNewPrivileges",
+            "oomScoreAdj",
+        ];
+        if obj.keys().any(|k| !KNOWN.contains(&k.as_str())) {
+            return Ok(None);
+        }
+        if obj.get("terminal").and_then(Value::as_bool) == Some(true) {
+            return Ok(None);
+        }
+        let user = obj.get("user").cloned().unwrap_or(Value::Null);
+        if let Some(u) = user.as_object()
+            && u.keys().any(|k| {
+                !["uid", "gid", "umask", "additionalGids", "username"].contains(&k.as_str())
+            })
+        {
+            return Ok(None);
+        }
+        let uid = id(user.get("uid"), "user.uid")?;
+        let gid = id(user.get("gid"), "user.gid")?;
+        let groups = match user.get("additionalGids") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|g| id(Some(g), "user.additionalGids"))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err("user.additionalGids must be a list".into()),
+        };
+        let umask = match user.get("umask") {
+            None | Some(Value::Null) => None,
+            Some(m) => Some(id(Some(m), "user.umask")? & 0o777),
+        };
+
+        let args = strings(obj.get("args"), "args")?;
+        let Some(exe) = args.first().cloned() else {
+            return Err("args must not be empty".into());
+        };
+        let env = strings(obj.get("env"), "env")?;
+        let cwd_text = obj
+            .get("cwd")
+            .and_then(Value::as_str)
+            .unwrap_or("/")
+            .to_owned();
+        if !cwd_text.starts_with('/') {
+            return Err(format!("cwd {cwd_text:?} is not an absolute path"));
+        }
+
+        let caps = match obj.get("capabilities") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(c) => {
+                let sets = [
+                    cap_mask(c.get("bounding"))?,
+                    cap_mask(c.get("effective"))?,
+                    cap_mask(c.get("permitted"))?,
+                    cap_mask(c.get("inheritable"))?,
+                    cap_mask(c.get("ambient"))?,
+                ];
+                let [
+                    Some(bounding),
+                    Some(effective),
+                    Some(permitted),
+                    Some(inheritable),
+                    Some(ambient),
+                ] = sets
+                else {
+                    return Ok(None);
+                };
+                Caps {
+                    bounding,
+                    effective,
+                    permitted,
+                    inheritable,
+                    ambient,
+                }
+            }
+        };
+
+        let mut rlimits = Vec::new();
+        if let Some(list) = obj.get("rlimits").filter(|v| !v.is_null()) {
+            let list = list.as_array().ok_or("rlimits must be a list")?;
+            for r in list {
+                let name = r.get("type").and_then(Value::as_str).unwrap_or_default();
+                let Some(&(_, res)) = RLIMITS.iter().find(|(n, _)| *n == name) else {
+                    return Ok(None);
+                };
+                let num = |k: &str| {
+                    r.get(k)
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| format!("rlimit {name}: {k} must be a number"))
+                };
+                rlimits.push((
+                    res,
+                    libc::rlimit {
+                        rlim_cur: num("soft")?,
+                        rlim_max: num("hard")?,
+                    },
+                ));
+            }
+        }
+        let no_new_privs = obj
+            .get("noNewPrivileges")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let oom_score_adj = match obj.get("oomScoreAdj") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .filter(|n| (-1000..=1000).contains(n))
+                    .ok_or("oomScoreAdj must be between -1000 and 1000")?
+                    .to_string()
+                    .into_bytes(),
+            ),
+        };
+
+        let candidates = if exe.contains('/') {
+            vec![cstring(&exe, "the command")?]
+        } else {
+            let path = env
+                .iter()
+                .rev()
+                .find_map(|e| e.strip_prefix("PATH="))
+                .unwrap_or(DEFAULT_PATH);
+            path.split(':')
+                .map(|dir| {
+                    let dir = if dir.is_empty() { "." } else { dir };
+                    cstring(&format!("{dir}/{exe}"), "the command")
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let args: Vec<CString> = args
+            .iter()
+            .map(|a| cstring(a, "an argument"))
+            .collect::<Result<_, _>>()?;
+        let env: Vec<CString> = env
+            .iter()
+            .map(|e| cstring(e, "an environment variable"))
+            .collect::<Result<_, _>>()?;
+        let argv = args
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain([std::ptr::null()])
+            .collect();
+        let envp = env
+            .iter()
+            .map(|e| e.as_ptr())
+            .chain([std::ptr::null()])
+            .collect();
+        Ok(Some(Self {
+            exe,
+            candidates,
+            _args: args,
+            argv,
+            _env: env,
+            envp,
+            cwd: cstring(&cwd_text, "cwd")?,
+            cwd_text,
+            uid,
+            gid,
+            groups,
+            umask,
+            caps,
+            no_new_privs,
+            rlimits,
+            oom_score_adj,
+        }))
+    }
+}
+
+/// The exec's stdio: the child's ends (stdin absent means /dev/null).
+pub(crate) struct ExecStdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+fn errno_text(e: i32) -> String {
+    std::io::Error::from_raw_os_error(e)
+        .to_string()
+        .split(" (os error")
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Starts the process `plan` describes in `target`'s container; returns its pid (the shim's
+/// child) once it has exec'd.
+pub(crate) fn spawn(target: &Target, plan: &Plan, stdio: ExecStdio) -> Result<i32, String> {
+    let null = match &stdio.stdin {
+        Some(_) => None,
+        None => Some(
+            std::fs::File::open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(|e| format!("open /dev/null: {e}"))?,
+        ),
+    };
+    let stdin = stdio
+        .stdin
+        .as_ref()
+        .or(null.as_ref())
+        .map(AsRawFd::as_raw_fd);
+    let (ours, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socketpair: {e}"))?;
+    let fds = ChildFds {
+        stdin: stdin.unwrap_or(-1),
+        stdout: stdio.stdout.as_raw_fd(),
+        stderr: stdio.stderr.as_raw_fd(),
+        report: theirs.as_raw_fd(),
+        pidfd: target.pidfd.as_raw_fd(),
+    };
+    if target.pid_ns {
+        // SAFETY: setns on a pidfd we own; CLONE_NEWPID only changes the namespace of the
+        // shim's future children, which the fork below and the reset after it bracket.
+        if unsafe { libc::setns(target.pidfd.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+            return Err(format!(
+                "join the container's pid namespace: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    // SAFETY: the shim is single-threaded, so the child's copy of the process is consistent;
+    // the child only runs `child`, which ends in execve or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        child(target, plan, &fds);
+    }
+    let fork_err = std::io::Error::last_os_error();
+    if target.pid_ns {
+        // SAFETY: as above; the shim's own pid namespace is always one it may enter.
+        if unsafe { libc::setns(target.own_pidns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+            // Later helpers would start inside the container: better no shim than that.
+            eprintln!(
+                "berth-shim: cannot reset the pid namespace for children: {}",
+                std::io::Error::last_os_error()
+            );
+            std::process::abort();
+        }
+    }
+    if pid < 0 {
+        return Err(format!("fork: {fork_err}"));
+    }
+    drop(theirs);
+    drop(stdio);
+    drop(null);
+    match wait_report(&ours) {
+        Ok(None) => Ok(pid),
+        Ok(Some(msg)) => {
+            reap(pid);
+            Err(msg)
+        }
+        Err(e) => {
+            // SAFETY: kill and waitpid on our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            reap(pid);
+            Err(e)
+        }
+    }
+}
+
+fn reap(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child, with a valid status pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+/// Waits for the child's report: `None` when it exec'd (end of stream), its message when it
+/// failed.
+fn wait_report(sock: &OwnedFd) -> Result<Option<String>, String> {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(EXEC_TIMEOUT_MS as u64);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err("the exec'd process did not start within 10 s".into());
+        }
+        // SAFETY: poll on one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+        if n < 0 && last_errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        let got = loop {
+            match rustix::io::read(sock, &mut buf) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => break r,
+            }
+        };
+        return match got {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(String::from_utf8_lossy(&buf[..n]).into_owned())),
+            Err(e) => Err(format!("read the exec report: {e}")),
+        };
+    }
+}
+
+/// The fds the child starts from (numbers in the shim).
+struct ChildFds {
+    stdin: RawFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    report: RawFd,
+    pidfd: RawFd,
+}
+
+/// Where the child keeps its report socket and the init's pidfd.
+const REPORT_FD: RawFd = 3;
+const PIDFD_FD: RawFd = 4;
+
+/// Reports `msg` to the shim and leaves.
+fn fail(msg: &str) -> ! {
+    // SAFETY: a write of a valid buffer to our report socket, then _exit.
+    unsafe {
+        libc::write(REPORT_FD, msg.as_ptr().cast(), msg.len());
+        libc::_exit(1)
+    }
+}
+
+fn check(rc: libc::c_int, what: &str) {
+    if rc < 0 {
+        fail(&format!(
+            "unable to start container process: {what}: {}",
+            errno_text(last_errno())
+        ));
+    }
+}
+
+/// The child: from a copy of the shim to the container's process. Never returns.
+fn child(t: &Target, p: &Plan, fds: &ChildFds) -> ! {
+    // SAFETY: (the whole function) plain system calls on fds and buffers this process owns; the
+    // process is a single-threaded fresh fork that ends in execve or _exit.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // Nothing in the container may ptrace this copy of the shim or open its /proc files
+        // before it becomes the container's program (execve makes it dumpable again).
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+        // Stdio at 0-2, the report socket and pidfd at 3-4, nothing else: no host fd may be
+        // reachable from the container (CVE-2024-21626). The shim's own 0-2 are always open,
+        // so the fds handed in are all above 2 and the dups below clobber none of them.
+        let report = libc::fcntl(fds.report, libc::F_DUPFD_CLOEXEC, 10);
+        if report < 0 {
+            libc::_exit(1);
+        }
+        let early_fail = |what: &str| -> ! {
+            let msg = format!(
+                "unable to start container process: {what}: {}",
+                errno_text(last_errno())
+            );
+            libc::write(report, msg.as_ptr().cast(), msg.len());
+            libc::_exit(1)
+        };
+        let pidfd = libc::fcntl(fds.pidfd, libc::F_DUPFD_CLOEXEC, 10);
+        if pidfd < 0 {
+            early_fail("keep the init's pidfd");
+        }
+        if libc::dup2(fds.stdin, 0) < 0
+            || libc::dup2(fds.stdout, 1) < 0
+            || libc::dup2(fds.stderr, 2) < 0
+        {
+            early_fail("set up stdio");
+        }
+        if libc::dup3(report, REPORT_FD, libc::O_CLOEXEC) < 0 {
+            early_fail("keep the report socket");
+        }
+        check(
+            libc::dup3(pidfd, PIDFD_FD, libc::O_CLOEXEC),
+            "keep the init's pidfd",
+        );
+        check(
+            libc::syscall(libc::SYS_close_range, PIDFD_FD + 1, u32::MAX, 0) as libc::c_int,
+            "close fds",
+        );
+
+        for path in &t.cgroup_procs {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(&format!(
+                    "unable to start container process: join cgroup {}: {}",
+                    path.to_string_lossy(),
+                    errno_text(last_errno())
+                ));
+            }
+            libc::close(fd);
+        }
+        for (res, lim) in &p.rlimits {
+            check(libc::setrlimit(*res, lim), "set rlimits");
+        }
+        if let Some(adj) = &p.oom_score_adj {
+            // The host's /proc, before the mount namespace changes.
+            let fd = libc::open(
+                c"/proc/self/oom_score_adj".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            check(fd, "set oom_score_adj");
+            if libc::write(fd, adj.as_ptr().cast(), adj.len()) != adj.len() as isize {
+                check(-1, "set oom_score_adj");
+            }
+            libc::close(fd);
+        }
+        if t.ns_flags != 0 {
+            check(
+                libc::setns(PIDFD_FD, t.ns_flags),
+                "join the container's namespaces",
+            );
+        }
+        libc::close(PIDFD_FD);
+        if let Some(mask) = p.umask {
+            libc::umask(mask);
+        }
+
+        if libc::chdir(p.cwd.as_ptr()) != 0 {
+            fail(&format!(
+                "unable to start container process: chdir to cwd ({:?}) set in config.json failed: {}",
+                p.cwd_text,
+                errno_text(last_errno())
+            ));
+        }
+        // A cwd outside the container's root (a leaked directory fd) reads back without its
+        // leading '/' ("(unreachable)/...").
+        let mut buf = [0u8; 4096];
+        let rc = libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len());
+        if rc <= 0 || buf[0] != b'/' {
+            fail(
+                "unable to start container process: current working directory is outside of \
+                 container mount namespace root -- possible container breakout detected",
+            );
+        }
+
+        if p.no_new_privs {
+            check(
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+                "set no_new_privs",
+            );
+        }
+        if let Some(f) = &t.filter
+            && !p.no_new_privs
+        {
+            install(f);
+        }
+        for cap in 0..=t.last_cap.min(63) {
+            if p.caps.bounding & (1 << cap) == 0 {
+                let rc = libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+                if rc < 0 && last_errno() != libc::EINVAL {
+                    check(rc, "drop from the bounding set");
+                }
+            }
+        }
+        check(
+            libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
+            "keep capabilities",
+        );
+        check(
+            libc::syscall(libc::SYS_setgroups, p.groups.len(), p.groups.as_ptr()) as libc::c_int,
+            "set groups",
+        );
+        check(
+            libc::syscall(libc::SYS_setresgid, p.gid, p.gid, p.gid) as libc::c_int,
+            "set gid",
+        );
+        check(
+            libc::syscall(libc::SYS_setresuid, p.uid, p.uid, p.uid) as libc::c_int,
+            "set uid",
+        );
+        check(
+            libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0),
+            "keep capabilities",
+        );
+        set_capabilities(&p.caps);
+        if let Some(f) = &t.filter
+            && p.no_new_privs
+        {
+            install(f);
+        }
+
+        let mut denied = false;
+        for c in &p.candidates {
+            libc::execve(c.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
+            match last_errno() {
+                libc::ENOENT | libc::ENOTDIR => {}
+                libc::EACCES => denied = true,
+                e => fail(&format!(
+                    "unable to start container process: exec: {:?}: {}",
+                    p.exe,
+                    errno_text(e)
+                )),
+            }
+        }
+        if denied {
+            fail(&format!(
+                "unable to start container process: exec: {:?}: permission denied",
+                p.exe
+            ));
+        }
+        if p.exe.contains('/') {
+            fail(&format!(
+                "unable to start container process: exec: {:?}: stat {}: no such file or directory",
+                p.exe, p.exe
+            ));
+        }
+        fail(&format!(
+            "unable to start container process: exec: {:?}: executable file not found in $PATH",
+            p.exe
+        ))
+    }
+}
+
+/// Sets the effective, permitted and inheritable sets, then the ambient set.
+fn set_capabilities(c: &Caps) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let data = [0, 32].map(|shift| Data {
+        effective: (c.effective >> shift) as u32,
+        permitted: (c.permitted >> shift) as u32,
+        inheritable: (c.inheritable >> shift) as u32,
+    });
+    // SAFETY: capset with a version-3 header and its two data words.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    check(rc as libc::c_int, "set capabilities");
+    // SAFETY: prctl calls with integer arguments only.
+    unsafe {
+        check(
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            ),
+            "clear the ambient set",
+        );
+        for cap in 0..64u64 {
+            if c.ambient & (1 << cap) != 0 {
+                check(
+                    libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE,
+                        cap as libc::c_ulong,
+                        0,
+                        0,
+                    ),
+                    "raise an ambient capability",
+                );
+            }
+        }
+    }
+}
+
+/// Installs the container's seccomp filter on this (only) thread.
+fn install(f: &Filter) {
+    let prog = libc::sock_fprog {
+        // Filter::parse bounds the length by MAX_INSNS.
+        len: f.program.len() as u16,
+        filter: f.program.as_ptr().cast_mut(),
+    };
+    // SAFETY: seccomp reads `prog` and the program it points to; both outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            f.flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    check(rc as libc::c_int, "install the seccomp filter");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_the_hierarchy_directory_of_v1_and_v2_cgroups() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                  31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                  32 25 0:28 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n\
+                  33 25 0:29 /sub /mnt/my\\040dir rw - cgroup cgroup rw,memory\n";
+        assert_eq!(
+            hierarchy_dir(mi, "cpu,cpuacct", "/x/c1"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/x/c1"))
+        );
+        assert_eq!(
+            hierarchy_dir(mi, "", "/x/c1"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified/x/c1"))
+        );
+        assert_eq!(
+            hierarchy_dir(mi, "memory", "/sub/c1"),
+            Some(PathBuf::from("/mnt/my dir/c1"))
+        );
+        // Outside the mounted root, or a hierarchy that is not mounted: no directory.
+        assert_eq!(hierarchy_dir(mi, "memory", "/other"), None);
+        assert_eq!(hierarchy_dir(mi, "blkio", "/x"), None);
+    }
+
+    fn process() -> Value {
+        json!({
+            "terminal": false,
+            "user": {"uid": 65534, "gid": 65534, "additionalGids": [10, 20]},
+            "args": ["sh", "-c", "true"],
+            "env": ["A=1", "PATH=/bin:/usr/bin"],
+            "cwd": "/tmp",
+            "capabilities": {
+                "bounding": ["CAP_CHOWN", "CAP_KILL"], "effective": ["CAP_CHOWN"],
+                "permitted": ["CAP_CHOWN"], "inheritable": [], "ambient": []
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}],
+            "noNewPrivileges": true,
+            "oomScoreAdj": 5
+        })
+    }
+
+    #[test]
+    fn decodes_what_docker_execs_carry() {
+        let p = Plan::from_process(&process()).unwrap().unwrap();
+        assert_eq!(
+            (p.uid, p.gid, p.groups.clone()),
+            (65534, 65534, vec![10, 20])
+        );
+        assert_eq!(
+            p.caps,
+            Caps {
+                bounding: 1 | 1 << 5,
+                effective: 1,
+                permitted: 1,
+                inheritable: 0,
+                ambient: 0
+            }
+        );
+        let c: Vec<_> = p.candidates.iter().map(|c| c.to_str().unwrap()).collect();
+        assert_eq!(c, ["/bin/sh", "/usr/bin/sh"]);
+        assert_eq!(p.argv.len(), 4);
+        assert!(p.argv[3].is_null() && p.envp[2].is_null());
+        assert_eq!(p.rlimits[0].1.rlim_cur, 100);
+        assert!(p.no_new_privs);
+        assert_eq!(p.oom_score_adj.as_deref(), Some(&b"5"[..]));
+    }
+
+    #[test]
+    fn leaves_what_it_does_not_know_to_the_runtime() {
+        for (k, v) in [
+            ("terminal", json!(true)),
+            ("apparmorProfile", json!("docker-default")),
+            ("selinuxLabel", json!("x")),
+        ] {
+            let mut p = process();
+            p[k] = v;
+            assert!(Plan::from_process(&p).unwrap().is_none(), "{k}");
+        }
+        let mut p = process();
+        p["capabilities"]["effective"] = json!(["CAP_FUTURE_THING"]);
+        assert!(Plan::from_process(&p).unwrap().is_none());
+        let mut p = process();
+        p["rlimits"] = json!([{"type": "RLIMIT_FUTURE", "soft": 1, "hard": 1}]);
+        assert!(Plan::from_process(&p).unwrap().is_none());
+    }
+
+    #[test]
+    fn refuses_malformed_processes() {
+        for (k, v) in [
+            ("args", json!([])),
+            ("args", json!(["a\0b"])),
+            ("cwd", json!("relative")),
+            ("oomScoreAdj", json!(5000)),
+        ] {
+            let mut p = process();
+            p[k] = v;
+            assert!(Plan::from_process(&p).is_err(), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_command_with_a_slash_is_not_searched() {
+        let mut p = process();
+        p["args"] = json!(["./run.sh"]);
+        let plan = Plan::from_process(&p).unwrap().unwrap();
+        assert_eq!(plan.candidates, [CString::new("./run.sh").unwrap()]);
+    }
+
+    #[test]
+    fn filter_files_are_checked() {
+        let mut f = FILTER_MAGIC.to_vec();
+        f.extend(8u64.to_le_bytes());
+        assert!(Filter::parse(&f).is_none(), "empty program");
+        f.extend([0u8; 16]);
+        let parsed = Filter::parse(&f).unwrap();
+        assert_eq!((parsed.program.len(), parsed.flags), (2, 8));
+        f.push(0);
+        assert!(Filter::parse(&f).is_none(), "ragged program");
+        assert!(Filter::parse(b"NOTBERTH\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").is_none());
+    }
+}
