@@ -231,6 +231,55 @@ fn bad_input_gets_clear_errors() {
     );
 }
 
+/// CPU time (user + system, in clock ticks) `pid` has used so far.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command (which may hold spaces) start at "state".
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A shim whose daemon went away (its connections hung up) waits quietly: no busy loop on
+/// the dead connections, before or after the daemon comes back.
+#[test]
+fn shims_stay_idle_while_the_daemon_is_down() {
+    let mut d = daemon();
+    let id = ok(d.docker(&["run", "-d", "--name", "idle", "busybox", "sleep", "1000"]));
+    let shim = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("berth-shim") && c.contains(&id)
+                })
+                .unwrap_or(false)
+        })
+        .expect("the container's shim");
+    d.crash();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = cpu_ticks(shim);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let used = cpu_ticks(shim) - before;
+    assert!(
+        used < 20,
+        "the shim used {used} ticks in 1 s with the daemon down"
+    );
+    d.restart();
+    assert_eq!(ok(d.docker(&["exec", "idle", "echo", "back"])), "back");
+    let before = cpu_ticks(shim);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let used = cpu_ticks(shim) - before;
+    assert!(
+        used < 20,
+        "the shim used {used} ticks in 1 s after the restart"
+    );
+    ok(d.docker(&["rm", "-f", "idle"]));
+}
+
 #[test]
 fn containers_survive_a_daemon_crash() {
     let mut d = daemon();

@@ -729,6 +729,12 @@ impl Shim {
             if c.outbuf.is_empty() && matches!(c.mode, Mode::Closing) {
                 c.dead = true;
             }
+            // A hang-up with nothing left to read: the peer is gone both ways (poll reports
+            // HUP whatever the events asked for, so a client kept would spin the loop).
+            if c.read_closed && (rev.contains(PollFlags::HUP) || rev.contains(PollFlags::ERR)) {
+                c.dead = true;
+                return;
+            }
         }
         if !(rev.contains(PollFlags::IN) || rev.contains(PollFlags::HUP))
             || self.clients[i].read_closed

@@ -223,10 +223,21 @@ impl Daemon {
 
     /// Kills the daemon with SIGKILL (containers stay), then starts it again on the same state.
     pub fn crash_and_restart(&mut self) {
+        self.crash();
+        self.spawn();
+    }
+
+    /// Kills the daemon with SIGKILL; containers and their shims stay. [`Daemon::restart`]
+    /// brings it back on the same state.
+    pub fn crash(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Starts the daemon again after [`Daemon::crash`].
+    pub fn restart(&mut self) {
         self.spawn();
     }
 
