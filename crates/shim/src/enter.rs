@@ -261,36 +261,56 @@ fn cgroup_procs(pid: i32) -> Result<Vec<CString>, Unsupported> {
     Ok(out)
 }
 
-/// The directory of cgroup `path` in the hierarchy with `controllers` ("" for cgroup v2),
-/// through the first mount of that hierarchy whose root holds it.
-fn hierarchy_dir(mountinfo: &str, controllers: &str, path: &str) -> Option<PathBuf> {
-    for line in mountinfo.lines() {
+/// One cgroup filesystem mount from mountinfo.
+pub(crate) struct CgroupMount {
+    /// The mounted cgroup's path in its hierarchy (usually "/").
+    pub root: String,
+    pub point: PathBuf,
+    /// cgroup2 (else a v1 hierarchy).
+    pub v2: bool,
+    /// The superblock options: a v1 hierarchy's controllers ("rw,cpu,cpuacct").
+    pub opts: String,
+}
+
+/// The cgroup and cgroup2 mounts in `mountinfo`, in order.
+pub(crate) fn cgroup_mounts(mountinfo: &str) -> impl Iterator<Item = CgroupMount> + '_ {
+    mountinfo.lines().filter_map(|line| {
         let (pre, post) = line.split_once(" - ")?;
         let pre: Vec<&str> = pre.split(' ').collect();
         let post: Vec<&str> = post.split(' ').collect();
-        let (Some(root), Some(point), Some(fstype), Some(opts)) =
-            (pre.get(3), pre.get(4), post.first(), post.get(2))
-        else {
-            continue;
+        let (root, point, fstype, opts) = (pre.get(3)?, pre.get(4)?, post.first()?, post.get(2)?);
+        let v2 = match *fstype {
+            "cgroup2" => true,
+            "cgroup" => false,
+            _ => return None,
         };
+        Some(CgroupMount {
+            root: unescape(root),
+            point: PathBuf::from(unescape(point)),
+            v2,
+            opts: (*opts).to_owned(),
+        })
+    })
+}
+
+/// The directory of cgroup `path` in the hierarchy with `controllers` ("" for cgroup v2),
+/// through the first mount of that hierarchy whose root holds it.
+fn hierarchy_dir(mountinfo: &str, controllers: &str, path: &str) -> Option<PathBuf> {
+    cgroup_mounts(mountinfo).find_map(|m| {
         let matches = if controllers.is_empty() {
-            *fstype == "cgroup2"
+            m.v2
         } else {
-            *fstype == "cgroup" && {
-                let opts: Vec<&str> = opts.split(',').collect();
+            !m.v2 && {
+                let opts: Vec<&str> = m.opts.split(',').collect();
                 controllers.split(',').all(|c| opts.contains(&c))
             }
         };
         if !matches {
-            continue;
+            return None;
         }
-        let root = unescape(root);
-        let Some(rel) = Path::new(path).strip_prefix(&root).ok() else {
-            continue;
-        };
-        return Some(PathBuf::from(unescape(point)).join(rel));
-    }
-    None
+        let rel = Path::new(path).strip_prefix(&m.root).ok()?;
+        Some(m.point.join(rel))
+    })
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).

@@ -19,6 +19,7 @@ pub mod jsonlog;
 pub mod memory;
 pub mod protocol;
 mod supervisor;
+mod teardown;
 
 pub use config::ShimConfig;
 pub use helper::HELPER_BINARY;

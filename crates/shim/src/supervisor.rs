@@ -1168,7 +1168,13 @@ impl Shim {
             c.mode = Mode::Closing;
         }
         self.flush_clients();
-        if let Err(e) = self.runtime.delete(&self.cfg.id, true) {
+        // The init has exited: the shim removes what the embedded runtime left itself (the
+        // helper's delete is for anything else).
+        let removed = self.cfg.runtime == berth_runtime::RuntimeKind::Embedded
+            && crate::teardown::remove_stopped(&self.cfg.runtime_root, &self.cfg.id)
+                .map_err(|e| eprintln!("shim: removing through the runtime helper: {e}"))
+                .is_ok();
+        if !removed && let Err(e) = self.runtime.delete(&self.cfg.id, true) {
             eprintln!("shim: runtime delete: {e}");
         }
         let _ = std::fs::remove_file(&self.cfg.socket);
