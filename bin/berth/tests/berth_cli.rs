@@ -702,6 +702,7 @@ fn exec_joins_the_containers_cgroups_namespaces_and_limits() {
                   [ \"$(readlink /proc/self/ns/$n)\" = \"$(readlink /proc/1/ns/$n)\" ] || echo ns $n differs; \
                 done; \
                 [ \"$(cat /proc/self/cgroup)\" = \"$(cat /proc/1/cgroup)\" ] || echo cgroups differ; \
+                [ \"$(cut -d' ' -f6 /proc/$$/stat)\" = \"$$\" ] || echo not a session leader; \
                 echo $(ulimit -Sn) $(ulimit -Hn); grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr '\t\n' '= '";
     assert_eq!(
         ok(d.berth(&["exec", "ex", "sh", "-c", same])),

@@ -228,13 +228,25 @@ impl Target {
     }
 }
 
-/// Whether the container's original spec (`<bundle>/config.json`) has a seccomp filter.
+/// Whether the container's original spec (`<bundle>/config.json`) has a seccomp filter; `Err`
+/// for a spec with settings libcontainer applies to execs and this path does not
+/// (personality, memory policy, Intel RDT).
 fn container_has_seccomp(bundle: &Path) -> Result<bool, Unsupported> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
     let spec: Value =
         serde_json::from_slice(&data).map_err(|e| format!("parse {}: {e}", path.display()))?;
-    Ok(!spec.pointer("/linux/seccomp").is_none_or(Value::is_null))
+    let set = |p: &str| !spec.pointer(p).is_none_or(Value::is_null);
+    for p in [
+        "/linux/personality",
+        "/linux/memoryPolicy",
+        "/linux/intelRdt",
+    ] {
+        if set(p) {
+            return Err(format!("the spec sets {p}"));
+        }
+    }
+    Ok(set("/linux/seccomp"))
 }
 
 /// The `cgroup.procs` file for every hierarchy where `pid`'s cgroup differs from the shim's.
@@ -364,6 +376,8 @@ pub(crate) struct Plan {
     no_new_privs: bool,
     rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
     oom_score_adj: Option<Vec<u8>>,
+    /// A new terminal in the container for the process's stdio.
+    tty: bool,
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString, String> {
@@ -413,7 +427,7 @@ fn id(v: Option<&Value>, what: &str) -> Result<u32, String> {
 
 impl Plan {
     /// Decodes an OCI process object; `Ok(None)` when it asks for something only the
-    /// runtime does (a terminal, AppArmor, scheduling, ...), `Err` when it is malformed.
+    /// runtime does (AppArmor, scheduling, ...), `Err` when it is malformed.
     pub(crate) fn from_process(p: &Value) -> Result<Option<Self>, String> {
         let Some(obj) = p.as_object() else {
             return Err("the process is not an object".into());
@@ -433,9 +447,7 @@ impl Plan {
         if obj.keys().any(|k| !KNOWN.contains(&k.as_str())) {
             return Ok(None);
         }
-        if obj.get("terminal").and_then(Value::as_bool) == Some(true) {
-            return Ok(None);
-        }
+        let tty = obj.get("terminal").and_then(Value::as_bool) == Some(true);
         let user = obj.get("user").cloned().unwrap_or(Value::Null);
         if let Some(u) = user.as_object()
             && u.keys().any(|k| {
@@ -590,15 +602,21 @@ impl Plan {
             no_new_privs,
             rlimits,
             oom_score_adj,
+            tty,
         }))
     }
 }
 
-/// The exec's stdio: the child's ends (stdin absent means /dev/null).
-pub(crate) struct ExecStdio {
-    pub stdin: Option<OwnedFd>,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+/// The exec's stdio.
+pub(crate) enum ExecStdio {
+    /// The child's pipe ends (stdin absent means /dev/null).
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// A new terminal, opened in the container; [`spawn`] returns its master.
+    Terminal,
 }
 
 fn errno_text(e: i32) -> String {
@@ -615,21 +633,31 @@ fn last_errno() -> i32 {
 }
 
 /// Starts the process `plan` describes in `target`'s container; returns its pid (the shim's
-/// child) once it has exec'd.
-pub(crate) fn spawn(target: &Target, plan: &Plan, stdio: ExecStdio) -> Result<i32, String> {
-    let null = match &stdio.stdin {
-        Some(_) => None,
-        None => Some(
-            std::fs::File::open("/dev/null")
-                .map(OwnedFd::from)
-                .map_err(|e| format!("open /dev/null: {e}"))?,
-        ),
+/// child) once it has exec'd, and the terminal's master when it has one.
+pub(crate) fn spawn(
+    target: &Target,
+    plan: &Plan,
+    stdio: ExecStdio,
+) -> Result<(i32, Option<OwnedFd>), String> {
+    if plan.tty != matches!(stdio, ExecStdio::Terminal) {
+        return Err("a terminal process needs terminal stdio, and only it".into());
+    }
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| format!("open /dev/null: {e}"))?;
+    let raw = |fd: &Option<OwnedFd>| fd.as_ref().unwrap_or(&null).as_raw_fd();
+    let (stdin, stdout, stderr) = match &stdio {
+        ExecStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => (raw(stdin), stdout.as_raw_fd(), stderr.as_raw_fd()),
+        // The terminal replaces them once it is open.
+        ExecStdio::Terminal => (null.as_raw_fd(), null.as_raw_fd(), null.as_raw_fd()),
     };
-    let stdin = stdio
-        .stdin
-        .as_ref()
-        .or(null.as_ref())
-        .map(AsRawFd::as_raw_fd);
     let (ours, theirs) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::SEQPACKET,
@@ -638,9 +666,9 @@ pub(crate) fn spawn(target: &Target, plan: &Plan, stdio: ExecStdio) -> Result<i3
     )
     .map_err(|e| format!("socketpair: {e}"))?;
     let fds = ChildFds {
-        stdin: stdin.unwrap_or(-1),
-        stdout: stdio.stdout.as_raw_fd(),
-        stderr: stdio.stderr.as_raw_fd(),
+        stdin,
+        stdout,
+        stderr,
         report: theirs.as_raw_fd(),
         pidfd: target.pidfd.as_raw_fd(),
     };
@@ -678,8 +706,13 @@ pub(crate) fn spawn(target: &Target, plan: &Plan, stdio: ExecStdio) -> Result<i3
     drop(theirs);
     drop(stdio);
     drop(null);
-    match wait_report(&ours) {
-        Ok(None) => Ok(pid),
+    let mut master = None;
+    match wait_report(&ours, &mut master) {
+        Ok(None) if plan.tty && master.is_none() => {
+            reap_or_kill(pid);
+            Err("the process started without its terminal".into())
+        }
+        Ok(None) => Ok((pid, master)),
         Ok(Some(msg)) => {
             reap(pid);
             Err(msg)
@@ -693,6 +726,13 @@ pub(crate) fn spawn(target: &Target, plan: &Plan, stdio: ExecStdio) -> Result<i3
     }
 }
 
+/// For a child that may still run (it exec'd, but the exec cannot be used): kill, then reap.
+fn reap_or_kill(pid: i32) {
+    // SAFETY: kill(2) of our own unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    reap(pid);
+}
+
 fn reap(pid: i32) {
     let mut status = 0;
     // SAFETY: waitpid on our own child, with a valid status pointer.
@@ -700,8 +740,10 @@ fn reap(pid: i32) {
 }
 
 /// Waits for the child's report: `None` when it exec'd (end of stream), its message when it
-/// failed.
-fn wait_report(sock: &OwnedFd) -> Result<Option<String>, String> {
+/// failed. A terminal's master arrives on the way (a one-byte message carrying the fd) and
+/// lands in `master`.
+fn wait_report(sock: &OwnedFd, master: &mut Option<OwnedFd>) -> Result<Option<String>, String> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut pfd = libc::pollfd {
         fd: sock.as_raw_fd(),
         events: libc::POLLIN,
@@ -716,26 +758,47 @@ fn wait_report(sock: &OwnedFd) -> Result<Option<String>, String> {
         }
         // SAFETY: poll on one valid pollfd.
         let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
-        if n < 0 && last_errno() == libc::EINTR {
-            continue;
-        }
         if n <= 0 {
             continue;
         }
         let mut buf = [0u8; 4096];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
         let got = loop {
-            match rustix::io::read(sock, &mut buf) {
+            match rustix::net::recvmsg(
+                sock,
+                &mut [std::io::IoSliceMut::new(&mut buf)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
                 Err(rustix::io::Errno::INTR) => continue,
                 r => break r,
             }
         };
-        return match got {
-            Ok(0) => Ok(None),
-            Ok(n) => Ok(Some(String::from_utf8_lossy(&buf[..n]).into_owned())),
-            Err(e) => Err(format!("read the exec report: {e}")),
-        };
+        let mut fds = Vec::new();
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = m {
+                fds.extend(received);
+            }
+        }
+        match got {
+            Ok(msg) if msg.bytes == 0 && fds.is_empty() => return Ok(None),
+            Ok(msg) if &buf[..msg.bytes] == TERMINAL_MSG && fds.len() == 1 && master.is_none() => {
+                *master = fds.pop();
+            }
+            Ok(msg) if fds.is_empty() => {
+                return Ok(Some(
+                    String::from_utf8_lossy(&buf[..msg.bytes]).into_owned(),
+                ));
+            }
+            Ok(_) => return Err("unexpected fds in the exec report".into()),
+            Err(e) => return Err(format!("read the exec report: {e}")),
+        }
     }
 }
+
+/// The message that carries a terminal's master to the shim.
+const TERMINAL_MSG: &[u8] = b"T";
 
 /// The fds the child starts from (numbers in the shim).
 struct ChildFds {
@@ -779,6 +842,9 @@ fn child(t: &Target, p: &Plan, fds: &ChildFds) -> ! {
         // Nothing in the container may ptrace this copy of the shim or open its /proc files
         // before it becomes the container's program (execve makes it dumpable again).
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        // A session of its own, as every container process gets (runc and libcontainer too):
+        // not the shim's session and process group.
+        libc::setsid();
 
         // Stdio at 0-2, the report socket and pidfd at 3-4, nothing else: no host fd may be
         // reachable from the container (CVE-2024-21626). The shim's own 0-2 are always open,
@@ -850,6 +916,9 @@ fn child(t: &Target, p: &Plan, fds: &ChildFds) -> ! {
             );
         }
         libc::close(PIDFD_FD);
+        if p.tty {
+            open_terminal();
+        }
         if let Some(mask) = p.umask {
             libc::umask(mask);
         }
@@ -947,6 +1016,82 @@ fn child(t: &Target, p: &Plan, fds: &ChildFds) -> ! {
             "unable to start container process: exec: {:?}: executable file not found in $PATH",
             p.exe
         ))
+    }
+}
+
+/// In the container's mount namespace: opens a new terminal on the container's devpts (both
+/// ends checked to be real devpts terminals, so nothing the container put at /dev/ptmx is
+/// taken for one), sends its master to the shim and makes the other end this process's
+/// controlling terminal and stdio.
+fn open_terminal() {
+    const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+    const PTMX: (u32, u32) = (5, 2);
+    /// UNIX98 pty slaves: majors 136-143.
+    const PTS_MAJORS: std::ops::RangeInclusive<u32> = 136..=143;
+    let is_devpts = |fd: RawFd, want: &dyn Fn(u32, u32) -> bool| -> bool {
+        // SAFETY: fstat/fstatfs fill the plain structs they are given for an fd we own.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            let mut fs: libc::statfs = std::mem::zeroed();
+            libc::fstat(fd, &mut st) == 0
+                && libc::fstatfs(fd, &mut fs) == 0
+                && fs.f_type as i64 == DEVPTS_SUPER_MAGIC
+                && st.st_mode & libc::S_IFMT == libc::S_IFCHR
+                && want(libc::major(st.st_rdev), libc::minor(st.st_rdev))
+        }
+    };
+    // SAFETY: open, ioctl, sendmsg and dup2 on fds this process owns, with valid buffers.
+    unsafe {
+        let master = libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        check(master, "open /dev/ptmx");
+        if !is_devpts(master, &|ma, mi| (ma, mi) == PTMX) {
+            fail(
+                "unable to start container process: /dev/ptmx is not a devpts terminal multiplexer",
+            );
+        }
+        let mut unlock: libc::c_int = 0;
+        check(
+            libc::ioctl(master, libc::TIOCSPTLCK, &mut unlock),
+            "unlock the terminal",
+        );
+        let slave = libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY);
+        check(slave, "open the terminal");
+        if !is_devpts(slave, &|ma, _| PTS_MAJORS.contains(&ma)) {
+            fail("unable to start container process: the terminal is not a devpts terminal");
+        }
+        let fds = [master];
+        let mut space = [0u8; 64];
+        let mut iov = libc::iovec {
+            iov_base: TERMINAL_MSG.as_ptr().cast_mut().cast(),
+            iov_len: TERMINAL_MSG.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = space.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of_val(&fds) as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(&fds) as u32) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), 1);
+        if libc::sendmsg(REPORT_FD, &msg, 0) < 0 {
+            check(-1, "send the terminal");
+        }
+        libc::close(master);
+        check(
+            libc::ioctl(slave, libc::TIOCSCTTY, 0),
+            "make the terminal the controlling one",
+        );
+        for fd in 0..3 {
+            check(libc::dup2(slave, fd), "set up the terminal's stdio");
+        }
+        if slave > 2 {
+            libc::close(slave);
+        }
     }
 }
 
@@ -1099,7 +1244,6 @@ mod tests {
     #[test]
     fn leaves_what_it_does_not_know_to_the_runtime() {
         for (k, v) in [
-            ("terminal", json!(true)),
             ("apparmorProfile", json!("docker-default")),
             ("selinuxLabel", json!("x")),
         ] {

@@ -1002,26 +1002,49 @@ impl Shim {
         let mut outs = Vec::new();
         let mut stdin_w = None;
         let mut pty = None;
+        let plan = match self.cfg.runtime {
+            berth_runtime::RuntimeKind::Embedded => crate::enter::Plan::from_process(process)?,
+            _ => None,
+        };
+        if plan.is_some() {
+            self.probe_native();
+        }
+        let native = match (&self.native, plan) {
+            (Native::Ready(target), Some(plan)) => Some((&**target, plan)),
+            _ => None,
+        };
         let pid = if tty {
-            let dir = self
-                .cfg
-                .socket
-                .parent()
-                .unwrap_or(Path::new("/tmp"))
-                .to_owned();
-            let short: String = exec_id.chars().take(12).collect();
-            let console = ConsoleSocket::new(dir.join(format!("exec-{short}.console")))?;
-            let pid = self
-                .runtime
-                .exec(
-                    &self.cfg.id,
-                    process,
-                    Stdio::Console {
-                        socket: console.path.clone(),
-                    },
-                )
-                .map_err(|e| e.to_string())?;
-            let master = console.receive()?;
+            let (pid, master) = match native {
+                Some((target, plan)) => {
+                    let (pid, master) =
+                        crate::enter::spawn(target, &plan, crate::enter::ExecStdio::Terminal)?;
+                    (
+                        pid,
+                        master.ok_or("the exec came back without its terminal")?,
+                    )
+                }
+                None => {
+                    let dir = self
+                        .cfg
+                        .socket
+                        .parent()
+                        .unwrap_or(Path::new("/tmp"))
+                        .to_owned();
+                    let short: String = exec_id.chars().take(12).collect();
+                    let console = ConsoleSocket::new(dir.join(format!("exec-{short}.console")))?;
+                    let pid = self
+                        .runtime
+                        .exec(
+                            &self.cfg.id,
+                            process,
+                            Stdio::Console {
+                                socket: console.path.clone(),
+                            },
+                        )
+                        .map_err(|e| e.to_string())?;
+                    (pid, console.receive()?)
+                }
+            };
             set_nonblocking(master.as_fd());
             if want_stdin {
                 stdin_w =
@@ -1039,24 +1062,20 @@ impl Shim {
             };
             let (out_r, out_w) = pipe()?;
             let (err_r, err_w) = pipe()?;
-            let plan = match self.cfg.runtime {
-                berth_runtime::RuntimeKind::Embedded => crate::enter::Plan::from_process(process)?,
-                _ => None,
-            };
-            if plan.is_some() {
-                self.probe_native();
-            }
-            let pid = match (&self.native, plan) {
-                (Native::Ready(target), Some(plan)) => crate::enter::spawn(
-                    target,
-                    &plan,
-                    crate::enter::ExecStdio {
-                        stdin: in_r,
-                        stdout: out_w,
-                        stderr: err_w,
-                    },
-                )?,
-                _ => self
+            let pid = match native {
+                Some((target, plan)) => {
+                    crate::enter::spawn(
+                        target,
+                        &plan,
+                        crate::enter::ExecStdio::Pipes {
+                            stdin: in_r,
+                            stdout: out_w,
+                            stderr: err_w,
+                        },
+                    )?
+                    .0
+                }
+                None => self
                     .runtime
                     .exec(
                         &self.cfg.id,
