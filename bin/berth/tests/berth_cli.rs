@@ -703,10 +703,22 @@ fn exec_joins_the_containers_cgroups_namespaces_and_limits() {
                 done; \
                 [ \"$(cat /proc/self/cgroup)\" = \"$(cat /proc/1/cgroup)\" ] || echo cgroups differ; \
                 [ \"$(cut -d' ' -f6 /proc/$$/stat)\" = \"$$\" ] || echo not a session leader; \
-                echo $(ulimit -Sn) $(ulimit -Hn); grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr '\t\n' '= '";
+                echo $(ulimit -Sn) $(ulimit -Hn); grep -E '^(SigIgn|NoNewPrivs|Seccomp):' /proc/self/status | tr '\t\n' '= '";
     assert_eq!(
         ok(d.berth(&["exec", "ex", "sh", "-c", same])),
-        "100 200\nNoNewPrivs:=1 Seccomp:=2"
+        "100 200\nSigIgn:=0000000000000000 NoNewPrivs:=1 Seccomp:=2"
+    );
+    // No signal arrives ignored in a container's init either (Docker's have none).
+    assert_eq!(
+        ok(d.berth(&[
+            "run",
+            "--rm",
+            "busybox",
+            "grep",
+            "SigIgn",
+            "/proc/self/status"
+        ])),
+        "SigIgn:\t0000000000000000"
     );
     // From the host: the exec'd process sits in the init's cgroups, a child of the shim.
     ok(d.berth(&["exec", "-d", "ex", "sleep", "999"]));

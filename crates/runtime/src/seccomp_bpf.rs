@@ -412,6 +412,8 @@ pub(crate) fn prepare(
     state_root: &Path,
     bundle: &Path,
 ) -> Result<Option<(PathBuf, SeccompExecutor)>, RuntimeError> {
+    // A filter left by an earlier start must not outlive a spec that no longer has one.
+    let _ = std::fs::remove_file(bundle.join(PREPARED_BUNDLE).join(EXEC_FILTER_FILE));
     let config = bundle.join("config.json");
     let mut spec = Spec::load(&config).map_err(|e| RuntimeError::Spec(e.to_string()))?;
     let Some(mut linux) = spec.linux().clone() else {

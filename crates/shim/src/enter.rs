@@ -6,13 +6,15 @@
 //! pidfd) and its bundle, so for a process it fully understands it starts the process itself,
 //! the way runc's `setns` path does:
 //!
-//! 1. the shim points its children's pid namespace at the container's, forks, and points it
-//!    back;
-//! 2. the child makes itself non-dumpable, takes its stdio, closes every other fd but its
-//!    report socket, joins the init's cgroups (the same `cgroup.procs` files), sets the
-//!    rlimits and `oom_score_adj`, and joins the init's other namespaces in one `setns` on the
-//!    pidfd;
-//! 3. it enters the working directory (refusing one outside the container's root), sets
+//! 1. the shim forks; the child makes itself non-dumpable, takes its stdio, closes every
+//!    other fd but its report socket, joins the init's cgroups (the same `cgroup.procs`
+//!    files), sets the rlimits and `oom_score_adj`, and joins all the init's namespaces in one
+//!    `setns` on the pidfd;
+//! 2. it forks the process proper, which is the first to exist in the container's pid
+//!    namespace (so the container never sees a process with the host's mounts or network),
+//!    reports its pid and leaves (the shim, a subreaper, inherits the process);
+//! 3. the process takes a session of its own (and a terminal opened in the container, when
+//!    asked), enters the working directory (refusing one outside the container's root), sets
 //!    no_new_privs, drops the bounding set, takes the user's groups and ids (keeping its
 //!    capabilities across the switch), sets the capability and ambient sets, installs the
 //!    container's seccomp filter (before the switch when there is no no_new_privs, since it
@@ -31,6 +33,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+
+// The raw set*id/setgroups calls below take 32-bit ids only on 64-bit targets.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("the shim's exec path assumes a 64-bit target");
 
 use berth_runtime::seccomp_bpf::{
     EXEC_FILTER_FILE, EXEC_FILTER_MAGIC as FILTER_MAGIC, PREPARED_BUNDLE,
@@ -152,8 +158,6 @@ impl Filter {
 pub(crate) struct Target {
     /// The container's init.
     pidfd: OwnedFd,
-    /// The shim's own pid namespace, to point its children back at.
-    own_pidns: OwnedFd,
     /// The init's namespaces that differ from the shim's, pid excepted.
     ns_flags: libc::c_int,
     /// Whether the init has a pid namespace of its own.
@@ -181,9 +185,22 @@ impl Target {
                 .map(|m| (m.dev(), m.ino()))
                 .map_err(|e| format!("namespace {name} of {p}: {e}"))
         };
+        // setns on a pidfd needs 5.8, close_range 5.9.
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        let mut v = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        if (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (5, 9) {
+            return Err(format!("kernel {release} is older than 5.9"));
+        }
         let pid_s = pid.to_string();
-        if ns_id(&pid_s, "user")? != ns_id("self", "user")? {
-            return Err("the container has a user namespace of its own".into());
+        for name in ["user", "time"] {
+            if ns_id(&pid_s, name)? != ns_id("self", name)? {
+                return Err(format!("the container has a {name} namespace of its own"));
+            }
         }
         let mut ns_flags = 0;
         let mut pid_ns = false;
@@ -210,15 +227,11 @@ impl Target {
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok())
             .ok_or("cannot read cap_last_cap")?;
-        let own_pidns = std::fs::File::open("/proc/self/ns/pid")
-            .map(OwnedFd::from)
-            .map_err(|e| format!("own pid namespace: {e}"))?;
         let pidfd = pidfd
             .try_clone_to_owned()
             .map_err(|e| format!("dup pidfd: {e}"))?;
         Ok(Self {
             pidfd,
-            own_pidns,
             ns_flags,
             pid_ns,
             cgroup_procs,
@@ -672,77 +685,63 @@ pub(crate) fn spawn(
         report: theirs.as_raw_fd(),
         pidfd: target.pidfd.as_raw_fd(),
     };
-    if target.pid_ns {
-        // SAFETY: setns on a pidfd we own; CLONE_NEWPID only changes the namespace of the
-        // shim's future children, which the fork below and the reset after it bracket.
-        if unsafe { libc::setns(target.pidfd.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
-            return Err(format!(
-                "join the container's pid namespace: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
     // SAFETY: the shim is single-threaded, so the child's copy of the process is consistent;
     // the child only runs `child`, which ends in execve or _exit.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         child(target, plan, &fds);
     }
-    let fork_err = std::io::Error::last_os_error();
-    if target.pid_ns {
-        // SAFETY: as above; the shim's own pid namespace is always one it may enter.
-        if unsafe { libc::setns(target.own_pidns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
-            // Later helpers would start inside the container: better no shim than that.
-            eprintln!(
-                "berth-shim: cannot reset the pid namespace for children: {}",
-                std::io::Error::last_os_error()
-            );
-            std::process::abort();
-        }
-    }
     if pid < 0 {
-        return Err(format!("fork: {fork_err}"));
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
     }
     drop(theirs);
     drop(stdio);
     drop(null);
-    let mut master = None;
-    match wait_report(&ours, &mut master) {
-        Ok(None) if plan.tty && master.is_none() => {
-            reap_or_kill(pid);
-            Err("the process started without its terminal".into())
+    // The first child leaves once it has forked the process (or failed); the shim's reap
+    // loop collects it, as it does the process: nothing here blocks on a child, which a
+    // frozen cgroup could hold forever.
+    let mut report = Report::default();
+    let outcome = wait_report(&ours, &mut report);
+    let kill = |p: Option<i32>| {
+        if let Some(p) = p {
+            // SAFETY: kill(2) of a process this exec started.
+            unsafe { libc::kill(p, libc::SIGKILL) };
         }
-        Ok(None) => Ok((pid, master)),
+    };
+    match outcome {
+        Ok(None) => match report.pid {
+            Some(p) if plan.tty && report.master.is_none() => {
+                kill(Some(p));
+                Err("the process started without its terminal".into())
+            }
+            Some(p) => Ok((p, report.master)),
+            None => Err("unable to start container process: it died before it started".into()),
+        },
         Ok(Some(msg)) => {
-            reap(pid);
+            kill(report.pid);
             Err(msg)
         }
         Err(e) => {
-            // SAFETY: kill and waitpid on our own unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            reap(pid);
+            kill(Some(pid));
+            kill(report.pid);
             Err(e)
         }
     }
 }
 
-/// For a child that may still run (it exec'd, but the exec cannot be used): kill, then reap.
-fn reap_or_kill(pid: i32) {
-    // SAFETY: kill(2) of our own unreaped child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    reap(pid);
-}
-
-fn reap(pid: i32) {
-    let mut status = 0;
-    // SAFETY: waitpid on our own child, with a valid status pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+/// What the child reports besides a failure.
+#[derive(Default)]
+struct Report {
+    /// The exec'd process (in the shim's pid namespace).
+    pid: Option<i32>,
+    /// Its terminal's master.
+    master: Option<OwnedFd>,
 }
 
 /// Waits for the child's report: `None` when it exec'd (end of stream), its message when it
-/// failed. A terminal's master arrives on the way (a one-byte message carrying the fd) and
-/// lands in `master`.
-fn wait_report(sock: &OwnedFd, master: &mut Option<OwnedFd>) -> Result<Option<String>, String> {
+/// failed. The process's pid ([`PID_MSG`]) and a terminal's master (a [`TERMINAL_MSG`]
+/// carrying the fd) arrive on the way, into `report`.
+fn wait_report(sock: &OwnedFd, report: &mut Report) -> Result<Option<String>, String> {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut pfd = libc::pollfd {
         fd: sock.as_raw_fd(),
@@ -783,8 +782,20 @@ fn wait_report(sock: &OwnedFd, master: &mut Option<OwnedFd>) -> Result<Option<St
         }
         match got {
             Ok(msg) if msg.bytes == 0 && fds.is_empty() => return Ok(None),
-            Ok(msg) if &buf[..msg.bytes] == TERMINAL_MSG && fds.len() == 1 && master.is_none() => {
-                *master = fds.pop();
+            Ok(msg)
+                if &buf[..msg.bytes] == TERMINAL_MSG
+                    && fds.len() == 1
+                    && report.master.is_none() =>
+            {
+                report.master = fds.pop();
+            }
+            Ok(msg) if fds.is_empty() && buf[..msg.bytes].starts_with(PID_MSG) => {
+                let pid = std::str::from_utf8(&buf[PID_MSG.len()..msg.bytes])
+                    .ok()
+                    .and_then(|p| p.parse::<i32>().ok())
+                    .filter(|p| *p > 0)
+                    .ok_or("malformed pid in the exec report")?;
+                report.pid = Some(pid);
             }
             Ok(msg) if fds.is_empty() => {
                 return Ok(Some(
@@ -799,6 +810,9 @@ fn wait_report(sock: &OwnedFd, master: &mut Option<OwnedFd>) -> Result<Option<St
 
 /// The message that carries a terminal's master to the shim.
 const TERMINAL_MSG: &[u8] = b"T";
+/// The prefix of the message with the process's pid (decimal follows). Failure messages all
+/// start with "unable".
+const PID_MSG: &[u8] = b"pid=";
 
 /// The fds the child starts from (numbers in the shim).
 struct ChildFds {
@@ -831,6 +845,50 @@ fn check(rc: libc::c_int, what: &str) {
     }
 }
 
+/// Sets every signal's disposition to the default with the raw system call: glibc's wrappers
+/// refuse its internal signals (32 and 33), which the daemon's posix_spawn leaves ignored.
+pub(crate) fn default_signals() {
+    /// The kernel's `struct sigaction` on x86_64 (handler, flags, restorer, mask).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a valid struct and an 8-byte mask size; SIG_DFL installs
+        // no handler code.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+}
+
+/// Tells the shim the pid of the process that will exec.
+fn report_pid(pid: libc::pid_t) {
+    let msg = format!("pid={pid}");
+    // SAFETY: a write of a valid buffer to our report socket.
+    if unsafe { libc::write(REPORT_FD, msg.as_ptr().cast(), msg.len()) } < 0 {
+        check(-1, "report the pid");
+    }
+}
+
 /// The child: from a copy of the shim to the container's process. Never returns.
 fn child(t: &Target, p: &Plan, fds: &ChildFds) -> ! {
     // SAFETY: (the whole function) plain system calls on fds and buffers this process owns; the
@@ -839,12 +897,12 @@ fn child(t: &Target, p: &Plan, fds: &ChildFds) -> ! {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // Default dispositions: an ignored signal would stay ignored across execve (the
+        // daemon's posix_spawn leaves glibc's internal signals ignored in the shim).
+        default_signals();
         // Nothing in the container may ptrace this copy of the shim or open its /proc files
         // before it becomes the container's program (execve makes it dumpable again).
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        // A session of its own, as every container process gets (runc and libcontainer too):
-        // not the shim's session and process group.
-        libc::setsid();
 
         // Stdio at 0-2, the report socket and pidfd at 3-4, nothing else: no host fd may be
         // reachable from the container (CVE-2024-21626). The shim's own 0-2 are always open,
@@ -909,13 +967,30 @@ fn child(t: &Target, p: &Plan, fds: &ChildFds) -> ! {
             }
             libc::close(fd);
         }
-        if t.ns_flags != 0 {
+        // All of the init's namespaces at once. The pid namespace applies to children only:
+        // the process proper is forked below, so that it appears in the container already in
+        // all of them (never with the host's mounts or network in reach of the container).
+        let flags = t.ns_flags | if t.pid_ns { libc::CLONE_NEWPID } else { 0 };
+        if flags != 0 {
             check(
-                libc::setns(PIDFD_FD, t.ns_flags),
+                libc::setns(PIDFD_FD, flags),
                 "join the container's namespaces",
             );
         }
         libc::close(PIDFD_FD);
+        if t.pid_ns {
+            let pid = libc::fork();
+            check(pid, "fork into the container's pid namespace");
+            if pid > 0 {
+                report_pid(pid);
+                libc::_exit(0);
+            }
+        } else {
+            report_pid(libc::getpid());
+        }
+        // A session of its own, as every container process gets (runc and libcontainer too):
+        // not the shim's session and process group.
+        libc::setsid();
         if p.tty {
             open_terminal();
         }
@@ -1063,7 +1138,10 @@ fn open_terminal() {
             fail("unable to start container process: the terminal is not a devpts terminal");
         }
         let fds = [master];
-        let mut space = [0u8; 64];
+        /// Control-message space, aligned as `cmsghdr` needs.
+        #[repr(C, align(8))]
+        struct Space([u8; 64]);
+        let mut space = Space([0; 64]);
         let mut iov = libc::iovec {
             iov_base: TERMINAL_MSG.as_ptr().cast_mut().cast(),
             iov_len: TERMINAL_MSG.len(),
@@ -1071,7 +1149,7 @@ fn open_terminal() {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = space.as_mut_ptr().cast();
+        msg.msg_control = space.0.as_mut_ptr().cast();
         msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of_val(&fds) as u32) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;

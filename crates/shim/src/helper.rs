@@ -508,10 +508,11 @@ pub fn main(args: Vec<String>) -> i32 {
         eprintln!("{HELPER_BINARY}: parent death signal: {e}");
         return 1;
     }
-    // Processes forked from here inherit our signal dispositions across their exec: they must
-    // be the shim's, with neither an ignored SIGPIPE nor ignored libc-internal signals.
+    // Processes forked from here inherit our signal dispositions across their exec: nothing
+    // may arrive ignored (whatever started the daemon may have ignored SIGQUIT or SIGINT, and
+    // glibc's posix_spawn leaves its internal signals ignored), as in Docker's containers.
+    crate::enter::default_signals();
     crate::supervisor::install_sigpipe_noop();
-    restore_libc_internal_signals();
     let run = || -> io::Result<()> {
         let sock = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
         let mut chan = Channel::new(sock);
@@ -526,26 +527,6 @@ pub fn main(args: Vec<String>) -> i32 {
         Err(e) => {
             eprintln!("{HELPER_BINARY}: {e}");
             1
-        }
-    }
-}
-
-/// Gives libc's internal signals (32 up to `SIGRTMIN`) back their default action if they arrive
-/// ignored. glibc's `posix_spawn`, which starts this helper, leaves them ignored in the new
-/// process, and an ignored signal stays ignored across exec: the container's processes would
-/// inherit it, where Docker's have none.
-fn restore_libc_internal_signals() {
-    for sig in 32..libc::SIGRTMIN() {
-        // SAFETY: an all-zero `sigaction` is a valid value to receive into; the call only
-        // reads the disposition of one signal.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: reading a disposition (no new action is given) has no preconditions.
-        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
-            continue;
-        }
-        if old.sa_sigaction == libc::SIG_IGN {
-            // SAFETY: SIG_DFL installs no handler code, so nothing can run on this signal.
-            unsafe { libc::signal(sig, libc::SIG_DFL) };
         }
     }
 }

@@ -37,7 +37,12 @@ pub(crate) fn remove_stopped(runtime_root: &Path, id: &str) -> Result<(), String
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("read mountinfo: {e}"))?;
-    for m in crate::enter::cgroup_mounts(&mountinfo).filter(|m| m.root == "/") {
+    let mounts: Vec<_> = crate::enter::cgroup_mounts(&mountinfo).collect();
+    // A hierarchy mounted from below its root (a nested host) is the helper's business.
+    if mounts.iter().any(|m| m.root != "/") {
+        return Err("a cgroup hierarchy is mounted from below its root".into());
+    }
+    for m in &mounts {
         let dir = m.point.join(rel);
         if dir.is_dir() {
             remove_cgroup(&dir)?;
@@ -55,7 +60,9 @@ fn remove_cgroup(dir: &Path) -> Result<(), String> {
     let mut pause = RMDIR_PAUSE;
     for attempt in 1..=RMDIR_TRIES {
         if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // 0 stands for a task outside our pid namespace: kill(0) would hit our own group.
+            let pids = procs.lines().filter_map(|l| l.trim().parse::<i32>().ok());
+            for pid in pids.filter(|p| *p > 0) {
                 // SAFETY: kill(2) with a pid read from the container's own cgroup.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
