@@ -1093,7 +1093,11 @@ impl Shim {
             stdin_w = in_w;
             pid
         };
-        let pidfd = pidfd_open(pid)?;
+        let pidfd = pidfd_open(pid).inspect_err(|_| {
+            // Untracked, it would run on with nobody to reap or report it.
+            // SAFETY: kill(2) of the process this exec just started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        })?;
         for (fd, stream) in outs {
             set_nonblocking(fd.as_fd());
             self.outputs.push(Output {
