@@ -118,26 +118,35 @@ impl Filter {
 
     /// Installs the filter on the calling thread.
     fn install(&self) -> std::io::Result<()> {
-        let prog = libc::sock_fprog {
-            // decode() bounds the length by MAX_INSNS.
-            len: self.program.len() as u16,
-            filter: self.program.as_ptr().cast_mut(),
-        };
-        // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) reads `prog` and the program it points to,
-        // both alive for the duration of the call; it does not write to them.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                self.flags,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
+        install_program(&self.program, self.flags)
+    }
+}
+
+/// Installs a classic BPF seccomp `program` (at most [`MAX_INSNS`] instructions) on the calling
+/// thread with the seccomp(2) `flags`; the caller needs no_new_privs or CAP_SYS_ADMIN.
+pub fn install_program(program: &[libc::sock_filter], flags: libc::c_ulong) -> std::io::Result<()> {
+    if program.is_empty() || program.len() > MAX_INSNS {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let prog = libc::sock_fprog {
+        // Checked above: at most MAX_INSNS (4096) instructions.
+        len: program.len() as u16,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) reads `prog` and the program it points to,
+    // both alive for the duration of the call; it does not write to them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -268,7 +277,7 @@ fn tempfile_in_memory() -> Result<std::fs::File, RuntimeError> {
 }
 
 /// Parses a raw program, refusing one the kernel would refuse.
-fn decode(bytes: &[u8]) -> Result<Vec<libc::sock_filter>, RuntimeError> {
+pub fn decode(bytes: &[u8]) -> Result<Vec<libc::sock_filter>, RuntimeError> {
     if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > MAX_INSNS {
         return Err(RuntimeError::Seccomp(format!(
             "compiled program of {} bytes is not a valid BPF program",

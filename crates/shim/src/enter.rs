@@ -38,11 +38,10 @@ use serde_json::Value;
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("the shim's exec path assumes a 64-bit target");
 
+use berth_runtime::defaults::CAPABILITIES;
 use berth_runtime::seccomp_bpf::{
     EXEC_FILTER_FILE, EXEC_FILTER_MAGIC as FILTER_MAGIC, PREPARED_BUNDLE,
 };
-/// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
-const MAX_INSNS: usize = 4096;
 /// How long the shim waits for a child to exec before it gives up on it.
 const EXEC_TIMEOUT_MS: i32 = 10_000;
 /// PATH when the process's environment has none (runc's and Docker's default).
@@ -56,51 +55,6 @@ const NAMESPACES: [(&str, libc::c_int); 6] = [
     ("net", libc::CLONE_NEWNET),
     ("cgroup", libc::CLONE_NEWCGROUP),
     ("pid", libc::CLONE_NEWPID),
-];
-
-/// Capability names in the kernel's bit order (capability.h).
-const CAPABILITIES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// Resource limits by their OCI names.
@@ -134,19 +88,7 @@ impl Filter {
         let rest = bytes.strip_prefix(FILTER_MAGIC.as_slice())?;
         let (flags, program) = rest.split_at_checked(8)?;
         let flags = u64::from_le_bytes(flags.try_into().ok()?);
-        let n = program.len() / 8;
-        if n == 0 || n > MAX_INSNS || !program.len().is_multiple_of(8) {
-            return None;
-        }
-        let program = program
-            .chunks_exact(8)
-            .map(|c| libc::sock_filter {
-                code: u16::from_ne_bytes([c[0], c[1]]),
-                jt: c[2],
-                jf: c[3],
-                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-            })
-            .collect();
+        let program = berth_runtime::seccomp_bpf::decode(program).ok()?;
         Some(Self {
             program,
             flags: flags as libc::c_ulong,
@@ -1231,21 +1173,9 @@ fn set_capabilities(c: &Caps) {
 
 /// Installs the container's seccomp filter on this (only) thread.
 fn install(f: &Filter) {
-    let prog = libc::sock_fprog {
-        // Filter::parse bounds the length by MAX_INSNS.
-        len: f.program.len() as u16,
-        filter: f.program.as_ptr().cast_mut(),
-    };
-    // SAFETY: seccomp reads `prog` and the program it points to; both outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            f.flags,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    check(rc as libc::c_int, "install the seccomp filter");
+    if berth_runtime::seccomp_bpf::install_program(&f.program, f.flags).is_err() {
+        check(-1, "install the seccomp filter");
+    }
 }
 
 #[cfg(test)]
