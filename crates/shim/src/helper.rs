@@ -3,7 +3,8 @@
 //!
 //! The shim lives as long as its container, so it stays small: it never maps libcontainer (nor
 //! even the OCI spec's validating deserializers). Each runtime operation it needs (create,
-//! start, exec, kill `--all`, pause, resume, delete, state) runs in a short-lived helper instead
+//! start, kill `--all`, pause, resume, state; exec and delete when the shim cannot do them
+//! itself, see `enter` and `teardown`) runs in a short-lived helper instead
 //! ([`HelperRuntime`]), which opens the [`berth_runtime::Runtime`] the shim's configuration
 //! names: the embedded libcontainer or an OCI runtime binary. The helper's stdin is one end of a
 //! socketpair: the shim sends a `Hello` line naming the runtime, then one JSON `Call` line per

@@ -10,7 +10,9 @@
 //! The shim lives as long as its container, so its memory counts once per container. It never
 //! maps the embedded runtime: libcontainer runs in short-lived helper processes
 //! (`berth-shim-runtime`, [`helper`]), and once the container runs the shim drops the pages its
-//! start-up touched (`memory`).
+//! start-up touched (`memory`). Two jobs it does itself for the embedded runtime, being on
+//! latency-critical paths: starting exec processes (`enter`) and removing a stopped container's
+//! cgroups and runtime state (`teardown`).
 
 pub mod config;
 mod enter;
