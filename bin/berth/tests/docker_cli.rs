@@ -280,6 +280,36 @@ fn shims_stay_idle_while_the_daemon_is_down() {
     ok(d.docker(&["rm", "-f", "idle"]));
 }
 
+/// A `--rm` container that exits while the daemon is down is removed when the daemon comes
+/// back (its exit is read from the shim's exit file).
+#[test]
+fn an_auto_remove_container_that_exited_during_a_crash_is_removed_at_restart() {
+    let mut d = daemon();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "brief",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 3",
+    ]));
+    d.crash();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    d.restart();
+    let mut names = String::from("?");
+    for _ in 0..50 {
+        names = ok(d.docker(&["ps", "-a", "--format", "{{.Names}}"]));
+        if names.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(names, "", "the --rm container is still listed");
+}
+
 #[test]
 fn containers_survive_a_daemon_crash() {
     let mut d = daemon();

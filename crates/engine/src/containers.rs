@@ -675,7 +675,13 @@ impl Engine {
         self.cleanup_after_exit(&rec.id);
         self.volumes_release(&rec.id, &rec.mounts);
         let rec = h.record();
-        let _ = self.persist(&rec);
+        // An auto-remove container's record goes right after this (it has no restart policy):
+        // its exit is not written on its own, which saves a durable commit on `run --rm`'s
+        // path. A daemon that dies before the removal finds the record running, reads the exit
+        // file, and removes the container then (a failed removal writes the exit below).
+        if !rec.host_config.auto_remove {
+            let _ = self.persist(&rec);
+        }
         h.watch.send_modify(|w| {
             w.running = false;
             w.exit_code = rec.state.exit_code;
@@ -737,6 +743,7 @@ impl Engine {
         if rec.host_config.auto_remove {
             if let Err(e) = self.remove(&rec.id, true, true).await {
                 tracing::warn!(id = %rec.id, "auto-remove failed: {e}");
+                let _ = self.persist(&h.record());
             }
         }
     }
