@@ -742,6 +742,18 @@ fn exec_joins_the_containers_cgroups_namespaces_and_limits() {
         out.contains("OCI runtime exec failed") && out.contains("chdir to cwd"),
         "{out}"
     );
+    // A file on PATH that cannot be run is skipped, as runc's lookup does: "not found", 127.
+    ok(d.berth(&[
+        "exec",
+        "ex",
+        "sh",
+        "-c",
+        "mkdir -p /usr/local/bin && touch /usr/local/bin/nox && chmod 644 /usr/local/bin/nox",
+    ]));
+    let o = d.berth(&["exec", "ex", "nox"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert_eq!(o.status.code(), Some(127), "{out}");
+    assert!(out.contains("executable file not found"), "{out}");
     let o = d.berth(&["exec", "ex", "/no/such"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
     ok(d.berth(&["rm", "-f", "ex"]));

@@ -1017,7 +1017,10 @@ fn child(t: &Target, p: &Plan, fds: &ChildFds) -> ! {
                 )),
             }
         }
-        if denied {
+        // As runc's PATH lookup: a file found on PATH that cannot be run is skipped, so only
+        // a path given with a slash is "permission denied"; a search that finds nothing
+        // runnable is "not found".
+        if denied && p.exe.contains('/') {
             fail(&format!(
                 "unable to start container process: exec: {:?}: permission denied",
                 p.exe
