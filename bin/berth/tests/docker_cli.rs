@@ -231,13 +231,18 @@ fn bad_input_gets_clear_errors() {
     );
 }
 
-/// CPU time (user + system, in clock ticks) `pid` has used so far.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command (which may hold spaces) start at "state".
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+/// CPU time (user + system, in clock ticks) `pid` uses over the next second.
+fn cpu_ticks_in_a_second(pid: i32) -> u64 {
+    let ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // Fields after the command (which may hold spaces) start at "state".
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = ticks();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    ticks() - before
 }
 
 /// A shim whose daemon went away (its connections hung up) waits quietly: no busy loop on
@@ -261,18 +266,14 @@ fn shims_stay_idle_while_the_daemon_is_down() {
         .expect("the container's shim");
     d.crash();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let before = cpu_ticks(shim);
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let used = cpu_ticks(shim) - before;
+    let used = cpu_ticks_in_a_second(shim);
     assert!(
         used < 20,
         "the shim used {used} ticks in 1 s with the daemon down"
     );
     d.restart();
     assert_eq!(ok(d.docker(&["exec", "idle", "echo", "back"])), "back");
-    let before = cpu_ticks(shim);
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let used = cpu_ticks(shim) - before;
+    let used = cpu_ticks_in_a_second(shim);
     assert!(
         used < 20,
         "the shim used {used} ticks in 1 s after the restart"

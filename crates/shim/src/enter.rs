@@ -156,7 +156,7 @@ impl Target {
             }
         }
         let cgroup_procs = cgroup_procs(pid)?;
-        let filter = match container_has_seccomp(bundle)? {
+        let filter = match exec_filter_needed(bundle)? {
             false => None,
             true => {
                 let path = bundle.join(PREPARED_BUNDLE).join(EXEC_FILTER_FILE);
@@ -183,10 +183,10 @@ impl Target {
     }
 }
 
-/// Whether the container's original spec (`<bundle>/config.json`) has a seccomp filter; `Err`
-/// for a spec with settings libcontainer applies to execs and this path does not
-/// (personality, memory policy, Intel RDT).
-fn container_has_seccomp(bundle: &Path) -> Result<bool, Unsupported> {
+/// Whether execs need a seccomp filter (the container's original spec, `<bundle>/config.json`,
+/// has one); `Err` for a spec with settings libcontainer applies to execs and this path does
+/// not (personality, memory policy, Intel RDT).
+fn exec_filter_needed(bundle: &Path) -> Result<bool, Unsupported> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
     let spec: Value =
