@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 use common::{Daemon, ok, stderr, stdout};
 
 fn daemon() -> Daemon {
@@ -177,6 +180,67 @@ fn default_isolation_matches_docker() {
     assert_eq!(lines[4].trim(), "0", "masked paths must read empty: {out}");
     assert_eq!(lines[5], "ro", "/proc/sys must be read-only: {out}");
     assert_eq!(*lines.last().unwrap(), "overlay");
+}
+
+/// The overlay options of a container's root, from the host's mountinfo.
+fn rootfs_overlay_options(d: &Daemon, id: &str) -> String {
+    let root = d.dir.join("data/containers").join(id).join("rootfs");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .rev()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            (Path::new(f[4]) == root && f[sep + 1] == "overlay").then(|| f[sep + 3].to_owned())
+        })
+        .unwrap_or_else(|| panic!("no overlay on {}: {info}", root.display()))
+}
+
+#[test]
+fn a_restarted_auto_remove_container_stays_with_its_files_on_a_volatile_root() {
+    let d = daemon();
+    let script = "cat /f 2>/dev/null; echo run >> /f; exec sleep 1000";
+    let rm = ok(d.docker(&[
+        "run", "-d", "--rm", "--name", "rmc", "busybox", "sh", "-c", script,
+    ]));
+    let kept = ok(d.docker(&["run", "-d", "--name", "kept", "busybox", "sleep", "1000"]));
+    // An auto-remove container's upper goes with it: overlay never syncs it (the unmount of a
+    // durable overlay syncs the whole upper filesystem). A kept container's stays durable.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .split(['.', '-'])
+        .map(|x| x.trim().parse::<u32>().unwrap_or(0));
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (5, 10) {
+        assert!(rootfs_overlay_options(&d, &rm).contains("volatile"));
+    }
+    assert!(!rootfs_overlay_options(&d, &kept).contains("volatile"));
+    // As Docker: `restart` keeps an auto-remove container, and its filesystem (the root is
+    // mounted again over the same upper, which overlay marks after a volatile mount).
+    ok(d.docker(&["restart", "-t", "1", "rmc"]));
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.State.Running}}", "rmc"])),
+        "true"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok(d.docker(&["logs", "rmc"])) != "run" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        ok(d.docker(&["logs", "rmc"])),
+        "run",
+        "the second run reads the first's file"
+    );
+    // A stop still removes it.
+    ok(d.docker(&["stop", "-t", "1", "rmc"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.docker(&["inspect", "rmc"]).status.success() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !d.docker(&["inspect", "rmc"]).status.success(),
+        "stopped --rm container remains"
+    );
+    ok(d.docker(&["rm", "-f", "kept"]));
 }
 
 #[test]

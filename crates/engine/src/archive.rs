@@ -661,7 +661,7 @@ impl Engine {
         let target = self.container_dir(&rec.id).join("rootfs");
         std::fs::create_dir_all(&target)
             .map_err(EngineError::io(format!("create {}", target.display())))?;
-        self.mount_rootfs(&rec.id, &image, &target)?;
+        self.mount_rootfs(&rec, &image, &target)?;
         let access = Access {
             root: Root::open(&target, key)
                 .map_err(EngineError::io(format!("open {}", target.display())))?,

@@ -452,7 +452,7 @@ impl Engine {
         let image = self.inner.images.get(&rec.image_id)?;
         std::fs::create_dir_all(&rootfs)
             .map_err(EngineError::io(format!("create {}", rootfs.display())))?;
-        self.mount_rootfs(&id, &image, &rootfs)?;
+        self.mount_rootfs(rec, &image, &rootfs)?;
         let mounts = self.prepare_mounts(h, rec, &rootfs)?;
 
         let hc = &rec.host_config;
@@ -675,11 +675,13 @@ impl Engine {
         self.cleanup_after_exit(&rec.id);
         self.volumes_release(&rec.id, &rec.mounts);
         let rec = h.record();
+        let auto_remove =
+            rec.host_config.auto_remove && !h.restarting.load(std::sync::atomic::Ordering::SeqCst);
         // An auto-remove container's record goes right after this (it has no restart policy):
         // its exit is not written on its own, which saves a durable commit on `run --rm`'s
         // path. A daemon that dies before the removal finds the record running, reads the exit
         // file, and removes the container then (a failed removal writes the exit below).
-        if !rec.host_config.auto_remove {
+        if !auto_remove {
             let _ = self.persist(&rec);
         }
         h.watch.send_modify(|w| {
@@ -692,7 +694,7 @@ impl Engine {
         }
         self.emit(&rec, "die");
         let engine = self.clone();
-        tokio::spawn(async move { engine.after_exit(h).await });
+        tokio::spawn(async move { engine.after_exit(h, auto_remove).await });
     }
 
     /// Restart policy (with Docker's backoff) or auto-remove, after an exit.
@@ -702,12 +704,13 @@ impl Engine {
     fn after_exit(
         &self,
         h: Arc<ContainerHandle>,
+        auto_remove: bool,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
         let engine = self.clone();
-        Box::pin(async move { engine.after_exit_inner(h).await })
+        Box::pin(async move { engine.after_exit_inner(h, auto_remove).await })
     }
 
-    async fn after_exit_inner(&self, h: Arc<ContainerHandle>) {
+    async fn after_exit_inner(&self, h: Arc<ContainerHandle>, auto_remove: bool) {
         let rec = h.record();
         if let Some(delay) = restart_delay(&rec) {
             {
@@ -734,13 +737,14 @@ impl Engine {
                 let engine = self.clone();
                 let h2 = h.clone();
                 // A failed restart counts as an exit for the policy.
-                tokio::spawn(engine.after_exit(h2));
+                let auto_remove = h2.record().host_config.auto_remove;
+                tokio::spawn(engine.after_exit(h2, auto_remove));
             } else {
                 self.emit(&h.record(), "restart");
             }
             return;
         }
-        if rec.host_config.auto_remove {
+        if auto_remove {
             if let Err(e) = self.remove(&rec.id, true, true).await {
                 tracing::warn!(id = %rec.id, "auto-remove failed: {e}");
                 let _ = self.persist(&h.record());
@@ -892,7 +896,13 @@ impl Engine {
     ) -> Result<()> {
         let h = self.resolve(key)?;
         let _op = h.op.lock().await;
-        match self.stop_locked(&h, timeout, signal).await {
+        // The exit this stop causes is seen (in `on_exit`) before `stop_locked` returns.
+        h.restarting
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let stopped = self.stop_locked(&h, timeout, signal).await;
+        h.restarting
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        match stopped {
             Ok(()) | Err(EngineError::NotModified(_)) => {}
             Err(e) => return Err(e),
         }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use berth_image::snapshot::Upper;
 use berth_image::{Image, ImageUser, ImportOptions, Reference};
 use chrono::{DateTime, Utc};
 
@@ -439,9 +440,24 @@ impl Engine {
         Ok(rows)
     }
 
-    /// Mounts a container's root: the image's layers under a fresh upper dir.
-    pub(crate) fn mount_rootfs(&self, id: &str, image: &Image, target: &Path) -> Result<()> {
-        self.inner.images.mount_container(id, image, target)?;
+    /// Mounts a container's root: the image's layers under its upper dir. An auto-remove
+    /// container's upper is volatile: it is deleted with the container, so neither its
+    /// `fsync`s nor its unmount wait on the disk (the unmount of a durable overlay syncs the
+    /// whole upper filesystem, on `run --rm`'s path).
+    pub(crate) fn mount_rootfs(
+        &self,
+        rec: &crate::ContainerRecord,
+        image: &Image,
+        target: &Path,
+    ) -> Result<()> {
+        let upper_kind = if rec.host_config.auto_remove {
+            Upper::Volatile
+        } else {
+            Upper::Durable
+        };
+        self.inner
+            .images
+            .mount_container(&rec.id, image, target, upper_kind)?;
         Ok(())
     }
 

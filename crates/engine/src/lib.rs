@@ -140,6 +140,9 @@ pub struct ContainerHandle {
     /// Attach requests waiting for the next start: each gets the shim socket, connects, and
     /// acknowledges so that start never races past them.
     pub(crate) attach_waiters: Mutex<Vec<containers::AttachWaiter>>,
+    /// Set while `restart` stops the container: that exit does not auto-remove it (as in
+    /// Docker, a restarted `--rm` container stays, with its filesystem).
+    pub(crate) restarting: std::sync::atomic::AtomicBool,
 }
 
 impl ContainerHandle {
@@ -154,6 +157,7 @@ impl ContainerHandle {
             op: tokio::sync::Mutex::new(()),
             watch: watch::channel(w).0,
             attach_waiters: Mutex::new(Vec::new()),
+            restarting: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

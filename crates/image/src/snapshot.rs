@@ -21,6 +21,22 @@ use crate::content::{digest_hex, finish_digest};
 use crate::error::ImageError;
 
 const TEMP_PREFIX: &str = "tmp-";
+/// What overlay leaves in a work directory after a `volatile` mount; the kernel refuses to
+/// mount that work directory again while it is there.
+const VOLATILE_MARK: &str = "work/incompat";
+
+/// Whether an overlay's upper directory must survive a host crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upper {
+    /// Writes reach the disk as the container's `fsync`s and the final unmount ask (the
+    /// unmount syncs the whole upper filesystem).
+    Durable,
+    /// Overlay's `volatile` option: no sync ever reaches the upper filesystem, so neither the
+    /// container's `fsync`s nor the unmount wait on the disk. Only for uppers that are thrown
+    /// away after use (an auto-remove container, a build step's scratch layer); a kernel
+    /// without the option (before 5.10) mounts them durable.
+    Volatile,
+}
 const CONTAINER_PREFIX: &str = "ctr-";
 
 /// The chain id of a layer on top of `parent` (the chain id of the layers below it):
@@ -229,6 +245,7 @@ impl Snapshotter {
         container_id: &str,
         lowers: &[PathBuf],
         target: &Path,
+        upper_kind: Upper,
     ) -> Result<(), ImageError> {
         let (upper, work, base) = self.container_dirs(container_id)?;
         for d in [&upper, &work] {
@@ -241,7 +258,7 @@ impl Snapshotter {
                 .map_err(ImageError::io(format!("create {}", empty.display())))?;
             lowers.push(empty);
         }
-        mount_overlay(&lowers, &upper, &work, target)
+        mount_overlay(&lowers, &upper, &work, target, upper_kind)
     }
 
     /// Unmounts a container's root (lazily); a target that is not mounted is fine.
@@ -288,12 +305,33 @@ pub fn mount_overlay(
     upper: &Path,
     work: &Path,
     target: &Path,
+    upper_kind: Upper,
 ) -> Result<(), ImageError> {
-    match mount_overlay_fsopen(lowers, upper, work, target) {
+    if upper_kind == Upper::Volatile {
+        // A volatile upper mounted before (a container started again, or opened for `cp`
+        // after its exit) carries the kernel's mark; its contents are disposable by
+        // definition, so the mark goes rather than the mount failing.
+        let mark = work.join(VOLATILE_MARK);
+        match fs::remove_dir_all(&mark) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ImageError::io(format!("remove {}", mark.display()))(e)),
+        }
+    }
+    match mount_overlay_fsopen(lowers, upper, work, target, upper_kind) {
         Ok(()) => Ok(()),
         Err(e @ (Errno::INVAL | Errno::NOSYS | Errno::NODEV)) => {
             tracing::debug!(error = %e, "new mount API failed, trying mount(2)");
-            mount_overlay_legacy(lowers, upper, work, target)
+            let data = legacy_mount_data(lowers, upper, work, upper_kind)?;
+            let mounted = match mount_legacy(&data, target) {
+                // A kernel without `volatile` (before 5.10) refuses the option.
+                Err(Errno::INVAL) if upper_kind == Upper::Volatile => {
+                    let data = legacy_mount_data(lowers, upper, work, Upper::Durable)?;
+                    mount_legacy(&data, target)
+                }
+                other => other,
+            };
+            mounted.map_err(|e| mount_err(target, e))
         }
         Err(e) => Err(mount_err(target, e)),
     }
@@ -310,6 +348,7 @@ fn mount_overlay_fsopen(
     upper: &Path,
     work: &Path,
     target: &Path,
+    upper_kind: Upper,
 ) -> Result<(), Errno> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     for l in lowers {
@@ -327,6 +366,10 @@ fn mount_overlay_fsopen(
     ] {
         let _ = rustix::mount::fsconfig_set_string(&fs, key, value);
     }
+    if upper_kind == Upper::Volatile {
+        // Refused by kernels before 5.10: the mount is then simply durable.
+        let _ = rustix::mount::fsconfig_set_flag(&fs, "volatile");
+    }
     rustix::mount::fsconfig_create(&fs)?;
     let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
     rustix::mount::move_mount(
@@ -338,13 +381,13 @@ fn mount_overlay_fsopen(
     )
 }
 
-/// `mount(2)` with `lowerdir=a:b,...` for kernels without `lowerdir+`.
-fn mount_overlay_legacy(
+/// The data of a `mount(2)` with `lowerdir=a:b,...`, for kernels without `lowerdir+`.
+fn legacy_mount_data(
     lowers: &[PathBuf],
     upper: &Path,
     work: &Path,
-    target: &Path,
-) -> Result<(), ImageError> {
+    upper_kind: Upper,
+) -> Result<std::ffi::CString, ImageError> {
     let mut parts = Vec::new();
     for p in lowers.iter().map(PathBuf::as_path).chain([upper, work]) {
         let s = p.to_str().filter(|s| !s.contains([':', ',']));
@@ -357,8 +400,13 @@ fn mount_overlay_legacy(
         parts.push(s);
     }
     let (dirs, rest) = parts.split_at(lowers.len());
+    let volatile = if upper_kind == Upper::Volatile {
+        ",volatile"
+    } else {
+        ""
+    };
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{volatile}",
         dirs.join(":"),
         rest[0],
         rest[1]
@@ -370,16 +418,12 @@ fn mount_overlay_legacy(
             lowers.len()
         )));
     }
-    let data = std::ffi::CString::new(data)
-        .map_err(|_| ImageError::InvalidArgument("overlay paths contain a NUL byte".into()))?;
-    rustix::mount::mount(
-        "overlay",
-        target,
-        "overlay",
-        MountFlags::empty(),
-        data.as_c_str(),
-    )
-    .map_err(|e| mount_err(target, e))
+    std::ffi::CString::new(data)
+        .map_err(|_| ImageError::InvalidArgument("overlay paths contain a NUL byte".into()))
+}
+
+fn mount_legacy(data: &std::ffi::CStr, target: &Path) -> Result<(), Errno> {
+    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), data)
 }
 
 #[cfg(test)]
@@ -420,6 +464,9 @@ mod tests {
         assert_eq!(s.entries().unwrap().len(), 1);
         s.remove(&id).unwrap();
         assert!(!s.exists(&id));
-        assert!(s.mount_container("../x", &[], dir.path()).is_err());
+        assert!(
+            s.mount_container("../x", &[], dir.path(), Upper::Durable)
+                .is_err()
+        );
     }
 }

@@ -17,7 +17,7 @@ use crate::error::ImageError;
 use crate::layer::{self, LayerExpect, UnpackError};
 use crate::manifest::{LayerCompression, Platform, parse_config};
 use crate::reference::Reference;
-use crate::snapshot::{Snapshotter, chain_id, chain_ids};
+use crate::snapshot::{Snapshotter, Upper, chain_id, chain_ids};
 use crate::tarwalk::{Skip, TreeWriter};
 
 /// The schema of the image tables this build writes.
@@ -880,10 +880,11 @@ impl ImageStore {
         container_id: &str,
         diff_ids: &[String],
         target: &Path,
+        upper_kind: Upper,
     ) -> Result<(), ImageError> {
         let lowers = self.layer_dirs(diff_ids)?;
         self.snapshots
-            .mount_container(container_id, &lowers, target)
+            .mount_container(container_id, &lowers, target, upper_kind)
     }
 
     /// `docker rmi`, following moby's `ImageDelete`: a reference is untagged, and the image
@@ -1123,10 +1124,11 @@ impl ImageStore {
         container_id: &str,
         image: &Image,
         target: &Path,
+        upper_kind: Upper,
     ) -> Result<(), ImageError> {
         let lowers = self.lower_dirs(image)?;
         self.snapshots
-            .mount_container(container_id, &lowers, target)
+            .mount_container(container_id, &lowers, target, upper_kind)
     }
 
     /// A container's layers as overlay stacks them: its upper directory (written by the

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_image::error::ErrorKind;
+use berth_image::snapshot::Upper;
 use berth_image::{ImageStore, ImageUser, ImportOptions, Reference, RemovedImage};
 
 fn rootfs_tar(marker: &str) -> Vec<u8> {
@@ -316,7 +317,7 @@ fn overlay_mount_keeps_container_changes() {
     let img = import(&store, rootfs_tar("lower"), Some("m"));
     let target = dir.path().join("rootfs");
     std::fs::create_dir(&target).unwrap();
-    if let Err(e) = store.mount_container("c1", &img, &target) {
+    if let Err(e) = store.mount_container("c1", &img, &target, Upper::Durable) {
         eprintln!("skipping: overlay mount failed here: {e}");
         return;
     }
@@ -334,7 +335,9 @@ fn overlay_mount_keeps_container_changes() {
         .join(&img.layers[0][7..])
         .join("fs/etc/marker");
     assert_eq!(std::fs::read(layer).unwrap(), b"lower");
-    store.mount_container("c1", &img, &target).unwrap();
+    store
+        .mount_container("c1", &img, &target, Upper::Durable)
+        .unwrap();
     {
         let _g = MountGuard(&store, target.clone());
         assert_eq!(
@@ -349,7 +352,65 @@ fn overlay_mount_keeps_container_changes() {
     let empty = tar::Builder::new(Vec::new()).into_inner().unwrap();
     let mut img2 = import(&store, empty, None);
     img2.layers.clear();
-    store.mount_container("c2", &img2, &target).unwrap();
+    store
+        .mount_container("c2", &img2, &target, Upper::Durable)
+        .unwrap();
     let _g = MountGuard(&store, target.clone());
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    assert_eq!(
+        overlay_options(&target).map(|o| o.contains("volatile")),
+        Some(false)
+    );
+}
+
+/// The superblock options of the overlay mounted at `target`, from mountinfo.
+fn overlay_options(target: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let target = target.to_str().unwrap();
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        (f[4] == target && f[sep + 1] == "overlay").then(|| f[sep + 3].to_owned())
+    })
+}
+
+#[test]
+fn a_volatile_upper_skips_syncs_and_mounts_again() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let Env { dir, store } = env();
+    let img = import(&store, rootfs_tar("lower"), Some("m"));
+    let target = dir.path().join("rootfs");
+    std::fs::create_dir(&target).unwrap();
+    if let Err(e) = store.mount_container("v1", &img, &target, Upper::Volatile) {
+        eprintln!("skipping: overlay mount failed here: {e}");
+        return;
+    }
+    {
+        let _g = MountGuard(&store, target.clone());
+        let opts = overlay_options(&target).expect("overlay mounted");
+        let kernel = rustix::system::uname();
+        let release = kernel.release().to_string_lossy().into_owned();
+        let mut v = release
+            .split(['.', '-'])
+            .map(|x| x.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+        if (major, minor) >= (5, 10) {
+            assert!(opts.contains("volatile"), "{opts}");
+        }
+        std::fs::write(target.join("etc/marker"), b"changed").unwrap();
+    }
+    // The kernel marks the work dir of a volatile mount and refuses to mount it again; the
+    // upper is disposable, so the store clears the mark, and the changes are still there.
+    store.unmount_container(&target).unwrap();
+    store
+        .mount_container("v1", &img, &target, Upper::Volatile)
+        .unwrap();
+    let _g = MountGuard(&store, target.clone());
+    assert_eq!(
+        std::fs::read(target.join("etc/marker")).unwrap(),
+        b"changed"
+    );
 }

@@ -1069,6 +1069,7 @@ impl Builder {
                                 &guard.upper,
                                 &guard.work,
                                 &merged,
+                                berth_image::snapshot::Upper::Volatile,
                             )?;
                             scratches.push(guard);
                             Ok(merged)

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use berth_image::snapshot::BUILD_PREFIX;
+use berth_image::snapshot::{BUILD_PREFIX, Upper};
 use berth_image::store::{ImageStore, LayerRef};
 use berth_image::tarwalk::{Skip, TreeWriter};
 use std::os::fd::OwnedFd;
@@ -134,7 +134,8 @@ impl<'a> Work<'a> {
             rootfs,
             mounted: false,
         };
-        store.mount_layers(&w.id, diff_ids, &w.rootfs)?;
+        // A step's upper only feeds the layer made from it, then goes: no sync on unmount.
+        store.mount_layers(&w.id, diff_ids, &w.rootfs, Upper::Volatile)?;
         w.mounted = true;
         Ok(w)
     }
