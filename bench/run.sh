@@ -37,7 +37,7 @@ die() {
 }
 
 [ "$(id -u)" = 0 ] || die "run as root (sudo bench/run.sh): containers need it"
-for t in timeout xargs awk sort; do command -v "$t" >/dev/null || die "missing tool: $t"; done
+for t in timeout xargs awk sort python3; do command -v "$t" >/dev/null || die "missing tool: $t"; done
 
 # ---------------------------------------------------------------------------------------------
 # Build (or locate) Berth.
@@ -162,25 +162,16 @@ trap 'exit 143' TERM
 errors=$work/errors.log
 : >"$errors"
 
-# timed FILE CMD...: runs CMD (stdout dropped) under CMD_TIMEOUT, appends its wall time in
-# microseconds to FILE, or a line to FILE.fail and the error text to $errors.
+# timed FILE RUNS PARALLEL CMD...: runs CMD RUNS times, PARALLEL at once, each under
+# CMD_TIMEOUT; appends each run's wall time in microseconds to FILE (a failed run: a line to
+# FILE.fail and its error text to $errors) and prints the series' total in microseconds.
+# bench/timed.py spawns CMD itself and times only it: no timeout(1), shell or mktemp in the
+# measured window.
 timed() {
-  local out=$1 s e rc=0 errf
-  shift
-  errf=$(mktemp "$work/err.XXXXXX")
-  s=${EPOCHREALTIME/./}
-  timeout "$CMD_TIMEOUT" "$@" >/dev/null 2>"$errf" || rc=$?
-  e=${EPOCHREALTIME/./}
-  if [ "$rc" = 0 ]; then
-    echo $((e - s)) >>"$out"
-  else
-    echo "$rc" >>"$out.fail"
-    { echo "--- rc=$rc$([ "$rc" = 124 ] && echo ' (timeout)') after $(((e - s) / 1000)) ms: $*"; head -c 2000 "$errf"; } >>"$errors"
-  fi
-  rm -f "$errf"
+  local out=$1 runs=$2 par=$3
+  shift 3
+  python3 "$here/timed.py" "$runs" "$par" "$CMD_TIMEOUT" "$out" "$errors" "$@"
 }
-export -f timed
-export CMD_TIMEOUT work errors
 
 # stats FILE: "mean median p95 n" in ms over the microsecond samples in FILE.
 stats() {
@@ -275,33 +266,28 @@ suite() {
   local col=$1 sup=$2 img=$3
   shift 3
   local -a c=("$@")
-  local f=$work/$col t0 t1 i
+  local f=$work/$col t0 t1 i total
   log "[$col] warm-up"
   must "${c[@]}" run --rm --network none "$img" true >/dev/null
 
   log "[$col] run --rm x$RUNS sequential"
-  t0=${EPOCHREALTIME/./}
-  for ((i = 0; i < RUNS; i++)); do timed "$f.seq" "${c[@]}" run --rm --network none "$img" true; done
-  t1=${EPOCHREALTIME/./}
-  R[$col:seq_total]=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.2f", d / 1e6 }')
+  total=$(timed "$f.seq" "$RUNS" 1 "${c[@]}" run --rm --network none "$img" true)
+  R[$col:seq_total]=$(awk -v d="$total" 'BEGIN { printf "%.2f", d / 1e6 }')
   read -r mean med p95 n <<<"$(stats "$f.seq")"
   R[$col:seq]="$mean / $med / $p95"
   R[$col:seq_mean]=$mean
   R[$col:seq_fail]=$(fails "$f.seq")
 
   log "[$col] run --rm x$RUNS, $PARALLEL in parallel"
-  t0=${EPOCHREALTIME/./}
-  seq "$RUNS" | xargs -P "$PARALLEL" -I{} bash -c 'timed "$@"' _ "$f.par" \
-    "${c[@]}" run --rm --network none "$img" true
-  t1=${EPOCHREALTIME/./}
-  R[$col:par_total]=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.2f", d / 1e6 }')
+  total=$(timed "$f.par" "$RUNS" "$PARALLEL" "${c[@]}" run --rm --network none "$img" true)
+  R[$col:par_total]=$(awk -v d="$total" 'BEGIN { printf "%.2f", d / 1e6 }')
   read -r mean med p95 n <<<"$(stats "$f.par")"
   R[$col:par]="$mean / $med / $p95"
   R[$col:par_fail]=$(fails "$f.par")
 
   log "[$col] exec true x$RUNS"
   must "${c[@]}" run -d --network none --name "$tag-exec" "$img" sleep 1000 >/dev/null
-  for ((i = 0; i < RUNS; i++)); do timed "$f.exec" "${c[@]}" exec "$tag-exec" true; done
+  timed "$f.exec" "$RUNS" 1 "${c[@]}" exec "$tag-exec" true >/dev/null
   must "${c[@]}" rm -f "$tag-exec" >/dev/null
   read -r mean med p95 n <<<"$(stats "$f.exec")"
   R[$col:exec]="$mean / $med"
@@ -339,7 +325,7 @@ suite() {
   fi
 
   log "[$col] ps x$PS_RUNS with $PS_CONTAINERS running"
-  for ((i = 0; i < PS_RUNS; i++)); do timed "$f.ps" "${c[@]}" ps; done
+  timed "$f.ps" "$PS_RUNS" 1 "${c[@]}" ps >/dev/null
   read -r mean med p95 n <<<"$(stats "$f.ps")"
   R[$col:ps]=$mean
   R[$col:ps_fail]=$(fails "$f.ps")
@@ -349,11 +335,11 @@ suite() {
     echo "--- [$col] expected $PS_CONTAINERS running containers in ps, saw $running" >>"$errors"
 
   log "[$col] inspect x$PS_RUNS, stats --no-stream x$STATS_RUNS"
-  for ((i = 0; i < PS_RUNS; i++)); do timed "$f.inspect" "${c[@]}" inspect "${ids[0]}"; done
+  timed "$f.inspect" "$PS_RUNS" 1 "${c[@]}" inspect "${ids[0]}" >/dev/null
   read -r mean med p95 n <<<"$(stats "$f.inspect")"
   R[$col:inspect]=$mean
   R[$col:inspect_fail]=$(fails "$f.inspect")
-  for ((i = 0; i < STATS_RUNS; i++)); do timed "$f.stats" "${c[@]}" stats --no-stream "${ids[0]}"; done
+  timed "$f.stats" "$STATS_RUNS" 1 "${c[@]}" stats --no-stream "${ids[0]}" >/dev/null
   read -r mean med p95 n <<<"$(stats "$f.stats")"
   R[$col:stats]=$mean
   R[$col:stats_fail]=$(fails "$f.stats")
