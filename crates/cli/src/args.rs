@@ -11,6 +11,15 @@ use clap::{ArgAction, Args, Parser, Subcommand};
     disable_help_subcommand = true
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The options before the command.
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
     /// Location of client config files (default $DOCKER_CONFIG or ~/.docker)
     #[arg(long, value_name = "DIR")]
     pub config: Option<String>,
@@ -23,8 +32,72 @@ pub struct Cli {
     /// Set the logging level
     #[arg(short = 'l', long = "log-level")]
     pub log_level: Option<String>,
-    #[command(subcommand)]
-    pub command: Cmd,
+}
+
+impl Cli {
+    /// Parses a command line (`args[0]` is the program).
+    ///
+    /// clap builds every subcommand's arguments whenever it builds the whole tree: about 1 ms of
+    /// each command's start-up on a small VM, more than any of these commands then waits on
+    /// berthd. So the commands that scripts run in loops are first parsed against a tree that
+    /// holds only their own subcommand, with the same argument definitions. Whatever that
+    /// parse does not accept (help, a bad flag, a misspelled command, an unusual global
+    /// option) goes through the whole tree, so every message and suggestion is clap's own.
+    pub fn parse_args(args: &[String]) -> Result<Self, clap::Error> {
+        if let Some(cli) = Self::parse_hot(args) {
+            return Ok(cli);
+        }
+        Self::try_parse_from(args)
+    }
+
+    fn parse_hot(args: &[String]) -> Option<Self> {
+        use clap::FromArgMatches;
+        let sub = hot_subcommand(args.get(command_index(args)?)?)?;
+        let top = GlobalOpts::augment_args(clap::Command::new("berth")).subcommand(sub);
+        let matches = top.try_get_matches_from(args).ok()?;
+        Self::from_arg_matches(&matches).ok()
+    }
+}
+
+/// Where the command is in `args`, after the global options; `None` for anything unusual.
+fn command_index(args: &[String]) -> Option<usize> {
+    let mut i = 1;
+    while let Some(a) = args.get(i) {
+        match a.as_str() {
+            "-H" | "--host" | "--config" | "-l" | "--log-level" => i += 2,
+            "-D" | "--debug" => i += 1,
+            a if ["--host=", "--config=", "--log-level="]
+                .iter()
+                .any(|p| a.starts_with(p)) =>
+            {
+                i += 1
+            }
+            a if a.starts_with('-') => return None,
+            _ => return Some(i),
+        }
+    }
+    None
+}
+
+/// The subcommands [`Cli::parse_args`] parses alone: each as `Cmd`'s derive builds it (a plain
+/// variant, no command attributes; its help text does not matter, help goes the long way).
+fn hot_subcommand(name: &str) -> Option<clap::Command> {
+    use clap::Command as C;
+    Some(match name {
+        "run" => RunArgs::augment_args(C::new("run")),
+        "create" => CreateArgs::augment_args(C::new("create")),
+        "start" => StartArgs::augment_args(C::new("start")),
+        "stop" => StopArgs::augment_args(C::new("stop")),
+        "restart" => StopArgs::augment_args(C::new("restart")),
+        "kill" => KillArgs::augment_args(C::new("kill")),
+        "rm" => RmArgs::augment_args(C::new("rm")),
+        "ps" => PsArgs::augment_args(C::new("ps")),
+        "logs" => LogsArgs::augment_args(C::new("logs")),
+        "exec" => ExecArgs::augment_args(C::new("exec")),
+        "inspect" => InspectArgs::augment_args(C::new("inspect")),
+        "wait" => NamesArgs::augment_args(C::new("wait")),
+        _ => return None,
+    })
 }
 
 /// Top-level commands.
@@ -1368,4 +1441,118 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     #[arg(value_name = "SERVER")]
     pub server: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn argv(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The argument definitions of a subcommand, as clap holds them.
+    fn definitions(c: &clap::Command) -> Vec<String> {
+        let mut c = c.clone();
+        c.build();
+        let mut out: Vec<String> = c.get_arguments().map(|a| format!("{a:?}")).collect();
+        out.extend(c.get_groups().map(|g| format!("{g:?}")));
+        out.push(format!(
+            "{:?} {:?} {:?}",
+            c.get_visible_aliases().collect::<Vec<_>>(),
+            c.is_allow_external_subcommands_set(),
+            c.has_subcommands()
+        ));
+        out
+    }
+
+    #[test]
+    fn hot_subcommands_are_defined_as_in_the_whole_tree() {
+        let full = Cli::command();
+        let names = [
+            "run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "exec",
+            "inspect", "wait",
+        ];
+        for name in names {
+            let hot = hot_subcommand(name).unwrap();
+            let whole = full.find_subcommand(name).unwrap();
+            assert_eq!(definitions(&hot), definitions(whole), "{name}");
+        }
+        assert!(hot_subcommand("build").is_none());
+    }
+
+    #[test]
+    fn hot_parses_equal_whole_tree_parses() {
+        for v in [
+            &[
+                "berth",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "busybox",
+                "true",
+            ][..],
+            &[
+                "berth",
+                "-H",
+                "unix:///x.sock",
+                "run",
+                "-d",
+                "-e",
+                "A=1",
+                "busybox",
+                "sh",
+                "-c",
+                "x -y",
+            ],
+            &[
+                "berth",
+                "--host=unix:///x",
+                "-D",
+                "exec",
+                "-it",
+                "c1",
+                "ls",
+                "-l",
+            ],
+            &[
+                "berth", "--config", "/tmp/c", "ps", "-a", "--format", "{{.ID}}",
+            ],
+            &["berth", "inspect", "-f", "{{.State.Status}}", "c1", "c2"],
+            &["berth", "rm", "-f", "a", "b"],
+            &["berth", "-l", "debug", "logs", "-f", "--tail", "3", "c1"],
+            &["berth", "create", "--name", "x", "busybox"],
+            &["berth", "start", "-a", "x"],
+            &["berth", "stop", "-t", "1", "x"],
+            &["berth", "restart", "x"],
+            &["berth", "kill", "-s", "HUP", "x"],
+            &["berth", "wait", "x"],
+        ] {
+            let args = argv(v);
+            let hot = Cli::parse_hot(&args).unwrap_or_else(|| panic!("not hot: {v:?}"));
+            let whole = Cli::try_parse_from(&args).unwrap();
+            assert_eq!(format!("{hot:?}"), format!("{whole:?}"), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn help_errors_and_other_commands_take_the_whole_tree() {
+        for v in [
+            &["berth", "run", "--help"][..],
+            &["berth", "run", "--bogus", "x"],
+            &["berth", "run"],
+            &["berth", "--help"],
+            &["berth", "rn", "x"],
+            &["berth", "-DH", "unix:///x", "ps"],
+            &["berth", "images"],
+            &["berth"],
+        ] {
+            assert!(Cli::parse_hot(&argv(v)).is_none(), "{v:?}");
+        }
+        let e = Cli::parse_args(&argv(&["berth", "run", "--bogus", "x"])).unwrap_err();
+        assert!(e.to_string().contains("--bogus"), "{e}");
+        assert!(Cli::parse_args(&argv(&["berth", "images"])).is_ok());
+    }
 }

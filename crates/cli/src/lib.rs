@@ -42,7 +42,6 @@ pub mod template;
 pub mod tty;
 
 use berth_api::client::{Client, resolve_host};
-use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::args::{Cli, Cmd};
@@ -53,7 +52,7 @@ use crate::error::{CliError, Result, run_exit_code};
 
 /// Runs the CLI with `args` (`args[0]` is the program name) and returns the exit status.
 pub fn main(args: Vec<String>) -> i32 {
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match Cli::parse_args(&args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -96,8 +95,8 @@ fn command_name(cmd: &Cmd) -> Option<&'static str> {
 }
 
 async fn dispatch(cli: Cli) -> i32 {
-    let host = resolve_host(cli.host.as_deref());
-    if let Some(dir) = cli.config.as_deref().filter(|d| !d.is_empty()) {
+    let host = resolve_host(cli.global.host.as_deref());
+    if let Some(dir) = cli.global.config.as_deref().filter(|d| !d.is_empty()) {
         auth::set_config_dir(dir.into());
     }
     let cmd = match cli.command {
@@ -194,6 +193,7 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     #[test]
     fn grammar_is_consistent() {
