@@ -307,20 +307,29 @@ impl Drop for MountGuard<'_> {
     }
 }
 
-#[test]
-fn overlay_mount_keeps_container_changes() {
+/// A store with one image whose layers are mounted for container `id` on `<dir>/rootfs`;
+/// `None` (the test skips) when not root or when overlay cannot mount here.
+fn mounted(id: &str, upper: Upper) -> Option<(Env, berth_image::Image, PathBuf)> {
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipping: needs root");
-        return;
+        return None;
     }
-    let Env { dir, store } = env();
-    let img = import(&store, rootfs_tar("lower"), Some("m"));
-    let target = dir.path().join("rootfs");
+    let env = env();
+    let img = import(&env.store, rootfs_tar("lower"), Some("m"));
+    let target = env.dir.path().join("rootfs");
     std::fs::create_dir(&target).unwrap();
-    if let Err(e) = store.mount_container("c1", &img, &target, Upper::Durable) {
+    if let Err(e) = env.store.mount_container(id, &img, &target, upper) {
         eprintln!("skipping: overlay mount failed here: {e}");
-        return;
+        return None;
     }
+    Some((env, img, target))
+}
+
+#[test]
+fn overlay_mount_keeps_container_changes() {
+    let Some((Env { dir, store }, img, target)) = mounted("c1", Upper::Durable) else {
+        return;
+    };
     {
         let _g = MountGuard(&store, target.clone());
         assert_eq!(std::fs::read(target.join("etc/marker")).unwrap(), b"lower");
@@ -376,18 +385,9 @@ fn overlay_options(target: &Path) -> Option<String> {
 
 #[test]
 fn a_volatile_upper_skips_syncs_and_mounts_again() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipping: needs root");
+    let Some((Env { dir: _dir, store }, img, target)) = mounted("v1", Upper::Volatile) else {
         return;
-    }
-    let Env { dir, store } = env();
-    let img = import(&store, rootfs_tar("lower"), Some("m"));
-    let target = dir.path().join("rootfs");
-    std::fs::create_dir(&target).unwrap();
-    if let Err(e) = store.mount_container("v1", &img, &target, Upper::Volatile) {
-        eprintln!("skipping: overlay mount failed here: {e}");
-        return;
-    }
+    };
     {
         let _g = MountGuard(&store, target.clone());
         let opts = overlay_options(&target).expect("overlay mounted");
