@@ -21,6 +21,7 @@ use crate::content::{digest_hex, finish_digest};
 use crate::error::ImageError;
 
 const TEMP_PREFIX: &str = "tmp-";
+const CONTAINER_PREFIX: &str = "ctr-";
 /// What overlay leaves in a work directory after a `volatile` mount; the kernel refuses to
 /// mount that work directory again while it is there.
 const VOLATILE_MARK: &str = "work/incompat";
@@ -37,7 +38,6 @@ pub enum Upper {
     /// without the option (before 5.10) mounts them durable.
     Volatile,
 }
-const CONTAINER_PREFIX: &str = "ctr-";
 
 /// The chain id of a layer on top of `parent` (the chain id of the layers below it):
 /// the diff id itself for a bottom layer, else `sha256(parent + " " + diff_id)`.
