@@ -2,7 +2,7 @@
 # Installs what Berth needs to build and run on Debian (run as root), plus any packages named
 # as arguments (the test suite adds its clients). Idempotent.
 set -euo pipefail
-need=(libseccomp-dev pkg-config busybox-static file procps iproute2 nftables iptables runc "$@")
+need=(gcc libseccomp-dev pkg-config busybox-static file procps iproute2 nftables iptables runc "$@")
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -243,6 +243,62 @@ fn a_restarted_auto_remove_container_stays_with_its_files_on_a_volatile_root() {
     ok(d.docker(&["rm", "-f", "kept"]));
 }
 
+/// CVE-2019-14271's class: an image with `ENV HOME=` and its own NSS module. runc fills in an
+/// empty HOME from the container's passwd file with its own parser; a runtime that asks glibc
+/// instead (libcontainer's init does, for an empty HOME) loads the module the image's
+/// nsswitch.conf names, inside the container, before the capabilities and the seccomp filter
+/// of the container's process are in place.
+#[test]
+fn an_image_cannot_get_its_nss_module_loaded_before_exec() {
+    let d = daemon();
+    let src = d.dir.join("evil.c");
+    std::fs::write(
+        &src,
+        "#include <fcntl.h>\n#include <unistd.h>\n\
+         __attribute__((constructor)) static void pwn(void) {\n\
+           int fd = open(\"/pwned\", O_CREAT | O_WRONLY, 0644);\n\
+           if (fd >= 0) close(fd);\n}\n",
+    )
+    .unwrap();
+    let so = d.dir.join("libnss_evil.so.2");
+    let cc = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .output()
+        .expect("cc (the C compiler Rust links with)");
+    assert!(cc.status.success(), "cc: {}", stderr(&cc));
+    let conf = d.dir.join("nsswitch.conf");
+    std::fs::write(&conf, "passwd: evil files\ngroup: evil files\n").unwrap();
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "mk",
+        "busybox",
+        "mkdir",
+        "-p",
+        "/lib/x86_64-linux-gnu",
+    ]));
+    let lib = "mk:/lib/x86_64-linux-gnu/libnss_evil.so.2";
+    ok(d.docker(&["cp", so.to_str().unwrap(), lib]));
+    ok(d.docker(&["cp", conf.to_str().unwrap(), "mk:/etc/nsswitch.conf"]));
+    ok(d.docker(&["commit", "--change", "ENV HOME=", "mk", "evil"]));
+    let script = "echo home=$HOME; ls /pwned 2>/dev/null || echo clean";
+    let out = ok(d.docker(&["run", "--rm", "evil", "sh", "-c", script]));
+    assert_eq!(
+        out, "home=/root\nclean",
+        "the image's NSS module ran before exec"
+    );
+    let out = ok(d.docker(&[
+        "run", "--rm", "-e", "HOME=", "-u", "nobody", "evil", "sh", "-c", script,
+    ]));
+    assert_eq!(
+        out, "home=/home\nclean",
+        "the home of nobody's passwd entry"
+    );
+    ok(d.docker(&["rm", "-f", "mk"]));
+}
+
 #[test]
 fn memory_limit_is_visible_and_enforced() {
     let d = daemon();

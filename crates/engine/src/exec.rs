@@ -228,6 +228,26 @@ impl Engine {
             env.retain(|x| x.split('=').next() != Some(key));
             env.push(e.clone());
         }
+        let rootfs = self.container_dir(&rec.id).join("rootfs");
+        let user = if cfg.user.is_empty() {
+            None
+        } else {
+            Some(
+                berth_runtime::user::resolve_exec_user(&rootfs, &cfg.user, &[])
+                    .map_err(|e| EngineError::InvalidArgument(e.to_string()))?,
+            )
+        };
+        // An `-e HOME=` must not reach the runtime empty (see `berth_runtime::spec::set_home`):
+        // it becomes the exec user's home, as runc makes it.
+        if env.iter().any(|e| e == "HOME=") {
+            let home = match &user {
+                Some(u) => u.home.clone(),
+                None => berth_runtime::user::resolve_exec_user(&rootfs, &rec.config.user, &[])
+                    .map(|u| u.home)
+                    .unwrap_or_default(),
+            };
+            berth_runtime::spec::set_home(&mut env, &home);
+        }
         process.set_args(Some(cfg.cmd.clone()));
         process.set_env(Some(env));
         process.set_terminal(Some(cfg.tty));
@@ -239,11 +259,8 @@ impl Engine {
             "/".to_owned()
         };
         process.set_cwd(cwd.into());
-        if !cfg.user.is_empty() {
-            let rootfs = self.container_dir(&rec.id).join("rootfs");
-            let user = berth_runtime::user::resolve(&rootfs, &cfg.user, &[])
-                .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
-            process.set_user(user);
+        if let Some(user) = user {
+            process.set_user(user.to_oci());
         }
         if cfg.privileged {
             let caps = berth_runtime::defaults::privileged_capabilities();

@@ -303,6 +303,15 @@ pub fn build_spec(spec: &ContainerSpec) -> Result<oci_spec::runtime::Spec, Runti
     serde_json::from_value(build_spec_json(spec)?).map_err(|e| RuntimeError::Spec(e.to_string()))
 }
 
+/// Replaces a missing or empty `HOME` in `env` with `home`; a non-empty one stays.
+pub fn set_home(env: &mut Vec<String>, home: &str) {
+    env.retain(|e| e != "HOME=");
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = if home.is_empty() { "/" } else { home };
+        env.push(format!("HOME={home}"));
+    }
+}
+
 /// [`build_spec`] as the JSON of `config.json`.
 pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
     if spec.args.is_empty() {
@@ -343,9 +352,12 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
     if spec.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
-    }
+    // As runc: a missing or empty HOME is the user's home from the container's passwd file
+    // (read by `user`'s own parser). An empty one must never reach libcontainer: its init
+    // would look the user up with glibc's NSS inside the container, which loads whatever
+    // `libnss_*` module the image's /etc/nsswitch.conf names, into a process that still holds
+    // capabilities and no seccomp filter yet. (An image's `ENV HOME=` is enough to ask.)
+    set_home(&mut env, &user.home);
 
     // Rlimits: never above this process's hard limit (the host root here lacks
     // CAP_SYS_RESOURCE, and raising one would fail in the container's init anyway).
@@ -662,6 +674,19 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_or_missing_home_is_filled_and_a_set_one_stays() {
+        let mut env = vec!["A=1".to_owned(), "HOME=".to_owned()];
+        set_home(&mut env, "/root");
+        assert_eq!(env, ["A=1", "HOME=/root"]);
+        let mut env = vec!["HOME=/data".to_owned()];
+        set_home(&mut env, "/root");
+        assert_eq!(env, ["HOME=/data"]);
+        let mut env = Vec::new();
+        set_home(&mut env, "");
+        assert_eq!(env, ["HOME=/"]);
+    }
 
     fn base() -> (tempfile::TempDir, ContainerSpec) {
         let dir = tempfile::tempdir().unwrap();
