@@ -93,7 +93,8 @@ impl Runtime for Libcontainer {
     fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
         let builder = self.builder(id, stdio)?;
         let builder = match seccomp_bpf::prepare(&self.root, bundle)? {
-            Some((prepared, executor)) => builder.with_executor(executor).as_init(prepared),
+            Some((prepared, Some(executor))) => builder.with_executor(executor).as_init(prepared),
+            Some((prepared, None)) => builder.as_init(prepared),
             None => builder.as_init(bundle),
         };
         let container = builder
@@ -119,6 +120,9 @@ impl Runtime for Libcontainer {
     ) -> Result<i32, RuntimeError> {
         let container = self.load(id)?;
         let mut process = process.clone();
+        // No empty HOME for libcontainer's glibc lookup inside the container (see `prepare`).
+        let rootfs = rootfs_of(container.bundle()).unwrap_or_default();
+        crate::user::fill_home(&mut process, &rootfs);
         let executor = seccomp_bpf::prepare_exec(&self.root, container.bundle(), &mut process)?;
         let dir = self.root.join(id);
         let path = dir.join(format!("exec-{}.json", rand_suffix()));
@@ -179,6 +183,17 @@ impl Runtime for Libcontainer {
         };
         Ok((status, c.pid().map(|p| p.as_raw())))
     }
+}
+
+/// The root filesystem path of the bundle at `bundle`, made absolute.
+fn rootfs_of(bundle: &Path) -> Option<PathBuf> {
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()?;
+    let root = spec.root().as_ref()?.path().clone();
+    Some(if root.is_relative() {
+        bundle.join(root)
+    } else {
+        root
+    })
 }
 
 /// A short random suffix for per-call files.

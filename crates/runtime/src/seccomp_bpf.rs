@@ -413,18 +413,70 @@ impl Executor for SeccompExecutor {
     }
 }
 
-/// Rewrites the container's `spec` for the cached filter: takes `linux.seccomp` out, lends the
-/// process the capabilities to install it, and writes the result with the original object into
-/// `<bundle>/.berth-embedded/`. Returns that directory and the executor, or `None` when the spec
-/// keeps libcontainer's own seccomp path.
+/// Rewrites the container's spec for libcontainer and writes it, with the original seccomp
+/// object, into `<bundle>/.berth-embedded/`:
+/// - a missing or empty `HOME` is filled from the container's passwd file
+///   ([`crate::user::fill_home`]);
+/// - for the cached filter, `linux.seccomp` goes and the process is lent the capabilities to
+///   install it; the executor then does.
+///
+/// Returns that directory and the executor (`None` when seccomp keeps libcontainer's own path),
+/// or `None` when the original bundle can go to libcontainer as it is.
 pub(crate) fn prepare(
     state_root: &Path,
     bundle: &Path,
-) -> Result<Option<(PathBuf, SeccompExecutor)>, RuntimeError> {
+) -> Result<Option<(PathBuf, Option<SeccompExecutor>)>, RuntimeError> {
     // A filter left by an earlier start must not outlive a spec that no longer has one.
     let _ = std::fs::remove_file(bundle.join(PREPARED_BUNDLE).join(EXEC_FILTER_FILE));
     let config = bundle.join("config.json");
     let mut spec = Spec::load(&config).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+    if let Some(root) = spec.root().clone() {
+        let mut root = root;
+        if root.path().is_relative() {
+            root.set_path(bundle.join(root.path()));
+        }
+        spec.set_root(Some(root));
+    }
+    let mut home_filled = false;
+    if let (Some(mut process), Some(root)) = (spec.process().clone(), spec.root().clone()) {
+        home_filled = crate::user::fill_home(&mut process, root.path());
+        spec.set_process(Some(process));
+    }
+    let cached = cached_filter(state_root, &mut spec)?;
+    if cached.is_none() && !home_filled {
+        return Ok(None);
+    }
+    let dir = bundle.join(PREPARED_BUNDLE);
+    std::fs::create_dir_all(&dir).map_err(RuntimeError::io("create", &dir))?;
+    let spec_json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+    let mut files = vec![("config.json", spec_json)];
+    let executor = match cached {
+        Some((seccomp, filter, borrowed)) => {
+            let seccomp_json =
+                serde_json::to_vec(&seccomp).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+            files.push((SECCOMP_FILE, seccomp_json));
+            files.push((EXEC_FILTER_FILE, filter.exec_file()));
+            Some(SeccompExecutor { filter, borrowed })
+        }
+        None => {
+            let _ = std::fs::remove_file(dir.join(SECCOMP_FILE));
+            None
+        }
+    };
+    for (name, data) in files {
+        let path = dir.join(name);
+        store(&dir, &path, &data).map_err(RuntimeError::io("write", &path))?;
+    }
+    Ok(Some((dir, executor)))
+}
+
+/// For the cached filter: takes `linux.seccomp` out of `spec` and lends its process the
+/// capabilities to install it. Returns the original object, the filter and what was lent, or
+/// `None` when the spec keeps libcontainer's own seccomp path (left unchanged then).
+fn cached_filter(
+    state_root: &Path,
+    spec: &mut Spec,
+) -> Result<Option<(LinuxSeccomp, Filter, Borrowed)>, RuntimeError> {
     let Some(mut linux) = spec.linux().clone() else {
         return Ok(None);
     };
@@ -447,27 +499,7 @@ pub(crate) fn prepare(
     linux.set_seccomp(None);
     spec.set_linux(Some(linux));
     spec.set_process(Some(process));
-    if let Some(root) = spec.root().clone() {
-        let mut root = root;
-        if root.path().is_relative() {
-            root.set_path(bundle.join(root.path()));
-        }
-        spec.set_root(Some(root));
-    }
-    let dir = bundle.join(PREPARED_BUNDLE);
-    std::fs::create_dir_all(&dir).map_err(RuntimeError::io("create", &dir))?;
-    let seccomp_json =
-        serde_json::to_vec(&seccomp).map_err(|e| RuntimeError::Spec(e.to_string()))?;
-    let spec_json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::Spec(e.to_string()))?;
-    for (name, data) in [
-        (SECCOMP_FILE, seccomp_json),
-        (EXEC_FILTER_FILE, filter.exec_file()),
-        ("config.json", spec_json),
-    ] {
-        let path = dir.join(name);
-        store(&dir, &path, &data).map_err(RuntimeError::io("write", &path))?;
-    }
-    Ok(Some((dir, SeccompExecutor { filter, borrowed })))
+    Ok(Some((seccomp, filter, borrowed)))
 }
 
 /// For an exec into a container (its libcontainer bundle is `bundle`): lends `process` the
@@ -482,9 +514,20 @@ pub(crate) fn prepare_exec(
 ) -> Result<Option<SeccompExecutor>, RuntimeError> {
     let prepared = bundle.file_name().is_some_and(|n| n == PREPARED_BUNDLE);
     let seccomp: Option<LinuxSeccomp> = if prepared {
+        // A prepared bundle without the file: the spec had no filter, or libcontainer
+        // installs it (`prepare` leaves `linux.seccomp` in the prepared spec then).
         let path = bundle.join(SECCOMP_FILE);
-        let data = std::fs::read(&path).map_err(RuntimeError::io("read", &path))?;
-        Some(serde_json::from_slice(&data).map_err(|e| RuntimeError::Spec(e.to_string()))?)
+        match std::fs::read(&path) {
+            Ok(data) => {
+                Some(serde_json::from_slice(&data).map_err(|e| RuntimeError::Spec(e.to_string()))?)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let config = bundle.join("config.json");
+                let spec = Spec::load(&config).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+                spec.linux().as_ref().and_then(|l| l.seccomp().clone())
+            }
+            Err(e) => return Err(RuntimeError::io("read", &path)(e)),
+        }
     } else {
         let config = bundle.join("config.json");
         let spec = Spec::load(&config).map_err(|e| RuntimeError::Spec(e.to_string()))?;
@@ -552,6 +595,46 @@ mod tests {
         c.set_inheritable(Some(HashSet::new()));
         c.set_ambient(Some(HashSet::new()));
         c
+    }
+
+    #[test]
+    fn an_empty_home_is_filled_from_the_containers_passwd_in_a_prepared_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
+        std::fs::write(
+            bundle.join("rootfs/etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/srv/app:/bin/sh\n",
+        )
+        .unwrap();
+        let mut spec = Spec::default();
+        let mut process = spec.process().clone().unwrap();
+        let mut user = process.user().clone();
+        user.set_uid(1000);
+        process.set_user(user);
+        process.set_env(Some(vec!["PATH=/bin".into(), "HOME=".into()]));
+        spec.set_process(Some(process));
+        if let Some(mut linux) = spec.linux().clone() {
+            linux.set_seccomp(None);
+            spec.set_linux(Some(linux));
+        }
+        spec.set_hooks(None);
+        spec.save(bundle.join("config.json")).unwrap();
+        let state = dir.path().join("state");
+        let (prepared, executor) = prepare(&state, &bundle).unwrap().expect("a prepared spec");
+        assert!(executor.is_none(), "no filter in this spec");
+        assert_eq!(prepared, bundle.join(PREPARED_BUNDLE));
+        let out = Spec::load(prepared.join("config.json")).unwrap();
+        let env = out.process().as_ref().unwrap().env().clone().unwrap();
+        assert_eq!(env, ["PATH=/bin", "HOME=/srv/app"]);
+        assert_eq!(out.root().as_ref().unwrap().path(), &bundle.join("rootfs"));
+        // A spec with a HOME of its own goes to libcontainer as it is.
+        let mut spec = out;
+        let mut process = spec.process().clone().unwrap();
+        process.set_env(Some(vec!["HOME=/x".into()]));
+        spec.set_process(Some(process));
+        spec.save(bundle.join("config.json")).unwrap();
+        assert!(prepare(&state, &bundle).unwrap().is_none());
     }
 
     #[test]

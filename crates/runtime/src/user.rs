@@ -108,6 +108,27 @@ fn parse_group(s: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
+/// Fills a missing or empty `HOME` in `process`'s environment with the home of its uid in the
+/// passwd file under `rootfs` (read by this module's parser, never glibc's NSS), as runc does;
+/// true when the environment changed. libcontainer's init would otherwise ask glibc inside the
+/// container (see `spec::set_home`).
+pub fn fill_home(process: &mut oci_spec::runtime::Process, rootfs: &Path) -> bool {
+    let mut env = process.env().clone().unwrap_or_default();
+    if env
+        .iter()
+        .any(|e| e.starts_with("HOME=") && e.len() > "HOME=".len())
+    {
+        return false;
+    }
+    let uid = process.user().uid().to_string();
+    let home = resolve_exec_user(rootfs, &uid, &[])
+        .map(|u| u.home)
+        .unwrap_or_default();
+    crate::spec::set_home(&mut env, &home);
+    process.set_env(Some(env));
+    true
+}
+
 /// Resolves `user` and `group_add` inside `rootfs` to OCI `process.user`.
 pub fn resolve(rootfs: &Path, user: &str, group_add: &[String]) -> Result<User, RuntimeError> {
     resolve_exec_user(rootfs, user, group_add).map(|u| u.to_oci())
