@@ -72,6 +72,17 @@ fn errors_have_docker_status_and_body() {
     let r = d.http("POST", "/containers/create", Some(br#"{"Image":"ghost"}"#));
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.json()["message"], "No such image: ghost:latest");
+    // Conflicting settings, in dockerd's words.
+    let r = d.http(
+        "POST",
+        "/containers/create",
+        Some(br#"{"Image":"busybox","HostConfig":{"AutoRemove":true,"RestartPolicy":{"Name":"always"}}}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.json()["message"],
+        "can't create 'AutoRemove' container with restart policy"
+    );
     // A name in use: 409.
     let body = br#"{"Image":"busybox","Cmd":["true"]}"#;
     assert_eq!(

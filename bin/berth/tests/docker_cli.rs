@@ -230,6 +230,16 @@ fn a_restarted_auto_remove_container_stays_with_its_files_on_a_volatile_root() {
         "run",
         "the second run reads the first's file"
     );
+    // Its restart policy stays "no", in Docker's words.
+    let o = d.docker(&["update", "--restart", "always", "rmc"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!(
+            "Cannot update container {rm}: Restart policy cannot be updated because AutoRemove is enabled"
+        )),
+        "{}",
+        stderr(&o)
+    );
     // A stop still removes it.
     ok(d.docker(&["stop", "-t", "1", "rmc"]));
     let deadline = Instant::now() + Duration::from_secs(10);

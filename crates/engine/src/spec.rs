@@ -131,7 +131,7 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
         }
     }
     if hc.auto_remove && !matches!(hc.restart_policy.name.as_str(), "" | "no") {
-        return bad("Conflicting options: --restart and --rm");
+        return bad("can't create 'AutoRemove' container with restart policy");
     }
     if hc.network_mode() == "container:" {
         return bad("invalid network mode: container: needs a container name or id");

@@ -90,7 +90,6 @@ fn merged(hc: &HostConfig, u: &UpdateConfig) -> Result<HostConfig> {
                 .into(),
         ));
     }
-    crate::spec::validate_host_config(&n)?;
     Ok(n)
 }
 
@@ -219,7 +218,7 @@ fn writes(h: &Hierarchy, rel: &str, u: &UpdateConfig, n: &HostConfig) -> Vec<Wri
 fn write(path: &Path, value: &str) -> Result<()> {
     std::fs::write(path, value).map_err(|e| {
         EngineError::InvalidArgument(format!(
-            "Cannot update container: failed to write {value:?} to {}: {e}",
+            "failed to write {value:?} to {}: {e}",
             path.display()
         ))
     })
@@ -231,7 +230,16 @@ impl Engine {
         let h = self.resolve(key)?;
         let _op = h.op.lock().await;
         let rec = h.record();
-        let n = merged(&rec.host_config, u)?;
+        // As moby: the settings' own checks answer as they are; what the container refuses
+        // (its restart policy, its current limits, the cgroup writes) names the container.
+        let cannot = |e: EngineError| match e {
+            EngineError::InvalidArgument(m) => {
+                EngineError::InvalidArgument(format!("Cannot update container {}: {m}", rec.id))
+            }
+            other => other,
+        };
+        let n = merged(&rec.host_config, u).map_err(cannot)?;
+        crate::spec::validate_host_config(&n)?;
         let mut warnings = Vec::new();
         if matches!(rec.state.status, Status::Running | Status::Paused) {
             let rel = format!(
@@ -249,12 +257,12 @@ impl Engine {
                         );
                         continue;
                     }
-                    return Err(EngineError::InvalidArgument(format!(
-                        "Cannot update container: {} is not available on this host",
+                    return Err(cannot(EngineError::InvalidArgument(format!(
+                        "{} is not available on this host",
                         path.display()
-                    )));
+                    ))));
                 }
-                write(&path, &value)?;
+                write(&path, &value).map_err(cannot)?;
             }
         }
         let mut r = crate::lock(&h.rec);
