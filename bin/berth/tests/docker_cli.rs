@@ -309,6 +309,78 @@ fn an_image_cannot_get_its_nss_module_loaded_before_exec() {
     ok(d.docker(&["rm", "-f", "mk"]));
 }
 
+/// Behaviour checked side by side against dockerd 20.10 (`../shared/peers`), through the docker
+/// CLI: working directories, `--entrypoint ""`, supplementary groups, and the wording of the
+/// usual refusals.
+#[test]
+fn details_match_dockerd() {
+    let d = daemon();
+    // A missing working directory is made (root's, 0755), through symlinks inside the root;
+    // a file in the way is refused.
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "-u",
+        "nobody",
+        "-w",
+        "/made/./x/../here",
+        "busybox",
+        "sh",
+        "-c",
+        "pwd; stat -c '%U %a' /made/here",
+    ]));
+    assert_eq!(out, "/made/here\nroot 755");
+    let o = d.docker(&["run", "--rm", "-w", "/etc/passwd", "busybox", "pwd"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("Cannot mkdir: /etc/passwd is not a directory"),
+        "{}",
+        stderr(&o)
+    );
+    // `--entrypoint ""`: no entrypoint; then the image's cmd does not apply either.
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "--entrypoint", "", "busybox", "echo", "hi"])),
+        "hi"
+    );
+    let o = d.docker(&["run", "--rm", "--entrypoint", "", "busybox"]);
+    assert!(
+        stderr(&o).contains("No command specified"),
+        "{}",
+        stderr(&o)
+    );
+    // The primary group is a supplementary group too.
+    for (user, want) in [
+        ("1234", "uid=1234 gid=0(root) groups=0(root)"),
+        (
+            "nobody:root",
+            "uid=65534(nobody) gid=0(root) groups=0(root)",
+        ),
+    ] {
+        assert_eq!(
+            ok(d.docker(&["run", "--rm", "-u", user, "busybox", "id"])),
+            want
+        );
+    }
+    // Refusals, in dockerd's words.
+    let id = ok(d.docker(&["create", "--name", "c1", "busybox", "true"]));
+    ok(d.docker(&["create", "--name", "c2", "busybox", "true"]));
+    let o = d.docker(&["kill", "c1"]);
+    assert!(
+        stderr(&o).contains(&format!(
+            "Cannot kill container: c1: Container {id} is not running"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.docker(&["rename", "c2", "c1"]);
+    assert!(
+        stderr(&o).contains("Error when allocating new name: Conflict. The container name \"/c1\""),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.docker(&["rm", "-f", "c1", "c2"]));
+}
+
 #[test]
 fn memory_limit_is_visible_and_enforced() {
     let d = daemon();

@@ -331,6 +331,24 @@ fn under(dest: &Path, p: &Path) -> Option<Option<(OsString, PathBuf)>> {
     Some(Some((name.clone(), dir)))
 }
 
+/// Creates a container's working directory in its root filesystem when it is missing, as
+/// moby's `SetupWorkingDirectory` does at start (owned by root, mode 0755), resolving the path
+/// the way the container would (symlinks stay inside the root).
+pub(crate) fn make_working_dir(rootfs: &Path, dir: &str) -> Result<()> {
+    let clean = crate::spec::clean_path(dir);
+    let root =
+        Root::open(rootfs, "").map_err(EngineError::io(format!("open {}", rootfs.display())))?;
+    match root.dir_at(Path::new(clean.trim_start_matches('/'))) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Err(EngineError::InvalidArgument(
+            format!("Cannot mkdir: {dir} is not a directory"),
+        )),
+        Err(e) => Err(EngineError::io(format!(
+            "create the working directory {dir}"
+        ))(e)),
+    }
+}
+
 impl Root {
     /// Opens (creating missing directories) the directory `rel` inside the root, resolving
     /// like the container would.

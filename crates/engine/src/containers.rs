@@ -453,6 +453,9 @@ impl Engine {
         std::fs::create_dir_all(&rootfs)
             .map_err(EngineError::io(format!("create {}", rootfs.display())))?;
         self.mount_rootfs(rec, &image, &rootfs)?;
+        if !rec.config.working_dir.is_empty() {
+            crate::archive::make_working_dir(&rootfs, &rec.config.working_dir)?;
+        }
         let mounts = self.prepare_mounts(h, rec, &rootfs)?;
 
         let hc = &rec.host_config;
@@ -845,7 +848,7 @@ impl Engine {
         let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
         if !rec.state.is_running() {
             return Err(EngineError::Conflict(format!(
-                "Container {} is not running",
+                "Cannot kill container: {key}: Container {} is not running",
                 rec.id
             )));
         }
@@ -1169,7 +1172,12 @@ impl Engine {
             .containers
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        name_free(&map, new_name)?;
+        name_free(&map, new_name).map_err(|e| match e {
+            EngineError::Conflict(m) => {
+                EngineError::Conflict(format!("Error when allocating new name: {m}"))
+            }
+            other => other,
+        })?;
         let snap = {
             let mut r = lock(&h.rec);
             r.name = new_name.to_owned();
@@ -1440,7 +1448,6 @@ fn restart_delay(rec: &ContainerRecord) -> Option<Duration> {
     Some(Duration::from_millis(100u64.saturating_mul(1 << exp)).min(Duration::from_secs(60)))
 }
 
-/// The exit code Docker gives a container whose process could not start.
 /// Docker's conflict when another container already has `name`.
 fn name_free(map: &HashMap<String, Arc<ContainerHandle>>, name: &str) -> Result<()> {
     match map.values().find(|h| lock(&h.rec).name == name) {
@@ -1453,6 +1460,7 @@ fn name_free(map: &HashMap<String, Arc<ContainerHandle>>, name: &str) -> Result<
     }
 }
 
+/// The exit code Docker gives a container whose process could not start.
 pub(crate) fn start_error_code(msg: &str) -> i64 {
     if msg.contains("executable file not found") || msg.contains("no such file or directory") {
         127

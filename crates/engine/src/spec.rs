@@ -34,6 +34,10 @@ pub fn merge_image_config(user: &mut Config, image: &Config) -> Result<()> {
     if user.working_dir.is_empty() {
         user.working_dir = image.working_dir.clone();
     }
+    if !user.working_dir.is_empty() {
+        // As moby's SetupWorkingDirectory: the path, cleaned (`/a/./b/../c` is `/a/c`).
+        user.working_dir = clean_path(&user.working_dir);
+    }
     if user.user.is_empty() {
         user.user = image.user.clone();
     }
@@ -61,12 +65,36 @@ pub fn merge_image_config(user: &mut Config, image: &Config) -> Result<()> {
     if user.on_build.is_none() {
         user.on_build = image.on_build.clone();
     }
+    // `--entrypoint ""` sends `[""]`: no entrypoint at all, and (as it was not empty above)
+    // neither the image's entrypoint nor its cmd. As moby's mergeAndVerifyConfig.
+    if user
+        .entrypoint
+        .as_deref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty())
+    {
+        user.entrypoint = None;
+    }
     let entry = user.entrypoint.clone().unwrap_or_default();
     let cmd = user.cmd.clone().unwrap_or_default();
     if entry.iter().chain(cmd.iter()).next().is_none() {
         return Err(EngineError::InvalidArgument("No command specified".into()));
     }
     Ok(())
+}
+
+/// `path` cleaned lexically, as Go's `filepath.Clean` does for an absolute path.
+pub(crate) fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// The process argv: entrypoint then cmd.
@@ -525,6 +553,16 @@ mod tests {
         assert_eq!(c.env.unwrap(), ["PATH=/bin", "A=2"]);
         let mut c = cfg(None, None);
         let err = merge_image_config(&mut c, &Config::default()).unwrap_err();
+        assert_eq!(err.to_string(), "No command specified");
+        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
+        assert_eq!(clean_path("/../x"), "/x");
+        // `--entrypoint ""`: none at all, the cmd given runs; without one, nothing to run.
+        let mut c = cfg(Some(&[""]), Some(&["echo", "hi"]));
+        merge_image_config(&mut c, &image).unwrap();
+        assert_eq!(c.entrypoint, None);
+        assert_eq!(argv(&c), ["echo", "hi"]);
+        let mut c = cfg(Some(&[""]), None);
+        let err = merge_image_config(&mut c, &image).unwrap_err();
         assert_eq!(err.to_string(), "No command specified");
     }
 

@@ -204,6 +204,11 @@ fn resolve_with(
     if out.home.is_empty() {
         out.home = "/".into();
     }
+    // As in Docker's containers, the primary group is a supplementary group too (`id` shows
+    // `groups=<gid>,...`; the kernel keeps the list sorted).
+    if !out.additional_gids.contains(&out.gid) {
+        out.additional_gids.insert(0, out.gid);
+    }
     Ok(out)
 }
 
@@ -229,23 +234,24 @@ mod tests {
     }
 
     #[test]
-    fn resolves_like_runc() {
+    fn resolves_like_docker() {
         assert_eq!(r("", &[]).unwrap().home, "/root");
         let www = r("www", &[]).unwrap();
         assert_eq!(
             (www.uid, www.gid, www.additional_gids.clone()),
-            (33, 33, vec![10])
+            (33, 33, vec![33, 10])
         );
         assert_eq!(www.home, "/var/www");
         let n = r("1234", &[]).unwrap();
         assert_eq!((n.uid, n.gid, n.home.as_str()), (1234, 0, "/"));
         let ug = r("www:nogroup", &[]).unwrap();
         assert_eq!((ug.uid, ug.gid), (33, 65534));
-        assert!(ug.additional_gids.is_empty());
+        // The primary group is always a supplementary one too, as in Docker's containers.
+        assert_eq!(ug.additional_gids, vec![65534]);
         assert_eq!(r("1:2", &[]).unwrap().gid, 2);
         assert_eq!(
             r("", &["wheel", "99"]).unwrap().additional_gids,
-            vec![10, 99]
+            vec![0, 10, 99]
         );
     }
 
