@@ -361,6 +361,24 @@ fn details_match_dockerd() {
             want
         );
     }
+    // A container that never started commits (nothing changed); Config.Env is the request's
+    // variables then the image's others, and null when neither has any.
+    ok(d.docker(&["create", "--name", "mk", "busybox", "true"]));
+    ok(d.docker(&[
+        "commit", "--change", "ENV A=1", "--change", "ENV P=/x", "mk", "envimg",
+    ]));
+    ok(d.docker(&[
+        "create", "--name", "ce", "-e", "B=2", "-e", "A=9", "envimg", "true",
+    ]));
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{json .Config.Env}}", "ce"])),
+        r#"["B=2","A=9","P=/x"]"#
+    );
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{json .Config.Env}}", "mk"])),
+        "null"
+    );
+    ok(d.docker(&["rm", "-f", "mk", "ce"]));
     // Refusals, in dockerd's words.
     let id = ok(d.docker(&["create", "--name", "c1", "busybox", "true"]));
     ok(d.docker(&["create", "--name", "c2", "busybox", "true"]));

@@ -23,14 +23,19 @@ pub fn merge_image_config(user: &mut Config, image: &Config) -> Result<()> {
             user.entrypoint = image.entrypoint.clone();
         }
     }
-    // Image env first; the request's entries override by key.
-    let mut env: Vec<String> = image.env.clone().unwrap_or_default();
-    for e in user.env.clone().unwrap_or_default() {
-        let key = e.split('=').next().unwrap_or("");
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(e);
+    // As moby's merge: the request's env, then the image's entries it does not set; none at
+    // all (inspect's `null`) when neither has any.
+    match user.env.as_mut().filter(|e| !e.is_empty()) {
+        None => user.env = image.env.clone(),
+        Some(env) => {
+            let key = |e: &str| e.split('=').next().unwrap_or("").to_owned();
+            for e in image.env.iter().flatten() {
+                if !env.iter().any(|u| key(u) == key(e)) {
+                    env.push(e.clone());
+                }
+            }
+        }
     }
-    user.env = Some(env);
     if user.working_dir.is_empty() {
         user.working_dir = image.working_dir.clone();
     }
@@ -550,7 +555,10 @@ mod tests {
             ..cfg(None, Some(&["x"]))
         };
         merge_image_config(&mut c, &image).unwrap();
-        assert_eq!(c.env.unwrap(), ["PATH=/bin", "A=2"]);
+        assert_eq!(c.env.unwrap(), ["A=2", "PATH=/bin"]);
+        let mut c = cfg(None, Some(&["x"]));
+        merge_image_config(&mut c, &Config::default()).unwrap();
+        assert_eq!(c.env, None);
         let mut c = cfg(None, None);
         let err = merge_image_config(&mut c, &Config::default()).unwrap_err();
         assert_eq!(err.to_string(), "No command specified");

@@ -820,6 +820,9 @@ impl ImageStore {
         skip: Skip,
     ) -> Result<LayerRef, ImageError> {
         let upper = self.snapshots.container_upper(container_id)?;
+        // A container that never started has no upper directory yet: it changed nothing.
+        std::fs::create_dir_all(&upper)
+            .map_err(ImageError::io(format!("create {}", upper.display())))?;
         let upper_fd = rustix::fs::open(
             &upper,
             rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
