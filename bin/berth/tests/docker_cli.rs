@@ -378,7 +378,31 @@ fn details_match_dockerd() {
         ok(d.docker(&["inspect", "-f", "{{json .Config.Env}}", "mk"])),
         "null"
     );
-    ok(d.docker(&["rm", "-f", "mk", "ce"]));
+    // ps quotes an argument that has a space, as moby's list does.
+    assert_eq!(
+        ok(d.docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=ce",
+            "--format",
+            "{{.Command}}"
+        ])),
+        "\"true\""
+    );
+    ok(d.docker(&["create", "--name", "qq", "busybox", "sh", "-c", "exit 2"]));
+    assert_eq!(
+        ok(d.docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=qq",
+            "--format",
+            "{{.Command}}"
+        ])),
+        "\"sh -c 'exit 2'\""
+    );
+    ok(d.docker(&["rm", "-f", "mk", "ce", "qq"]));
     // Refusals, in dockerd's words.
     let id = ok(d.docker(&["create", "--name", "c1", "busybox", "true"]));
     ok(d.docker(&["create", "--name", "c2", "busybox", "true"]));

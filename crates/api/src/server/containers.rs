@@ -131,8 +131,15 @@ pub(super) fn summaries(ctx: &Ctx, recs: &[ContainerRecord], sizes: bool) -> Vec
             } else {
                 (None, None)
             };
+            // As moby's list: arguments with a space are single-quoted.
             let mut command = vec![rec.path.clone()];
-            command.extend(rec.args.iter().cloned());
+            command.extend(rec.args.iter().map(|a| {
+                if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.clone()
+                }
+            }));
             let networks = super::networks::summary_networks(rec);
             ContainerSummary {
                 id: rec.id.clone(),
