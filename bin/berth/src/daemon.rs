@@ -218,6 +218,13 @@ fn run(flags: Flags) -> Result<()> {
         };
     }
     cfg.log_opts = file.log_opts.clone();
+    match file.log_driver.as_deref() {
+        None => {}
+        Some(d @ ("json-file" | "none")) => cfg.log_driver = d.to_owned(),
+        Some(other) => tracing::warn!(
+            "log-driver {other:?} is not supported (json-file, none): containers log as json-file"
+        ),
+    }
     cfg.insecure_registries = file.insecure_registries.clone();
     cfg.insecure_registries
         .extend(flags.insecure_registries.iter().cloned());

@@ -302,6 +302,11 @@ impl Engine {
             None => None,
         };
         let args = spec::argv(&config);
+        let mut host_config = host_config;
+        // As dockerd: the daemon's default driver is written into the container's config.
+        if host_config.log_config.kind.is_empty() {
+            host_config.log_config.kind = self.inner.cfg.log_driver.clone();
+        }
         let mut planned = self.plan_mounts(&config, &host_config)?;
         let networks = self.plan_container_networks(&host_config, &endpoints)?;
         let mut rec = ContainerRecord {

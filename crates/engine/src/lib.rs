@@ -64,6 +64,8 @@ pub struct EngineConfig {
     pub cgroup_parent: String,
     /// Default log options (`log-opts` in daemon.json): max-size, max-file.
     pub log_opts: BTreeMap<String, String>,
+    /// The log driver of a container that names none (`log-driver`): `json-file` or `none`.
+    pub log_driver: String,
     /// Registries reached without certificate checks (`insecure-registries`).
     pub insecure_registries: Vec<String>,
     /// Pull-through mirrors of Docker Hub (`registry-mirrors`).
@@ -96,6 +98,7 @@ impl EngineConfig {
             default_runtime: "berth".into(),
             cgroup_parent: "/berth".into(),
             log_opts: BTreeMap::new(),
+            log_driver: "json-file".into(),
             insecure_registries: Vec::new(),
             registry_mirrors: Vec::new(),
             bridge: String::new(),
