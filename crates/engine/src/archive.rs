@@ -335,7 +335,7 @@ fn under(dest: &Path, p: &Path) -> Option<Option<(OsString, PathBuf)>> {
 /// moby's `SetupWorkingDirectory` does at start (owned by root, mode 0755), resolving the path
 /// the way the container would (symlinks stay inside the root).
 pub(crate) fn make_working_dir(rootfs: &Path, dir: &str) -> Result<()> {
-    let clean = crate::spec::clean_path(dir);
+    let clean = crate::volumes::mounts::clean(dir);
     let root =
         Root::open(rootfs, "").map_err(EngineError::io(format!("open {}", rootfs.display())))?;
     match root.dir_at(Path::new(clean.trim_start_matches('/'))) {

@@ -41,7 +41,7 @@ pub fn merge_image_config(user: &mut Config, image: &Config) -> Result<()> {
     }
     if !user.working_dir.is_empty() {
         // As moby's SetupWorkingDirectory: the path, cleaned (`/a/./b/../c` is `/a/c`).
-        user.working_dir = clean_path(&user.working_dir);
+        user.working_dir = mounts::clean(&user.working_dir);
     }
     if user.user.is_empty() {
         user.user = image.user.clone();
@@ -85,21 +85,6 @@ pub fn merge_image_config(user: &mut Config, image: &Config) -> Result<()> {
         return Err(EngineError::InvalidArgument("No command specified".into()));
     }
     Ok(())
-}
-
-/// `path` cleaned lexically, as Go's `filepath.Clean` does for an absolute path.
-pub(crate) fn clean_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// The process argv: entrypoint then cmd.
@@ -562,8 +547,8 @@ mod tests {
         let mut c = cfg(None, None);
         let err = merge_image_config(&mut c, &Config::default()).unwrap_err();
         assert_eq!(err.to_string(), "No command specified");
-        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
-        assert_eq!(clean_path("/../x"), "/x");
+        assert_eq!(mounts::clean("/a/./b/../c/"), "/a/c");
+        assert_eq!(mounts::clean("/../x"), "/x");
         // `--entrypoint ""`: none at all, the cmd given runs; without one, nothing to run.
         let mut c = cfg(Some(&[""]), Some(&["echo", "hi"]));
         merge_image_config(&mut c, &image).unwrap();
