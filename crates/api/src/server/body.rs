@@ -120,10 +120,26 @@ pub fn forward(
                 ))),
             };
             let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+            if tx.send(item).await.is_err() {
+                // The reader stopped early (it refused what it read). The rest is read and
+                // dropped, up to a bound, so that the client finishes sending and reads the
+                // answer instead of failing its write on a closed connection.
+                let mut drained = 0u64;
+                while let Some(Ok(f)) = incoming.frame().await {
+                    drained += f.data_ref().map_or(0, |d| d.len() as u64);
+                    if drained > DRAIN_MAX {
+                        return;
+                    }
+                }
+                return;
+            }
+            if failed {
                 return;
             }
         }
     });
     rx
 }
+
+/// How much of a request body is still read after its consumer stopped early.
+const DRAIN_MAX: u64 = 64 << 20;
