@@ -306,7 +306,13 @@ fn an_image_cannot_get_its_nss_module_loaded_before_exec() {
         out, "home=/home\nclean",
         "the home of nobody's passwd entry"
     );
-    ok(d.docker(&["rm", "-f", "mk"]));
+    // An exec with an empty HOME gets the exec user's home too.
+    ok(d.docker(&["run", "-d", "--name", "ev", "evil", "sleep", "1000"]));
+    let out = ok(d.docker(&[
+        "exec", "-e", "HOME=", "-u", "nobody", "ev", "sh", "-c", script,
+    ]));
+    assert_eq!(out, "home=/home\nclean");
+    ok(d.docker(&["rm", "-f", "mk", "ev"]));
 }
 
 /// Behaviour checked side by side against dockerd 20.10 (`../shared/peers`), through the docker

@@ -228,26 +228,6 @@ impl Engine {
             env.retain(|x| x.split('=').next() != Some(key));
             env.push(e.clone());
         }
-        let rootfs = self.container_dir(&rec.id).join("rootfs");
-        let user = if cfg.user.is_empty() {
-            None
-        } else {
-            Some(
-                berth_runtime::user::resolve_exec_user(&rootfs, &cfg.user, &[])
-                    .map_err(|e| EngineError::InvalidArgument(e.to_string()))?,
-            )
-        };
-        // An `-e HOME=` must not reach the runtime empty (see `berth_runtime::spec::set_home`):
-        // it becomes the exec user's home, as runc makes it.
-        if env.iter().any(|e| e == "HOME=") {
-            let home = match &user {
-                Some(u) => u.home.clone(),
-                None => berth_runtime::user::resolve_exec_user(&rootfs, &rec.config.user, &[])
-                    .map(|u| u.home)
-                    .unwrap_or_default(),
-            };
-            berth_runtime::spec::set_home(&mut env, &home);
-        }
         process.set_args(Some(cfg.cmd.clone()));
         process.set_env(Some(env));
         process.set_terminal(Some(cfg.tty));
@@ -259,9 +239,15 @@ impl Engine {
             "/".to_owned()
         };
         process.set_cwd(cwd.into());
-        if let Some(user) = user {
-            process.set_user(user.to_oci());
+        let rootfs = self.container_dir(&rec.id).join("rootfs");
+        if !cfg.user.is_empty() {
+            let user = berth_runtime::user::resolve(&rootfs, &cfg.user, &[])
+                .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+            process.set_user(user);
         }
+        // An `-e HOME=` must not reach the runtime empty (see `berth_runtime::spec::set_home`):
+        // it becomes the exec user's home, as runc makes it.
+        berth_runtime::user::fill_home(&mut process, &rootfs);
         if cfg.privileged {
             let caps = berth_runtime::defaults::privileged_capabilities();
             let mut c = process.capabilities().clone().unwrap_or_default();
