@@ -5,7 +5,7 @@
 #   sudo BENCH_START_DOCKER=1 bench/run.sh  # also install/start the reference dockerd
 #
 # Knobs (environment): RUNS (50), PARALLEL (8), PS_CONTAINERS (20), PS_RUNS (20),
-# CMD_TIMEOUT (60 s per command), BENCH_START_DOCKER (0), BENCH_SKIP_DOCKER, BENCH_SKIP_PODMAN,
+# API_RUNS (2000), CMD_TIMEOUT (60 s per command), BENCH_START_DOCKER (0), BENCH_SKIP_DOCKER, BENCH_SKIP_PODMAN,
 # BERTH_BIN_DIR (use prebuilt berth/berthd/berth-shim/berth-shim-runtime; no build), CARGO_TARGET_DIR,
 # DOCKER_CLI (/usr/local/bin/docker). See bench/README.md.
 #
@@ -20,6 +20,7 @@ PARALLEL=${PARALLEL:-8}
 PS_CONTAINERS=${PS_CONTAINERS:-20}
 PS_RUNS=${PS_RUNS:-20}
 STATS_RUNS=${STATS_RUNS:-5}
+API_RUNS=${API_RUNS:-2000}
 CMD_TIMEOUT=${CMD_TIMEOUT:-60}
 DOCKER_CLI=${DOCKER_CLI:-/usr/local/bin/docker}
 DOCKER_SOCK=/var/run/docker.sock
@@ -185,16 +186,6 @@ stats() {
 }
 fails() { [ -f "$1.fail" ] && wc -l <"$1.fail" | tr -d ' ' || echo 0; }
 
-# api_us OUT SOCKET METHOD PATH [BODY]: one API call timed by curl itself (no process
-# start-up counted), in µs appended to OUT; prints the response body.
-api_us() {
-  local out=$1 s=$2 m=$3 p=$4 b=${5:-} t
-  local -a data=()
-  [ -n "$b" ] && data=(-H 'Content-Type: application/json' -d "$b")
-  t=$(curl -s -o "$work/api.body" -w '%{time_total}' --unix-socket "$s" -X "$m" "${data[@]}" "http://d$p") || return 1
-  awk -v t="$t" 'BEGIN { printf "%d\n", t * 1e6 }' >>"$out"
-  cat "$work/api.body"
-}
 declare -A SOCK=()
 
 rss_kb() { awk '/^VmRSS:/ { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -344,22 +335,23 @@ suite() {
   R[$col:stats]=$mean
   R[$col:stats_fail]=$(fails "$f.stats")
 
-  if [ -n "${SOCK[$col]:-}" ] && command -v curl >/dev/null; then
-    log "[$col] API latency: ps, inspect, exec x$PS_RUNS"
-    local s=${SOCK[$col]} x
-    for ((i = 0; i < PS_RUNS; i++)); do
-      api_us "$f.api_ps" "$s" GET /containers/json >/dev/null
-      api_us "$f.api_inspect" "$s" GET "/containers/${ids[0]}/json" >/dev/null
-      x=$(api_us "$f.api_exec" "$s" POST "/containers/${ids[0]}/exec" '{"Cmd":["true"],"AttachStdout":true}' |
-        sed -n 's/.*"Id":"\([0-9a-f]*\)".*/\1/p')
-      [ -n "$x" ] && api_us "$f.api_exec" "$s" POST "/exec/$x/start" '{"Detach":false}' >/dev/null
+  if [ -n "${SOCK[$col]:-}" ]; then
+    log "[$col] API latency: ping, ps, inspect x$API_RUNS, exec x$PS_RUNS (bench/api.py)"
+    local s=${SOCK[$col]} k n req mean med p95 line
+    # KEY|RUNS|METHOD PATH [BODY]: one keep-alive connection per series, as SDKs use it.
+    for line in "ping|$API_RUNS|GET /_ping" "ps|$API_RUNS|GET /containers/json" \
+      "inspect|$API_RUNS|GET /containers/${ids[0]}/json" \
+      "exec|$PS_RUNS|POST /containers/${ids[0]}/exec {\"Cmd\":[\"true\"],\"AttachStdout\":true}"; do
+      IFS='|' read -r k n req <<<"$line"
+      # shellcheck disable=SC2086 # METHOD PATH BODY are three words
+      if read -r mean med p95 < <(python3 "$here/api.py" "$s" keepalive "$n" $req 2>>"$errors"); then
+        # ms with three decimals for the ratios; µs mean / median for the table.
+        R[$col:api_$k]=$(awk -v m="$mean" 'BEGIN { printf "%.3f", m / 1000 }')
+        R[$col:api_${k}_us]="$mean / $med"
+      else
+        R[$col:api_${k}_us]="(**failed**)"
+      fi
     done
-    # Sub-millisecond figures: two decimals (curl's clock has microseconds).
-    for k in ps inspect; do
-      R[$col:api_$k]=$(awk '{ s += $1 } END { if (NR) printf "%.2f", s / NR / 1000 }' "$f.api_$k")
-    done
-    # Two calls per exec: their sum.
-    R[$col:api_exec]=$(awk '{ s += $1 } END { if (NR) printf "%.1f", s / (NR / 2) / 1000 }' "$f.api_exec")
   fi
 
   log "[$col] rm -f the $PS_CONTAINERS containers"
@@ -539,6 +531,7 @@ r2=$(ratio "$berthcli_seq" "$docker_seq")
 r3=$(ratio "${R[berth:par_total]:-}" "${R[docker:par_total]:-}")
 r4=$(ratio "${R[berthcli:par_total]:-}" "${R[docker:par_total]:-}")
 idle_mb=$(mb "${R[berth:idle_kb]}")
+floor_us=$(python3 "$here/api.py" floor "$API_RUNS" 2>>"$errors" | sed 's| | / |g' || echo "—")
 shim_mb=$([ -n "${R[berthcli:shim_kb]:-}" ] && mb2 "${R[berthcli:shim_kb]}" || echo "")
 
 {
@@ -548,6 +541,10 @@ shim_mb=$([ -n "${R[berthcli:shim_kb]:-}" ] && mb2 "${R[berthcli:shim_kb]}" || e
     "(release), Docker ${R[docker:version]:-—}, Podman ${R[podman:version]:-—}." \
     "RUNS=$RUNS, PARALLEL=$PARALLEL, $PS_CONTAINERS containers for ps, $PS_RUNS ps runs." \
     "All containers: busybox, \`--network none\`. Times in ms unless marked s; RSS in MiB."
+  echo
+  echo "The machine's floor for one API round trip (bench/api.py floor: one byte to another" \
+    "process and back, no daemon), mean / median / p95: $floor_us µs. Every request to any" \
+    "daemon pays it."
   echo
   printf '| Measurement |'
   for c in "${all_cols[@]}"; do printf ' %s |' "${hdr[$c]}"; done
@@ -563,9 +560,10 @@ shim_mb=$([ -n "${R[berthcli:shim_kb]:-}" ] && mb2 "${R[berthcli:shim_kb]}" || e
   row "\`ps\` with $PS_CONTAINERS running ×$PS_RUNS: mean (ms)" ps ps_fail
   row "\`inspect\` of a running container ×$PS_RUNS: mean (ms)" inspect inspect_fail
   row "\`stats --no-stream\` of a running container ×$STATS_RUNS: mean (ms)" stats stats_fail
-  row "API latency (curl on the socket): \`GET /containers/json\` with $PS_CONTAINERS running, mean (ms)" api_ps
-  row "API latency: \`GET /containers/{id}/json\`, mean (ms)" api_inspect
-  row "API latency: exec create + start of \`true\`, mean (ms)" api_exec
+  row "API latency (bench/api.py, keep-alive): \`GET /_ping\` ×$API_RUNS, mean / median (µs)" api_ping_us
+  row "API latency: \`GET /containers/json\` with $PS_CONTAINERS running ×$API_RUNS, mean / median (µs)" api_ps_us
+  row "API latency: \`GET /containers/{id}/json\` ×$API_RUNS, mean / median (µs)" api_inspect_us
+  row "API latency: exec create + start of \`true\` ×$PS_RUNS, mean / median (µs)" api_exec_us
   row "\`rm -f\` of the $PS_CONTAINERS running: total (s)" rmf
   row "Idle daemon RSS, image loaded, no containers (MiB)" idle
   row "Per-container supervisor RSS, $PS_CONTAINERS running: mean (MiB)" shim
