@@ -52,6 +52,10 @@ pub struct Flags {
     /// The default bridge's address and prefix, e.g. 192.168.5.1/24.
     #[arg(long = "bip")]
     pub bip: Option<String>,
+    /// The address `host-gateway` stands for in `--add-host` (default: the default
+    /// bridge's gateway).
+    #[arg(long = "host-gateway-ip")]
+    pub host_gateway_ip: Option<std::net::IpAddr>,
 }
 
 /// The keys of daemon.json Berth reads (others are accepted and ignored).
@@ -72,6 +76,7 @@ pub struct DaemonJson {
     pub registry_mirrors: Vec<String>,
     pub bridge: Option<String>,
     pub bip: Option<String>,
+    pub host_gateway_ip: Option<std::net::IpAddr>,
     pub default_address_pools: Vec<AddressPoolEntry>,
 }
 
@@ -243,6 +248,7 @@ fn run(flags: Flags) -> Result<()> {
         );
     }
     cfg.bip = flags.bip.clone().or(file.bip.clone()).unwrap_or_default();
+    cfg.host_gateway_ip = flags.host_gateway_ip.or(file.host_gateway_ip);
     for p in &file.default_address_pools {
         let base = p
             .base

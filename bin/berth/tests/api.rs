@@ -431,6 +431,40 @@ fn responses_take_the_requested_versions_shape() {
     let net = |v: &str| d.http("GET", &format!("/{v}/networks/bridge"), None).json();
     assert!(net("v1.46").get("EnableIPv4").is_none());
     assert_eq!(net("v1.47")["EnableIPv4"], true);
+    // `ContainerConfig` at every version (docker-compose 1.x reads it after negotiating).
+    assert!(inspect("v1.41")["ContainerConfig"].is_object());
+    assert!(inspect("v1.50")["ContainerConfig"].is_object());
+    // A user network's aliases: the short id follows the given ones up to 1.44; from 1.45 it
+    // is in DNSNames only (name, aliases, short id).
+    ok(d.docker(&["network", "create", "vnet"]));
+    let id = ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "aliased",
+        "--network",
+        "vnet",
+        "--network-alias",
+        "al",
+        "busybox",
+        "sleep",
+        "60",
+    ]));
+    let short = &id[..12];
+    let ep = |v: &str| {
+        d.http("GET", &format!("/{v}/containers/aliased/json"), None)
+            .json()["NetworkSettings"]["Networks"]["vnet"]
+            .clone()
+    };
+    assert_eq!(ep("v1.44")["Aliases"], serde_json::json!(["al", short]));
+    assert_eq!(ep("v1.45")["Aliases"], serde_json::json!(["al"]));
+    assert_eq!(
+        ep("v1.45")["DNSNames"],
+        serde_json::json!(["aliased", "al", short])
+    );
+    assert!(ep("v1.43").get("DNSNames").is_none());
+    ok(d.docker(&["rm", "-f", "aliased"]));
+    ok(d.docker(&["network", "rm", "vnet"]));
     // Beyond the range: refused as Docker refuses it.
     let r = d.http("GET", "/v1.99/images/json", None);
     assert_eq!(r.status, 400, "{}", r.text());

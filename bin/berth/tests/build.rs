@@ -268,6 +268,21 @@ fn dockerignore_and_the_context_boundary() {
         )
     );
 
+    // A Dockerfile and .dockerignore that the ignore file lists are read but not copied.
+    let self_ignored = context(
+        &d,
+        "selfign",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+            (".dockerignore", "Dockerfile\n.dockerignore\n"),
+            ("kept", "k\n"),
+        ],
+    );
+    ok(build(&d, &self_ignored, &["-t", "selfign"]));
+    assert_eq!(
+        ok(d.berth(&["run", "--rm", "selfign", "ls", "-A", "/ctx"])),
+        "kept"
+    );
     // Sources cannot climb out of the context, directly or through a symlink.
     let climb = context(
         &d,
@@ -462,6 +477,9 @@ fn bad_dockerfiles_give_one_error_naming_the_line() {
             "case {i}: {err}"
         );
         assert_eq!(err.trim().lines().count(), 1, "case {i}: one line: {err}");
+        // A failed RUN's exit code is the CLI's; other failures exit 1.
+        let want = if df.contains("exit 3") { 3 } else { 1 };
+        assert_eq!(out.status.code(), Some(want), "case {i}: {err}");
     }
 }
 
@@ -523,8 +541,9 @@ fn docker_cli_legacy_builder_works_against_berthd() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("from-stdin"), "{}", stdout(&out));
+    // (dockerd's classic builder sends the step's exit code, and the CLI exits with it.)
     let out = d.docker_stdin(&["build", "-"], Some(b"FROM busybox\nRUN exit 7\n"));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(7));
     assert!(stderr(&out).contains("exit code: 7"), "{}", stderr(&out));
 }
 

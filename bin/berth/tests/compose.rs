@@ -96,6 +96,42 @@ fn compose_up_ps_logs_down() {
     assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
 }
 
+const RECREATE_FILE: &str = r#"version: "3.7"
+services:
+  app:
+    image: busybox
+    command: sleep 1000
+    network_mode: none
+    volumes: ["/data"]
+"#;
+
+/// `up` again with a changed service recreates its container; compose 1.x reads the image's
+/// `ContainerConfig` for that and carries the anonymous volume over.
+#[test]
+fn compose_recreate_keeps_the_anonymous_volume() {
+    let d = Daemon::start();
+    d.import_busybox();
+    let dir = d.dir.join("recreate");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("docker-compose.yml"), RECREATE_FILE).unwrap();
+    let run = |args: &[&str]| {
+        let o = compose(&d, &dir, args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["up", "-d"]);
+    let first = ok(d.docker(&["inspect", "-f", "{{.Id}}", "demo_app_1"]));
+    ok(d.docker(&["exec", "demo_app_1", "sh", "-c", "echo kept > /data/f"]));
+    run(&["up", "-d", "--force-recreate"]);
+    let second = ok(d.docker(&["inspect", "-f", "{{.Id}}", "demo_app_1"]));
+    assert_ne!(first, second);
+    assert_eq!(
+        ok(d.docker(&["exec", "demo_app_1", "cat", "/data/f"])),
+        "kept"
+    );
+    run(&["down", "-v", "-t", "1"]);
+    assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
+}
+
 const BRIDGED_FILE: &str = r#"version: "3.8"
 services:
   web:

@@ -433,6 +433,137 @@ fn details_match_dockerd() {
     ok(d.docker(&["rm", "-f", "c1", "c2"]));
 }
 
+/// More of what the same docker commands show against dockerd 20.10: image list filters, the
+/// init layer's files, mount order, `/etc/hosts` entries, and create's refusals.
+#[test]
+fn images_mounts_and_hosts_match_dockerd() {
+    let d = daemon();
+    // A `reference` filter lists only the matching tags of an image.
+    ok(d.docker(&["tag", "busybox", "first:1"]));
+    ok(d.docker(&["tag", "busybox", "second:2"]));
+    let refs = |args: &[&str]| {
+        let mut a = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
+        a.extend_from_slice(args);
+        ok(d.docker(&a))
+    };
+    assert_eq!(refs(&["first"]), "first:1");
+    assert_eq!(refs(&["--filter", "reference=sec*"]), "second:2");
+    // before / since: strictly older / newer than the image named.
+    ok(d.docker(&["create", "--name", "mk", "busybox", "true"]));
+    ok(d.docker(&["commit", "mk", "newer:1"]));
+    assert_eq!(refs(&["--filter", "since=busybox"]), "newer:1");
+    let before = refs(&["--filter", "before=newer:1"]);
+    assert!(
+        before.contains("busybox:latest") && !before.contains("newer"),
+        "{before}"
+    );
+    assert_eq!(refs(&["--filter", "before=busybox"]), "");
+    let o = d.docker(&["images", "--filter", "dangling=maybe"]);
+    assert!(
+        stderr(&o).contains("Invalid filter 'dangling=maybe'"),
+        "{}",
+        stderr(&o)
+    );
+    // Every container has /.dockerenv and /etc/mtab from its init layer: seen inside and by
+    // export, but not a change of the container's (diff, commit).
+    let ls = ok(d.docker(&[
+        "run",
+        "--name",
+        "initl",
+        "busybox",
+        "sh",
+        "-c",
+        "stat -c '%n %a %s' /.dockerenv; readlink /etc/mtab",
+    ]));
+    assert_eq!(ls, "/.dockerenv 755 0\n/proc/mounts");
+    assert_eq!(ok(d.docker(&["diff", "initl"])), "");
+    let tar = d.docker(&["export", "initl"]);
+    assert!(tar.status.success());
+    let mut names = Vec::new();
+    let mut archive = tar::Archive::new(&tar.stdout[..]);
+    for e in archive.entries().unwrap() {
+        names.push(e.unwrap().path().unwrap().display().to_string());
+    }
+    assert!(names.iter().any(|n| n == ".dockerenv"), "{names:?}");
+    assert!(names.iter().any(|n| n == "etc/mtab"), "{names:?}");
+    ok(d.docker(&["commit", "initl", "initimg"]));
+    let saved = d.docker(&["save", "initimg"]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    let mut files = std::collections::BTreeMap::new();
+    for e in tar::Archive::new(&saved.stdout[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        files.insert(name, data);
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let top = manifest[0]["Layers"].as_array().unwrap().last().unwrap();
+    let mut top_names = Vec::new();
+    for e in tar::Archive::new(&files[top.as_str().unwrap()][..])
+        .entries()
+        .unwrap()
+    {
+        top_names.push(e.unwrap().path().unwrap().display().to_string());
+    }
+    assert!(
+        !top_names
+            .iter()
+            .any(|n| n.contains("dockerenv") || n.contains("mtab")),
+        "{top_names:?}"
+    );
+    // A volume on /etc goes under the container's /etc/hosts, hostname and resolv.conf.
+    let etc = ok(d.docker(&["run", "--rm", "-v", "etcv:/etc", "busybox", "ls", "/etc"]));
+    for f in ["hostname", "hosts", "resolv.conf", "passwd"] {
+        assert!(etc.lines().any(|l| l == f), "{f} missing: {etc}");
+    }
+    // /etc/hosts: `host-gateway` is the default bridge's gateway; a domain name makes the
+    // container's line `host.domain host`.
+    let gw = ok(d.docker(&[
+        "network",
+        "inspect",
+        "bridge",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+    ]));
+    let hosts = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "gw:host-gateway",
+        "-h",
+        "myhost",
+        "--domainname",
+        "ex.org",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]));
+    assert!(hosts.lines().any(|l| l == format!("{gw}\tgw")), "{hosts}");
+    assert!(
+        hosts.lines().any(|l| l.ends_with("\tmyhost.ex.org myhost")),
+        "{hosts}"
+    );
+    // A missing network is refused at create without a 404, which the docker CLI would take
+    // for a missing image (and try to pull it).
+    let o = d.docker(&["run", "--rm", "--network", "nosuch", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("network nosuch not found") && !stderr(&o).contains("Unable to find"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.docker(&["network", "connect", "nosuch", "nosuch"]);
+    assert!(
+        stderr(&o).contains("No such container: nosuch"),
+        "{}",
+        stderr(&o)
+    );
+    for c in ["mk", "initl"] {
+        ok(d.docker(&["rm", c]));
+    }
+}
+
 #[test]
 fn memory_limit_is_visible_and_enforced() {
     let d = daemon();
@@ -1351,4 +1482,55 @@ fn sighup_reloads_the_config_with_a_daemon_event() {
     assert!(d.log().contains("reload refused"), "{}", d.log());
     // Still serving.
     ok(d.docker(&["version"]));
+}
+
+/// Refusals, warnings and log details in dockerd's words, where clients and users match them.
+#[test]
+fn refusals_warnings_and_log_details_match_dockerd() {
+    let d = daemon();
+    let err = |args: &[&str]| {
+        let o = d.docker(args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        (o.status.code(), stderr(&o))
+    };
+    ok(d.docker(&["run", "-d", "--name", "p1", "busybox", "sleep", "60"]));
+    let (_, e) = err(&["rename", "p1", "bad name"]);
+    assert!(
+        e.contains("Error when allocating new name: Invalid container name (/bad name)"),
+        "{e}"
+    );
+    ok(d.docker(&["pause", "p1"]));
+    let (_, e) = err(&["exec", "p1", "true"]);
+    assert!(
+        e.contains("Container p1 is paused, unpause the container before exec"),
+        "{e}"
+    );
+    ok(d.docker(&["rm", "-f", "p1"]));
+    let (code, e) = err(&["run", "--rm", "--cap-add", "BOGUS", "busybox", "true"]);
+    assert_eq!(code, Some(125));
+    assert!(
+        e.contains("invalid CapAdd: unknown capability: \"CAP_BOGUS\""),
+        "{e}"
+    );
+    // Go's errno text: the docker CLI reads "no such file or directory" as exit 127.
+    let (code, e) = err(&["run", "--rm", "--device", "/dev/nosuch", "busybox", "true"]);
+    assert!(
+        e.contains("custom device \"/dev/nosuch\": no such file or directory"),
+        "{e}"
+    );
+    assert_eq!(code, Some(127));
+    let o = d.docker(&["run", "--rm", "--oom-kill-disable", "busybox", "true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "WARNING: OOM killer is disabled for the container, but no memory limit is set"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.docker(&["run", "--name", "l1", "busybox", "echo", "a"]));
+    let o = d.docker(&["logs", "--details", "l1"]);
+    assert_eq!(stdout(&o), " a\n");
+    assert_eq!(stdout(&d.docker(&["logs", "l1"])), "a\n");
+    ok(d.docker(&["rm", "l1"]));
 }

@@ -454,7 +454,11 @@ fn bad_network_input_is_refused_and_changes_nothing() {
             "not found",
         ),
         (&["network", "rm", "bridge"][..], "pre-defined"),
-        (&["network", "connect", "missing", "x"][..], "not found"),
+        // (The container is looked up first, as dockerd does.)
+        (
+            &["network", "connect", "missing", "x"][..],
+            "No such container: x",
+        ),
     ] {
         let o = d.berth(args);
         assert!(!o.status.success(), "{args:?} must fail");

@@ -15,6 +15,10 @@ pub use berth_engine::config::{
 /// `{"message": "..."}`, the body of every error.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorResponse {
+    /// In a stream's `errorDetail` only: a failed build step's exit code, which the docker
+    /// CLI exits with.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub code: Option<i64>,
     pub message: String,
 }
 
@@ -265,6 +269,10 @@ pub struct ImageInspect {
     pub created: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// Docker's API has it up to 1.44; Berth sends it at every version, since
+    /// docker-compose 1.x negotiates the newest and reads it when it recreates a container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_config: Option<serde_json::Value>,
     pub docker_version: String,
     pub author: String,
     /// The image's config (a JSON value: its fields differ between API versions).

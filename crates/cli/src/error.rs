@@ -35,6 +35,9 @@ pub enum CliError {
     /// An error the daemon reported inside a streamed answer (import progress, wait).
     #[error("{0}")]
     Stream(String),
+    /// A streamed error with an exit code for the CLI (a build's failed `RUN`).
+    #[error("{message}")]
+    StreamCode { message: String, code: i32 },
     /// Some items of a multi-item command failed; their errors are already printed.
     #[error("")]
     Partial,
@@ -48,6 +51,7 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Exit(c) => *c,
+            CliError::StreamCode { code, .. } => *code,
             CliError::Flag(_) => 125,
             _ => 1,
         }

@@ -239,7 +239,12 @@ impl Engine {
         }
         let result = result.map_err(|e| EngineError::Runtime(format!("build task: {e}")))??;
         let built = result.map_err(|e| {
-            if e.is_user_error() {
+            if let Some(code) = e.exit_code() {
+                EngineError::RunFailed {
+                    message: e.to_string(),
+                    code,
+                }
+            } else if e.is_user_error() {
                 EngineError::InvalidArgument(e.to_string())
             } else {
                 EngineError::Runtime(e.to_string())

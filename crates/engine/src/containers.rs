@@ -308,7 +308,15 @@ impl Engine {
             host_config.log_config.kind = self.inner.cfg.log_driver.clone();
         }
         let mut planned = self.plan_mounts(&config, &host_config)?;
-        let networks = self.plan_container_networks(&host_config, &endpoints)?;
+        // A missing network (or `container:` peer) is the request's fault, not a missing
+        // resource: the docker CLI takes any 404 from create for a missing image and goes to
+        // pull it. Docker itself only finds out at start; the same words come back here.
+        let networks = self
+            .plan_container_networks(&host_config, &endpoints)
+            .map_err(|e| match e.kind() {
+                crate::ErrorKind::NotFound => EngineError::InvalidArgument(e.to_string()),
+                _ => e,
+            })?;
         let mut rec = ContainerRecord {
             id: id.clone(),
             // Chosen under the map's lock below, so two creates never take the same name.
@@ -363,7 +371,14 @@ impl Engine {
             }
         }
         self.emit(&rec, "create");
-        Ok((id, Vec::new()))
+        let mut warnings = Vec::new();
+        if rec.host_config.oom_kill_disable == Some(true) && rec.host_config.memory == 0 {
+            warnings.push(
+                "OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources."
+                    .to_owned(),
+            );
+        }
+        Ok((id, warnings))
     }
 
     pub(crate) fn emit(&self, rec: &ContainerRecord, action: &str) {
@@ -488,14 +503,24 @@ impl Engine {
         let hosts = if hc.network_mode() == "host" {
             std::fs::read_to_string("/etc/hosts").unwrap_or_default()
         } else {
-            let mut h = spec::hosts_file(&hostname);
+            // The container's own names: `host.domain host` with a domain name, as Docker's.
+            let names = match rec.config.domainname.as_str() {
+                "" => hostname.clone(),
+                domain => format!("{hostname}.{domain} {hostname}"),
+            };
+            let mut h = spec::hosts_file(&names);
             if let Some(ip) = net_files.primary_ip {
                 // Docker's line for the container's own name on its network.
-                h = h.replace(&format!("127.0.0.1\t{hostname}\n"), "");
-                h.push_str(&format!("{ip}\t{hostname}\n"));
+                h = h.replace(&format!("127.0.0.1\t{names}\n"), "");
+                h.push_str(&format!("{ip}\t{names}\n"));
             }
             for extra in hc.extra_hosts.iter().flatten() {
                 if let Some((host, ip)) = extra.split_once(':') {
+                    let ip = if ip == "host-gateway" {
+                        self.host_gateway_ip()?.to_string()
+                    } else {
+                        ip.to_owned()
+                    };
                     h.push_str(&format!("{ip}\t{host}\n"));
                 }
             }
@@ -1163,7 +1188,7 @@ impl Engine {
         let new_name = new_name.trim_start_matches('/');
         if !valid_name(new_name) {
             return Err(EngineError::InvalidArgument(format!(
-                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                "Error when allocating new name: Invalid container name (/{new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )));
         }
         let old = lock(&h.rec).name.clone();

@@ -65,6 +65,10 @@ pub enum EngineError {
     Runtime(String),
     #[error("shim: {0}")]
     Shim(String),
+    /// A build's `RUN` exited non-zero: the build's message and the command's exit code
+    /// (which the docker CLI exits with).
+    #[error("{message}")]
+    RunFailed { message: String, code: i32 },
 }
 
 impl EngineError {
@@ -78,7 +82,7 @@ impl EngineError {
             | Self::NotFound(_) => ErrorKind::NotFound,
             Self::Conflict(_) => ErrorKind::Conflict,
             Self::Forbidden(_) => ErrorKind::Forbidden,
-            Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Self::InvalidArgument(_) | Self::RunFailed { .. } => ErrorKind::InvalidArgument,
             Self::NotModified(_) => ErrorKind::NotModified,
             Self::NotImplemented(_) => ErrorKind::NotImplemented,
             Self::Unauthorized(_) => ErrorKind::Unauthorized,

@@ -48,9 +48,9 @@ impl Engine {
         let h = self.resolve(key)?;
         let rec = h.record();
         if rec.state.status == crate::Status::Paused {
+            // (Named as the client named it, as dockerd does.)
             return Err(EngineError::Conflict(format!(
-                "Container {} is paused, unpause the container before exec",
-                rec.id
+                "Container {key} is paused, unpause the container before exec"
             )));
         }
         if !rec.state.is_running() {

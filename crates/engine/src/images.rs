@@ -50,6 +50,11 @@ pub struct ImageView {
     pub layer_sizes: Vec<u64>,
     /// `name@digest` of the manifests it was pulled by or pushed as.
     pub repo_digests: Vec<String>,
+    /// The config of the container it was made from (`container_config`; empty when the
+    /// image has none), which API versions before 1.45 show as `ContainerConfig`.
+    pub container_config: Config,
+    /// `docker_version` of the image config: the engine version that made it, if recorded.
+    pub docker_version: String,
 }
 
 #[derive(Debug, Clone)]
@@ -293,6 +298,16 @@ impl Engine {
             chain_ids: berth_image::snapshot::chain_ids(&image.layers),
             layer_sizes: image.layer_sizes.clone(),
             repo_digests: image.repo_digests.clone(),
+            container_config: raw
+                .get("container_config")
+                .cloned()
+                .and_then(|c| serde_json::from_value(c).ok())
+                .unwrap_or_default(),
+            docker_version: raw
+                .get("docker_version")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned(),
             history: raw
                 .get("history")
                 .and_then(|h| h.as_array())
@@ -328,7 +343,9 @@ impl Engine {
         }
     }
 
-    /// Images, filtered as `docker images` does (`dangling`, `label`, `reference`).
+    /// Images, filtered as `docker images` does (`dangling`, `label`, `reference`, `before`,
+    /// `since`). As in moby, a `reference` filter also narrows each image's tags and digests
+    /// to the matching ones, and leaves out untagged images.
     pub fn image_list(
         &self,
         filters: &HashMap<String, Vec<String>>,
@@ -344,31 +361,53 @@ impl Engine {
                 )));
             }
         }
+        let dangling_only = match filters.get("dangling").and_then(|d| d.first()) {
+            None => None,
+            Some(d) => match d.to_ascii_lowercase().as_str() {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "Invalid filter 'dangling={d}'"
+                    )));
+                }
+            },
+        };
+        // `before` / `since`: strictly older / newer than the image named (the last one
+        // given wins, as moby's walk keeps the last).
+        let bound = |key: &str| -> Result<Option<DateTime<Utc>>> {
+            let mut at = None;
+            for name in filters.get(key).into_iter().flatten() {
+                at = Some(self.inner.images.resolve(name)?.created);
+            }
+            Ok(at)
+        };
+        let before = bound("before")?;
+        let since = bound("since")?;
         let mut images = self.inner.images.list()?;
         images.sort_by_key(|i| std::cmp::Reverse(i.created));
         let mut out = Vec::new();
         for img in images {
-            let v = self.view(&img);
-            let dangling = v.repo_tags.is_empty();
-            if let Some(d) = filters.get("dangling").and_then(|d| d.first()) {
-                if (d == "true" || d == "1") != dangling {
+            let mut v = self.view(&img);
+            if before.is_some_and(|b| v.created >= b) || since.is_some_and(|s| v.created <= s) {
+                continue;
+            }
+            if let Some(refs) = filters.get("reference") {
+                let matches = |r: &String| refs.iter().any(|pat| reference_matches(pat, r));
+                v.repo_tags.retain(matches);
+                v.repo_digests.retain(matches);
+                if v.repo_tags.is_empty() && v.repo_digests.is_empty() {
                     continue;
                 }
+            }
+            let dangling = v.repo_tags.is_empty();
+            if dangling_only.is_some_and(|d| d != dangling) {
+                continue;
             }
             if let Some(labels) = filters.get("label") {
                 let ok = labels.iter().all(|l| match l.split_once('=') {
                     Some((k, val)) => v.labels.get(k).is_some_and(|x| x == val),
                     None => v.labels.contains_key(l.as_str()),
-                });
-                if !ok {
-                    continue;
-                }
-            }
-            if let Some(refs) = filters.get("reference") {
-                let ok = refs.iter().any(|pat| {
-                    v.repo_tags.iter().any(|t| {
-                        glob_match(pat, t) || glob_match(pat, t.split(':').next().unwrap_or(""))
-                    })
                 });
                 if !ok {
                     continue;
@@ -477,6 +516,24 @@ fn image_config(image: &Image) -> Config {
         .unwrap_or_default()
 }
 
+/// Whether a `reference` filter pattern matches a familiar reference (`name:tag` or
+/// `name@digest`): against the whole of it or against its name alone, as moby's
+/// `FamiliarMatch`.
+fn reference_matches(pat: &str, familiar: &str) -> bool {
+    let name = match familiar.split_once('@') {
+        Some((name, _)) => name,
+        None => {
+            // The tag's colon is the last one after the last slash (a registry may have a port).
+            let slash = familiar.rfind('/').map_or(0, |i| i + 1);
+            match familiar[slash..].rfind(':') {
+                Some(i) => &familiar[..slash + i],
+                None => familiar,
+            }
+        }
+    };
+    glob_match(pat, familiar) || glob_match(pat, name)
+}
+
 /// Shell-style `*` and `?` matching for `reference` filters.
 fn glob_match(pat: &str, s: &str) -> bool {
     fn go(p: &[u8], s: &[u8]) -> bool {
@@ -494,6 +551,25 @@ fn glob_match(pat: &str, s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_filters_match_the_whole_reference_or_its_name() {
+        assert!(reference_matches("busybox", "busybox:latest"));
+        assert!(reference_matches("busybox:latest", "busybox:latest"));
+        assert!(reference_matches("busy*", "busybox:1"));
+        assert!(!reference_matches("busybox:1", "busybox:latest"));
+        // A registry's port is not a tag.
+        assert!(reference_matches(
+            "localhost:5000/app",
+            "localhost:5000/app:v1"
+        ));
+        assert!(!reference_matches("localhost", "localhost:5000/app:v1"));
+        // `*` stays within one path component, as Go's path.Match.
+        assert!(!reference_matches("*", "library/app:1"));
+        assert!(reference_matches("*/app", "library/app:1"));
+        // Digests match by name.
+        assert!(reference_matches("app", "app@sha256:abc"));
+    }
 
     #[test]
     fn changes_apply_like_docker_import() {

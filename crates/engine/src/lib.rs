@@ -77,6 +77,9 @@ pub struct EngineConfig {
     pub bip: String,
     /// `default-address-pools`: where new networks' subnets come from.
     pub address_pools: Vec<berth_network::ipam::AddressPool>,
+    /// `host-gateway-ip`: what `host-gateway` in `--add-host` stands for; unset, the
+    /// default bridge's gateway.
+    pub host_gateway_ip: Option<std::net::IpAddr>,
 }
 
 impl EngineConfig {
@@ -104,6 +107,7 @@ impl EngineConfig {
             bridge: String::new(),
             bip: String::new(),
             address_pools: Vec::new(),
+            host_gateway_ip: None,
         }
     }
 }

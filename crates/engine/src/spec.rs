@@ -338,6 +338,10 @@ pub fn container_spec(
     }
     let (volumes, rootfs_propagation) = volume_mounts(p.mounts, hc.tmpfs.as_ref());
     mounts.extend(volumes);
+    // Parents before children, as moby sorts them: a volume on `/etc` goes under the
+    // container's `/etc/hosts`, not over it. Stable, so a user's mount on `/etc/hosts` itself
+    // still comes after (over) the daemon's.
+    mounts.sort_by_key(|m| m.destination.split('/').filter(|c| !c.is_empty()).count());
     let ulimits = hc
         .ulimits
         .iter()

@@ -1,6 +1,9 @@
 //! Snapshots: one directory per unpacked layer, `snapshots/<chain-id hex>/fs`, and overlay
 //! mounts for containers (the image's layers as lower dirs under a per-container upper dir,
-//! `snapshots/ctr-<container-id>/{fs,work}`).
+//! `snapshots/ctr-<container-id>/{fs,work}`). A container's stack also has its init layer,
+//! `ctr-<container-id>/init`, between the image and the upper dir, as Docker's: the files every
+//! container gets (`/.dockerenv`, `/etc/mtab`), seen in the container and by `export` but not
+//! among its changes (`diff`, `commit` read the upper dir alone).
 //!
 //! A layer is unpacked into `snapshots/tmp-<random>/fs` and renamed into place once complete,
 //! so a snapshot directory under a chain id is always whole; leftovers of an interrupted
@@ -239,26 +242,32 @@ impl Snapshotter {
 
     /// Mounts an overlay on `target`: `lowers` (top layer first) under the container's upper
     /// dir, created if missing and reused if present so a restarted container keeps its
-    /// changes. With no layers an empty directory is the lower.
+    /// changes. With no layers an empty directory is the lower. With `init`, the container's
+    /// init layer (made at the first mount) goes on top of `lowers`.
     pub fn mount_container(
         &self,
         container_id: &str,
         lowers: &[PathBuf],
         target: &Path,
         upper_kind: Upper,
+        init: bool,
     ) -> Result<(), ImageError> {
         let (upper, work, base) = self.container_dirs(container_id)?;
         for d in [&upper, &work] {
             fs::create_dir_all(d).map_err(ImageError::io(format!("create {}", d.display())))?;
         }
-        let mut lowers = lowers.to_vec();
-        if lowers.is_empty() {
+        let mut stack = Vec::with_capacity(lowers.len() + 1);
+        if init {
+            stack.push(init_layer(&base, lowers)?);
+        }
+        stack.extend_from_slice(lowers);
+        if stack.is_empty() {
             let empty = base.join("empty");
             fs::create_dir_all(&empty)
                 .map_err(ImageError::io(format!("create {}", empty.display())))?;
-            lowers.push(empty);
+            stack.push(empty);
         }
-        mount_overlay(&lowers, &upper, &work, target, upper_kind)
+        mount_overlay(&stack, &upper, &work, target, upper_kind)
     }
 
     /// Unmounts a container's root (lazily); a target that is not mounted is fine.
@@ -296,6 +305,47 @@ impl Snapshotter {
             Err(e) => Err(ImageError::io(format!("remove {}", base.display()))(e)),
         }
     }
+}
+
+/// A container's init layer in `base/init`, made once: an empty `/.dockerenv` (0755, as
+/// Docker's), and `/etc/mtab` as a link to `/proc/mounts` unless the image has an
+/// `/etc/mtab` of its own or an `/etc` that is not a plain directory (the layer's `etc`
+/// directory would hide that). Built in a temporary directory and renamed into place, so it
+/// is whole or absent.
+fn init_layer(base: &Path, lowers: &[PathBuf]) -> Result<PathBuf, ImageError> {
+    let init = base.join("init");
+    if init.is_dir() {
+        return Ok(init);
+    }
+    let tmp = base.join("init.tmp");
+    let io = |what: &str, p: &Path| ImageError::io(format!("{what} {}", p.display()));
+    match fs::remove_dir_all(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("remove", &tmp)(e)),
+    }
+    fs::create_dir(&tmp).map_err(io("create", &tmp))?;
+    let env = tmp.join(".dockerenv");
+    fs::File::create(&env).map_err(io("create", &env))?;
+    fs::set_permissions(&env, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(io("chmod", &env))?;
+    // The topmost layer that has `etc` decides what it is (lstat: a layer's own entry).
+    let etc = lowers
+        .iter()
+        .find_map(|l| fs::symlink_metadata(l.join("etc")).ok());
+    let mtab_in_image = lowers
+        .iter()
+        .any(|l| fs::symlink_metadata(l.join("etc/mtab")).is_ok());
+    if etc.is_none_or(|m| m.is_dir()) && !mtab_in_image {
+        let etc = tmp.join("etc");
+        fs::create_dir(&etc).map_err(io("create", &etc))?;
+        fs::set_permissions(&etc, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io("chmod", &etc))?;
+        let mtab = etc.join("mtab");
+        std::os::unix::fs::symlink("/proc/mounts", &mtab).map_err(io("create", &mtab))?;
+    }
+    fs::rename(&tmp, &init).map_err(io("rename", &tmp))?;
+    Ok(init)
 }
 
 /// Mounts an overlay of `lowers` (top first) under `upper` (with its `work` dir) on
@@ -465,8 +515,47 @@ mod tests {
         s.remove(&id).unwrap();
         assert!(!s.exists(&id));
         assert!(
-            s.mount_container("../x", &[], dir.path(), Upper::Durable)
+            s.mount_container("../x", &[], dir.path(), Upper::Durable, true)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn init_layer_adds_dockerenv_and_mtab_unless_the_image_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, with_mtab, etc_link) = (
+            dir.path().join("plain"),
+            dir.path().join("with-mtab"),
+            dir.path().join("etc-link"),
+        );
+        fs::create_dir_all(plain.join("etc")).unwrap();
+        fs::create_dir_all(with_mtab.join("etc")).unwrap();
+        fs::write(with_mtab.join("etc/mtab"), b"").unwrap();
+        fs::create_dir_all(&etc_link).unwrap();
+        std::os::unix::fs::symlink("/elsewhere", etc_link.join("etc")).unwrap();
+        for (name, lowers, mtab) in [
+            ("a", vec![plain.clone()], true),
+            ("b", vec![plain.clone(), with_mtab.clone()], false),
+            ("c", vec![etc_link.clone(), plain.clone()], false),
+            ("d", vec![], true),
+        ] {
+            let base = dir.path().join(name);
+            fs::create_dir_all(&base).unwrap();
+            let init = init_layer(&base, &lowers).unwrap();
+            let env = fs::metadata(init.join(".dockerenv")).unwrap();
+            assert_eq!(env.len(), 0);
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&env.permissions()) & 0o777,
+                0o755
+            );
+            assert_eq!(
+                fs::read_link(init.join("etc/mtab")).ok(),
+                mtab.then(|| PathBuf::from("/proc/mounts")),
+                "{name}"
+            );
+            // Made once: a second call finds it whole.
+            assert_eq!(init_layer(&base, &lowers).unwrap(), init);
+            assert!(!base.join("init.tmp").exists());
+        }
     }
 }

@@ -887,7 +887,7 @@ impl ImageStore {
     ) -> Result<(), ImageError> {
         let lowers = self.layer_dirs(diff_ids)?;
         self.snapshots
-            .mount_container(container_id, &lowers, target, upper_kind)
+            .mount_container(container_id, &lowers, target, upper_kind, false)
     }
 
     /// `docker rmi`, following moby's `ImageDelete`: a reference is untagged, and the image
@@ -1120,8 +1120,8 @@ impl ImageStore {
         Ok(dirs)
     }
 
-    /// Mounts a container's root filesystem on `target`: the image's layers under the
-    /// container's own upper dir (kept across restarts).
+    /// Mounts a container's root filesystem on `target`: the image's layers and the
+    /// container's init layer under its own upper dir (kept across restarts).
     pub fn mount_container(
         &self,
         container_id: &str,
@@ -1131,7 +1131,7 @@ impl ImageStore {
     ) -> Result<(), ImageError> {
         let lowers = self.lower_dirs(image)?;
         self.snapshots
-            .mount_container(container_id, &lowers, target, upper_kind)
+            .mount_container(container_id, &lowers, target, upper_kind, true)
     }
 
     /// A container's layers as overlay stacks them: its upper directory (written by the

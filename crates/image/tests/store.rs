@@ -357,7 +357,7 @@ fn overlay_mount_keeps_container_changes() {
     store.remove_container("c1").unwrap();
     assert!(!dir.path().join("snapshots/ctr-c1").exists());
 
-    // An image without layers mounts over an empty lower dir.
+    // An image without layers mounts over the container's init layer alone.
     let empty = tar::Builder::new(Vec::new()).into_inner().unwrap();
     let mut img2 = import(&store, empty, None);
     img2.layers.clear();
@@ -365,7 +365,16 @@ fn overlay_mount_keeps_container_changes() {
         .mount_container("c2", &img2, &target, Upper::Durable)
         .unwrap();
     let _g = MountGuard(&store, target.clone());
-    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    let mut names: Vec<String> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".dockerenv", "etc"]);
+    assert_eq!(
+        std::fs::read_link(target.join("etc/mtab")).unwrap(),
+        std::path::Path::new("/proc/mounts")
+    );
     assert_eq!(
         overlay_options(&target).map(|o| o.contains("volatile")),
         Some(false)

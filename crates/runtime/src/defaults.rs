@@ -184,14 +184,17 @@ pub fn privileged_capabilities() -> oci_spec::runtime::Capabilities {
 /// add means every host capability, `ALL` in drop means start from nothing; a capability both
 /// added and dropped is added). Capabilities the host lacks are refused.
 pub fn adjust_capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>, RuntimeError> {
-    let add: Vec<String> = add
-        .iter()
-        .map(|c| normalize_capability(c))
-        .collect::<Result<_, _>>()?;
-    let drop: Vec<String> = drop
-        .iter()
-        .map(|c| normalize_capability(c))
-        .collect::<Result<_, _>>()?;
+    // Refusals name the list, in moby's words (`invalid CapAdd: unknown capability: ...`).
+    let normalize = |list: &[String], what: &str| {
+        list.iter()
+            .map(|c| {
+                normalize_capability(c)
+                    .map_err(|e| RuntimeError::InvalidSpec(format!("invalid {what}: {e}")))
+            })
+            .collect::<Result<Vec<String>, _>>()
+    };
+    let add = normalize(add, "CapAdd")?;
+    let drop = normalize(drop, "CapDrop")?;
     let host = capabilities_from_mask(host_bounding_mask());
     let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
         host.clone()

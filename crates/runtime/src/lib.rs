@@ -28,6 +28,21 @@ use std::path::{Path, PathBuf};
 
 pub use error::RuntimeError;
 
+/// An OS error as Go prints it (and so as Docker's messages read, and clients match them):
+/// the C library's text with a lowercase first letter, without Rust's `(os error N)`.
+pub fn errno_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if e.raw_os_error().is_some() => &text[..i],
+        _ => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// How the container's (or exec process's) stdio is wired.
 pub enum Stdio {
     /// Plain file descriptors (usually pipe ends) that become fds 0, 1 and 2 of the process.
@@ -99,5 +114,19 @@ pub fn open(kind: &RuntimeKind, state_root: &Path) -> Box<dyn Runtime> {
         RuntimeKind::Binary { path, args } => {
             Box::new(oci_binary::OciBinary::new(path, args.clone(), state_root))
         }
+    }
+}
+
+#[cfg(test)]
+mod errno_tests {
+    #[test]
+    fn errno_text_reads_as_go_prints_it() {
+        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(super::errno_text(&e), "no such file or directory");
+        let e = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(super::errno_text(&e), "permission denied");
+        // Not an OS error: the text as it is, first letter lowered.
+        let e = std::io::Error::other("Odd (os error 9) inside");
+        assert_eq!(super::errno_text(&e), "odd (os error 9) inside");
     }
 }

@@ -257,8 +257,9 @@ fn device_mapping(d: &DeviceMapping) -> Result<(Value, Value), RuntimeError> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let meta = std::fs::metadata(&d.host_path).map_err(|e| {
         RuntimeError::InvalidSpec(format!(
-            "error gathering device information while adding custom device {:?}: {e}",
-            d.host_path
+            "error gathering device information while adding custom device {:?}: {}",
+            d.host_path,
+            crate::errno_text(&e)
         ))
     })?;
     let kind = if meta.file_type().is_char_device() {

@@ -12,7 +12,7 @@ use berth_engine::build::{BuildOptions, ContextSource, Event};
 use bytes::Bytes;
 use hyper::StatusCode;
 
-use super::images::error_message;
+use super::images::error_with_code;
 use super::{ApiError, Ctx, HandlerResult, Req, body, ok_json};
 use crate::models::JsonMessage;
 
@@ -213,7 +213,11 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
                 }
             }
             Err(e) => {
-                let _ = tx.send(line(&error_message(&e.to_string()))).await;
+                let code = match &e {
+                    berth_engine::EngineError::RunFailed { code, .. } => Some(i64::from(*code)),
+                    _ => None,
+                };
+                let _ = tx.send(line(&error_with_code(&e.to_string(), code))).await;
             }
         }
     });

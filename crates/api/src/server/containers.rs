@@ -305,6 +305,9 @@ pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
         until: parse_time(r.q("until"))?,
     };
     let timestamps = r.flag("timestamps");
+    // `details`: each line is preceded by its extra attributes and a space, as Docker's;
+    // Berth's log driver records none (`--log-opt labels/env`), so that is the space alone.
+    let details = r.flag("details");
     let (tty, mut rx) = ctx.engine.logs(id, opts)?;
     let ctype = if tty {
         "application/vnd.docker.raw-stream"
@@ -321,6 +324,9 @@ pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
                         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
                         .as_bytes(),
                 );
+                payload.push(b' ');
+            }
+            if details {
                 payload.push(b' ');
             }
             payload.extend_from_slice(e.log.as_bytes());

@@ -61,7 +61,11 @@ pub(super) fn inspect(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
             .created
             .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         container: (!r.at_least(1, 45)).then(String::new),
-        docker_version: String::new(),
+        // Kept past 1.44 on purpose: docker-compose 1.x negotiates the newest version and
+        // then reads `ContainerConfig` whenever it recreates a container (a KeyError without
+        // it, as against Docker 25+); newer clients ignore the field.
+        container_config: Some(image_config(&i.container_config, r)),
+        docker_version: i.docker_version.clone(),
         author: i.author.clone(),
         config: Some(image_config(&i.config, r)),
         architecture: i.architecture.clone(),
@@ -262,9 +266,15 @@ pub(super) async fn load(ctx: &Ctx, mut r: Req) -> HandlerResult {
 
 /// A progress-stream error line, as Docker's clients read it.
 pub(super) fn error_message(message: &str) -> JsonMessage {
+    error_with_code(message, None)
+}
+
+/// A stream's error line; `code` is an exit code for the client to exit with.
+pub(super) fn error_with_code(message: &str, code: Option<i64>) -> JsonMessage {
     JsonMessage {
         error: Some(message.to_owned()),
         error_detail: Some(crate::models::ErrorResponse {
+            code,
             message: message.to_owned(),
         }),
         ..JsonMessage::default()

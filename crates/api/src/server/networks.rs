@@ -256,9 +256,11 @@ pub(super) fn settings(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> Value {
             .network_inspect(&ep.network_id)
             .map(|n| !n.predefined)
             .unwrap_or(false);
+        // Up to API 1.44 the short id follows the aliases given; from 1.45 it is in
+        // `DNSNames` only, and `Aliases` is what the client asked for.
         let mut aliases: Vec<String> = ep.aliases.clone();
-        if user && running {
-            aliases.insert(0, rec.short_id().to_owned());
+        if user && running && !r.at_least(1, 45) && !aliases.iter().any(|a| a == rec.short_id()) {
+            aliases.push(rec.short_id().to_owned());
         }
         let ipam = if ep.requested_ipv4.is_empty() && ep.requested_ipv6.is_empty() {
             Value::Null
@@ -275,11 +277,19 @@ pub(super) fn settings(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> Value {
             "DriverOpts": null,
         });
         if r.at_least(1, 44) {
+            // moby's order: name, aliases, short id, hostname; each once.
             let mut dns: Vec<String> = Vec::new();
             if user && running {
-                dns.push(rec.name.clone());
-                dns.push(rec.short_id().to_owned());
-                dns.extend(ep.aliases.iter().cloned());
+                let hostname = &rec.config.hostname;
+                for n in std::iter::once(&rec.name)
+                    .chain(&ep.aliases)
+                    .map(String::as_str)
+                    .chain([rec.short_id(), hostname.as_str()])
+                {
+                    if !n.is_empty() && !dns.iter().any(|d| d == n) {
+                        dns.push(n.to_owned());
+                    }
+                }
             }
             v["DNSNames"] = if dns.is_empty() {
                 Value::Null

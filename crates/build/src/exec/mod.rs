@@ -92,6 +92,15 @@ impl ExecError {
 
     /// Whether the error is the client's (a bad Dockerfile, a missing file, a failing
     /// `RUN`) rather than the daemon's.
+    /// The exit code of the `RUN` that failed the build, if that is what failed.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            ExecError::Step { source, .. } => source.exit_code(),
+            ExecError::RunFailed { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
     pub fn is_user_error(&self) -> bool {
         match self {
             ExecError::Step { source, .. } => source.is_user_error(),
@@ -547,8 +556,9 @@ impl Builder {
         Ok(())
     }
 
-    /// The context's `.dockerignore` (`<Dockerfile>.dockerignore` first), keeping the
-    /// Dockerfile and the ignore file themselves as the docker CLI does.
+    /// The context's `.dockerignore` (`<Dockerfile>.dockerignore` first), as the builder
+    /// applies it: without the CLI's exceptions for the Dockerfile and the ignore file, so
+    /// an excluded Dockerfile is read but not copied by `COPY .` (moby's `removeDockerfile`).
     fn read_ignore(&self, req: &BuildRequest) -> Result<Ignore, ExecError> {
         for name in crate::ignore::ignore_file_candidates(&req.dockerfile_name) {
             let root = rustix::fs::open(
@@ -570,9 +580,7 @@ impl Builder {
             let mut data = Vec::new();
             std::io::Read::read_to_end(&mut std::fs::File::from(fd).take_limited(), &mut data)
                 .map_err(ExecError::io(&name))?;
-            let mut ig = Ignore::parse(&data).map_err(|k| crate::Error::new(&name, 0, 0, k))?;
-            ig.keep_build_files(&req.dockerfile_name);
-            return Ok(ig);
+            return Ignore::parse(&data).map_err(|k| crate::Error::new(&name, 0, 0, k).into());
         }
         Ok(Ignore::default())
     }

@@ -170,9 +170,18 @@ pub async fn build(client: &Client, a: BuildArgs) -> Result<i32> {
             }
         };
         let Some(m) = m else { break };
+        let code = m
+            .error_detail
+            .as_ref()
+            .and_then(|d| d.code)
+            .and_then(|c| i32::try_from(c).ok())
+            .filter(|&c| c > 0);
         if let Some(e) = m.error.or(m.error_detail.map(|d| d.message)) {
             view.failed();
-            return Err(CliError::Stream(e));
+            return Err(match code {
+                Some(code) => CliError::StreamCode { message: e, code },
+                None => CliError::Stream(e),
+            });
         }
         if let Some(aux) = &m.aux {
             if let Some(i) = aux["ID"].as_str() {

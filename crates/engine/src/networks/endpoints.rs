@@ -766,8 +766,9 @@ impl Engine {
         container: &str,
         mut ep: EndpointState,
     ) -> Result<()> {
-        let net = self.network_inspect(network)?;
+        // The container first, as dockerd looks them up.
         let h = self.resolve(container)?;
+        let net = self.network_inspect(network)?;
         let _op = h.op.lock().await;
         let rec = h.record();
         let mode = rec.host_config.network_mode();

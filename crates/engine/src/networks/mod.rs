@@ -475,6 +475,26 @@ impl Engine {
         }
     }
 
+    /// What `host-gateway` in `--add-host` stands for: `host-gateway-ip` of the daemon's
+    /// configuration, or else the default bridge's IPv4 gateway (as dockerd).
+    pub(crate) fn host_gateway_ip(&self) -> Result<std::net::IpAddr> {
+        if let Some(ip) = self.inner.cfg.host_gateway_ip {
+            return Ok(ip);
+        }
+        let table = lock(&self.inner.networks);
+        table
+            .values()
+            .filter(|n| n.rec.name == DEFAULT)
+            .flat_map(|n| n.rec.ipam.iter())
+            .filter_map(|c| c.gateway)
+            .find(|ip| ip.is_ipv4())
+            .ok_or_else(|| {
+                EngineError::InvalidArgument(
+                    "unable to derive the IP value for host-gateway".into(),
+                )
+            })
+    }
+
     /// The running containers attached to a network, with their endpoints.
     pub fn network_endpoints(&self, network_id: &str) -> Vec<(String, String, EndpointState)> {
         let mut out: Vec<(String, String, EndpointState)> = self
