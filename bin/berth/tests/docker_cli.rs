@@ -482,10 +482,14 @@ fn images_mounts_and_hosts_match_dockerd() {
     let mut names = Vec::new();
     let mut archive = tar::Archive::new(&tar.stdout[..]);
     for e in archive.entries().unwrap() {
-        names.push(e.unwrap().path().unwrap().display().to_string());
+        names.push(String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned());
     }
-    assert!(names.iter().any(|n| n == ".dockerenv"), "{names:?}");
-    assert!(names.iter().any(|n| n == "etc/mtab"), "{names:?}");
+    for n in [".dockerenv", "etc/mtab", "dev/console", "dev/pts/", "dev/shm/"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing: {names:?}");
+    }
+    // Directories are named `dir/`, as in Docker's archives.
+    assert!(names.iter().any(|x| x == "etc/"), "{names:?}");
+    assert!(!names.iter().any(|x| x == "etc"), "{names:?}");
     ok(d.docker(&["commit", "initl", "initimg"]));
     let saved = d.docker(&["save", "initimg"]);
     assert!(saved.status.success(), "{}", stderr(&saved));
@@ -1528,7 +1532,14 @@ fn refusals_warnings_and_log_details_match_dockerd() {
         "{}",
         stderr(&o)
     );
+    let (_, e) = err(&["kill", "nosuch"]);
+    assert!(
+        e.contains("Cannot kill container: nosuch: No such container: nosuch"),
+        "{e}"
+    );
     ok(d.docker(&["run", "--name", "l1", "busybox", "echo", "a"]));
+    let (_, e) = err(&["commit", "-c", "BOGUS x", "l1", "nope"]);
+    assert!(e.contains("bogus is not a valid change command"), "{e}");
     let o = d.docker(&["logs", "--details", "l1"]);
     assert_eq!(stdout(&o), " a\n");
     assert_eq!(stdout(&d.docker(&["logs", "l1"])), "a\n");

@@ -873,7 +873,13 @@ impl Engine {
 
     /// Sends a signal (default SIGKILL).
     pub async fn kill(&self, key: &str, signal: Option<&str>) -> Result<()> {
-        let h = self.resolve(key)?;
+        let h = self.resolve(key).map_err(|e| match e {
+            // Still a 404, in dockerd's words.
+            EngineError::NoSuchContainer(_) => {
+                EngineError::NotFound(format!("Cannot kill container: {key}: {e}"))
+            }
+            e => e,
+        })?;
         let rec = h.record();
         let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
         if !rec.state.is_running() {

@@ -142,7 +142,8 @@ pub fn apply_changes(config: &mut Config, changes: &[String]) -> Result<()> {
             }
             other => {
                 return Err(EngineError::InvalidArgument(format!(
-                    "{other} is not a valid change command"
+                    "{} is not a valid change command",
+                    other.to_ascii_lowercase()
                 )));
             }
         }

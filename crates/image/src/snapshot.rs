@@ -307,11 +307,33 @@ impl Snapshotter {
     }
 }
 
-/// A container's init layer in `base/init`, made once: an empty `/.dockerenv` (0755, as
-/// Docker's), and `/etc/mtab` as a link to `/proc/mounts` unless the image has an
-/// `/etc/mtab` of its own or an `/etc` that is not a plain directory (the layer's `etc`
-/// directory would hide that). Built in a temporary directory and renamed into place, so it
-/// is whole or absent.
+/// What Docker's init layer holds (moby's `initlayer.Setup`): mount points and files every
+/// container has, each made only when the image lacks it.
+const INIT_ENTRIES: &[(&str, InitEntry)] = &[
+    ("dev/pts", InitEntry::Dir),
+    ("dev/shm", InitEntry::Dir),
+    ("proc", InitEntry::Dir),
+    ("sys", InitEntry::Dir),
+    (".dockerenv", InitEntry::File),
+    ("etc/resolv.conf", InitEntry::File),
+    ("etc/hosts", InitEntry::File),
+    ("etc/hostname", InitEntry::File),
+    ("dev/console", InitEntry::File),
+    ("etc/mtab", InitEntry::Link("/proc/mounts")),
+];
+
+#[derive(Clone, Copy)]
+enum InitEntry {
+    Dir,
+    File,
+    Link(&'static str),
+}
+
+/// A container's init layer in `base/init`, made once: [`INIT_ENTRIES`] the image lacks. An
+/// entry whose parent in the image is not a plain directory (a symlink `/etc`) is left out;
+/// a parent the image has is made with the image's mode, owner and times, since the layer's
+/// directory is what the container sees. Built in a temporary directory and renamed into
+/// place, so it is whole or absent.
 fn init_layer(base: &Path, lowers: &[PathBuf]) -> Result<PathBuf, ImageError> {
     let init = base.join("init");
     if init.is_dir() {
@@ -325,27 +347,87 @@ fn init_layer(base: &Path, lowers: &[PathBuf]) -> Result<PathBuf, ImageError> {
         Err(e) => return Err(io("remove", &tmp)(e)),
     }
     fs::create_dir(&tmp).map_err(io("create", &tmp))?;
-    let env = tmp.join(".dockerenv");
-    fs::File::create(&env).map_err(io("create", &env))?;
-    fs::set_permissions(&env, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(io("chmod", &env))?;
-    // The topmost layer that has `etc` decides what it is (lstat: a layer's own entry).
-    let etc = lowers
-        .iter()
-        .find_map(|l| fs::symlink_metadata(l.join("etc")).ok());
-    let mtab_in_image = lowers
-        .iter()
-        .any(|l| fs::symlink_metadata(l.join("etc/mtab")).is_ok());
-    if etc.is_none_or(|m| m.is_dir()) && !mtab_in_image {
-        let etc = tmp.join("etc");
-        fs::create_dir(&etc).map_err(io("create", &etc))?;
-        fs::set_permissions(&etc, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(io("chmod", &etc))?;
-        let mtab = etc.join("mtab");
-        std::os::unix::fs::symlink("/proc/mounts", &mtab).map_err(io("create", &mtab))?;
+    // The image's own entry at `rel`: the topmost layer that has one decides (lstat). A
+    // whiteout (a 0/0 character device) counts as present: the entry is then left alone.
+    let in_image = |rel: &str| {
+        lowers
+            .iter()
+            .find_map(|l| fs::symlink_metadata(l.join(rel)).ok())
+    };
+    // Directories made, with the image's attributes to give them once all entries are in
+    // (an entry made later would change a directory's times).
+    let mut dirs: Vec<(PathBuf, Option<fs::Metadata>)> = Vec::new();
+    'entries: for (rel, kind) in INIT_ENTRIES {
+        if in_image(rel).is_some() {
+            continue;
+        }
+        // Parents: each must be a directory in the image or absent from it.
+        let mut parent = String::new();
+        for comp in Path::new(rel)
+            .parent()
+            .into_iter()
+            .flat_map(Path::components)
+        {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(&comp.as_os_str().to_string_lossy());
+            let dir = tmp.join(&parent);
+            if dir.is_dir() {
+                continue;
+            }
+            match in_image(&parent) {
+                Some(m) if !m.is_dir() => continue 'entries,
+                image => {
+                    fs::create_dir(&dir).map_err(io("create", &dir))?;
+                    dirs.push((dir, image));
+                }
+            }
+        }
+        let path = tmp.join(rel);
+        match kind {
+            InitEntry::Dir => {
+                fs::create_dir(&path).map_err(io("create", &path))?;
+                dirs.push((path, None));
+            }
+            InitEntry::File => {
+                fs::File::create(&path).map_err(io("create", &path))?;
+                fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .map_err(io("chmod", &path))?;
+            }
+            InitEntry::Link(target) => {
+                std::os::unix::fs::symlink(target, &path).map_err(io("create", &path))?;
+            }
+        }
+    }
+    // Deepest first: setting a directory's times does not touch its parent's.
+    dirs.sort_by_key(|(d, _)| std::cmp::Reverse(d.components().count()));
+    for (dir, image) in &dirs {
+        copy_dir_attrs(dir, image.as_ref()).map_err(io("set up", dir))?;
     }
     fs::rename(&tmp, &init).map_err(io("rename", &tmp))?;
     Ok(init)
+}
+
+/// Gives a directory of the init layer the attributes of the image's directory at the same
+/// path (mode, owner, times), or 0755 root's when the image has none.
+fn copy_dir_attrs(dir: &Path, image: Option<&fs::Metadata>) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(m) = image else {
+        return fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
+    };
+    std::os::unix::fs::chown(dir, Some(m.uid()), Some(m.gid()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(m.mode() & 0o7777))?;
+    let ts = |sec: i64, nsec: i64| rustix::fs::Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec as _,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: ts(m.atime(), m.atime_nsec()),
+        last_modification: ts(m.mtime(), m.mtime_nsec()),
+    };
+    rustix::fs::utimensat(CWD, dir, &times, rustix::fs::AtFlags::empty())?;
+    Ok(())
 }
 
 /// Mounts an overlay of `lowers` (top first) under `upper` (with its `work` dir) on
@@ -521,7 +603,8 @@ mod tests {
     }
 
     #[test]
-    fn init_layer_adds_dockerenv_and_mtab_unless_the_image_has_them() {
+    fn init_layer_adds_what_the_image_lacks_with_the_images_attributes() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dir = tempfile::tempdir().unwrap();
         let (plain, with_mtab, etc_link) = (
             dir.path().join("plain"),
@@ -529,6 +612,25 @@ mod tests {
             dir.path().join("etc-link"),
         );
         fs::create_dir_all(plain.join("etc")).unwrap();
+        fs::create_dir_all(plain.join("tmp")).unwrap();
+        fs::set_permissions(plain.join("etc"), fs::Permissions::from_mode(0o750)).unwrap();
+        std::os::unix::fs::chown(plain.join("etc"), Some(7), Some(8)).unwrap();
+        fs::write(plain.join("etc/hosts"), b"image's").unwrap();
+        // An old mtime, so one the layer's own writes gave could not pass for it.
+        let old = rustix::fs::Timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 0,
+        };
+        rustix::fs::utimensat(
+            CWD,
+            plain.join("etc"),
+            &rustix::fs::Timestamps {
+                last_access: old,
+                last_modification: old,
+            },
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
         fs::create_dir_all(with_mtab.join("etc")).unwrap();
         fs::write(with_mtab.join("etc/mtab"), b"").unwrap();
         fs::create_dir_all(&etc_link).unwrap();
@@ -544,18 +646,31 @@ mod tests {
             let init = init_layer(&base, &lowers).unwrap();
             let env = fs::metadata(init.join(".dockerenv")).unwrap();
             assert_eq!(env.len(), 0);
-            assert_eq!(
-                std::os::unix::fs::PermissionsExt::mode(&env.permissions()) & 0o777,
-                0o755
-            );
+            assert_eq!(env.permissions().mode() & 0o777, 0o755);
             assert_eq!(
                 fs::read_link(init.join("etc/mtab")).ok(),
                 mtab.then(|| PathBuf::from("/proc/mounts")),
                 "{name}"
             );
+            for d in ["dev/pts", "dev/shm", "proc", "sys"] {
+                assert!(init.join(d).is_dir(), "{name}: {d}");
+            }
+            assert!(init.join("dev/console").is_file(), "{name}");
             // Made once: a second call finds it whole.
             assert_eq!(init_layer(&base, &lowers).unwrap(), init);
             assert!(!base.join("init.tmp").exists());
         }
+        // What the image has stays the image's; a parent the image has keeps its attributes.
+        let a = dir.path().join("a/init");
+        assert!(!a.join("etc/hosts").exists());
+        assert!(a.join("etc/hostname").is_file());
+        let etc = fs::metadata(a.join("etc")).unwrap();
+        assert_eq!(
+            (etc.permissions().mode() & 0o7777, etc.uid(), etc.gid()),
+            (0o750, 7, 8)
+        );
+        assert_eq!(etc.mtime(), 1_000_000_000);
+        // Behind a symlinked /etc, nothing under etc/ is made.
+        assert!(!dir.path().join("c/init/etc").exists());
     }
 }

@@ -166,7 +166,11 @@ impl<W: Write> TreeWriter<W> {
             FileType::Directory => {
                 let mut h = Self::header(st, tar::EntryType::Directory);
                 self.append_xattrs(fd)?;
-                self.tar.append_data(&mut h, name, io::empty())?;
+                // `dir/`, as Docker's archives name directories (tar keeps the slash).
+                let mut dir_name = name.as_os_str().to_owned();
+                dir_name.push("/");
+                self.tar
+                    .append_data(&mut h, Path::new(&dir_name), io::empty())?;
                 if self.overlay_upper && is_opaque(fd) {
                     let mut h = Self::header(st, tar::EntryType::Regular);
                     h.set_mode(0o644);
