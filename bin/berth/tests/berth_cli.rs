@@ -676,6 +676,41 @@ fn runtime_escapes_are_closed() {
     ok(d.berth(&["rm", "-f", "long"]));
 }
 
+/// A container cannot change its own limits: its cgroup mounts are read-only (libcontainer
+/// leaves them writable on a cgroup v1 host), as in Docker; a privileged one may write them.
+#[test]
+fn a_container_cannot_raise_its_own_cgroup_limits() {
+    let d = daemon();
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "20",
+        "--memory",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "for f in pids/pids.max pids.max; do [ -e /sys/fs/cgroup/$f ] && p=/sys/fs/cgroup/$f; done; \
+         { echo max > $p; } 2>/dev/null && echo WROTE; cat $p; mkdir /sys/fs/cgroup/x 2>/dev/null && echo MADE; \
+         grep -c ' /sys/fs/cgroup[ /][^ ]* rw,' /proc/self/mountinfo; true",
+    ]));
+    assert_eq!(out, "20\n0", "{out}");
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -c ' /sys/fs/cgroup[ /][^ ]* rw,' /proc/self/mountinfo",
+    ]));
+    assert_ne!(
+        out, "0",
+        "a privileged container's cgroup mounts are writable"
+    );
+}
+
 /// An exec (started by the shim itself, without the runtime helper) lands where the
 /// container's init is: the same cgroups and namespaces, the container's rlimits, its seccomp
 /// filter and no_new_privs; a working directory outside the container is refused, and a

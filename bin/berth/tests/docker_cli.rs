@@ -484,7 +484,13 @@ fn images_mounts_and_hosts_match_dockerd() {
     for e in archive.entries().unwrap() {
         names.push(String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned());
     }
-    for n in [".dockerenv", "etc/mtab", "dev/console", "dev/pts/", "dev/shm/"] {
+    for n in [
+        ".dockerenv",
+        "etc/mtab",
+        "dev/console",
+        "dev/pts/",
+        "dev/shm/",
+    ] {
         assert!(names.iter().any(|x| x == n), "{n} missing: {names:?}");
     }
     // Directories are named `dir/`, as in Docker's archives.

@@ -13,6 +13,7 @@
 //! ever called from single-threaded processes (the shim's short-lived runtime helper,
 //! `berth-shim-runtime`, and the `berth runtime` CLI), never from the daemon.
 
+pub mod cgroup_ro;
 pub mod defaults;
 pub mod error;
 pub mod libcontainer_rt;

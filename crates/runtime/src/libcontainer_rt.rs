@@ -92,20 +92,31 @@ impl Libcontainer {
 impl Runtime for Libcontainer {
     fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
         let builder = self.builder(id, stdio)?;
-        let builder = match seccomp_bpf::prepare(&self.root, bundle)? {
-            Some((prepared, Some(executor))) => builder.with_executor(executor).as_init(prepared),
-            Some((prepared, None)) => builder.as_init(prepared),
-            None => builder.as_init(bundle),
+        let (builder, used) = match seccomp_bpf::prepare(&self.root, bundle)? {
+            Some((prepared, Some(executor))) => {
+                (builder.with_executor(executor).as_init(&prepared), prepared)
+            }
+            Some((prepared, None)) => (builder.as_init(&prepared), prepared),
+            None => (builder.as_init(bundle), bundle.to_owned()),
         };
         let container = builder
             .with_systemd(false)
             .with_detach(true)
             .build()
             .map_err(lc_err)?;
-        container
+        let pid = container
             .pid()
             .map(|p| p.as_raw())
-            .ok_or_else(|| RuntimeError::Libcontainer("created container has no pid".into()))
+            .ok_or_else(|| RuntimeError::Libcontainer("created container has no pid".into()))?;
+        // libcontainer leaves cgroup v1 mounts writable whatever the spec says.
+        if let Err(e) = crate::cgroup_ro::apply(pid, &used.join("config.json")) {
+            if let Ok(c) = self.load(id) {
+                let mut c = c;
+                let _ = c.delete(true);
+            }
+            return Err(e);
+        }
+        Ok(pid)
     }
 
     fn start(&self, id: &str) -> Result<(), RuntimeError> {
