@@ -522,6 +522,38 @@ fn images_mounts_and_hosts_match_dockerd() {
             .any(|n| n.contains("dockerenv") || n.contains("mtab")),
         "{top_names:?}"
     );
+    // GraphDriver.Data names the overlay's directories on the host, as overlay2's do.
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "gd",
+        "busybox",
+        "sh",
+        "-c",
+        "echo w > /written",
+    ]));
+    let gd = |what: &str, obj: &str| {
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            &format!("{{{{.GraphDriver.Data.{what}}}}}"),
+            obj,
+        ]))
+    };
+    let upper = gd("UpperDir", "gd");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&upper).join("written")).unwrap(),
+        "w\n"
+    );
+    let lower = gd("LowerDir", "gd");
+    let init = lower.split(':').next().unwrap();
+    assert!(init.ends_with("/init"), "{lower}");
+    assert!(Path::new(init).join(".dockerenv").exists(), "{lower}");
+    assert!(Path::new(&gd("WorkDir", "gd")).is_dir());
+    let image_top = gd("UpperDir", "busybox");
+    assert!(Path::new(&image_top).join("bin").is_dir(), "{image_top}");
+    assert!(lower.ends_with(&image_top), "{lower} vs {image_top}");
+    ok(d.docker(&["rm", "gd"]));
     // A volume on /etc goes under the container's /etc/hosts, hostname and resolv.conf.
     let etc = ok(d.docker(&["run", "--rm", "-v", "etcv:/etc", "busybox", "ls", "/etc"]));
     for f in ["hostname", "hosts", "resolv.conf", "passwd"] {

@@ -2,7 +2,7 @@
 //! pause, top, resize, attach; exit handling, restart policies and reconciliation at start-up.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -247,13 +247,51 @@ impl Engine {
         )
     }
 
-    /// The overlay directories of a container, for inspect's GraphDriver.
-    pub fn graph_driver_data(&self, id: &str) -> BTreeMap<String, String> {
+    /// The overlay directories of a container, for inspect's GraphDriver, with overlay2's
+    /// keys: `UpperDir` (what the container wrote), `WorkDir`, `LowerDir` (its init layer,
+    /// then the image's layers, top first) and `MergedDir` (its root while it runs).
+    pub fn graph_driver_data(&self, rec: &ContainerRecord) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
-        let dir = self.container_dir(id);
+        let dir = self.container_dir(&rec.id);
         m.insert(
             "MergedDir".into(),
             dir.join("rootfs").to_string_lossy().into_owned(),
+        );
+        let cached = lock(&self.inner.lower_dirs).get(&rec.image_id).cloned();
+        let layers = match cached {
+            Some(l) => l,
+            None => {
+                let store = &self.inner.images;
+                let Ok((_, lowers)) = store
+                    .get(&rec.image_id)
+                    .and_then(|image| store.container_layers(&rec.id, &image))
+                else {
+                    return m;
+                };
+                let joined = lowers
+                    .iter()
+                    .map(|p| p.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(":");
+                lock(&self.inner.lower_dirs).insert(rec.image_id.clone(), joined.clone());
+                joined
+            }
+        };
+        let Ok(upper) = self.inner.images.container_upper(&rec.id) else {
+            return m;
+        };
+        let base = upper.parent().map(Path::to_path_buf).unwrap_or_default();
+        let init = base.join("init").to_string_lossy().into_owned();
+        let lower = if layers.is_empty() {
+            init
+        } else {
+            format!("{init}:{layers}")
+        };
+        m.insert("LowerDir".into(), lower);
+        m.insert("UpperDir".into(), upper.to_string_lossy().into_owned());
+        m.insert(
+            "WorkDir".into(),
+            base.join("work").to_string_lossy().into_owned(),
         );
         m
     }

@@ -419,6 +419,24 @@ impl Engine {
         Ok(out)
     }
 
+    /// An image's layer directories with overlay2's keys, as Docker's image inspect shows
+    /// them: `UpperDir` (its top layer) and `LowerDir` (the others, top first).
+    pub fn image_graph_driver(&self, image: &ImageView) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let Ok(dirs) = self.inner.images.layer_dirs(&image.layers) else {
+            return m;
+        };
+        let mut dirs = dirs.iter().map(|d| d.to_string_lossy().into_owned());
+        if let Some(top) = dirs.next() {
+            m.insert("UpperDir".into(), top);
+        }
+        let lower: Vec<String> = dirs.collect();
+        if !lower.is_empty() {
+            m.insert("LowerDir".into(), lower.join(":"));
+        }
+        m
+    }
+
     pub fn image_inspect(&self, name: &str) -> Result<ImageView> {
         let img = self.inner.images.resolve(name)?;
         Ok(self.view(&img))

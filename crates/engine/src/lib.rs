@@ -201,6 +201,9 @@ pub(crate) struct Inner {
     pub networks: Mutex<BTreeMap<String, networks::NetState>>,
     /// Bridges, ports, nftables and DNS, when the host allows networking.
     pub net: Mutex<Option<Arc<networks::NetRuntime>>>,
+    /// Image id -> its layer directories (top first) joined as `LowerDir`, for inspect's
+    /// `GraphDriver`: an image's layers never change, and inspect stays off the store.
+    pub lower_dirs: Mutex<HashMap<String, String>>,
 }
 
 /// The engine; cheap to clone.
@@ -292,6 +295,7 @@ impl Engine {
                 volumes: Mutex::new(volumes),
                 networks: Mutex::new(BTreeMap::new()),
                 net: Mutex::new(None),
+                lower_dirs: Mutex::new(HashMap::new()),
             }),
         };
         if let Err(e) = engine.networks_init().await {

@@ -1134,6 +1134,11 @@ impl ImageStore {
             .mount_container(container_id, &lowers, target, upper_kind, true)
     }
 
+    /// A container's upper directory (what it wrote).
+    pub fn container_upper(&self, container_id: &str) -> Result<PathBuf, ImageError> {
+        self.snapshots.container_upper(container_id)
+    }
+
     /// A container's layers as overlay stacks them: its upper directory (written by the
     /// container) and the image's layer directories, top first.
     pub fn container_layers(

@@ -97,7 +97,7 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> Conta
         host_config: rec.host_config.clone(),
         graph_driver: GraphDriver {
             name: "overlay2".into(),
-            data: ctx.engine.graph_driver_data(&rec.id),
+            data: ctx.engine.graph_driver_data(rec),
         },
         mounts: mounts_view(ctx, rec),
         config: rec.config.clone(),

@@ -75,7 +75,7 @@ pub(super) fn inspect(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
         virtual_size: (!r.at_least(1, 44)).then_some(i.size as i64),
         graph_driver: GraphDriver {
             name: "overlay2".into(),
-            data: BTreeMap::new(),
+            data: ctx.engine.image_graph_driver(&i),
         },
         root_fs: RootFs {
             kind: "layers".into(),
