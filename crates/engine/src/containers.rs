@@ -281,11 +281,14 @@ impl Engine {
             return m;
         };
         let base = upper.parent().map(Path::to_path_buf).unwrap_or_default();
-        let init = base.join("init").to_string_lossy().into_owned();
-        let lower = if layers.is_empty() {
-            init
-        } else {
-            format!("{init}:{layers}")
+        // The init layer: beside the image's top layer (shared), or the container's own for
+        // an image without layers.
+        let lower = match layers.split(':').next().filter(|l| !l.is_empty()) {
+            Some(top) => {
+                let home = Path::new(top).parent().unwrap_or(Path::new(top));
+                format!("{}:{layers}", home.join("init").display())
+            }
+            None => base.join("init").to_string_lossy().into_owned(),
         };
         m.insert("LowerDir".into(), lower);
         m.insert("UpperDir".into(), upper.to_string_lossy().into_owned());

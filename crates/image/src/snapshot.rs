@@ -1,9 +1,10 @@
 //! Snapshots: one directory per unpacked layer, `snapshots/<chain-id hex>/fs`, and overlay
 //! mounts for containers (the image's layers as lower dirs under a per-container upper dir,
-//! `snapshots/ctr-<container-id>/{fs,work}`). A container's stack also has its init layer,
-//! `ctr-<container-id>/init`, between the image and the upper dir, as Docker's: the files every
-//! container gets (`/.dockerenv`, `/etc/mtab`), seen in the container and by `export` but not
-//! among its changes (`diff`, `commit` read the upper dir alone).
+//! `snapshots/ctr-<container-id>/{fs,work}`). A container's stack also has an init layer
+//! between the image and the upper dir, as Docker's: the files every container gets
+//! (`/.dockerenv`, `/etc/mtab`, mount points), seen in the container and by `export` but not
+//! among its changes (`diff`, `commit` read the upper dir alone). It depends only on the image,
+//! so it is made once per top layer, in `snapshots/<chain-id hex>/init`, and shared.
 //!
 //! A layer is unpacked into `snapshots/tmp-<random>/fs` and renamed into place once complete,
 //! so a snapshot directory under a chain id is always whole; leftovers of an interrupted
@@ -258,7 +259,10 @@ impl Snapshotter {
         }
         let mut stack = Vec::with_capacity(lowers.len() + 1);
         if init {
-            stack.push(init_layer(&base, lowers)?);
+            // Shared by every container of the image: it lives beside the top layer's `fs`
+            // (the layer's chain id fixes everything below it) and goes with that layer.
+            let home = lowers.first().and_then(|top| top.parent()).unwrap_or(&base);
+            stack.push(init_layer(home, lowers)?);
         }
         stack.extend_from_slice(lowers);
         if stack.is_empty() {
@@ -329,24 +333,35 @@ enum InitEntry {
     Link(&'static str),
 }
 
-/// A container's init layer in `base/init`, made once: [`INIT_ENTRIES`] the image lacks. An
-/// entry whose parent in the image is not a plain directory (a symlink `/etc`) is left out;
-/// a parent the image has is made with the image's mode, owner and times, since the layer's
-/// directory is what the container sees. Built in a temporary directory and renamed into
-/// place, so it is whole or absent.
-fn init_layer(base: &Path, lowers: &[PathBuf]) -> Result<PathBuf, ImageError> {
-    let init = base.join("init");
+/// The init layer for `lowers` in `home/init`, made once: [`INIT_ENTRIES`] the image lacks.
+/// An entry whose parent in the image is not a plain directory (a symlink `/etc`) is left
+/// out; a parent the image has is made with the image's mode, owner and times, since the
+/// layer's directory is what the container sees. Built in a temporary directory and renamed
+/// into place, so it is whole or absent; of two made at once, the first renamed stays.
+fn init_layer(home: &Path, lowers: &[PathBuf]) -> Result<PathBuf, ImageError> {
+    let init = home.join("init");
     if init.is_dir() {
         return Ok(init);
     }
-    let tmp = base.join("init.tmp");
+    let tmp = home.join(format!("init.tmp-{:016x}", rand::random::<u64>()));
     let io = |what: &str, p: &Path| ImageError::io(format!("{what} {}", p.display()));
-    match fs::remove_dir_all(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("remove", &tmp)(e)),
-    }
     fs::create_dir(&tmp).map_err(io("create", &tmp))?;
+    let made = fill_init_layer(&tmp, lowers);
+    let placed = made.and_then(|()| match fs::rename(&tmp, &init) {
+        Ok(()) => Ok(()),
+        // Another container of the image made it first.
+        Err(_) if init.is_dir() => Ok(()),
+        Err(e) => Err(io("rename", &tmp)(e)),
+    });
+    if tmp.exists() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    placed.map(|()| init)
+}
+
+/// Writes the init layer's entries into `tmp`.
+fn fill_init_layer(tmp: &Path, lowers: &[PathBuf]) -> Result<(), ImageError> {
+    let io = |what: &str, p: &Path| ImageError::io(format!("{what} {}", p.display()));
     // The image's own entry at `rel`: the topmost layer that has one decides (lstat). A
     // whiteout (a 0/0 character device) counts as present: the entry is then left alone.
     let in_image = |rel: &str| {
@@ -405,8 +420,7 @@ fn init_layer(base: &Path, lowers: &[PathBuf]) -> Result<PathBuf, ImageError> {
     for (dir, image) in &dirs {
         copy_dir_attrs(dir, image.as_ref()).map_err(io("set up", dir))?;
     }
-    fs::rename(&tmp, &init).map_err(io("rename", &tmp))?;
-    Ok(init)
+    Ok(())
 }
 
 /// Gives a directory of the init layer the attributes of the image's directory at the same
@@ -658,7 +672,11 @@ mod tests {
             assert!(init.join("dev/console").is_file(), "{name}");
             // Made once: a second call finds it whole.
             assert_eq!(init_layer(&base, &lowers).unwrap(), init);
-            assert!(!base.join("init.tmp").exists());
+            let left: Vec<_> = fs::read_dir(&base)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left, ["init"], "{name}: no temporary left");
         }
         // What the image has stays the image's; a parent the image has keeps its attributes.
         let a = dir.path().join("a/init");
