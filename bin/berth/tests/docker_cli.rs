@@ -1583,3 +1583,76 @@ fn refusals_warnings_and_log_details_match_dockerd() {
     assert_eq!(stdout(&d.docker(&["logs", "l1"])), "a\n");
     ok(d.docker(&["rm", "l1"]));
 }
+
+/// Events in dockerd's order and words: `kill` before the `die` it causes, `die` before the
+/// network's `disconnect`, execs as `exec_create: <cmd>` / `exec_start: <cmd>` / `exec_die`,
+/// and `untag` naming the image by its id.
+#[test]
+fn events_follow_dockerds_order_and_words() {
+    let d = daemon();
+    let since = common::unix_now().to_string();
+    let id = ok(d.docker(&["run", "-d", "--name", "evc", "busybox", "sleep", "60"]));
+    ok(d.docker(&["exec", "evc", "true"]));
+    ok(d.docker(&["kill", "evc"]));
+    ok(d.docker(&["rm", "evc"]));
+    ok(d.docker(&["tag", "busybox", "evt:1"]));
+    ok(d.docker(&["rmi", "evt:1"]));
+    let until = (common::unix_now() + 1).to_string();
+    let events = ok(d.docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
+        "{{.Type}}|{{.Action}}|{{.Actor.ID}}|{{.Actor.Attributes.name}}",
+    ]));
+    let rows: Vec<Vec<&str>> = events.lines().map(|l| l.split('|').collect()).collect();
+    let actions: Vec<&str> = rows
+        .iter()
+        .map(|r| r[1])
+        // (The busybox import may fall in the same second as `since`.)
+        .filter(|a| *a != "exec_die" && *a != "import")
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create",
+            "connect",
+            "start",
+            "exec_create: true",
+            "exec_start: true",
+            "kill",
+            "die",
+            "disconnect",
+            "destroy",
+            "tag",
+            "untag"
+        ],
+        "{events}"
+    );
+    assert!(
+        rows.iter().any(|r| r[1] == "exec_die" && r[2] == id),
+        "{events}"
+    );
+    let image = ok(d.docker(&["image", "inspect", "-f", "{{.Id}}", "busybox"]));
+    let untag = rows.iter().find(|r| r[1] == "untag").unwrap();
+    assert_eq!(
+        (untag[2], untag[3]),
+        (image.as_str(), image.as_str()),
+        "{events}"
+    );
+    // `event=exec_start` still finds "exec_start: true".
+    let filtered = ok(d.docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "event=exec_start",
+        "--format",
+        "{{.Action}}",
+    ]));
+    assert_eq!(filtered, "exec_start: true");
+}

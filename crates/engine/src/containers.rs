@@ -745,6 +745,11 @@ impl Engine {
                 .set_exited(status.exit_code as i64, status.oom_killed, at);
             r.clone()
         };
+        // `die` (and `oom`) come first, then the network's `disconnect`, as dockerd sends them.
+        if rec.state.oom_killed {
+            self.emit(&rec, "oom");
+        }
+        self.emit(&rec, "die");
         self.net_detach(&rec.id).await;
         self.cleanup_after_exit(&rec.id);
         self.volumes_release(&rec.id, &rec.mounts);
@@ -763,10 +768,6 @@ impl Engine {
             w.exit_code = rec.state.exit_code;
             w.exits += 1;
         });
-        if rec.state.oom_killed {
-            self.emit(&rec, "oom");
-        }
-        self.emit(&rec, "die");
         let engine = self.clone();
         tokio::spawn(async move { engine.after_exit(h, auto_remove).await });
     }
@@ -930,40 +931,33 @@ impl Engine {
             )));
         }
         let socket = self.run_paths(&rec.id).socket();
-        if sig == libc::SIGKILL {
-            let mut rx = h.watch.subscribe();
-            let exits = rx.borrow().exits;
-            shim_client::call(
-                &socket,
-                &Request::Kill {
-                    signal: sig,
-                    all: false,
-                },
-            )
-            .await?;
-            // docker kill returns once a SIGKILLed container is gone.
-            let _ = tokio::time::timeout(
-                Duration::from_secs(10),
-                rx.wait_for(|w| w.exits > exits || !w.running),
-            )
-            .await;
-        } else {
-            shim_client::call(
-                &socket,
-                &Request::Kill {
-                    signal: sig,
-                    all: false,
-                },
-            )
-            .await?;
-        }
-        let mut attrs = BTreeMap::new();
+        let mut rx = h.watch.subscribe();
+        let exits = rx.borrow().exits;
+        // The event goes out as the signal does, so it always precedes the `die` it may
+        // cause (the exit is reported on another task), as dockerd's.
+        let mut attrs = rec.config.labels.clone().unwrap_or_default();
         attrs.insert("signal".into(), sig.to_string());
         attrs.insert("name".into(), rec.name.clone());
         attrs.insert("image".into(), rec.config.image.clone());
         self.inner
             .events
             .publish("container", "kill", &rec.id, attrs);
+        shim_client::call(
+            &socket,
+            &Request::Kill {
+                signal: sig,
+                all: false,
+            },
+        )
+        .await?;
+        if sig == libc::SIGKILL {
+            // docker kill returns once a SIGKILLed container is gone.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                rx.wait_for(|w| w.exits > exits || !w.running),
+            )
+            .await;
+        }
         Ok(())
     }
 

@@ -44,6 +44,28 @@ pub(crate) struct ExecInstance {
 
 impl Engine {
     /// Registers an exec instance in a running container; returns its id.
+    /// An exec's event on its container, with the container's attributes (name, image,
+    /// labels) and the exec's id, as dockerd's: `exec_create: <cmd>`, `exec_start: <cmd>`,
+    /// `exec_die` (with `exitCode`).
+    fn exec_event(
+        &self,
+        rec: &crate::ContainerRecord,
+        action: &str,
+        exec_id: &str,
+        exit_code: Option<i64>,
+    ) {
+        let mut attrs = rec.config.labels.clone().unwrap_or_default();
+        attrs.insert("execID".into(), exec_id.to_owned());
+        attrs.insert("name".into(), rec.name.clone());
+        attrs.insert("image".into(), rec.config.image.clone());
+        if let Some(code) = exit_code {
+            attrs.insert("exitCode".into(), code.to_string());
+        }
+        self.inner
+            .events
+            .publish("container", action, &rec.id, attrs);
+    }
+
     pub fn exec_create(&self, key: &str, config: ExecConfig) -> Result<String> {
         let h = self.resolve(key)?;
         let rec = h.record();
@@ -69,6 +91,7 @@ impl Engine {
             rand::rng().fill(&mut bytes);
             hex::encode(bytes)
         };
+        let cmd_line = config.cmd.join(" ");
         let info = ExecInfo {
             id: id.clone(),
             container_id: rec.id.clone(),
@@ -80,12 +103,7 @@ impl Engine {
             info: Mutex::new(info),
         });
         lock(&self.inner.execs).insert(id.clone(), inst);
-        let mut attrs = std::collections::BTreeMap::new();
-        attrs.insert("execID".into(), id.clone());
-        attrs.insert("name".into(), rec.name.clone());
-        self.inner
-            .events
-            .publish("container", "exec_create", &rec.id, attrs);
+        self.exec_event(&rec, &format!("exec_create: {}", cmd_line), &id, None);
         Ok(id)
     }
 
@@ -133,6 +151,12 @@ impl Engine {
             ))));
         }
         let process = self.exec_process(&rec, &info.config).map_err(fail)?;
+        self.exec_event(
+            &rec,
+            &format!("exec_start: {}", info.config.cmd.join(" ")),
+            id,
+            None,
+        );
         let mut conn = ShimConn::connect(&self.run_paths(&rec.id).socket())
             .await
             .map_err(fail)?;
@@ -163,7 +187,6 @@ impl Engine {
         let record = inst.clone();
         let engine = self.clone();
         let exec_id = id.to_owned();
-        let container_id = rec.id.clone();
         Ok(IoSession::new(
             frames,
             info.config.attach_stdin.then_some(write),
@@ -173,13 +196,7 @@ impl Engine {
                 i.running = false;
                 i.exit_code = Some(status.exit_code as i64);
                 drop(i);
-                let mut attrs = std::collections::BTreeMap::new();
-                attrs.insert("execID".into(), exec_id);
-                attrs.insert("exitCode".into(), status.exit_code.to_string());
-                engine
-                    .inner
-                    .events
-                    .publish("container", "exec_die", &container_id, attrs);
+                engine.exec_event(&rec, "exec_die", &exec_id, Some(status.exit_code as i64));
             }),
         ))
     }

@@ -477,14 +477,17 @@ impl Engine {
             }
         }
         let in_use = |id: &str| users.get(id).cloned();
+        // dockerd's `untag` events name the image by its id, not by the tag.
+        let image_id = self.inner.images.resolve(name).map(|i| i.id).ok();
         let removed = self.inner.images.remove(name, force, &in_use)?;
         let mut rows = Vec::new();
         for r in removed {
             match r {
                 berth_image::RemovedImage::Untagged(t) => {
+                    let id = image_id.clone().unwrap_or_else(|| t.clone());
                     let mut attrs = BTreeMap::new();
-                    attrs.insert("name".into(), t.clone());
-                    self.inner.events.publish("image", "untag", &t, attrs);
+                    attrs.insert("name".into(), id.clone());
+                    self.inner.events.publish("image", "untag", &id, attrs);
                     rows.push((Some(t), None));
                 }
                 berth_image::RemovedImage::Deleted(id) => {
