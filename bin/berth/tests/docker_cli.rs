@@ -1656,3 +1656,94 @@ fn events_follow_dockerds_order_and_words() {
     ]));
     assert_eq!(filtered, "exec_start: true");
 }
+
+/// A block device of this machine, as (path, "major:minor").
+fn some_block_device() -> (String, String) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for e in std::fs::read_dir("/sys/block").unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let path = format!("/dev/{name}");
+        if let Ok(m) = std::fs::metadata(&path) {
+            if m.file_type().is_block_device() && !name.starts_with("loop") {
+                let rdev = m.rdev();
+                return (path, format!("{}:{}", libc::major(rdev), libc::minor(rdev)));
+            }
+        }
+    }
+    panic!("no block device on this machine");
+}
+
+/// `--device-read-bps` and kin reach the container's blkio (or io) cgroup; a path that is not
+/// a block device is refused; `HostConfig` has dockerd's shape for what the client left out.
+#[test]
+fn block_io_limits_and_the_host_config_shape() {
+    let d = daemon();
+    let (dev, numbers) = some_block_device();
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--device-read-bps",
+        &format!("{dev}:1mb"),
+        "--device-write-iops",
+        &format!("{dev}:100"),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device \
+         /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device 2>/dev/null || cat /sys/fs/cgroup/io.max",
+    ]));
+    let v1 = format!("{numbers} 1048576\n{numbers} 100");
+    assert!(
+        out == v1 || out.contains(&format!("{numbers} rbps=1048576")),
+        "{out}"
+    );
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--device-read-bps",
+        "/dev/null:1mb",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&o).contains("/dev/null is not a block device"),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.docker(&["create", "--name", "shape", "busybox", "true"]));
+    let hc = &d.http("GET", "/v1.41/containers/shape/json", None).json()["HostConfig"];
+    assert!(hc["PidsLimit"].is_null(), "{hc}");
+    assert!(hc["MemorySwappiness"].is_null(), "{hc}");
+    assert!(hc.get("Init").is_none(), "{hc}");
+    assert_eq!(hc["BlkioWeightDevice"], serde_json::json!([]), "{hc}");
+    assert_eq!(hc["CgroupnsMode"], "private");
+    assert!(
+        hc["MaskedPaths"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|x| x == "/proc/kcore")),
+        "{hc}"
+    );
+    ok(d.docker(&[
+        "create",
+        "--name",
+        "priv",
+        "--privileged",
+        "busybox",
+        "true",
+    ]));
+    let hc = &d.http("GET", "/v1.41/containers/priv/json", None).json()["HostConfig"];
+    assert!(hc["MaskedPaths"].is_null(), "{hc}");
+    // The list shows the same endpoint fields as inspect.
+    let list = d.http("GET", "/v1.41/containers/json?all=1", None).json();
+    let ep = &list[0]["NetworkSettings"]["Networks"]["bridge"];
+    for key in [
+        "Aliases",
+        "DriverOpts",
+        "IPAMConfig",
+        "Links",
+        "GlobalIPv6Address",
+    ] {
+        assert!(ep.get(key).is_some(), "{key} missing: {ep}");
+    }
+    ok(d.docker(&["rm", "shape", "priv"]));
+}

@@ -94,6 +94,22 @@ pub struct DeviceMapping {
     pub cgroup_permissions: String,
 }
 
+/// `--blkio-weight-device path:weight`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WeightDevice {
+    pub path: String,
+    pub weight: u16,
+}
+
+/// `--device-read-bps` and its kin: a block device and a rate (bytes or operations a second).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ThrottleDevice {
+    pub path: String,
+    pub rate: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PortBinding {
@@ -151,6 +167,13 @@ pub struct HostConfig {
     pub nano_cpus: i64,
     pub cgroup_parent: String,
     pub blkio_weight: u16,
+    pub blkio_weight_device: Option<Vec<WeightDevice>>,
+    pub blkio_device_read_bps: Option<Vec<ThrottleDevice>>,
+    pub blkio_device_write_bps: Option<Vec<ThrottleDevice>>,
+    #[serde(rename = "BlkioDeviceReadIOps")]
+    pub blkio_device_read_iops: Option<Vec<ThrottleDevice>>,
+    #[serde(rename = "BlkioDeviceWriteIOps")]
+    pub blkio_device_write_iops: Option<Vec<ThrottleDevice>>,
     pub cpu_period: i64,
     pub cpu_quota: i64,
     pub cpu_realtime_period: i64,
@@ -159,12 +182,25 @@ pub struct HostConfig {
     pub cpuset_mems: String,
     pub devices: Option<Vec<DeviceMapping>>,
     pub device_cgroup_rules: Option<Vec<String>>,
+    /// GPU requests (`--gpus`): kept and shown; Berth has no device drivers for them.
+    pub device_requests: Option<Vec<serde_json::Value>>,
+    /// Windows-only in Docker; always 0 here, present because clients expect the keys.
+    pub cpu_count: i64,
+    pub cpu_percent: i64,
+    #[serde(rename = "IOMaximumIOps")]
+    pub io_maximum_iops: u64,
+    #[serde(rename = "IOMaximumBandwidth")]
+    pub io_maximum_bandwidth: u64,
+    #[serde(rename = "KernelMemoryTCP")]
+    pub kernel_memory_tcp: i64,
     pub memory_reservation: i64,
     pub memory_swap: i64,
     pub memory_swappiness: Option<i64>,
     pub oom_kill_disable: Option<bool>,
     pub pids_limit: Option<i64>,
     pub ulimits: Option<Vec<Ulimit>>,
+    /// Left out when unset, as dockerd does.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub console_size: Option<[u32; 2]>,

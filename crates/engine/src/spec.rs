@@ -281,6 +281,71 @@ pub fn volume_mounts(
     (out, propagation)
 }
 
+/// What dockerd writes into a new container's `HostConfig` where the client left things out,
+/// so inspect shows what the container gets: no pids limit and default swappiness as `null`,
+/// the cgroup namespace mode, and the masked and read-only paths (none when privileged or
+/// with `systempaths=unconfined`).
+pub fn fill_host_config_defaults(hc: &mut HostConfig) -> Result<()> {
+    if hc.pids_limit.is_some_and(|p| p <= 0) {
+        hc.pids_limit = None;
+    }
+    if hc.memory_swappiness == Some(-1) {
+        hc.memory_swappiness = None;
+    }
+    if hc.cgroupns_mode.is_empty() {
+        hc.cgroupns_mode = "private".into();
+    }
+    let mut unmask = false;
+    for opt in hc.security_opt.iter().flatten() {
+        unmask |= parse_security_opt(opt)?.unmask;
+    }
+    if !hc.privileged {
+        let list = |paths: &[&str]| {
+            Some(if unmask {
+                Vec::new()
+            } else {
+                paths.iter().map(|p| (*p).to_owned()).collect()
+            })
+        };
+        if hc.masked_paths.is_none() {
+            hc.masked_paths = list(&berth_runtime::defaults::MASKED_PATHS);
+        }
+        if hc.readonly_paths.is_none() {
+            hc.readonly_paths = list(&berth_runtime::defaults::READONLY_PATHS);
+        }
+    }
+    Ok(())
+}
+
+/// A block device's (major, minor), for blkio weights and throttles.
+fn block_device(path: &str) -> Result<(i64, i64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).map_err(|e| {
+        EngineError::InvalidArgument(format!(
+            "error gathering device information for {path:?}: {}",
+            berth_runtime::errno_text(&e)
+        ))
+    })?;
+    if !meta.file_type().is_block_device() {
+        return Err(EngineError::InvalidArgument(format!(
+            "{path} is not a block device"
+        )));
+    }
+    let rdev = meta.rdev();
+    Ok((
+        i64::from(rustix::fs::major(rdev)),
+        i64::from(rustix::fs::minor(rdev)),
+    ))
+}
+
+/// `--device-{read,write}-{bps,iops}` as (major, minor, rate).
+fn throttles(list: Option<&[crate::config::ThrottleDevice]>) -> Result<Vec<(i64, i64, u64)>> {
+    list.unwrap_or_default()
+        .iter()
+        .map(|d| block_device(&d.path).map(|(ma, mi)| (ma, mi, d.rate)))
+        .collect()
+}
+
 /// Builds the runtime's spec for a container.
 pub fn container_spec(
     id: &str,
@@ -411,6 +476,16 @@ pub fn container_spec(
             cpuset_mems: (!hc.cpuset_mems.is_empty()).then(|| hc.cpuset_mems.clone()),
             pids_limit: hc.pids_limit.filter(|&p| p > 0),
             blkio_weight: (hc.blkio_weight > 0).then_some(hc.blkio_weight),
+            blkio_weight_device: hc
+                .blkio_weight_device
+                .iter()
+                .flatten()
+                .map(|d| block_device(&d.path).map(|(ma, mi)| (ma, mi, d.weight)))
+                .collect::<Result<_>>()?,
+            throttle_read_bps: throttles(hc.blkio_device_read_bps.as_deref())?,
+            throttle_write_bps: throttles(hc.blkio_device_write_bps.as_deref())?,
+            throttle_read_iops: throttles(hc.blkio_device_read_iops.as_deref())?,
+            throttle_write_iops: throttles(hc.blkio_device_write_iops.as_deref())?,
         },
         ulimits,
         shm_size: (hc.shm_size > 0).then_some(hc.shm_size),
@@ -430,6 +505,8 @@ pub fn container_spec(
         cgroups_path: p.cgroups_path.clone(),
         oom_score_adj: (hc.oom_score_adj != 0).then_some(hc.oom_score_adj as i32),
         unmask_system_paths: unmask,
+        masked_paths: hc.masked_paths.clone(),
+        readonly_paths: hc.readonly_paths.clone(),
         rootfs_propagation,
         annotations: hc.annotations.clone().unwrap_or_default(),
     })

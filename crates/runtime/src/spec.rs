@@ -61,6 +61,12 @@ pub struct ContainerSpec {
     pub oom_score_adj: Option<i32>,
     /// Docker's `--security-opt` masks: `systempaths=unconfined` clears masked/read-only paths.
     pub unmask_system_paths: bool,
+    /// `HostConfig.MaskedPaths` / `ReadonlyPaths` when the client gave them: these instead of
+    /// Docker's defaults (for an unprivileged container).
+    #[serde(default)]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub readonly_paths: Option<Vec<String>>,
     /// Propagation of the root mount (`rslave`, `rshared`...), for binds that ask for shared
     /// or slave propagation; the runtime's default when `None`.
     pub rootfs_propagation: Option<String>,
@@ -106,6 +112,17 @@ pub struct Resources {
     pub cpuset_mems: Option<String>,
     pub pids_limit: Option<i64>,
     pub blkio_weight: Option<u16>,
+    /// Per-device weights and throttles: (major, minor, weight or rate).
+    #[serde(default)]
+    pub blkio_weight_device: Vec<(i64, i64, u16)>,
+    #[serde(default)]
+    pub throttle_read_bps: Vec<(i64, i64, u64)>,
+    #[serde(default)]
+    pub throttle_write_bps: Vec<(i64, i64, u64)>,
+    #[serde(default)]
+    pub throttle_read_iops: Vec<(i64, i64, u64)>,
+    #[serde(default)]
+    pub throttle_write_iops: Vec<(i64, i64, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -608,13 +625,39 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
     if let Some(p) = r.pids_limit {
         resources["pids"] = json!({ "limit": p });
     }
+    let mut block_io = json!({});
     if let Some(w) = r.blkio_weight {
         if !(10..=1000).contains(&w) {
             return Err(RuntimeError::InvalidSpec(
                 "Range of blkio weight is from 10 to 1000".into(),
             ));
         }
-        resources["blockIO"] = json!({ "weight": w });
+        block_io["weight"] = json!(w);
+    }
+    if !r.blkio_weight_device.is_empty() {
+        block_io["weightDevice"] = r
+            .blkio_weight_device
+            .iter()
+            .map(
+                |&(major, minor, weight)| json!({"major": major, "minor": minor, "weight": weight}),
+            )
+            .collect();
+    }
+    for (key, list) in [
+        ("throttleReadBpsDevice", &r.throttle_read_bps),
+        ("throttleWriteBpsDevice", &r.throttle_write_bps),
+        ("throttleReadIOPSDevice", &r.throttle_read_iops),
+        ("throttleWriteIOPSDevice", &r.throttle_write_iops),
+    ] {
+        if !list.is_empty() {
+            block_io[key] = list
+                .iter()
+                .map(|&(major, minor, rate)| json!({"major": major, "minor": minor, "rate": rate}))
+                .collect();
+        }
+    }
+    if block_io.as_object().is_some_and(|o| !o.is_empty()) {
+        resources["blockIO"] = block_io;
     }
 
     for key in spec.sysctls.keys() {
@@ -639,8 +682,14 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
         linux["rootfsPropagation"] = json!(p);
     }
     if !spec.privileged && !spec.unmask_system_paths {
-        linux["maskedPaths"] = json!(defaults::MASKED_PATHS);
-        linux["readonlyPaths"] = json!(defaults::READONLY_PATHS);
+        linux["maskedPaths"] = match &spec.masked_paths {
+            Some(p) => json!(p),
+            None => json!(defaults::MASKED_PATHS),
+        };
+        linux["readonlyPaths"] = match &spec.readonly_paths {
+            Some(p) => json!(p),
+            None => json!(defaults::READONLY_PATHS),
+        };
     }
     if !spec.privileged {
         let profile = match &spec.seccomp {

@@ -118,11 +118,16 @@ pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
         filters: r.filters()?,
     };
     let recs = ctx.engine.list(&opts)?;
-    ok_json(&summaries(ctx, &recs, r.flag("size")))
+    ok_json(&summaries(ctx, &recs, r.flag("size"), r))
 }
 
 /// Containers as `GET /containers/json` lists them; with their sizes when asked.
-pub(super) fn summaries(ctx: &Ctx, recs: &[ContainerRecord], sizes: bool) -> Vec<ContainerSummary> {
+pub(super) fn summaries(
+    ctx: &Ctx,
+    recs: &[ContainerRecord],
+    sizes: bool,
+    r: &Req,
+) -> Vec<ContainerSummary> {
     recs.iter()
         .map(|rec| {
             let (size_rw, size_root_fs) = if sizes {
@@ -140,7 +145,7 @@ pub(super) fn summaries(ctx: &Ctx, recs: &[ContainerRecord], sizes: bool) -> Vec
                     a.clone()
                 }
             }));
-            let networks = super::networks::summary_networks(rec);
+            let networks = super::networks::summary_networks(ctx, rec, r);
             ContainerSummary {
                 id: rec.id.clone(),
                 names: vec![format!("/{}", rec.name)],

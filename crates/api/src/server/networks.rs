@@ -247,57 +247,63 @@ pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
 }
 
 /// `NetworkSettings` of container inspect.
+/// One endpoint as `NetworkSettings.Networks.<name>` shows it, in inspect and in the list.
+fn endpoint_view(ctx: &Ctx, rec: &ContainerRecord, ep: &EndpointState, r: &Req) -> Value {
+    let running = rec.state.is_running();
+    let user = ctx
+        .engine
+        .network_inspect(&ep.network_id)
+        .map(|n| !n.predefined)
+        .unwrap_or(false);
+    // Up to API 1.44 the short id follows the aliases given; from 1.45 it is in
+    // `DNSNames` only, and `Aliases` is what the client asked for.
+    let mut aliases: Vec<String> = ep.aliases.clone();
+    if user && running && !r.at_least(1, 45) && !aliases.iter().any(|a| a == rec.short_id()) {
+        aliases.push(rec.short_id().to_owned());
+    }
+    let ipam = if ep.requested_ipv4.is_empty() && ep.requested_ipv6.is_empty() {
+        Value::Null
+    } else {
+        json!({"IPv4Address": ep.requested_ipv4, "IPv6Address": ep.requested_ipv6})
+    };
+    let mut v = json!({
+        "IPAMConfig": ipam, "Links": null,
+        "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+        "NetworkID": ep.network_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
+        "IPAddress": ep.ip_address, "IPPrefixLen": ep.ip_prefix_len,
+        "IPv6Gateway": ep.ipv6_gateway, "GlobalIPv6Address": ep.global_ipv6_address,
+        "GlobalIPv6PrefixLen": ep.global_ipv6_prefix_len, "MacAddress": ep.mac_address,
+        "DriverOpts": null,
+    });
+    if r.at_least(1, 44) {
+        // moby's order: name, aliases, short id, hostname; each once.
+        let mut dns: Vec<String> = Vec::new();
+        if user && running {
+            let hostname = &rec.config.hostname;
+            for n in std::iter::once(&rec.name)
+                .chain(&ep.aliases)
+                .map(String::as_str)
+                .chain([rec.short_id(), hostname.as_str()])
+            {
+                if !n.is_empty() && !dns.iter().any(|d| d == n) {
+                    dns.push(n.to_owned());
+                }
+            }
+        }
+        v["DNSNames"] = if dns.is_empty() {
+            Value::Null
+        } else {
+            json!(dns)
+        };
+    }
+    v
+}
+
 pub(super) fn settings(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> Value {
     let running = rec.state.is_running();
     let mut networks = serde_json::Map::new();
     for (name, ep) in &rec.networks {
-        let user = ctx
-            .engine
-            .network_inspect(&ep.network_id)
-            .map(|n| !n.predefined)
-            .unwrap_or(false);
-        // Up to API 1.44 the short id follows the aliases given; from 1.45 it is in
-        // `DNSNames` only, and `Aliases` is what the client asked for.
-        let mut aliases: Vec<String> = ep.aliases.clone();
-        if user && running && !r.at_least(1, 45) && !aliases.iter().any(|a| a == rec.short_id()) {
-            aliases.push(rec.short_id().to_owned());
-        }
-        let ipam = if ep.requested_ipv4.is_empty() && ep.requested_ipv6.is_empty() {
-            Value::Null
-        } else {
-            json!({"IPv4Address": ep.requested_ipv4, "IPv6Address": ep.requested_ipv6})
-        };
-        let mut v = json!({
-            "IPAMConfig": ipam, "Links": null,
-            "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
-            "NetworkID": ep.network_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
-            "IPAddress": ep.ip_address, "IPPrefixLen": ep.ip_prefix_len,
-            "IPv6Gateway": ep.ipv6_gateway, "GlobalIPv6Address": ep.global_ipv6_address,
-            "GlobalIPv6PrefixLen": ep.global_ipv6_prefix_len, "MacAddress": ep.mac_address,
-            "DriverOpts": null,
-        });
-        if r.at_least(1, 44) {
-            // moby's order: name, aliases, short id, hostname; each once.
-            let mut dns: Vec<String> = Vec::new();
-            if user && running {
-                let hostname = &rec.config.hostname;
-                for n in std::iter::once(&rec.name)
-                    .chain(&ep.aliases)
-                    .map(String::as_str)
-                    .chain([rec.short_id(), hostname.as_str()])
-                {
-                    if !n.is_empty() && !dns.iter().any(|d| d == n) {
-                        dns.push(n.to_owned());
-                    }
-                }
-            }
-            v["DNSNames"] = if dns.is_empty() {
-                Value::Null
-            } else {
-                json!(dns)
-            };
-        }
-        networks.insert(name.clone(), v);
+        networks.insert(name.clone(), endpoint_view(ctx, rec, ep, r));
     }
     if rec.networks.is_empty() && rec.host_config.network_mode() == "bridge" {
         // The default bridge turned off: the container is on loopback only.
@@ -379,16 +385,14 @@ pub(super) fn summary_ports(rec: &ContainerRecord) -> Vec<crate::models::Port> {
 }
 
 /// `NetworkSettings.Networks` of a container list row.
-pub(super) fn summary_networks(rec: &ContainerRecord) -> BTreeMap<String, Value> {
+/// `NetworkSettings.Networks` of a list row: the same endpoints as inspect shows.
+pub(super) fn summary_networks(
+    ctx: &Ctx,
+    rec: &ContainerRecord,
+    r: &Req,
+) -> BTreeMap<String, Value> {
     rec.networks
         .iter()
-        .map(|(name, ep)| {
-            (
-                name.clone(),
-                json!({"NetworkID": ep.network_id, "EndpointID": ep.endpoint_id,
-                       "Gateway": ep.gateway, "IPAddress": ep.ip_address,
-                       "IPPrefixLen": ep.ip_prefix_len, "MacAddress": ep.mac_address}),
-            )
-        })
+        .map(|(name, ep)| (name.clone(), endpoint_view(ctx, rec, ep, r)))
         .collect()
 }

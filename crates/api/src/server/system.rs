@@ -257,7 +257,7 @@ pub(super) fn df(ctx: &Ctx, r: &Req) -> HandlerResult {
         all: true,
         ..Default::default()
     })?;
-    let containers = super::containers::summaries(ctx, &recs, true);
+    let containers = super::containers::summaries(ctx, &recs, true, r);
     let volumes: Vec<_> = ctx
         .engine
         .volume_usage()
