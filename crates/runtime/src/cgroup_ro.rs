@@ -10,16 +10,12 @@ use std::path::Path;
 
 use crate::RuntimeError;
 
-/// The spec's `/sys/fs/cgroup` mount, if it is a read-only `cgroup` mount.
-pub fn wants_readonly(spec: &serde_json::Value) -> bool {
-    spec["mounts"].as_array().is_some_and(|mounts| {
-        mounts.iter().any(|m| {
-            m["destination"] == "/sys/fs/cgroup"
-                && m["type"] == "cgroup"
-                && m["options"]
-                    .as_array()
-                    .is_some_and(|o| o.iter().any(|x| x == "ro"))
-        })
+/// Whether the spec's `/sys/fs/cgroup` mount is a read-only `cgroup` mount.
+pub fn wants_readonly(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.mounts().iter().flatten().any(|m| {
+        m.destination() == Path::new("/sys/fs/cgroup")
+            && m.typ().as_deref() == Some("cgroup")
+            && m.options().iter().flatten().any(|o| o == "ro")
     })
 }
 
@@ -29,39 +25,22 @@ fn host_is_unified() -> bool {
 }
 
 /// Makes `/sys/fs/cgroup` and every mount under it read-only in the mount namespace of `pid`
-/// (a created container's init) when the spec at `config` asks for it and the host is on
-/// cgroup v1. Runs in a forked child, so the caller stays in its own namespace.
-pub fn apply(pid: i32, config: &Path) -> Result<(), RuntimeError> {
-    if host_is_unified() {
+/// (a created container's init) when its spec asks for it (`wanted`, from
+/// [`wants_readonly`]) and the host is on cgroup v1. Runs in a forked child, so the caller
+/// stays in its own namespace.
+pub fn apply(pid: i32, wanted: bool) -> Result<(), RuntimeError> {
+    if !wanted || host_is_unified() {
         return Ok(());
     }
-    let data = std::fs::read(config).map_err(RuntimeError::io("read", config))?;
-    let spec: serde_json::Value = serde_json::from_slice(&data)
-        .map_err(|e| RuntimeError::InvalidSpec(format!("{}: {e}", config.display())))?;
-    if !wants_readonly(&spec) {
-        return Ok(());
-    }
-    // The container's mounts under /sys/fs/cgroup, deepest last, from the host's procfs (for
-    // kernels without mount_setattr).
+    // Opened here and read only where mount_setattr is missing: after the child's setns,
+    // /proc would be the container's.
     let info_path = format!("/proc/{pid}/mountinfo");
-    let info = std::fs::read_to_string(&info_path).map_err(RuntimeError::io("read", &info_path))?;
-    let mut targets: Vec<std::ffi::CString> = Vec::new();
-    for line in info.lines() {
-        let Some(point) = line.split(' ').nth(4) else {
-            continue;
-        };
-        if point == "/sys/fs/cgroup" || point.starts_with("/sys/fs/cgroup/") {
-            if let Ok(c) = std::ffi::CString::new(unescape_mountinfo(point)) {
-                targets.push(c);
-            }
-        }
-    }
+    let info = std::fs::File::open(&info_path).map_err(RuntimeError::io("open", &info_path))?;
     let ns_path = format!("/proc/{pid}/ns/mnt");
     let ns = std::fs::File::open(&ns_path).map_err(RuntimeError::io("open", &ns_path))?;
     let ns_fd = std::os::fd::AsRawFd::as_raw_fd(&ns);
     // SAFETY: the embedded runtime only runs in single-threaded processes (see
-    // `libcontainer_rt`), so the child may run anything; it still makes only raw syscalls on
-    // memory prepared before the fork, then `_exit`s.
+    // `libcontainer_rt`), so the forked child is a whole copy of the only thread.
     let child = unsafe { libc::fork() };
     if child < 0 {
         return Err(RuntimeError::io("fork", "cgroup remount")(
@@ -69,12 +48,12 @@ pub fn apply(pid: i32, config: &Path) -> Result<(), RuntimeError> {
         ));
     }
     if child == 0 {
-        // SAFETY: raw syscalls on valid fds and NUL-terminated strings; `_exit` never returns.
+        // SAFETY: setns on a valid namespace fd; `_exit` never returns.
         unsafe {
             if libc::setns(ns_fd, libc::CLONE_NEWNS) != 0 {
                 libc::_exit(1);
             }
-            libc::_exit(remount_readonly(&targets));
+            libc::_exit(remount_readonly(info));
         }
     }
     let mut status = 0;
@@ -89,12 +68,13 @@ pub fn apply(pid: i32, config: &Path) -> Result<(), RuntimeError> {
 }
 
 /// In the container's mount namespace: `mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)` on
-/// `/sys/fs/cgroup`, or a read-only bind remount of each target where the kernel lacks it
-/// (before 5.12). Returns the child's exit status.
+/// `/sys/fs/cgroup`, or a read-only bind remount of each mount under it (listed by `info`,
+/// the container's mountinfo opened before the `setns`) where the kernel lacks it (before
+/// 5.12). Returns the child's exit status.
 ///
 /// # Safety
-/// Only raw syscalls: callable in a child forked from a multi-threaded parent.
-unsafe fn remount_readonly(targets: &[std::ffi::CString]) -> i32 {
+/// Only for the child [`apply`] forks from a single-threaded process.
+unsafe fn remount_readonly(mut info: std::fs::File) -> i32 {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -124,11 +104,23 @@ unsafe fn remount_readonly(targets: &[std::ffi::CString]) -> i32 {
     if r == 0 {
         return 0;
     }
-    // SAFETY: reads this thread's errno.
-    if unsafe { *libc::__errno_location() } != libc::ENOSYS {
+    if std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
         return 2;
     }
-    for t in targets {
+    let mut text = String::new();
+    if std::io::Read::read_to_string(&mut info, &mut text).is_err() {
+        return 4;
+    }
+    for line in text.lines() {
+        let Some(point) = line.split(' ').nth(4) else {
+            continue;
+        };
+        if point != "/sys/fs/cgroup" && !point.starts_with("/sys/fs/cgroup/") {
+            continue;
+        }
+        let Ok(target) = std::ffi::CString::new(unescape_mountinfo(point)) else {
+            continue;
+        };
         // A bind remount must keep the flags a mount has locked; these are the ones Docker's
         // cgroup mounts carry.
         let flags = libc::MS_REMOUNT
@@ -141,7 +133,7 @@ unsafe fn remount_readonly(targets: &[std::ffi::CString]) -> i32 {
         let r = unsafe {
             libc::mount(
                 std::ptr::null(),
-                t.as_ptr(),
+                target.as_ptr(),
                 std::ptr::null(),
                 flags,
                 std::ptr::null(),
@@ -180,15 +172,16 @@ mod tests {
 
     #[test]
     fn readonly_is_asked_by_the_cgroup_mounts_options() {
-        let spec = |opts: &[&str]| {
-            serde_json::json!({"mounts": [
-                {"destination": "/proc", "type": "proc", "options": ["ro"]},
-                {"destination": "/sys/fs/cgroup", "type": "cgroup", "options": opts},
-            ]})
+        let spec = |opts: &[&str]| -> oci_spec::runtime::Spec {
+            serde_json::from_value(serde_json::json!({"ociVersion": "1.0.2", "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc", "options": ["ro"]},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                 "options": opts},
+            ]}))
+            .unwrap()
         };
         assert!(wants_readonly(&spec(&["nosuid", "ro"])));
         assert!(!wants_readonly(&spec(&["nosuid", "rw"])));
-        assert!(!wants_readonly(&serde_json::json!({})));
     }
 
     #[test]

@@ -92,12 +92,11 @@ impl Libcontainer {
 impl Runtime for Libcontainer {
     fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
         let builder = self.builder(id, stdio)?;
-        let (builder, used) = match seccomp_bpf::prepare(&self.root, bundle)? {
-            Some((prepared, Some(executor))) => {
-                (builder.with_executor(executor).as_init(&prepared), prepared)
-            }
-            Some((prepared, None)) => (builder.as_init(&prepared), prepared),
-            None => (builder.as_init(bundle), bundle.to_owned()),
+        let prepared = seccomp_bpf::prepare(&self.root, bundle)?;
+        let builder = match prepared.spec {
+            Some((dir, Some(executor))) => builder.with_executor(executor).as_init(dir),
+            Some((dir, None)) => builder.as_init(dir),
+            None => builder.as_init(bundle),
         };
         let container = builder
             .with_systemd(false)
@@ -109,9 +108,8 @@ impl Runtime for Libcontainer {
             .map(|p| p.as_raw())
             .ok_or_else(|| RuntimeError::Libcontainer("created container has no pid".into()))?;
         // libcontainer leaves cgroup v1 mounts writable whatever the spec says.
-        if let Err(e) = crate::cgroup_ro::apply(pid, &used.join("config.json")) {
-            if let Ok(c) = self.load(id) {
-                let mut c = c;
+        if let Err(e) = crate::cgroup_ro::apply(pid, prepared.readonly_cgroups) {
+            if let Ok(mut c) = self.load(id) {
                 let _ = c.delete(true);
             }
             return Err(e);

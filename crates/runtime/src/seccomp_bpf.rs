@@ -422,10 +422,7 @@ impl Executor for SeccompExecutor {
 ///
 /// Returns that directory and the executor (`None` when seccomp keeps libcontainer's own path),
 /// or `None` when the original bundle can go to libcontainer as it is.
-pub(crate) fn prepare(
-    state_root: &Path,
-    bundle: &Path,
-) -> Result<Option<(PathBuf, Option<SeccompExecutor>)>, RuntimeError> {
+pub(crate) fn prepare(state_root: &Path, bundle: &Path) -> Result<Prepared, RuntimeError> {
     // A filter left by an earlier start must not outlive a spec that no longer has one.
     let _ = std::fs::remove_file(bundle.join(PREPARED_BUNDLE).join(EXEC_FILTER_FILE));
     let config = bundle.join("config.json");
@@ -442,9 +439,13 @@ pub(crate) fn prepare(
         home_filled = crate::user::fill_home(&mut process, root.path());
         spec.set_process(Some(process));
     }
+    let readonly_cgroups = crate::cgroup_ro::wants_readonly(&spec);
     let cached = cached_filter(state_root, &mut spec)?;
     if cached.is_none() && !home_filled {
-        return Ok(None);
+        return Ok(Prepared {
+            spec: None,
+            readonly_cgroups,
+        });
     }
     let dir = bundle.join(PREPARED_BUNDLE);
     std::fs::create_dir_all(&dir).map_err(RuntimeError::io("create", &dir))?;
@@ -467,7 +468,18 @@ pub(crate) fn prepare(
         let path = dir.join(name);
         store(&dir, &path, &data).map_err(RuntimeError::io("write", &path))?;
     }
-    Ok(Some((dir, executor)))
+    Ok(Prepared {
+        spec: Some((dir, executor)),
+        readonly_cgroups,
+    })
+}
+
+/// What [`prepare`] found: the rewritten bundle and executor (`None` when the original
+/// bundle goes to libcontainer as it is), and whether the spec wants `/sys/fs/cgroup`
+/// read-only (see [`crate::cgroup_ro`]).
+pub(crate) struct Prepared {
+    pub spec: Option<(PathBuf, Option<SeccompExecutor>)>,
+    pub readonly_cgroups: bool,
 }
 
 /// For the cached filter: takes `linux.seccomp` out of `spec` and lends its process the
@@ -621,7 +633,10 @@ mod tests {
         spec.set_hooks(None);
         spec.save(bundle.join("config.json")).unwrap();
         let state = dir.path().join("state");
-        let (prepared, executor) = prepare(&state, &bundle).unwrap().expect("a prepared spec");
+        let (prepared, executor) = prepare(&state, &bundle)
+            .unwrap()
+            .spec
+            .expect("a prepared spec");
         assert!(executor.is_none(), "no filter in this spec");
         assert_eq!(prepared, bundle.join(PREPARED_BUNDLE));
         let out = Spec::load(prepared.join("config.json")).unwrap();
@@ -634,7 +649,7 @@ mod tests {
         process.set_env(Some(vec!["HOME=/x".into()]));
         spec.set_process(Some(process));
         spec.save(bundle.join("config.json")).unwrap();
-        assert!(prepare(&state, &bundle).unwrap().is_none());
+        assert!(prepare(&state, &bundle).unwrap().spec.is_none());
     }
 
     #[test]
