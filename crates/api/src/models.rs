@@ -235,6 +235,8 @@ pub struct ExecProcessConfig {
     pub entrypoint: String,
     pub arguments: Vec<String>,
     pub privileged: bool,
+    /// Left out when empty, as dockerd does.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub user: String,
 }
 

@@ -63,6 +63,12 @@ pub(super) fn version(ctx: &Ctx) -> HandlerResult {
     details.insert("Os".to_owned(), "linux".to_owned());
     details.insert("Arch".to_owned(), arch().to_owned());
     details.insert("KernelVersion".to_owned(), kernel());
+    // The keys `docker version` prints for the engine.
+    let commit = option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown");
+    details.insert("GitCommit".to_owned(), commit.to_owned());
+    details.insert("GoVersion".to_owned(), "n/a (Rust)".to_owned());
+    details.insert("BuildTime".to_owned(), String::new());
+    details.insert("Experimental".to_owned(), "false".to_owned());
     let v = Version {
         platform: Platform {
             name: "Berth".into(),
@@ -75,7 +81,7 @@ pub(super) fn version(ctx: &Ctx) -> HandlerResult {
         version: ctx.info.version.clone(),
         api_version: crate::API_VERSION.into(),
         min_api_version: crate::MIN_API_VERSION.into(),
-        git_commit: option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown").into(),
+        git_commit: commit.into(),
         go_version: "n/a (Rust)".into(),
         os: "linux".into(),
         arch: arch().into(),
@@ -183,7 +189,9 @@ pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
         "OSType": "linux",
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": []},
+        "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"],
+            "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": true, "Official": true}},
+            "Mirrors": []},
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "MemTotal": meminfo_total(),
         "GenericResources": null,
