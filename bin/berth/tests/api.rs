@@ -35,6 +35,16 @@ fn ping_version_and_socket() {
     assert_eq!(v["ApiVersion"], "1.50");
     assert_eq!(v["MinAPIVersion"], "1.24");
     assert_eq!(v["Os"], "linux");
+    // What `docker version` prints for the engine.
+    let details = &v["Components"][0]["Details"];
+    for key in ["GitCommit", "GoVersion", "BuildTime", "Experimental", "KernelVersion"] {
+        assert!(details[key].is_string(), "{key}: {v}");
+    }
+    let info = d.http("GET", "/v1.41/info", None).json();
+    assert_eq!(
+        info["RegistryConfig"]["IndexConfigs"]["docker.io"]["Official"],
+        true
+    );
     for (path, why) in [("/v1.99/version", "too new"), ("/v1.12/version", "too old")] {
         let r = d.http("GET", path, None);
         assert_eq!(r.status, 400, "{path}");
