@@ -37,7 +37,13 @@ fn ping_version_and_socket() {
     assert_eq!(v["Os"], "linux");
     // What `docker version` prints for the engine.
     let details = &v["Components"][0]["Details"];
-    for key in ["GitCommit", "GoVersion", "BuildTime", "Experimental", "KernelVersion"] {
+    for key in [
+        "GitCommit",
+        "GoVersion",
+        "BuildTime",
+        "Experimental",
+        "KernelVersion",
+    ] {
         assert!(details[key].is_string(), "{key}: {v}");
     }
     let info = d.http("GET", "/v1.41/info", None).json();

@@ -711,6 +711,44 @@ fn a_container_cannot_raise_its_own_cgroup_limits() {
     );
 }
 
+/// `berth run --device-read-bps/--device-write-iops` reach the blkio cgroup; bad values are
+/// refused by the CLI with the docker CLI's words.
+#[test]
+fn block_io_throttle_flags() {
+    let d = daemon();
+    let (dev, numbers) = common::some_block_device();
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--device-read-bps",
+        &format!("{dev}:2mb"),
+        "--device-write-iops",
+        &format!("{dev}:50"),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device \
+         /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device 2>/dev/null || cat /sys/fs/cgroup/io.max",
+    ]));
+    assert!(
+        out == format!("{numbers} 2097152\n{numbers} 50")
+            || out.contains(&format!("{numbers} rbps=2097152")),
+        "{out}"
+    );
+    for (flag, value, msg) in [
+        ("--device-read-bps", "vda:2mb", "bad format for device path"),
+        (
+            "--device-read-iops",
+            "/dev/vda:x",
+            "invalid rate for device",
+        ),
+    ] {
+        let o = d.berth(&["run", "--rm", flag, value, "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(stderr(&o).contains(msg), "{}", stderr(&o));
+    }
+}
+
 /// An exec (started by the shim itself, without the runtime helper) lands where the
 /// container's init is: the same cgroups and namespaces, the container's rlimits, its seccomp
 /// filter and no_new_privs; a working directory outside the container is refused, and a

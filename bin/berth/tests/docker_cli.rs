@@ -1657,28 +1657,12 @@ fn events_follow_dockerds_order_and_words() {
     assert_eq!(filtered, "exec_start: true");
 }
 
-/// A block device of this machine, as (path, "major:minor").
-fn some_block_device() -> (String, String) {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    for e in std::fs::read_dir("/sys/block").unwrap() {
-        let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        let path = format!("/dev/{name}");
-        if let Ok(m) = std::fs::metadata(&path) {
-            if m.file_type().is_block_device() && !name.starts_with("loop") {
-                let rdev = m.rdev();
-                return (path, format!("{}:{}", libc::major(rdev), libc::minor(rdev)));
-            }
-        }
-    }
-    panic!("no block device on this machine");
-}
-
 /// `--device-read-bps` and kin reach the container's blkio (or io) cgroup; a path that is not
 /// a block device is refused; `HostConfig` has dockerd's shape for what the client left out.
 #[test]
 fn block_io_limits_and_the_host_config_shape() {
     let d = daemon();
-    let (dev, numbers) = some_block_device();
+    let (dev, numbers) = common::some_block_device();
     let out = ok(d.docker(&[
         "run",
         "--rm",

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub use berth_engine::config::{
     BindOptions, Config, DeviceMapping, DriverConfig, HealthConfig, HostConfig, LogConfig, Mount,
-    PortBinding, RestartPolicy, TmpfsOptions, Ulimit, VolumeOptions,
+    PortBinding, RestartPolicy, ThrottleDevice, TmpfsOptions, Ulimit, VolumeOptions, WeightDevice,
 };
 
 /// `{"message": "..."}`, the body of every error.

@@ -650,6 +650,21 @@ pub struct ContainerOpts {
     /// Add a rule to the cgroup allowed devices list
     #[arg(long = "device-cgroup-rule")]
     pub device_cgroup_rule: Vec<String>,
+    /// Limit read rate (bytes per second) from a device
+    #[arg(long = "device-read-bps")]
+    pub device_read_bps: Vec<String>,
+    /// Limit write rate (bytes per second) to a device
+    #[arg(long = "device-write-bps")]
+    pub device_write_bps: Vec<String>,
+    /// Limit read rate (IO per second) from a device
+    #[arg(long = "device-read-iops")]
+    pub device_read_iops: Vec<String>,
+    /// Limit write rate (IO per second) to a device
+    #[arg(long = "device-write-iops")]
+    pub device_write_iops: Vec<String>,
+    /// Block IO weight (relative device weight)
+    #[arg(long = "blkio-weight-device")]
+    pub blkio_weight_device: Vec<String>,
     /// Add additional groups to join
     #[arg(long = "group-add")]
     pub group_add: Vec<String>,

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use berth_api::models::{
     BindOptions, Config, ContainerCreateRequest, DeviceMapping, DriverConfig, HealthConfig,
-    HostConfig, LogConfig, Mount, PortBinding, RestartPolicy, TmpfsOptions, Ulimit, VolumeOptions,
+    HostConfig, LogConfig, Mount, PortBinding, RestartPolicy, ThrottleDevice, TmpfsOptions, Ulimit,
+    VolumeOptions, WeightDevice,
 };
 
 pub use berth_api::timefmt::parse_go_duration;
@@ -22,6 +23,55 @@ type Result<T> = std::result::Result<T, InvalidFlag>;
 
 fn bad<T>(msg: impl Into<String>) -> Result<T> {
     Err(InvalidFlag(msg.into()))
+}
+
+/// `--device-{read,write}-{bps,iops}` values, `/dev/x:rate`, as the docker CLI checks them:
+/// a rate in bytes (binary units) or operations a second.
+fn throttle_devices(values: &[String], bytes: bool) -> Result<Option<Vec<ThrottleDevice>>> {
+    let mut out = Vec::new();
+    for v in values {
+        let Some((path, rate)) = v.split_once(':').filter(|(p, _)| p.starts_with("/dev/")) else {
+            return bad(format!("bad format for device path: {v}"));
+        };
+        let rate = if bytes {
+            parse_size(rate).ok().filter(|r| *r >= 0).map(|r| r as u64)
+        } else {
+            rate.parse::<u64>().ok()
+        };
+        let Some(rate) = rate else {
+            return bad(format!(
+                "invalid rate for device: {v}. The correct format is <device-path>:<number>{}. Number must be a positive integer",
+                if bytes { "[<unit>]" } else { "" }
+            ));
+        };
+        out.push(ThrottleDevice {
+            path: path.to_owned(),
+            rate,
+        });
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// `--blkio-weight-device /dev/x:weight`.
+fn weight_devices(values: &[String]) -> Result<Option<Vec<WeightDevice>>> {
+    let mut out = Vec::new();
+    for v in values {
+        let Some((path, weight)) = v.split_once(':').filter(|(p, _)| p.starts_with("/dev/")) else {
+            return bad(format!("bad format for device path: {v}"));
+        };
+        let Some(weight) = weight
+            .parse::<u16>()
+            .ok()
+            .filter(|w| (10..=1000).contains(w))
+        else {
+            return bad(format!("invalid weight for device: {v}"));
+        };
+        out.push(WeightDevice {
+            path: path.to_owned(),
+            weight,
+        });
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
 /// Docker's `units.RAMInBytes`: `64m`, `1g`, `512k`, `1.5GiB`, `100` (binary units).
@@ -775,6 +825,11 @@ pub fn build_create(
         nano_cpus,
         cgroup_parent: opts.cgroup_parent.clone().unwrap_or_default(),
         blkio_weight: opts.resources.blkio_weight.unwrap_or(0),
+        blkio_weight_device: weight_devices(&opts.blkio_weight_device)?,
+        blkio_device_read_bps: throttle_devices(&opts.device_read_bps, true)?,
+        blkio_device_write_bps: throttle_devices(&opts.device_write_bps, true)?,
+        blkio_device_read_iops: throttle_devices(&opts.device_read_iops, false)?,
+        blkio_device_write_iops: throttle_devices(&opts.device_write_iops, false)?,
         cpu_period: opts.resources.cpu_period.unwrap_or(0),
         cpu_quota: opts.resources.cpu_quota.unwrap_or(0),
         cpuset_cpus: opts.resources.cpuset_cpus.clone().unwrap_or_default(),

@@ -826,3 +826,19 @@ impl Daemon {
 pub fn run_command(cmd: Command, stdin: Option<&[u8]>) -> Output {
     run(cmd, stdin)
 }
+
+/// A block device of this machine, as (path, "major:minor").
+pub fn some_block_device() -> (String, String) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for e in std::fs::read_dir("/sys/block").unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let path = format!("/dev/{name}");
+        if let Ok(m) = std::fs::metadata(&path) {
+            if m.file_type().is_block_device() && !name.starts_with("loop") {
+                let rdev = m.rdev();
+                return (path, format!("{}:{}", libc::major(rdev), libc::minor(rdev)));
+            }
+        }
+    }
+    panic!("no block device on this machine");
+}
