@@ -1731,3 +1731,31 @@ fn block_io_limits_and_the_host_config_shape() {
     }
     ok(d.docker(&["rm", "shape", "priv"]));
 }
+
+/// A stopped container with a healthcheck reads `unhealthy` (as moby's stop makes it), and a
+/// container without volumes has `Config.Volumes` null.
+#[test]
+fn a_stopped_container_is_unhealthy_and_empty_volumes_are_null() {
+    let d = daemon();
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "hs",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "30s",
+        "busybox",
+        "true",
+    ]));
+    assert_eq!(
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Health.Status}} {{json .Config.Volumes}}",
+            "hs"
+        ])),
+        "unhealthy null"
+    );
+    ok(d.docker(&["rm", "hs"]));
+}

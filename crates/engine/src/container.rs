@@ -94,13 +94,17 @@ impl State {
         self.health = None;
     }
 
-    /// running/paused -> exited.
+    /// running/paused -> exited. A stopped container is not healthy: its health status
+    /// becomes `unhealthy`, as moby's `SetStopped` makes it.
     pub fn set_exited(&mut self, code: i64, oom_killed: bool, at: Option<DateTime<Utc>>) {
         self.status = Status::Exited;
         self.pid = 0;
         self.exit_code = code;
         self.oom_killed = oom_killed;
         self.finished_at = Some(at.unwrap_or_else(Utc::now));
+        if let Some(h) = self.health.as_mut() {
+            h.status = crate::health::UNHEALTHY.into();
+        }
     }
 
     /// A start that failed: the container stays as it was with the error and code recorded.

@@ -472,6 +472,18 @@ impl Engine {
             Ok(pid) => {
                 let mut r = lock(&h.rec);
                 r.state.set_running(pid as i64);
+                // Health starts over with the process, under the same lock, so an exit that
+                // comes before the monitor does still finds it (and makes it unhealthy).
+                let probe = crate::health::probe_command(
+                    r.config.healthcheck.as_ref(),
+                    r.config.shell.as_deref(),
+                );
+                if probe.is_some() {
+                    r.state.health = Some(crate::health::Health {
+                        status: crate::health::STARTING.into(),
+                        ..Default::default()
+                    });
+                }
                 r.has_been_started = true;
                 let snapshot = r.clone();
                 drop(r);

@@ -105,10 +105,7 @@ impl Engine {
             return;
         };
         let cfg = cfg.unwrap_or_default();
-        lock(&h.rec).state.health = Some(Health {
-            status: STARTING.into(),
-            ..Health::default()
-        });
+        // (The start set the status to `starting`.)
         // This start is already counted: a later one ends this monitor.
         let starts = h.watch.borrow().starts;
         let engine = self.clone();

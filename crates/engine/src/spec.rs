@@ -58,11 +58,15 @@ pub fn merge_image_config(user: &mut Config, image: &Config) -> Result<()> {
         all.extend(user.exposed_ports.clone().unwrap_or_default());
         user.exposed_ports = Some(all);
     }
-    // The image's VOLUMEs and the request's anonymous volumes together.
+    // The image's VOLUMEs and the request's anonymous volumes together; none is `null`, as
+    // dockerd shows it (the docker CLI sends `{}`).
     if let Some(v) = &image.volumes {
         let mut all = v.clone();
         all.extend(user.volumes.clone().unwrap_or_default());
         user.volumes = Some(all);
+    }
+    if user.volumes.as_ref().is_some_and(|v| v.is_empty()) {
+        user.volumes = None;
     }
     if user.healthcheck.is_none() {
         user.healthcheck = image.healthcheck.clone();
