@@ -727,12 +727,10 @@ fn block_io_throttle_flags() {
         "busybox",
         "sh",
         "-c",
-        "cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device \
-         /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device 2>/dev/null || cat /sys/fs/cgroup/io.max",
+        common::BLKIO_THROTTLES,
     ]));
     assert!(
-        out == format!("{numbers} 2097152\n{numbers} 50")
-            || out.contains(&format!("{numbers} rbps=2097152")),
+        common::shows_throttles(&out, &numbers, 2097152, 50),
         "{out}"
     );
     for (flag, value, msg) in [

@@ -1673,12 +1673,10 @@ fn block_io_limits_and_the_host_config_shape() {
         "busybox",
         "sh",
         "-c",
-        "cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device \
-         /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device 2>/dev/null || cat /sys/fs/cgroup/io.max",
+        common::BLKIO_THROTTLES,
     ]));
-    let v1 = format!("{numbers} 1048576\n{numbers} 100");
     assert!(
-        out == v1 || out.contains(&format!("{numbers} rbps=1048576")),
+        common::shows_throttles(&out, &numbers, 1048576, 100),
         "{out}"
     );
     let o = d.docker(&[

@@ -842,3 +842,15 @@ pub fn some_block_device() -> (String, String) {
     }
     panic!("no block device on this machine");
 }
+
+/// A shell line that prints a container's read-bps and write-iops throttles: the blkio files on
+/// cgroup v1, `io.max` on v2.
+pub const BLKIO_THROTTLES: &str = "cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device \
+     /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device 2>/dev/null || cat /sys/fs/cgroup/io.max";
+
+/// Whether [`BLKIO_THROTTLES`]'s output shows these limits for device `numbers` (`major:minor`).
+pub fn shows_throttles(out: &str, numbers: &str, read_bps: u64, write_iops: u64) -> bool {
+    out == format!("{numbers} {read_bps}\n{numbers} {write_iops}")
+        || (out.contains(&format!("{numbers} rbps={read_bps}"))
+            && out.contains(&format!("wiops={write_iops}")))
+}
