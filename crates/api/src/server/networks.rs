@@ -250,11 +250,7 @@ pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
 /// One endpoint as `NetworkSettings.Networks.<name>` shows it, in inspect and in the list.
 fn endpoint_view(ctx: &Ctx, rec: &ContainerRecord, ep: &EndpointState, r: &Req) -> Value {
     let running = rec.state.is_running();
-    let user = ctx
-        .engine
-        .network_inspect(&ep.network_id)
-        .map(|n| !n.predefined)
-        .unwrap_or(false);
+    let user = ctx.engine.network_is_user_defined(&ep.network_id);
     // Up to API 1.44 the short id follows the aliases given; from 1.45 it is in
     // `DNSNames` only, and `Aliases` is what the client asked for.
     let mut aliases: Vec<String> = ep.aliases.clone();

@@ -475,6 +475,14 @@ impl Engine {
         }
     }
 
+    /// Whether the network with this id is a user-defined one (not `bridge`, `host` or
+    /// `none`), without copying its record: inspect and the list ask it for every endpoint.
+    pub fn network_is_user_defined(&self, id: &str) -> bool {
+        lock(&self.inner.networks)
+            .get(id)
+            .is_some_and(|n| !n.rec.predefined)
+    }
+
     /// What `host-gateway` in `--add-host` stands for: `host-gateway-ip` of the daemon's
     /// configuration, or else the default bridge's IPv4 gateway (as dockerd).
     pub(crate) fn host_gateway_ip(&self) -> Result<std::net::IpAddr> {
