@@ -1757,3 +1757,92 @@ fn a_stopped_container_is_unhealthy_and_empty_volumes_are_null() {
     );
     ok(d.docker(&["rm", "hs"]));
 }
+
+/// `docker cp c:/dir/. dest` copies the directory's contents: the archive names them `./x`
+/// (as Docker's, which the CLI rebases), long names and hard links included.
+#[test]
+fn cp_of_a_directorys_contents() {
+    let d = daemon();
+    let long = format!("/x/{}/{}", "d".repeat(60), "e".repeat(60));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "mkdir -p {long} /x/sub && echo 1 > /x/a && ln /x/a /x/hard && echo 2 > /x/sub/b \
+             && echo deep > {long}/f && sleep 60"
+        ),
+    ]));
+    let dest = d.dir.join("contents");
+    let mut copied = false;
+    for _ in 0..50 {
+        let o = d.docker(&["cp", "src:/x/.", dest.to_str().unwrap()]);
+        if o.status.success() && dest.join("sub/b").exists() {
+            copied = true;
+            break;
+        }
+        let _ = std::fs::remove_dir_all(&dest);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(copied, "docker cp src:/x/. never copied");
+    assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "1\n");
+    assert_eq!(std::fs::read_to_string(dest.join("sub/b")).unwrap(), "2\n");
+    assert_eq!(
+        std::fs::read_to_string(dest.join(long.trim_start_matches("/x/")).join("f")).unwrap(),
+        "deep\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(dest.join("a")).unwrap().ino(),
+        std::fs::metadata(dest.join("hard")).unwrap().ino()
+    );
+    assert!(!dest.join("x").exists());
+    let tar = d.docker(&["cp", "src:/x/.", "-"]);
+    let mut names = Vec::new();
+    for e in tar::Archive::new(&tar.stdout[..]).entries().unwrap() {
+        names.push(String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned());
+    }
+    assert!(names.iter().all(|n| n.starts_with("./")), "{names:?}");
+    ok(d.docker(&["rm", "-f", "src"]));
+}
+
+/// `docker cp` into a container keeps the host file's owner, as dockerd does; with `-a` the
+/// files belong to the container's user.
+#[test]
+fn cp_into_a_container_keeps_owners_as_dockerd() {
+    let d = daemon();
+    let file = d.dir.join("owned");
+    std::fs::write(&file, "x").unwrap();
+    std::os::unix::fs::chown(&file, Some(1234), Some(1235)).unwrap();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "own",
+        "-u",
+        "1000:1001",
+        "busybox",
+        "sleep",
+        "60",
+    ]));
+    let f = file.to_str().unwrap();
+    ok(d.docker(&["cp", f, "own:/tmp/plain"]));
+    ok(d.docker(&["cp", "-a", f, "own:/tmp/archive"]));
+    assert_eq!(
+        ok(d.docker(&[
+            "exec",
+            "own",
+            "stat",
+            "-c",
+            "%u:%g",
+            "/tmp/plain",
+            "/tmp/archive"
+        ])),
+        "1234:1235\n1000:1001"
+    );
+    ok(d.docker(&["rm", "-f", "own"]));
+}

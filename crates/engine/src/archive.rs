@@ -41,8 +41,12 @@ pub struct PathStat {
 pub struct PutOptions {
     /// Refuse to replace a directory with a non-directory or the other way round.
     pub no_overwrite_dir_non_dir: bool,
-    /// Keep the archive's owners; otherwise files belong to the container's root.
+    /// `docker cp -a`: files belong to the container's user (`Config.User`) when it has
+    /// one. Either way, without such a user the archive's owners are kept, as moby does
+    /// (the docker CLI's own tar carries the host file's owners).
     pub copy_uid_gid: bool,
+    /// With `copy_uid_gid`: the container user's uid and gid, filled by the engine.
+    pub owner: Option<(u32, u32)>,
 }
 
 const GO_DIR: u32 = 1 << 31;
@@ -519,10 +523,9 @@ impl Root {
                 // Extended headers are consumed by the tar reader; anything else is skipped.
                 _ => continue,
             }
-            let (uid, gid) = if opts.copy_uid_gid {
-                (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32)
-            } else {
-                (0, 0)
+            let (uid, gid) = match opts.owner {
+                Some(owner) if opts.copy_uid_gid => owner,
+                _ => (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32),
             };
             let times = times_at(h.mtime().unwrap_or(0) as i64);
             let owner = (
@@ -810,6 +813,7 @@ impl Engine {
         let _op = h.op.lock().await;
         let access = self.open_root(&h, key)?;
         let path = path.to_owned();
+        let user = h.record().config.user;
         // Path resolution and extraction touch the container's filesystem: not on an async
         // worker.
         tokio::task::spawn_blocking(move || {
@@ -821,6 +825,18 @@ impl Engine {
                 return Err(EngineError::InvalidArgument(format!(
                     "extraction point is not a directory: {path}"
                 )));
+            }
+            let mut opts = opts;
+            if opts.copy_uid_gid && !user.is_empty() {
+                // The user as the container's own passwd and group files name it, read
+                // through the root opened above.
+                let root = format!(
+                    "/proc/self/fd/{}",
+                    std::os::fd::AsRawFd::as_raw_fd(&access.root.fd)
+                );
+                let u = berth_runtime::user::resolve_exec_user(Path::new(&root), &user, &[])
+                    .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+                opts.owner = Some((u.uid, u.gid));
             }
             access.root.extract(&path, ChannelReader::new(body), opts)
         })

@@ -169,8 +169,7 @@ impl<W: Write> TreeWriter<W> {
                 // `dir/`, as Docker's archives name directories (tar keeps the slash).
                 let mut dir_name = name.as_os_str().to_owned();
                 dir_name.push("/");
-                self.tar
-                    .append_data(&mut h, Path::new(&dir_name), io::empty())?;
+                self.put(&mut h, Path::new(&dir_name), io::empty())?;
                 if self.overlay_upper && is_opaque(fd) {
                     let mut h = Self::header(st, tar::EntryType::Regular);
                     h.set_mode(0o644);
@@ -187,7 +186,7 @@ impl<W: Write> TreeWriter<W> {
                     if let Some(first) = self.seen.get(&key) {
                         let mut h = Self::header(st, tar::EntryType::Link);
                         let first = first.clone();
-                        return self.tar.append_link(&mut h, name, first);
+                        return self.put_link(&mut h, name, first.as_os_str());
                     }
                     self.seen.insert(key, name.to_owned());
                 }
@@ -205,13 +204,12 @@ impl<W: Write> TreeWriter<W> {
                 self.append_xattrs(&file)?;
                 // Exactly `size` bytes, even if the file changes meanwhile.
                 let body = file.take(size).chain(io::repeat(0).take(size));
-                self.tar.append_data(&mut h, name, body.take(size))
+                self.put(&mut h, name, body.take(size))
             }
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(fd, "", Vec::new())?;
                 let mut h = Self::header(st, tar::EntryType::Symlink);
-                self.tar
-                    .append_link(&mut h, name, OsStr::from_bytes(target.as_bytes()))
+                self.put_link(&mut h, name, OsStr::from_bytes(target.as_bytes()))
             }
             FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
                 let kind = match ft {
@@ -222,11 +220,61 @@ impl<W: Write> TreeWriter<W> {
                 let mut h = Self::header(st, kind);
                 h.set_device_major(rustix::fs::major(st.st_rdev))?;
                 h.set_device_minor(rustix::fs::minor(st.st_rdev))?;
-                self.tar.append_data(&mut h, name, io::empty())
+                self.put(&mut h, name, io::empty())
             }
             // Sockets and the like have no place in an archive.
             _ => Ok(()),
         }
+    }
+
+    /// Appends an entry named `name`. Names under a `.` root (`docker cp c:/dir/. -`) keep
+    /// their leading `./`, as Docker's archives do and the docker CLI's rebasing expects; the
+    /// tar crate would drop it, so such names are written into the header directly (a GNU
+    /// long-name entry first when they do not fit).
+    fn put(&mut self, h: &mut tar::Header, name: &Path, body: impl io::Read) -> io::Result<()> {
+        let bytes = name.as_os_str().as_bytes();
+        if !(bytes.starts_with(b"./") && bytes.len() > 2) {
+            return self.tar.append_data(h, name, body);
+        }
+        self.raw_name(h, bytes)?;
+        self.tar.append(h, body)
+    }
+
+    /// [`Self::put`] for links: `target` is the link's target (a hard link's first name).
+    fn put_link(&mut self, h: &mut tar::Header, name: &Path, target: &OsStr) -> io::Result<()> {
+        let bytes = name.as_os_str().as_bytes();
+        if !(bytes.starts_with(b"./") && bytes.len() > 2) || h.set_link_name(target).is_err() {
+            return self.tar.append_link(h, name, target);
+        }
+        self.raw_name(h, bytes)?;
+        self.tar.append(h, io::empty())
+    }
+
+    /// Writes `bytes` as the header's name, with a GNU long-name entry before it when they do
+    /// not fit the 100-byte field; sets the checksum.
+    fn raw_name(&mut self, h: &mut tar::Header, bytes: &[u8]) -> io::Result<()> {
+        if bytes.contains(&0) {
+            return Err(io::Error::other("a NUL byte in an archive name"));
+        }
+        let field = &mut h.as_old_mut().name;
+        if bytes.len() > field.len() {
+            let mut long = tar::Header::new_gnu();
+            let tag = b"././@LongLink";
+            long.as_old_mut().name[..tag.len()].copy_from_slice(tag);
+            long.set_entry_type(tar::EntryType::GNULongName);
+            long.set_mode(0o644);
+            long.set_size(bytes.len() as u64 + 1);
+            long.set_cksum();
+            let mut data = bytes.to_vec();
+            data.push(0);
+            self.tar.append(&long, &data[..])?;
+        }
+        let field = &mut h.as_old_mut().name;
+        let n = bytes.len().min(field.len());
+        field.fill(0);
+        field[..n].copy_from_slice(&bytes[..n]);
+        h.set_cksum();
+        Ok(())
     }
 
     /// Layers keep file capabilities (`ping` needs its `cap_net_raw`); plain archives do not

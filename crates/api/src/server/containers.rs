@@ -466,6 +466,7 @@ pub(super) async fn archive_put(ctx: &Ctx, mut r: Req, id: &str) -> HandlerResul
     let opts = berth_engine::PutOptions {
         no_overwrite_dir_non_dir: r.flag("noOverwriteDirNonDir"),
         copy_uid_gid: r.flag("copyUIDGID"),
+        owner: None,
     };
     let incoming = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;
     let rx = body::forward(incoming, None);
