@@ -486,13 +486,15 @@ impl Engine {
                 }
                 r.has_been_started = true;
                 let snapshot = r.clone();
+                // Published under the record's lock: an exit takes that lock before it
+                // publishes its `die`, so a quick container's `die` never comes first.
+                self.emit(&snapshot, "start");
                 drop(r);
                 self.persist(&snapshot)?;
                 h.watch.send_modify(|w| {
                     w.running = true;
                     w.starts += 1;
                 });
-                self.emit(&snapshot, "start");
                 self.start_health(h);
                 Ok(())
             }
