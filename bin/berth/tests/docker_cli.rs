@@ -1846,3 +1846,44 @@ fn cp_into_a_container_keeps_owners_as_dockerd() {
     );
     ok(d.docker(&["rm", "-f", "own"]));
 }
+
+/// Log options as dockerd checks them (unknown options and drivers Berth has not are refused,
+/// not silently ignored), and `logs --tail` with a value that is not a count means all.
+#[test]
+fn log_options_are_checked_and_a_bad_tail_means_all() {
+    let d = daemon();
+    let o = d.docker(&["run", "--rm", "--log-opt", "bogus=1", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("unknown log opt 'bogus' for json-file log driver"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.docker(&["run", "--rm", "--log-driver", "syslog", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("\"syslog\" is not supported"),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "tl",
+        "--log-driver",
+        "local",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a; echo b",
+    ]));
+    for tail in ["-1", "abc", "all"] {
+        assert_eq!(
+            stdout(&d.docker(&["logs", "--tail", tail, "tl"])),
+            "a\nb\n",
+            "--tail {tail}"
+        );
+    }
+    assert_eq!(stdout(&d.docker(&["logs", "--tail", "1", "tl"])), "b\n");
+    ok(d.docker(&["rm", "tl"]));
+}

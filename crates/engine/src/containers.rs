@@ -345,6 +345,7 @@ impl Engine {
         let args = spec::argv(&config);
         let mut host_config = host_config;
         spec::fill_host_config_defaults(&mut host_config)?;
+        spec::validate_log_config(&host_config.log_config)?;
         // As dockerd: the daemon's default driver is written into the container's config.
         if host_config.log_config.kind.is_empty() {
             host_config.log_config.kind = self.inner.cfg.log_driver.clone();

@@ -321,6 +321,52 @@ pub fn fill_host_config_defaults(hc: &mut HostConfig) -> Result<()> {
     Ok(())
 }
 
+/// A container's log driver and options, checked as dockerd checks them: `json-file` (and
+/// `local`, which Berth keeps in the same format) with its own options, or `none`. Other
+/// drivers are refused rather than silently logging somewhere else.
+pub fn validate_log_config(lc: &crate::config::LogConfig) -> Result<()> {
+    const JSON_FILE_OPTS: &[&str] = &[
+        "max-size",
+        "max-file",
+        "compress",
+        "labels",
+        "labels-regex",
+        "env",
+        "env-regex",
+        "tag",
+        "mode",
+        "max-buffer-size",
+    ];
+    match lc.kind.as_str() {
+        "" | "json-file" | "local" => {
+            for key in lc.config.keys() {
+                if !JSON_FILE_OPTS.contains(&key.as_str()) {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "unknown log opt '{key}' for {} log driver",
+                        if lc.kind.is_empty() {
+                            "json-file"
+                        } else {
+                            &lc.kind
+                        }
+                    )));
+                }
+            }
+            if let Some(v) = lc.config.get("max-file") {
+                if v.parse::<u32>().map_or(true, |n| n < 1) {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "invalid value for max-file: {v}"
+                    )));
+                }
+            }
+            Ok(())
+        }
+        "none" => Ok(()),
+        other => Err(EngineError::InvalidArgument(format!(
+            "logging driver {other:?} is not supported by Berth (json-file, local, none)"
+        ))),
+    }
+}
+
 /// A block device's (major, minor), for blkio weights and throttles.
 fn block_device(path: &str) -> Result<(i64, i64)> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};

@@ -294,13 +294,8 @@ fn parse_time(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, 
 }
 
 pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
-    let tail = match r.q("tail") {
-        None | Some("") | Some("all") => None,
-        Some(n) => Some(
-            n.parse::<usize>()
-                .map_err(|_| ApiError::bad(format!("invalid tail: {n}")))?,
-        ),
-    };
+    // As moby: a tail that is not a number (or is negative) means all of it.
+    let tail = r.q("tail").and_then(|n| n.parse::<usize>().ok());
     let opts = LogOptions {
         stdout: r.flag("stdout"),
         stderr: r.flag("stderr"),
