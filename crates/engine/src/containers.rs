@@ -257,8 +257,9 @@ impl Engine {
             "MergedDir".into(),
             dir.join("rootfs").to_string_lossy().into_owned(),
         );
+        // An image's layer directories never change: looked up in the store once.
         let cached = lock(&self.inner.lower_dirs).get(&rec.image_id).cloned();
-        let layers = match cached {
+        let image_lowers = match cached {
             Some(l) => l,
             None => {
                 let store = &self.inner.images;
@@ -268,34 +269,19 @@ impl Engine {
                 else {
                     return m;
                 };
-                let joined = lowers
-                    .iter()
-                    .map(|p| p.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(":");
-                lock(&self.inner.lower_dirs).insert(rec.image_id.clone(), joined.clone());
-                joined
+                let lowers = Arc::new(lowers);
+                lock(&self.inner.lower_dirs).insert(rec.image_id.clone(), lowers.clone());
+                lowers
             }
         };
-        let Ok(upper) = self.inner.images.container_upper(&rec.id) else {
+        let Ok(dirs) = self.inner.images.container_overlay(&rec.id, &image_lowers) else {
             return m;
         };
-        let base = upper.parent().map(Path::to_path_buf).unwrap_or_default();
-        // The init layer: beside the image's top layer (shared), or the container's own for
-        // an image without layers.
-        let lower = match layers.split(':').next().filter(|l| !l.is_empty()) {
-            Some(top) => {
-                let home = Path::new(top).parent().unwrap_or(Path::new(top));
-                format!("{}:{layers}", home.join("init").display())
-            }
-            None => base.join("init").to_string_lossy().into_owned(),
-        };
-        m.insert("LowerDir".into(), lower);
-        m.insert("UpperDir".into(), upper.to_string_lossy().into_owned());
-        m.insert(
-            "WorkDir".into(),
-            base.join("work").to_string_lossy().into_owned(),
-        );
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let lower: Vec<String> = dirs.lowers.iter().map(|p| path(p)).collect();
+        m.insert("LowerDir".into(), lower.join(":"));
+        m.insert("UpperDir".into(), path(&dirs.upper));
+        m.insert("WorkDir".into(), path(&dirs.work));
         m
     }
 

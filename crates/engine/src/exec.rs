@@ -43,7 +43,6 @@ pub(crate) struct ExecInstance {
 }
 
 impl Engine {
-    /// Registers an exec instance in a running container; returns its id.
     /// An exec's event on its container, with the container's attributes (name, image,
     /// labels) and the exec's id, as dockerd's: `exec_create: <cmd>`, `exec_start: <cmd>`,
     /// `exec_die` (with `exitCode`).
@@ -66,6 +65,7 @@ impl Engine {
             .publish("container", action, &rec.id, attrs);
     }
 
+    /// Registers an exec instance in a running container; returns its id.
     pub fn exec_create(&self, key: &str, config: ExecConfig) -> Result<String> {
         let h = self.resolve(key)?;
         let rec = h.record();
@@ -103,7 +103,7 @@ impl Engine {
             info: Mutex::new(info),
         });
         lock(&self.inner.execs).insert(id.clone(), inst);
-        self.exec_event(&rec, &format!("exec_create: {}", cmd_line), &id, None);
+        self.exec_event(&rec, &format!("exec_create: {cmd_line}"), &id, None);
         Ok(id)
     }
 

@@ -51,7 +51,7 @@ pub struct ImageView {
     /// `name@digest` of the manifests it was pulled by or pushed as.
     pub repo_digests: Vec<String>,
     /// The config of the container it was made from (`container_config`; empty when the
-    /// image has none), which API versions before 1.45 show as `ContainerConfig`.
+    /// image has none, and in lists), shown as inspect's `ContainerConfig`.
     pub container_config: Config,
     /// `docker_version` of the image config: the engine version that made it, if recorded.
     pub docker_version: String,
@@ -299,11 +299,8 @@ impl Engine {
             chain_ids: berth_image::snapshot::chain_ids(&image.layers),
             layer_sizes: image.layer_sizes.clone(),
             repo_digests: image.repo_digests.clone(),
-            container_config: raw
-                .get("container_config")
-                .cloned()
-                .and_then(|c| serde_json::from_value(c).ok())
-                .unwrap_or_default(),
+            // Parsed by `image_inspect` only: lists have no use for it.
+            container_config: Config::default(),
             docker_version: raw
                 .get("docker_version")
                 .and_then(|v| v.as_str())
@@ -439,7 +436,11 @@ impl Engine {
 
     pub fn image_inspect(&self, name: &str) -> Result<ImageView> {
         let img = self.inner.images.resolve(name)?;
-        Ok(self.view(&img))
+        let mut v = self.view(&img);
+        if let Some(c) = img.config.get("container_config") {
+            v.container_config = serde_json::from_value(c.clone()).unwrap_or_default();
+        }
+        Ok(v)
     }
 
     pub fn image_tag(&self, name: &str, repo: &str, tag: Option<&str>) -> Result<()> {

@@ -201,9 +201,9 @@ pub(crate) struct Inner {
     pub networks: Mutex<BTreeMap<String, networks::NetState>>,
     /// Bridges, ports, nftables and DNS, when the host allows networking.
     pub net: Mutex<Option<Arc<networks::NetRuntime>>>,
-    /// Image id -> its layer directories (top first) joined as `LowerDir`, for inspect's
-    /// `GraphDriver`: an image's layers never change, and inspect stays off the store.
-    pub lower_dirs: Mutex<HashMap<String, String>>,
+    /// Image id -> its layer directories (top first), for inspect's `GraphDriver`: an
+    /// image's layers never change, and inspect stays off the store.
+    pub lower_dirs: Mutex<HashMap<String, Arc<Vec<PathBuf>>>>,
 }
 
 /// The engine; cheap to clone.

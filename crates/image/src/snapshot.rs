@@ -243,8 +243,8 @@ impl Snapshotter {
 
     /// Mounts an overlay on `target`: `lowers` (top layer first) under the container's upper
     /// dir, created if missing and reused if present so a restarted container keeps its
-    /// changes. With no layers an empty directory is the lower. With `init`, the container's
-    /// init layer (made at the first mount) goes on top of `lowers`.
+    /// changes. With no layers an empty directory is the lower. With `init`, the init layer
+    /// (shared by the image's containers, made at the first mount) goes on top of `lowers`.
     pub fn mount_container(
         &self,
         container_id: &str,
@@ -259,10 +259,7 @@ impl Snapshotter {
         }
         let mut stack = Vec::with_capacity(lowers.len() + 1);
         if init {
-            // Shared by every container of the image: it lives beside the top layer's `fs`
-            // (the layer's chain id fixes everything below it) and goes with that layer.
-            let home = lowers.first().and_then(|top| top.parent()).unwrap_or(&base);
-            stack.push(init_layer(home, lowers)?);
+            stack.push(init_layer(init_home(&base, lowers), lowers)?);
         }
         stack.extend_from_slice(lowers);
         if stack.is_empty() {
@@ -289,6 +286,23 @@ impl Snapshotter {
         Ok(self.container_dirs(container_id)?.0)
     }
 
+    /// The directories of a container's overlay over the image layers `lowers` (top first),
+    /// as [`Self::mount_container`] with `init` stacks them; paths only, nothing is made.
+    pub fn container_overlay(
+        &self,
+        container_id: &str,
+        lowers: &[PathBuf],
+    ) -> Result<OverlayDirs, ImageError> {
+        let (upper, work, base) = self.container_dirs(container_id)?;
+        let mut stack = vec![init_home(&base, lowers).join("init")];
+        stack.extend_from_slice(lowers);
+        Ok(OverlayDirs {
+            upper,
+            work,
+            lowers: stack,
+        })
+    }
+
     /// Deletes a container's upper and work directories.
     pub fn remove_container(&self, container_id: &str) -> Result<(), ImageError> {
         let (_, _, base) = self.container_dirs(container_id)?;
@@ -309,6 +323,22 @@ impl Snapshotter {
             Err(e) => Err(ImageError::io(format!("remove {}", base.display()))(e)),
         }
     }
+}
+
+/// A container's overlay directories: what it writes, overlay's work dir, and the read-only
+/// layers under them (its init layer first, then the image's, top first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayDirs {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub lowers: Vec<PathBuf>,
+}
+
+/// Where the init layer for a container over `lowers` lives: beside the image's top layer's
+/// `fs` (its chain id fixes everything below it, so the image's containers share it and it
+/// goes with that layer), or in the container's own `base` for an image without layers.
+fn init_home<'a>(base: &'a Path, lowers: &'a [PathBuf]) -> &'a Path {
+    lowers.first().and_then(|top| top.parent()).unwrap_or(base)
 }
 
 /// What Docker's init layer holds (moby's `initlayer.Setup`): mount points and files every

@@ -1134,9 +1134,14 @@ impl ImageStore {
             .mount_container(container_id, &lowers, target, upper_kind, true)
     }
 
-    /// A container's upper directory (what it wrote).
-    pub fn container_upper(&self, container_id: &str) -> Result<PathBuf, ImageError> {
-        self.snapshots.container_upper(container_id)
+    /// A container's overlay directories over `image`'s layers (see
+    /// [`crate::snapshot::Snapshotter::container_overlay`]).
+    pub fn container_overlay(
+        &self,
+        container_id: &str,
+        image_lowers: &[PathBuf],
+    ) -> Result<crate::snapshot::OverlayDirs, ImageError> {
+        self.snapshots.container_overlay(container_id, image_lowers)
     }
 
     /// A container's layers as overlay stacks them: its upper directory (written by the
