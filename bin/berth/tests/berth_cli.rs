@@ -741,9 +741,11 @@ fn block_io_throttle_flags() {
             "invalid rate for device",
         ),
     ] {
-        let o = d.berth(&["run", "--rm", flag, value, "busybox", "true"]);
-        assert_eq!(o.status.code(), Some(125));
-        assert!(stderr(&o).contains(msg), "{}", stderr(&o));
+        common::assert_refused(
+            &d.berth(&["run", "--rm", flag, value, "busybox", "true"]),
+            125,
+            msg,
+        );
     }
 }
 

@@ -854,3 +854,10 @@ pub fn shows_throttles(out: &str, numbers: &str, read_bps: u64, write_iops: u64)
         || (out.contains(&format!("{numbers} rbps={read_bps}"))
             && out.contains(&format!("wiops={write_iops}")))
 }
+
+/// Asserts a command was refused with exit status `code` and `want` in its stderr.
+pub fn assert_refused(o: &Output, code: i32, want: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "{err}");
+    assert!(err.contains(want), "{want:?} not in: {err}");
+}
