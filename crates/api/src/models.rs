@@ -109,7 +109,7 @@ pub struct ContainerState {
     pub started_at: String,
     pub finished_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub health: Option<serde_json::Value>,
+    pub health: Option<berth_engine::health::Health>,
 }
 
 /// `GET /containers/{id}/json`.

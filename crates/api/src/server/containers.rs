@@ -54,15 +54,27 @@ pub(super) fn mounts_view(ctx: &Ctx, rec: &ContainerRecord) -> Vec<serde_json::V
         .collect()
 }
 
-pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> ContainerInspect {
+/// Inspect's view of a record. It takes the record by value: the engine's copy is made once,
+/// under its lock, and its big parts (`Config`, `HostConfig`) move into the answer.
+pub(super) fn inspect_record(ctx: &Ctx, rec: ContainerRecord, r: &Req) -> ContainerInspect {
     let (log, hostname, hosts, resolv) = ctx.engine.container_paths(&rec.id);
-    let s = &rec.state;
-    let exec_ids = None;
+    let graph_driver = GraphDriver {
+        name: "overlay2".into(),
+        data: ctx.engine.graph_driver_data(&rec),
+    };
+    let mounts = mounts_view(ctx, &rec);
+    let network_settings = super::networks::settings(ctx, &rec, r);
+    let log_path = if rec.host_config.log_config.kind == "none" {
+        String::new()
+    } else {
+        log.display().to_string()
+    };
+    let s = rec.state;
     ContainerInspect {
-        id: rec.id.clone(),
+        id: rec.id,
         created: fmt_time(Some(rec.created)),
-        path: rec.path.clone(),
-        args: rec.args.clone(),
+        path: rec.path,
+        args: rec.args,
         state: ContainerState {
             status: s.status.as_str().into(),
             running: matches!(s.status, Status::Running | Status::Paused),
@@ -72,20 +84,16 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> Conta
             dead: s.status == Status::Dead,
             pid: s.pid,
             exit_code: s.exit_code,
-            error: s.error.clone(),
+            error: s.error,
             started_at: fmt_time(s.started_at),
             finished_at: fmt_time(s.finished_at),
-            health: s.health.as_ref().and_then(|h| serde_json::to_value(h).ok()),
+            health: s.health,
         },
-        image: rec.image_id.clone(),
+        image: rec.image_id,
         resolv_conf_path: resolv.display().to_string(),
         hostname_path: hostname.display().to_string(),
         hosts_path: hosts.display().to_string(),
-        log_path: if rec.host_config.log_config.kind == "none" {
-            String::new()
-        } else {
-            log.display().to_string()
-        },
+        log_path,
         name: format!("/{}", rec.name),
         restart_count: rec.restart_count,
         driver: "overlay2".into(),
@@ -93,21 +101,18 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> Conta
         mount_label: String::new(),
         process_label: String::new(),
         app_armor_profile: String::new(),
-        exec_ids,
-        host_config: rec.host_config.clone(),
-        graph_driver: GraphDriver {
-            name: "overlay2".into(),
-            data: ctx.engine.graph_driver_data(rec),
-        },
-        mounts: mounts_view(ctx, rec),
-        config: rec.config.clone(),
-        network_settings: super::networks::settings(ctx, rec, r),
+        exec_ids: None,
+        host_config: rec.host_config,
+        graph_driver,
+        mounts,
+        config: rec.config,
+        network_settings,
     }
 }
 
 pub(super) fn inspect(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     let rec = ctx.engine.inspect(id)?;
-    ok_json(&inspect_record(ctx, &rec, r))
+    ok_json(&inspect_record(ctx, rec, r))
 }
 
 pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
