@@ -481,6 +481,39 @@ fn responses_take_the_requested_versions_shape() {
     assert!(ep("v1.43").get("DNSNames").is_none());
     ok(d.docker(&["rm", "-f", "aliased"]));
     ok(d.docker(&["network", "rm", "vnet"]));
+    // HostConfig.KernelMemory: always there up to 1.41, gone when 0 from 1.42. A limit is
+    // dropped with dockerd's warning (kernels since 5.16 ignore it).
+    let r = d.http(
+        "POST",
+        "/v1.41/containers/create?name=kmem",
+        Some(br#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"KernelMemory": 10485760}}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let warnings = r.json()["Warnings"].to_string();
+    assert!(warnings.contains("Limitation discarded"), "{warnings}");
+    let hc = |v: &str| {
+        d.http("GET", &format!("/{v}/containers/kmem/json"), None)
+            .json()["HostConfig"]
+            .clone()
+    };
+    assert_eq!(hc("v1.41")["KernelMemory"], 0);
+    assert!(hc("v1.42").get("KernelMemory").is_none());
+    ok(d.docker(&["rm", "kmem"]));
+    // system/df: BuilderSize up to 1.41 only; no build cache is null, as dockerd sends it.
+    let df = |v: &str| d.http("GET", &format!("/{v}/system/df"), None).json();
+    assert_eq!(df("v1.41")["BuilderSize"], 0);
+    assert!(df("v1.41")["BuildCache"].is_null());
+    assert!(df("v1.42").get("BuilderSize").is_none());
+    // Non-distributable artifacts left the registry settings in 1.49.
+    assert_eq!(
+        info("v1.48")["RegistryConfig"]["AllowNondistributableArtifactsCIDRs"],
+        serde_json::json!([])
+    );
+    assert!(
+        info("v1.49")["RegistryConfig"]
+            .get("AllowNondistributableArtifactsCIDRs")
+            .is_none()
+    );
     // Beyond the range: refused as Docker refuses it.
     let r = d.http("GET", "/v1.99/images/json", None);
     assert_eq!(r.status, 400, "{}", r.text());

@@ -1498,9 +1498,29 @@ fn sighup_reloads_the_config_with_a_daemon_event() {
     let d = Daemon::start();
     let now = common::unix_now;
     let since = now().to_string();
-    d.write_config(r#"{"registry-mirrors": ["http://127.0.0.1:5999"]}"#);
+    d.write_config(
+        r#"{"registry-mirrors": ["http://127.0.0.1:5999"],
+            "insecure-registries": ["myreg.example:5000", "10.1.0.0/16"]}"#,
+    );
     d.signal(libc::SIGHUP);
     std::thread::sleep(std::time::Duration::from_millis(300));
+    // `info` shows the settings now in force, shaped as dockerd shapes them.
+    let rc: serde_json::Value = serde_json::from_str(&ok(d.docker(&[
+        "info",
+        "--format",
+        "{{json .RegistryConfig}}",
+    ])))
+    .unwrap();
+    assert_eq!(rc["Mirrors"], serde_json::json!(["http://127.0.0.1:5999/"]));
+    assert_eq!(rc["IndexConfigs"]["docker.io"]["Mirrors"], rc["Mirrors"]);
+    assert_eq!(
+        rc["InsecureRegistryCIDRs"],
+        serde_json::json!(["10.1.0.0/16", "127.0.0.0/8"])
+    );
+    assert_eq!(
+        rc["IndexConfigs"]["myreg.example:5000"],
+        serde_json::json!({"Name": "myreg.example:5000", "Mirrors": [], "Secure": false, "Official": false})
+    );
     std::fs::write(d.dir.join("daemon.json"), "{ not json").unwrap();
     d.signal(libc::SIGHUP);
     std::thread::sleep(std::time::Duration::from_millis(300));

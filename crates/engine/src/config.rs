@@ -191,6 +191,10 @@ pub struct HostConfig {
     pub io_maximum_iops: u64,
     #[serde(rename = "IOMaximumBandwidth")]
     pub io_maximum_bandwidth: u64,
+    /// `KernelMemory`: shown up to API 1.41 (moby dropped it after), never applied: kernels
+    /// since 5.16 ignore the limit, so a given one is dropped with dockerd's warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_memory: Option<i64>,
     #[serde(rename = "KernelMemoryTCP")]
     pub kernel_memory_tcp: i64,
     pub memory_reservation: i64,

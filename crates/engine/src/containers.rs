@@ -331,6 +331,11 @@ impl Engine {
         let args = spec::argv(&config);
         let mut host_config = host_config;
         spec::fill_host_config_defaults(&mut host_config)?;
+        // As dockerd on a host whose info says `KernelMemory: false`.
+        let kernel_memory_dropped = host_config.kernel_memory.is_some_and(|k| k > 0);
+        if kernel_memory_dropped {
+            host_config.kernel_memory = Some(0);
+        }
         spec::validate_log_config(&host_config.log_config)?;
         // As dockerd: the daemon's default driver is written into the container's config.
         if host_config.log_config.kind.is_empty() {
@@ -404,6 +409,12 @@ impl Engine {
         if rec.host_config.oom_kill_disable == Some(true) && rec.host_config.memory == 0 {
             warnings.push(
                 "OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources."
+                    .to_owned(),
+            );
+        }
+        if kernel_memory_dropped {
+            warnings.push(
+                "Your kernel does not support kernel memory limit capabilities or the cgroup is not mounted. Limitation discarded."
                     .to_owned(),
             );
         }

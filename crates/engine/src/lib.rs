@@ -328,6 +328,43 @@ impl Engine {
             .clone()
     }
 
+    /// `RegistryConfig` as `info` shows it, from the settings in force (a reload changes
+    /// them): CIDRs of insecure registries (loopback always), an index entry per insecure
+    /// registry name, and Docker Hub's with the mirrors.
+    pub fn registry_info(&self) -> serde_json::Value {
+        let client = self.registry();
+        let (insecure, mirrors) = client.settings();
+        let mut cidrs = Vec::new();
+        let mut indexes = serde_json::Map::new();
+        for r in insecure {
+            if r.parse::<ipnet::IpNet>().is_ok() {
+                cidrs.push(r.clone());
+            } else {
+                indexes.insert(
+                    r.clone(),
+                    serde_json::json!({"Name": r, "Mirrors": [], "Secure": false, "Official": false}),
+                );
+            }
+        }
+        cidrs.push("127.0.0.0/8".to_owned());
+        // As moby normalizes them: a trailing slash.
+        let mirrors: Vec<String> = mirrors
+            .iter()
+            .map(|m| format!("{}/", m.trim_end_matches('/')))
+            .collect();
+        indexes.insert(
+            "docker.io".to_owned(),
+            serde_json::json!({"Name": "docker.io", "Mirrors": mirrors, "Secure": true, "Official": true}),
+        );
+        serde_json::json!({
+            "AllowNondistributableArtifactsCIDRs": [],
+            "AllowNondistributableArtifactsHostnames": [],
+            "InsecureRegistryCIDRs": cidrs,
+            "IndexConfigs": indexes,
+            "Mirrors": mirrors,
+        })
+    }
+
     /// A configuration reload (SIGHUP): the settings that can change while running take
     /// effect (registry mirrors and insecure registries; pulls under way keep the old ones),
     /// and a `daemon reload` event says what is now in force.

@@ -69,6 +69,13 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: ContainerRecord, r: &Req) -> Contai
     } else {
         log.display().to_string()
     };
+    let mut host_config = rec.host_config;
+    // Moby dropped `KernelMemory` from the API at 1.42 (`omitempty` since).
+    if r.at_least(1, 42) {
+        host_config.kernel_memory.take_if(|k| *k == 0);
+    } else {
+        host_config.kernel_memory.get_or_insert(0);
+    }
     let s = rec.state;
     ContainerInspect {
         id: rec.id,
@@ -102,7 +109,7 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: ContainerRecord, r: &Req) -> Contai
         process_label: String::new(),
         app_armor_profile: String::new(),
         exec_ids: None,
-        host_config: rec.host_config,
+        host_config,
         graph_driver,
         mounts,
         config: rec.config,

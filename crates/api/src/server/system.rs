@@ -189,9 +189,7 @@ pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
         "OSType": "linux",
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"],
-            "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": true, "Official": true}},
-            "Mirrors": []},
+        "RegistryConfig": ctx.engine.registry_info(),
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "MemTotal": meminfo_total(),
         "GenericResources": null,
@@ -223,8 +221,13 @@ pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
                 o.remove(k);
             }
         }
-        // 1.49: the firewall backend; Berth's is one nftables table of its own.
+        // 1.49: the firewall backend; Berth's is one nftables table of its own. Non-
+        // distributable artifacts are gone from the registry settings.
         if r.at_least(1, 49) {
+            if let Some(rc) = o.get_mut("RegistryConfig").and_then(|v| v.as_object_mut()) {
+                rc.remove("AllowNondistributableArtifactsCIDRs");
+                rc.remove("AllowNondistributableArtifactsHostnames");
+            }
             o.insert(
                 "FirewallBackend".into(),
                 json!({"Driver": "nftables", "Info": [["Table", "inet berth"]]}),
@@ -296,13 +299,20 @@ pub(super) fn df(ctx: &Ctx, r: &Req) -> HandlerResult {
             })
         })
         .collect();
-    ok_json(&serde_json::json!({
+    let builder_size: u64 = cache.iter().filter_map(|c| c["Size"].as_u64()).sum();
+    let mut out = serde_json::json!({
         "LayersSize": layers_size,
         "Images": image_rows,
         "Containers": containers,
         "Volumes": volumes,
-        "BuildCache": cache,
-    }))
+        // dockerd sends null, not [], when there is no build cache.
+        "BuildCache": (!cache.is_empty()).then_some(cache),
+    });
+    // Deprecated at 1.42: the build cache's total, which `BuildCache` now itemizes.
+    if !r.at_least(1, 42) {
+        out["BuilderSize"] = builder_size.into();
+    }
+    ok_json(&out)
 }
 
 /// Whether an event passes `/events` filters (type, event, container, image).

@@ -94,6 +94,9 @@ struct Inner {
     transport: Transport,
     auth: AuthCache,
     mirrors: Vec<Endpoint>,
+    /// The settings as given, for `info`.
+    insecure_given: Vec<String>,
+    mirrors_given: Vec<String>,
 }
 
 /// The distribution client. Cheap to clone; clones share connections, schemes and tokens.
@@ -191,8 +194,15 @@ impl Client {
                 transport,
                 auth: AuthCache::default(),
                 mirrors,
+                insecure_given: cfg.insecure_registries,
+                mirrors_given: cfg.mirrors,
             }),
         })
+    }
+
+    /// The insecure registries (names and CIDRs) and the mirrors this client was made with.
+    pub fn settings(&self) -> (&[String], &[String]) {
+        (&self.inner.insecure_given, &self.inner.mirrors_given)
     }
 
     /// A handle on `repo` (`library/busybox`) at `domain` (as in references: `docker.io`,
