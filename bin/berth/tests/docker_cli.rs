@@ -870,10 +870,19 @@ fn images_tag_rmi() {
         );
     }
     ok(d.docker(&["rm", "-f", "busy"]));
+    let layer = ok(d.docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .RootFS.Layers 0}}",
+        "busybox",
+    ]));
     let out = ok(d.docker(&["rmi", "busybox"]));
-    assert!(
-        out.contains("Untagged: busybox:latest") && out.contains(&format!("Deleted: {id}")),
-        "{out}"
+    // As dockerd: the tag, the image, then each layer that went with it (by chain id; a
+    // bottom layer's is its diff id).
+    assert_eq!(
+        out,
+        format!("Untagged: busybox:latest\nDeleted: {id}\nDeleted: {layer}"),
     );
 }
 

@@ -497,6 +497,8 @@ impl Engine {
                     self.inner.events.publish("image", "delete", &id, attrs);
                     rows.push((None, Some(id)));
                 }
+                // dockerd lists them, with no event of their own.
+                berth_image::RemovedImage::LayerDeleted(chain) => rows.push((None, Some(chain))),
             }
         }
         Ok(rows)

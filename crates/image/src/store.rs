@@ -130,6 +130,8 @@ pub enum RemovedImage {
     Untagged(String),
     /// An image id that was deleted.
     Deleted(String),
+    /// A layer (by chain id) of the deleted image that no other image used, so went too.
+    LayerDeleted(String),
 }
 
 /// What the database keeps per image (the config itself is the blob named by the id).
@@ -603,7 +605,7 @@ impl ImageStore {
             }
         }
         txn.commit()?;
-        self.collect_garbage()
+        self.collect_garbage().map(drop)
     }
 
     /// Records an image: its config (stored as a blob; its digest is the image id) and its
@@ -1003,7 +1005,13 @@ impl ImageStore {
         txn.open_table(IMAGES)?.remove(id.as_str())?;
         txn.commit()?;
         records.push(RemovedImage::Deleted(id.clone()));
-        self.collect_garbage()?;
+        // As moby lists them: the image's own layers that went with it, top first.
+        let gone = self.collect_garbage()?;
+        for chain in chain_ids(&img.layers).into_iter().rev() {
+            if gone.contains(&chain) {
+                records.push(RemovedImage::LayerDeleted(chain));
+            }
+        }
         Ok(records)
     }
 
@@ -1015,8 +1023,8 @@ impl ImageStore {
     }
 
     /// Removes snapshots and blobs no image record uses (the lock, or exclusive access at
-    /// open, must be held).
-    pub(crate) fn collect_garbage(&self) -> Result<(), ImageError> {
+    /// open, must be held). Returns the chain ids of the layers that went.
+    pub(crate) fn collect_garbage(&self) -> Result<HashSet<String>, ImageError> {
         let records = self.records()?;
         let mut chains = HashSet::new();
         let mut blobs = HashSet::new();
@@ -1038,6 +1046,7 @@ impl ImageStore {
         }
         // What an unfinished pull made stays for a while; expired entries go.
         let now = Utc::now().timestamp().max(0) as u64;
+        let mut gone = HashSet::new();
         let txn = self.db.begin_write()?;
         {
             let mut pending = txn.open_table(PENDING)?;
@@ -1055,7 +1064,6 @@ impl ImageStore {
                 pending.remove(k.as_str())?;
             }
             let mut layers = txn.open_table(LAYERS)?;
-            let mut gone = Vec::new();
             for row in layers.iter()? {
                 let (k, v) = row?;
                 if chains.contains(k.value()) {
@@ -1063,10 +1071,10 @@ impl ImageStore {
                         blobs.insert(info.blob);
                     }
                 } else {
-                    gone.push(k.value().to_owned());
+                    gone.insert(k.value().to_owned());
                 }
             }
-            for k in gone {
+            for k in &gone {
                 layers.remove(k.as_str())?;
             }
             let diff_ids: HashSet<&String> = records.iter().flat_map(|r| r.layers.iter()).collect();
@@ -1089,6 +1097,7 @@ impl ImageStore {
             if !chains.contains(&c) {
                 tracing::debug!(chain_id = %c, "removing unused snapshot");
                 self.snapshots.remove(&c)?;
+                gone.insert(c);
             }
         }
         for b in self.content.list()? {
@@ -1097,7 +1106,7 @@ impl ImageStore {
                 self.content.delete(&b)?;
             }
         }
-        Ok(())
+        Ok(gone)
     }
 
     /// The unpacked layer directories of an image, top layer first (overlay's order).

@@ -205,7 +205,9 @@ fn import_list_resolve_tag_remove() {
         r,
         vec![
             RemovedImage::Untagged("other:v2".into()),
-            RemovedImage::Deleted(img2.id.clone())
+            RemovedImage::Deleted(img2.id.clone()),
+            // Its one layer went with it: its chain id is its diff id.
+            RemovedImage::LayerDeleted(diff_id.clone()),
         ]
     );
     assert!(store.list().unwrap().is_empty());
@@ -221,8 +223,9 @@ fn remove_by_id_in_one_repository_untags_all() {
         .tag(&img.id, &Reference::parse("app:2").unwrap())
         .unwrap();
     let r = store.remove(&img.id[7..19], false, &no_users).unwrap();
-    assert_eq!(r.len(), 3);
+    assert_eq!(r.len(), 4);
     assert_eq!(r[2], RemovedImage::Deleted(img.id.clone()));
+    assert!(matches!(&r[3], RemovedImage::LayerDeleted(c) if c.starts_with("sha256:")));
 }
 
 #[test]
