@@ -114,7 +114,9 @@ impl LogWriter {
             time: Utc::now(),
         };
         let line = entry.to_line();
-        if self.max_size > 0 && self.size > 0 && self.size + line.len() as u64 > self.max_size {
+        // As moby's: a file is rotated once it has reached `max-size`, before the next entry,
+        // so the entry that crosses the size stays in it.
+        if self.max_size > 0 && self.size >= self.max_size {
             self.rotate()?;
         }
         self.file.write_all(&line)?;
@@ -304,6 +306,27 @@ mod tests {
             .map(|l| l.trim().trim_start_matches("line ").parse().unwrap())
             .collect();
         assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+    }
+
+    #[test]
+    fn a_file_rotates_once_it_has_reached_max_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.log");
+        let mut w = LogWriter::open(&path, 1024, 2).unwrap();
+        for i in 0..200 {
+            w.write(Stream::Stdout, format!("line-{i}\n").as_bytes())
+                .unwrap();
+        }
+        // The entry that crosses 1024 bytes stays in its file (dockerd's `.1` is 1026 bytes
+        // of 13 such lines), so a full file is at least max-size and less than one entry more.
+        let full = std::fs::read(rotated(&path, 1)).unwrap();
+        let last_entry = full[..full.len() - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(full.len(), |p| full.len() - p - 1);
+        assert!(full.len() >= 1024, "{}", full.len());
+        assert!(full.len() - last_entry < 1024, "{}", full.len());
+        assert!(std::fs::metadata(&path).unwrap().len() < 1024 + last_entry as u64);
     }
 
     #[test]
