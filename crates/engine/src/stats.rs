@@ -157,10 +157,21 @@ impl Hierarchy {
                 s.cpu_stats = cpu_v1(&dir("cpuacct"), &dir("cpu"));
                 s.memory_stats = memory_v1(&dir("memory"));
                 s.pids_stats = pids(&dir("pids"));
-                s.blkio_stats.io_service_bytes_recursive =
-                    blkio_v1(&dir("blkio").join("blkio.throttle.io_service_bytes_recursive"));
-                s.blkio_stats.io_serviced_recursive =
-                    blkio_v1(&dir("blkio").join("blkio.throttle.io_serviced_recursive"));
+                // dockerd sends every list on cgroup v1, `[]` when there was no I/O.
+                let throttle = |f: &str| Some(blkio_v1(&dir("blkio").join(f)).unwrap_or_default());
+                let none = || Some(Vec::new());
+                s.blkio_stats = BlkioStats {
+                    io_service_bytes_recursive: throttle(
+                        "blkio.throttle.io_service_bytes_recursive",
+                    ),
+                    io_serviced_recursive: throttle("blkio.throttle.io_serviced_recursive"),
+                    io_queue_recursive: none(),
+                    io_service_time_recursive: none(),
+                    io_wait_time_recursive: none(),
+                    io_merged_recursive: none(),
+                    io_time_recursive: none(),
+                    sectors_recursive: none(),
+                };
             }
             Hierarchy::V2(root) => {
                 let dir = root.join(rel);
