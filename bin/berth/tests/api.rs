@@ -394,7 +394,10 @@ fn stats_stream_and_single_sample() {
         let blkio = v["blkio_stats"].as_object().unwrap();
         assert_eq!(blkio.len(), 8, "{v}");
         assert!(blkio.values().all(|l| l.is_array()), "{v}");
-        assert_eq!(v["blkio_stats"]["io_queue_recursive"], serde_json::json!([]));
+        assert_eq!(
+            v["blkio_stats"]["io_queue_recursive"],
+            serde_json::json!([])
+        );
     }
     assert_eq!(
         d.http("GET", "/containers/nosuch/stats?stream=0", None)

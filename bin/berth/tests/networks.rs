@@ -74,7 +74,7 @@ fn ruleset(d: &Daemon) -> String {
 
 #[test]
 fn published_port_is_reachable_from_the_host_and_other_containers() {
-    let d = daemon();
+    let mut d = daemon();
     ok(d.berth(&[
         "run",
         "-d",
@@ -111,17 +111,39 @@ fn published_port_is_reachable_from_the_host_and_other_containers() {
     let ip = ok(d.berth(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]));
     assert!(ip.starts_with("172.17.0."), "{ip}");
     assert_eq!(host_get(&d, &format!("http://{ip}/")), "hello-web");
+    // Over IPv6 too, as dockerd publishes it: the userland proxy, the kernel cannot take
+    // IPv6 to the container's IPv4 address.
+    assert_eq!(host_get(&d, "http://[::1]:18080/"), "hello-web");
     // What users see.
-    assert_eq!(ok(d.berth(&["port", "web"])), "80/tcp -> 0.0.0.0:18080");
     assert_eq!(
-        ok(d.docker(&["ps", "--format", "{{.Names}} {{.Ports}}"])),
-        "web 0.0.0.0:18080->80/tcp"
+        ok(d.berth(&["port", "web"])),
+        "80/tcp -> 0.0.0.0:18080\n80/tcp -> [::]:18080"
     );
+    assert_eq!(
+        ok(d.docker(&["port", "web"])),
+        "80/tcp -> 0.0.0.0:18080\n80/tcp -> [::]:18080"
+    );
+    let fmt = ["ps", "--format", "{{.Names}} {{.Ports}}"];
+    for ps in [d.docker(&fmt), d.berth(&fmt)] {
+        assert_eq!(ok(ps), "web 0.0.0.0:18080->80/tcp, [::]:18080->80/tcp");
+    }
     let ports = ok(d.docker(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "web"]));
     assert_eq!(
         ports,
-        r#"{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"18080"}]}"#
+        r#"{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"18080"},{"HostIp":"::","HostPort":"18080"}]}"#
     );
+    // The IPv6 proxy has no kernel rule, and comes back when the daemon does.
+    let rules = ruleset(&d);
+    assert!(
+        rules
+            .lines()
+            .filter(|l| l.contains("18080"))
+            .all(|l| !l.contains("ip6")),
+        "{rules}"
+    );
+    d.crash_and_restart();
+    assert_eq!(host_get(&d, "http://[::1]:18080/"), "hello-web");
+    assert_eq!(host_get(&d, "http://127.0.0.1:18080/"), "hello-web");
     let hosts = ok(d.berth(&["exec", "web", "cat", "/etc/hosts"]));
     assert!(hosts.lines().any(|l| l.starts_with(&ip)), "{hosts}");
     // A taken host port is a clear error at start; the running one is untouched.
@@ -150,6 +172,16 @@ fn published_port_is_reachable_from_the_host_and_other_containers() {
         "http://127.0.0.1:18080/",
     ]);
     assert!(!o.status.success(), "the port still answers");
+    let o = d.host_busybox(&[
+        "timeout",
+        "2",
+        "busybox",
+        "wget",
+        "-q",
+        "-O-",
+        "http://[::1]:18080/",
+    ]);
+    assert!(!o.status.success(), "the IPv6 port still answers");
     assert!(!ruleset(&d).contains("dport 18080"), "{}", ruleset(&d));
     assert_links(&d, &["lo", "berth0"]);
 }
@@ -630,7 +662,10 @@ fn docker_cli_network_commands() {
         WEB,
     ]));
     assert_eq!(host_get(&d, "http://127.0.0.1:18200/"), "via-docker");
-    assert_eq!(ok(d.docker(&["port", "ws"])), "80/tcp -> 0.0.0.0:18200");
+    assert_eq!(
+        ok(d.docker(&["port", "ws", "80"])),
+        "0.0.0.0:18200\n[::]:18200"
+    );
     ok(d.docker(&["run", "-d", "--name", "xs", "busybox", "sleep", "300"]));
     ok(d.docker(&["network", "connect", "dnet", "xs"]));
     assert_eq!(

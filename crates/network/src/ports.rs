@@ -43,6 +43,12 @@ pub struct HostPort {
     pub port: u16,
 }
 
+/// Whether IPv6 sockets can listen in the calling thread's network namespace (the kernel has
+/// IPv6 and loopback has `::1`), as moby checks it before publishing on `[::]`.
+pub fn ipv6_listenable() -> bool {
+    std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_ok()
+}
+
 /// The kernel's ephemeral port range of the calling thread's namespace.
 pub fn ephemeral_range() -> Result<(u16, u16)> {
     let path = "/proc/sys/net/ipv4/ip_local_port_range";
@@ -205,6 +211,9 @@ impl PortAllocator {
         let fd = sock
             .try_clone()
             .map_err(NetworkError::io("dup port socket"))?;
+        // The reservation listens with a backlog of one (nothing was meant to reach it);
+        // served, it takes the system's default, as Go's listeners (and docker-proxy) do.
+        rustix::net::listen(&fd, -1).map_err(|e| NetworkError::io("port proxy")(e.into()))?;
         let listener = std::net::TcpListener::from(fd);
         listener
             .set_nonblocking(true)

@@ -26,15 +26,18 @@ fn ps_headers() -> Value {
     })
 }
 
-/// A port as `ps` shows it: `0.0.0.0:8080->80/tcp` or `80/tcp`.
+/// A port as `ps` shows it: `0.0.0.0:8080->80/tcp`, `[::]:8080->80/tcp` or `80/tcp`.
 fn port_text(p: &berth_api::models::Port) -> String {
     match p.public_port {
-        Some(pub_port) => format!(
-            "{}:{pub_port}->{}/{}",
-            p.ip.as_deref().unwrap_or("0.0.0.0"),
-            p.private_port,
-            p.kind
-        ),
+        Some(pub_port) => {
+            let ip = p.ip.as_deref().unwrap_or("0.0.0.0");
+            let ip = if ip.contains(':') {
+                format!("[{ip}]")
+            } else {
+                ip.to_owned()
+            };
+            format!("{ip}:{pub_port}->{}/{}", p.private_port, p.kind)
+        }
         None => format!("{}/{}", p.private_port, p.kind),
     }
 }

@@ -3,7 +3,7 @@
 //! when it stops; `network connect`/`disconnect`; the names the embedded DNS answers.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Weak};
 
@@ -96,6 +96,23 @@ pub struct PublishedPort {
 }
 
 impl PublishedPort {
+    /// Whether the kernel cannot carry this port and the userland proxy serves it: IPv6 to a
+    /// container reached over IPv4, or IPv6 loopback (which cannot be routed elsewhere).
+    pub(crate) fn proxied(&self) -> bool {
+        self.host_ip.is_ipv6() && (self.container_ip.is_ipv4() || self.host_ip.is_loopback())
+    }
+
+    /// Starts the userland proxy of a [`PublishedPort::proxied`] port (its host port must be
+    /// reserved).
+    pub(crate) fn start_proxy(&self, ports: &berth_network::ports::PortAllocator) -> Result<()> {
+        ports.proxy_tcp(
+            self.host_ip,
+            self.host_port,
+            SocketAddr::new(self.container_ip, self.container_port),
+        )?;
+        Ok(())
+    }
+
     pub(crate) fn mapping(&self) -> PortMapping {
         PortMapping {
             bridge: self.bridge.clone(),
@@ -285,6 +302,7 @@ impl Engine {
                     tracing::warn!(id = %r.id, "port {} again: {e}", p.host_port);
                 }
             }
+            // Proxies start in `networks_ready`, on the runtime.
         }
     }
 
@@ -531,8 +549,13 @@ impl Engine {
                     EngineError::InvalidArgument(format!("invalid host IP address: {host_ip}"))
                 })?
             };
-            if ip.is_ipv6() != container_ip.is_ipv6() {
-                // No IPv6 address to map to (Docker's userland proxy case): skipped.
+            if ip.is_ipv4() && container_ip.is_ipv6() {
+                continue;
+            }
+            let proxied = ip.is_ipv6() && (container_ip.is_ipv4() || ip.is_loopback());
+            if proxied && proto != Protocol::Tcp {
+                // The userland proxy serves TCP only.
+                tracing::warn!(id = %rec.id, "{ip} port {cport}/{}: not published, IPv6 is proxied for TCP only", proto.as_str());
                 continue;
             }
             let port = match host_port.split_once('-') {
@@ -547,14 +570,43 @@ impl Engine {
                     rt.ports.reserve(proto, ip, p)?
                 }
             };
-            lock(&h.rec).published.push(PublishedPort {
+            let published = PublishedPort {
                 protocol: proto,
                 container_port: cport,
                 host_ip: ip,
                 host_port: port,
                 bridge: net.bridge.clone(),
                 container_ip,
-            });
+            };
+            if published.proxied() {
+                if let Err(e) = published.start_proxy(&rt.ports) {
+                    rt.ports.release(proto, ip, port);
+                    return Err(e);
+                }
+            }
+            lock(&h.rec).published.push(published.clone());
+            // No host address given: IPv6 too, on the same port, as dockerd publishes it
+            // (through its proxy) where the host has IPv6. Unlike the IPv4 port, a taken
+            // IPv6 port does not stop the start.
+            if host_ip.is_empty()
+                && proto == Protocol::Tcp
+                && berth_network::ports::ipv6_listenable()
+            {
+                let v6 = PublishedPort {
+                    host_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                    ..published
+                };
+                match rt.ports.reserve(proto, v6.host_ip, port) {
+                    Ok(_) => match v6.start_proxy(&rt.ports) {
+                        Ok(()) => lock(&h.rec).published.push(v6),
+                        Err(e) => {
+                            rt.ports.release(proto, v6.host_ip, port);
+                            tracing::warn!(id = %rec.id, "[::]:{port}: {e}");
+                        }
+                    },
+                    Err(e) => tracing::warn!(id = %rec.id, "[::]:{port}: {e}"),
+                }
+            }
         }
         self.nft_apply().await
     }

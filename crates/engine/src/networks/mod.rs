@@ -387,11 +387,17 @@ impl Engine {
         if let Err(e) = self.nft_apply().await {
             tracing::warn!("nftables: {e}");
         }
+        let Ok(rt) = self.net_runtime() else { return };
         for h in self.handles() {
             let rec = h.record();
             if rec.state.is_running() {
                 if let Err(e) = self.start_dns(&rec) {
                     tracing::warn!(id = %rec.id, "embedded DNS: {e}");
+                }
+                for p in rec.published.iter().filter(|p| p.proxied()) {
+                    if let Err(e) = p.start_proxy(&rt.ports) {
+                        tracing::warn!(id = %rec.id, "port proxy {}:{}: {e}", p.host_ip, p.host_port);
+                    }
                 }
             }
         }
@@ -761,7 +767,8 @@ impl Engine {
         let mut ports = Vec::new();
         for h in self.handles() {
             let r = lock(&h.rec);
-            for p in &r.published {
+            // Proxied ports have no kernel rule.
+            for p in r.published.iter().filter(|p| !p.proxied()) {
                 ports.push(p.mapping());
             }
         }
