@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{Daemon, ok, parse_head};
+use common::{Daemon, dechunk, ok, parse_head, stderr};
 
 fn daemon() -> Daemon {
     let d = Daemon::start();
@@ -285,18 +285,7 @@ fn attach_stream_framing() {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let mut frames = Vec::new();
-    let mut rest = &buf[..];
-    while rest.len() >= 8 {
-        let len = u32::from_be_bytes(rest[4..8].try_into().unwrap()) as usize;
-        assert_eq!(&rest[1..4], &[0, 0, 0]);
-        frames.push((
-            rest[0],
-            String::from_utf8_lossy(&rest[8..8 + len]).into_owned(),
-        ));
-        rest = &rest[8 + len..];
-    }
-    assert!(rest.is_empty(), "trailing bytes: {rest:?}");
+    let mut frames = frames(&buf);
     frames.sort();
     assert_eq!(
         frames,
@@ -310,6 +299,90 @@ fn attach_stream_framing() {
         d.http("DELETE", &format!("/containers/{id}"), None).status,
         204
     );
+}
+
+/// The frames of a multiplexed stream: (stream, text).
+fn frames(buf: &[u8]) -> Vec<(u8, String)> {
+    let mut frames = Vec::new();
+    let mut rest = buf;
+    while rest.len() >= 8 {
+        let len = u32::from_be_bytes(rest[4..8].try_into().unwrap()) as usize;
+        assert_eq!(&rest[1..4], &[0, 0, 0]);
+        frames.push((
+            rest[0],
+            String::from_utf8_lossy(&rest[8..8 + len]).into_owned(),
+        ));
+        rest = &rest[8 + len..];
+    }
+    assert!(rest.is_empty(), "trailing bytes: {rest:?}");
+    frames
+}
+
+/// Attach as moby serves it to SDKs: `logs=1` replays what was written so far (and with
+/// `stream=0` the connection then ends); neither `logs` nor `stream` ends it at once; bad
+/// detach keys are a 400 before any upgrade.
+#[test]
+fn attach_replays_logs_and_checks_detach_keys() {
+    let d = daemon();
+    ok(d.berth(&[
+        "run",
+        "--name",
+        "done",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two >&2",
+    ]));
+    // A raw request, so that a stream that never ends shows as a read timeout, not a hang.
+    let ends = |path: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)
+            .expect("the attach stream did not end");
+        let (status, headers, at) = parse_head(&buf).unwrap();
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked {
+            dechunk(&buf[at..])
+        } else {
+            buf[at..].to_vec()
+        };
+        (status, body)
+    };
+    let (status, body) = ends("/v1.41/containers/done/attach?logs=1&stream=0&stdout=1&stderr=1");
+    assert_eq!(status, 200);
+    assert_eq!(
+        frames(&body),
+        [(1, "one\n".to_owned()), (2, "two\n".to_owned())]
+    );
+    let (_, body) = ends("/v1.41/containers/done/attach?logs=1&stream=0&stderr=1");
+    assert_eq!(frames(&body), [(2, "two\n".to_owned())]);
+    let (status, body) = ends("/v1.41/containers/done/attach?stdout=1");
+    assert_eq!((status, body.len()), (200, 0));
+    let r = d.http(
+        "POST",
+        "/v1.41/containers/done/attach?stream=1&stdout=1&detachKeys=bogus",
+        None,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "Invalid detach keys (bogus) provided");
+    // The docker CLI then fails at once (as with dockerd) instead of waiting on a dead stream.
+    ok(d.berth(&["run", "-d", "--name", "live", "busybox", "sleep", "60"]));
+    let o = d.docker(&["attach", "--detach-keys", "bogus", "live"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unable to upgrade to tcp, received 400"),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.berth(&["rm", "-f", "done", "live"]));
 }
 
 /// Huge bodies, clients that vanish mid-request or mid-stream: the daemon goes on serving.

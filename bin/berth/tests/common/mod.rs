@@ -769,7 +769,7 @@ pub fn parse_head(buf: &[u8]) -> Option<Head> {
     Some((status, headers, end + 4))
 }
 
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
+pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(i) = data.windows(2).position(|w| w == b"\r\n") {
         let size_str = String::from_utf8_lossy(&data[..i]);

@@ -5,6 +5,7 @@ use berth_engine::{AttachOptions, ContainerRecord, ListOptions, LogOptions, Stat
 use bytes::Bytes;
 use hyper::{Response, StatusCode};
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 use super::body::{self, Body, empty, json};
 use super::hijack;
@@ -329,34 +330,44 @@ pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     let (resp, tx) = body::stream(StatusCode::OK, ctype);
     tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
-            let mut payload = Vec::new();
-            if timestamps {
-                payload.extend_from_slice(
-                    e.time
-                        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-                        .as_bytes(),
-                );
-                payload.push(b' ');
-            }
-            if details {
-                payload.push(b' ');
-            }
-            payload.extend_from_slice(e.log.as_bytes());
-            let chunk = if tty {
-                payload
-            } else {
-                let stream = match e.stream {
-                    berth_shim::jsonlog::Stream::Stdout => StdStream::Stdout,
-                    berth_shim::jsonlog::Stream::Stderr => StdStream::Stderr,
-                };
-                encode_frame(stream, &payload)
-            };
+            let chunk = log_chunk(&e, tty, timestamps, details);
             if tx.send(Bytes::from(chunk)).await.is_err() {
                 return;
             }
         }
     });
     Ok(resp)
+}
+
+/// One log entry as the logs and attach streams carry it: framed without a tty.
+fn log_chunk(
+    e: &berth_shim::jsonlog::Entry,
+    tty: bool,
+    timestamps: bool,
+    details: bool,
+) -> Vec<u8> {
+    let mut payload = Vec::new();
+    if timestamps {
+        payload.extend_from_slice(
+            e.time
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                .as_bytes(),
+        );
+        payload.push(b' ');
+    }
+    if details {
+        payload.push(b' ');
+    }
+    payload.extend_from_slice(e.log.as_bytes());
+    if tty {
+        payload
+    } else {
+        let stream = match e.stream {
+            berth_shim::jsonlog::Stream::Stdout => StdStream::Stdout,
+            berth_shim::jsonlog::Stream::Stderr => StdStream::Stderr,
+        };
+        encode_frame(stream, &payload)
+    }
 }
 
 /// The `path` of an archive request (`docker cp`), relative paths taken from `/`.
@@ -526,6 +537,10 @@ pub(super) async fn stats(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     Ok(resp)
 }
 
+/// `POST /containers/{id}/attach`, as moby serves it: with `logs`, what the container wrote
+/// so far comes first; with `stream`, then the live streams (waiting for a start if it is not
+/// running); with neither, the connection just closes. Bad detach keys are refused before
+/// the upgrade, so the client gets a status instead of a stream that ends.
 pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
     let rec = ctx.engine.inspect(id)?;
     let opts = AttachOptions {
@@ -533,13 +548,43 @@ pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
         stdout: r.flag("stdout"),
         stderr: r.flag("stderr"),
     };
-    if !r.flag("stream") && !r.flag("logs") {
-        return Err(ApiError::bad("one of stream or logs must be true"));
+    let detach_keys = r
+        .q("detachKeys")
+        .filter(|k| !k.is_empty())
+        .map(String::from);
+    if let Some(k) = &detach_keys {
+        crate::detach::parse_detach_keys(k)
+            .map_err(|_| ApiError::bad(format!("Invalid detach keys ({k}) provided")))?;
     }
-    let detach_keys = r.q("detachKeys").map(String::from);
+    let stream = r.flag("stream");
+    let replay = r.flag("logs").then(|| LogOptions {
+        stdout: opts.stdout,
+        stderr: opts.stderr,
+        follow: false,
+        tail: None,
+        since: None,
+        until: Some(chrono::Utc::now()),
+    });
     let engine = ctx.engine.clone();
     let rec_id = rec.id.clone();
-    hijack::upgrade(r, rec.config.tty, move |io| async move {
+    let tty = rec.config.tty;
+    hijack::upgrade(r, tty, move |mut io| async move {
+        // A container without a log to read (`--log-driver none`) replays nothing.
+        if let Some(Ok((_, mut rx))) = replay.map(|o| engine.logs(&rec_id, o)) {
+            while let Some(e) = rx.recv().await {
+                if io
+                    .write_all(&log_chunk(&e, tty, false, false))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        if !stream {
+            let _ = io.shutdown().await;
+            return;
+        }
         match engine.attach(&rec_id, opts).await {
             Ok(session) => hijack::pump(io, session, detach_keys.as_deref()).await,
             Err(e) => hijack::fail(io, &e.to_string()).await,

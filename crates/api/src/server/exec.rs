@@ -25,7 +25,12 @@ pub(super) async fn create(ctx: &Ctx, r: &mut Req, id: &str) -> HandlerResult {
         detach_keys: body.detach_keys.unwrap_or_default(),
     };
     if !cfg.detach_keys.is_empty() {
-        crate::detach::parse_detach_keys(&cfg.detach_keys).map_err(ApiError::bad)?;
+        crate::detach::parse_detach_keys(&cfg.detach_keys).map_err(|_| {
+            ApiError::bad(format!(
+                "Invalid escape keys ({}) provided",
+                cfg.detach_keys
+            ))
+        })?;
     }
     let exec_id = ctx.engine.exec_create(id, cfg)?;
     Ok(json(StatusCode::CREATED, &IdResponse { id: exec_id }))
