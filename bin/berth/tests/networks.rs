@@ -186,6 +186,51 @@ fn published_port_is_reachable_from_the_host_and_other_containers() {
     assert_links(&d, &["lo", "berth0"]);
 }
 
+/// `stats` carries the counters of the container's own interfaces (not `lo`), as dockerd;
+/// a container without its own network has none.
+#[test]
+fn stats_count_network_traffic() {
+    let d = daemon();
+    ok(d.berth(&["run", "-d", "--name", "talker", "busybox", "sleep", "60"]));
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "mute",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]));
+    let gw = ok(d.berth(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "talker"]));
+    ok(d.berth(&["exec", "talker", "ping", "-c", "2", "-W", "2", &gw]));
+    let stats = |name: &str| {
+        d.http(
+            "GET",
+            &format!("/v1.41/containers/{name}/stats?stream=false"),
+            None,
+        )
+        .json()
+    };
+    let v = stats("talker");
+    let nets = v["networks"].as_object().expect("networks");
+    assert_eq!(nets.keys().collect::<Vec<_>>(), ["eth0"], "{v}");
+    assert!(
+        v["networks"]["eth0"]["tx_packets"].as_u64().unwrap() >= 2,
+        "{v}"
+    );
+    assert!(
+        v["networks"]["eth0"]["rx_bytes"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert!(stats("mute").get("networks").is_none());
+    // What `docker stats` makes of it.
+    let io = ok(d.docker(&["stats", "--no-stream", "--format", "{{.NetIO}}", "talker"]));
+    assert!(!io.starts_with("0B / 0B"), "{io}");
+    ok(d.berth(&["rm", "-f", "talker", "mute"]));
+}
+
 #[test]
 fn publish_all_and_ranges_take_host_ports() {
     let d = daemon();

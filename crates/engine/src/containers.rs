@@ -1379,9 +1379,17 @@ impl Engine {
             self.inner.cfg.cgroup_parent.trim_matches('/'),
             rec.id
         );
-        Ok(crate::stats::Hierarchy::detect()
+        let mut sample = crate::stats::Hierarchy::detect()
             .sample(&rel, &rec.id, &rec.name)
-            .unwrap_or_else(idle))
+            .unwrap_or_else(idle);
+        // Its own namespace's interfaces, seen through its init's /proc.
+        let own_netns = rec.networks.values().any(|ep| !ep.endpoint_id.is_empty());
+        if own_netns && rec.state.pid > 0 {
+            if let Ok(text) = std::fs::read_to_string(format!("/proc/{}/net/dev", rec.state.pid)) {
+                sample.networks = Some(crate::stats::parse_net_dev(&text));
+            }
+        }
+        Ok(sample)
     }
 
     pub fn container_pids(&self, id: &str) -> Vec<i32> {

@@ -26,6 +26,55 @@ pub struct Stats {
     pub memory_stats: MemoryStats,
     pub name: String,
     pub id: String,
+    /// Per interface of the container's own network namespace (not `lo`); absent without
+    /// one (`none`, `host`, `container:`), as dockerd leaves it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub networks: Option<BTreeMap<String, NetworkStats>>,
+}
+
+/// One interface's counters, as `/proc/<pid>/net/dev` has them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NetworkStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// The interfaces of a `/proc/net/dev` table but loopback.
+pub fn parse_net_dev(text: &str) -> BTreeMap<String, NetworkStats> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if name == "lo" || f.len() < 12 {
+            continue;
+        }
+        out.insert(
+            name.to_owned(),
+            NetworkStats {
+                rx_bytes: f[0],
+                rx_packets: f[1],
+                rx_errors: f[2],
+                rx_dropped: f[3],
+                tx_bytes: f[8],
+                tx_packets: f[9],
+                tx_errors: f[10],
+                tx_dropped: f[11],
+            },
+        );
+    }
+    out
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -111,6 +160,7 @@ impl Stats {
             memory_stats: MemoryStats::default(),
             name: format!("/{}", name.trim_start_matches('/')),
             id: id.to_owned(),
+            networks: None,
         }
     }
 
@@ -403,6 +453,30 @@ mod tests {
         assert!(v["blkio_stats"]["io_service_bytes_recursive"].is_null());
         assert_eq!(v["cpu_stats"]["cpu_usage"]["total_usage"], 0);
         assert_eq!(v["pids_stats"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn net_dev_lines_parse_without_loopback() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0
+  eth0:     656       8    1    2    0     0          0         0       90       1    3    4    0     0       0          0
+";
+        let m = parse_net_dev(text);
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            m["eth0"],
+            NetworkStats {
+                rx_bytes: 656,
+                rx_packets: 8,
+                rx_errors: 1,
+                rx_dropped: 2,
+                tx_bytes: 90,
+                tx_packets: 1,
+                tx_errors: 3,
+                tx_dropped: 4,
+            }
+        );
     }
 
     #[test]
