@@ -1384,6 +1384,14 @@ fn system_df_and_sizes() {
     assert_eq!(lines.len(), 2, "{sizes}");
     assert!(lines[0].starts_with("big 300kB (virtual "), "{sizes}");
     assert!(lines[1].starts_with("small 3B (virtual "), "{sizes}");
+    // inspect --size: the same two figures; without it, neither key.
+    let f = "{{.SizeRw}} {{.SizeRootFs}}";
+    let small = ok(d.docker(&["inspect", "--size", "-f", f, "small"]));
+    let (rw, root) = small.split_once(' ').unwrap();
+    assert_eq!(rw, "3", "{small}");
+    assert!(root.parse::<u64>().unwrap() > 1_000_000, "{small}");
+    let plain = ok(d.docker(&["inspect", "-f", "{{json .}}", "small"]));
+    assert!(!plain.contains("\"SizeRw\""), "{plain}");
     let docker = ok(d.docker(&["system", "df"]));
     let rows: Vec<Vec<&str>> = docker
         .lines()

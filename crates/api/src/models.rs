@@ -138,6 +138,11 @@ pub struct ContainerInspect {
     pub exec_ids: Option<Vec<String>>,
     pub host_config: HostConfig,
     pub graph_driver: GraphDriver,
+    /// With `size=1`: the writable layer's size and the whole root filesystem's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<i64>,
     pub mounts: Vec<serde_json::Value>,
     pub config: Config,
     pub network_settings: serde_json::Value,

@@ -65,6 +65,12 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: ContainerRecord, r: &Req) -> Contai
     };
     let mounts = mounts_view(ctx, &rec);
     let network_settings = super::networks::settings(ctx, &rec, r);
+    let (size_rw, size_root_fs) = if r.flag("size") {
+        let (rw, root) = ctx.engine.container_sizes(&rec);
+        (Some(rw as i64), Some(root as i64))
+    } else {
+        (None, None)
+    };
     let log_path = if rec.host_config.log_config.kind == "none" {
         String::new()
     } else {
@@ -112,6 +118,8 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: ContainerRecord, r: &Req) -> Contai
         exec_ids: None,
         host_config,
         graph_driver,
+        size_rw,
+        size_root_fs,
         mounts,
         config: rec.config,
         network_settings,
