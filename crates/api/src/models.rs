@@ -159,9 +159,9 @@ pub struct GraphDriver {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct WaitResponse {
-    pub status_code: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Always sent, `null` without an error, as dockerd (SDKs index it).
     pub error: Option<WaitError>,
+    pub status_code: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -28,6 +28,8 @@ pub struct IoSession {
     /// Whether the process has a tty (output is then raw, all on stream 1).
     pub tty: bool,
     on_exit: Option<Box<dyn FnOnce(ExitStatus) + Send>>,
+    /// Which of stdout and stderr the client asked for; the others' frames are dropped.
+    wanted: [bool; 2],
 }
 
 impl IoSession {
@@ -42,12 +44,25 @@ impl IoSession {
             stdin,
             tty,
             on_exit: Some(on_exit),
+            wanted: [true, true],
         }
+    }
+
+    /// Only these of stdout and stderr reach the client (`AttachStdout`/`AttachStderr`).
+    pub(crate) fn streams(mut self, stdout: bool, stderr: bool) -> Self {
+        self.wanted = [stdout, stderr];
+        self
     }
 
     /// The next frame; `None` once the stream ended.
     pub async fn next(&mut self) -> Option<Frame> {
-        let frame = self.frames.as_mut()?.next().await;
+        let frame = loop {
+            let frame = self.frames.as_mut()?.next().await;
+            match &frame {
+                Some(Frame::Output(stream, _)) if !self.wanted[usize::from(*stream == 2)] => {}
+                _ => break frame,
+            }
+        };
         match &frame {
             Some(Frame::Exit(status)) => {
                 if let Some(f) = self.on_exit.take() {
@@ -1190,8 +1205,24 @@ impl Engine {
                 .is_none_or(|vals| vals.iter().any(|v| f(v)))
         };
         let labels = r.config.labels.clone().unwrap_or_default();
+        // The ports as `ps` lists them: (host port if published, container port, protocol).
+        let ports: Vec<(Option<u16>, u16, &str)> = r
+            .published
+            .iter()
+            .map(|p| (Some(p.host_port), p.container_port, p.protocol.as_str()))
+            .chain(
+                r.config
+                    .exposed_ports
+                    .iter()
+                    .flat_map(|m| m.keys())
+                    .filter_map(|k| crate::networks::parse_port_key(k).ok())
+                    .flat_map(|(proto, list)| {
+                        list.into_iter().map(move |p| (None, p, proto.as_str()))
+                    }),
+            )
+            .collect();
         any("id", &|v| r.id.starts_with(v))
-            && any("name", &|v| r.name.contains(v.trim_start_matches('/')))
+            && any("name", &|v| name_matches(v, &r.name))
             && any("status", &|v| r.state.status.as_str() == v)
             && any("exited", &|v| {
                 r.state.status == Status::Exited
@@ -1204,7 +1235,28 @@ impl Engine {
                 })
             })
             && any("ancestor", &|v| self.ancestor_matches(r, v))
-            && any("network", &|v| r.host_config.network_mode() == v)
+            // By name or id, any network the container is on (connected later too).
+            && any("network", &|v| {
+                r.host_config.network_mode() == v
+                    || r
+                        .networks
+                        .iter()
+                        .any(|(name, ep)| name == v || (!ep.network_id.is_empty() && ep.network_id == v))
+            })
+            && any("publish", &|v| {
+                port_filter(v).is_some_and(|want| {
+                    ports.iter().any(|(host, _, proto)| {
+                        host.is_some_and(|h| want.iter().any(|(p, pr)| *p == h && pr == proto))
+                    })
+                })
+            })
+            && any("expose", &|v| {
+                port_filter(v).is_some_and(|want| {
+                    ports
+                        .iter()
+                        .any(|(_, c, proto)| want.iter().any(|(p, pr)| p == c && pr == proto))
+                })
+            })
             && any("health", &|v| {
                 let status = r
                     .state
@@ -1321,6 +1373,10 @@ impl Engine {
                 "Container {} is not running",
                 rec.id
             )));
+        }
+        // As dockerd: resizing a container without a tty does nothing, and is no error.
+        if !rec.config.tty {
+            return Ok(());
         }
         let socket = self.run_paths(&rec.id).socket();
         shim_client::call(
@@ -1445,6 +1501,7 @@ impl Engine {
             stdin: opts.stdin.then_some(write),
             tty: rec.config.tty,
             on_exit: None,
+            wanted: [true, true],
         })
     }
 
@@ -1608,9 +1665,56 @@ fn parse_ps(out: &str, pids: &[i32]) -> Result<(Vec<String>, Vec<Vec<String>>)> 
     Ok((titles, rows))
 }
 
+/// moby's `name` filter: a regular expression, matched against the name with and without its
+/// leading `/`; one that does not compile matches nothing.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    let Ok(re) = regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+    else {
+        return false;
+    };
+    re.is_match(name) || re.is_match(&format!("/{name}"))
+}
+
+/// A `publish`/`expose` filter value: `80`, `80/udp`, `8000-8010/tcp`; as (port, protocol).
+fn port_filter(v: &str) -> Option<Vec<(u16, &str)>> {
+    let (ports, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+    let (a, z) = match ports.split_once('-') {
+        Some((a, z)) => (a.parse::<u16>().ok()?, z.parse::<u16>().ok()?),
+        None => {
+            let p = ports.parse::<u16>().ok()?;
+            (p, p)
+        }
+    };
+    (a <= z).then(|| (a..=z).map(|p| (p, proto)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_filters_are_regular_expressions() {
+        assert!(name_matches("web", "my-web-1"));
+        assert!(name_matches("^web$", "web"));
+        assert!(name_matches("^/web$", "web"));
+        assert!(!name_matches("^web$", "web2"));
+        assert!(name_matches("w[ae]b", "web"));
+        assert!(!name_matches("(", "web"), "a bad pattern matches nothing");
+    }
+
+    #[test]
+    fn port_filters_take_ports_protocols_and_ranges() {
+        assert_eq!(port_filter("80"), Some(vec![(80, "tcp")]));
+        assert_eq!(port_filter("53/udp"), Some(vec![(53, "udp")]));
+        assert_eq!(
+            port_filter("8000-8002/tcp"),
+            Some(vec![(8000, "tcp"), (8001, "tcp"), (8002, "tcp")])
+        );
+        assert_eq!(port_filter("x"), None);
+        assert_eq!(port_filter("9-1"), None);
+    }
 
     #[test]
     fn signals_parse_like_docker() {

@@ -198,7 +198,28 @@ impl Engine {
                 drop(i);
                 engine.exec_event(&rec, "exec_die", &exec_id, Some(status.exit_code as i64));
             }),
-        ))
+        )
+        .streams(info.config.attach_stdout, info.config.attach_stderr))
+    }
+
+    /// Whether an exec can start now: not run before, its container running. Checked before
+    /// a client's stream is upgraded, so these come back as statuses.
+    pub fn exec_check_startable(&self, id: &str) -> Result<()> {
+        let inst = self.exec_instance(id)?;
+        let info = lock(&inst.info).clone();
+        if info.running || info.exit_code.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "Error: Exec command {id} has already run"
+            )));
+        }
+        let rec = self.resolve(&info.container_id)?.record();
+        if !rec.state.is_running() {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
+        }
+        Ok(())
     }
 
     /// Resizes an exec's tty.

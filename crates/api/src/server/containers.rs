@@ -267,18 +267,12 @@ pub(super) async fn remove(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
 }
 
 pub(super) fn wait(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
-    // `condition` exists since API 1.30; older clients always wait for "not-running".
-    let condition = if r.at_least(1, 30) {
-        r.q("condition").unwrap_or("").to_owned()
-    } else {
-        String::new()
+    // `condition` exists since API 1.30; older clients always wait for "not-running", and so
+    // does an unknown one, as dockerd reads it.
+    let condition = match r.q("condition") {
+        Some(c @ ("next-exit" | "removed")) if r.at_least(1, 30) => c.to_owned(),
+        _ => String::new(),
     };
-    if !matches!(
-        condition.as_str(),
-        "" | "not-running" | "next-exit" | "removed"
-    ) {
-        return Err(ApiError::bad(format!("invalid condition: \"{condition}\"")));
-    }
     // Resolve now so a missing container is a plain 404.
     let rec = ctx.engine.inspect(id)?;
     let engine = ctx.engine.clone();
@@ -579,6 +573,10 @@ pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
     hijack::upgrade(r, tty, move |mut io| async move {
         // A container without a log to read (`--log-driver none`) replays nothing.
         if let Some(Ok((_, mut rx))) = replay.map(|o| engine.logs(&rec_id, o)) {
+            // docker-py reads the response head through a buffer and then reads the stream
+            // from the raw socket: bytes that arrive with the head are lost to it. dockerd's
+            // replay starts a little after its head (it decodes the log first); so does this.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             while let Some(e) = rx.recv().await {
                 if io
                     .write_all(&log_chunk(&e, tty, false, false))

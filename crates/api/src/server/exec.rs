@@ -45,30 +45,36 @@ pub(super) async fn start(ctx: &Ctx, mut r: Req, id: &str) -> HandlerResult {
         drop(session);
         return Ok(super::body::empty(StatusCode::OK));
     }
-    let session = match ctx.engine.exec_start(id).await {
-        Ok(s) => s,
-        Err(berth_engine::EngineError::Runtime(msg)) => {
-            // As Docker: the process could not start; the client still gets its stream, with
-            // the error as text on it, and reads the exit code (126/127) from exec inspect.
-            // Framed as stdout unless there is a tty, as Docker writes it.
-            let tty = info.config.tty;
-            let text = format!("{msg}\r\n").into_bytes();
-            let data = if tty {
-                text
-            } else {
-                crate::stream::encode_frame(crate::stream::StdStream::Stdout, &text)
-            };
-            return hijack::upgrade(r, tty, move |mut io| async move {
+    // As dockerd: the stream is upgraded first and the process started after, so its first
+    // output never shares a read with the response head (docker-py switches to the raw
+    // socket after reading the head through a buffer, and lost such output).
+    ctx.engine.exec_check_startable(id)?;
+    let tty = info.config.tty;
+    let keys = (!info.config.detach_keys.is_empty()).then(|| info.config.detach_keys.clone());
+    let engine = ctx.engine.clone();
+    let id = id.to_owned();
+    hijack::upgrade(r, tty, move |mut io| async move {
+        match engine.exec_start(&id).await {
+            Ok(session) => hijack::pump(io, session, keys.as_deref()).await,
+            Err(e) => {
+                // The process could not start: the client reads the error as text on its
+                // stream (stdout unless there is a tty, as dockerd writes it), and the exit
+                // code (126/127) from exec inspect.
+                let msg = match e {
+                    berth_engine::EngineError::Runtime(msg) => msg,
+                    other => other.to_string(),
+                };
+                let text = format!("{msg}\r\n").into_bytes();
+                let data = if tty {
+                    text
+                } else {
+                    crate::stream::encode_frame(crate::stream::StdStream::Stdout, &text)
+                };
                 use tokio::io::AsyncWriteExt;
                 let _ = io.write_all(&data).await;
                 let _ = io.shutdown().await;
-            });
+            }
         }
-        Err(e) => return Err(e.into()),
-    };
-    let keys = (!info.config.detach_keys.is_empty()).then(|| info.config.detach_keys.clone());
-    hijack::upgrade(r, info.config.tty, move |io| async move {
-        hijack::pump(io, session, keys.as_deref()).await;
     })
 }
 

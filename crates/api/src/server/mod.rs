@@ -11,6 +11,7 @@ mod exec;
 mod hijack;
 mod images;
 mod networks;
+mod swarm;
 mod system;
 mod volumes;
 
@@ -127,7 +128,10 @@ impl Req {
         if body.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(T::default());
         }
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
+        let mut v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
+        strip_nulls(&mut v);
+        serde_json::from_value(v).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
     }
 
     pub async fn bytes(&mut self, limit: usize) -> Result<Bytes, ApiError> {
@@ -143,6 +147,21 @@ impl Req {
 
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
         self.api_version >= (major, minor)
+    }
+}
+
+/// Drops `null` members of every object in `v`, so a body decodes as Go's decoder reads it:
+/// there a `null` leaves the field at its zero value, and SDKs send them (docker-py's
+/// `IPAMPool` sends `"IPRange": null`, `"Gateway": null`), also for fields that are plain
+/// strings here.
+fn strip_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
     }
 }
 
@@ -450,11 +469,13 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::DELETE, ["images", name @ ..]) if !name.is_empty() => {
             images::remove(ctx, &r, &name.join("/")).await
         }
-        _ => Err(ApiError::not_found(format!(
-            "page not found: {} {}",
-            m,
-            r.parts.uri.path()
-        ))),
+        _ => swarm::route(&m, &s).unwrap_or_else(|| {
+            Err(ApiError::not_found(format!(
+                "page not found: {} {}",
+                m,
+                r.parts.uri.path()
+            )))
+        }),
     }
 }
 
