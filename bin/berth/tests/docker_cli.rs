@@ -1916,3 +1916,51 @@ fn log_options_are_checked_and_a_bad_tail_means_all() {
     assert_eq!(stdout(&d.docker(&["logs", "--tail", "1", "tl"])), "b\n");
     ok(d.docker(&["rm", "tl"]));
 }
+
+/// What dockerd checks at create (so nothing is left behind by a start that cannot work), and
+/// the defaults it writes into `HostConfig`.
+#[test]
+fn create_checks_and_host_config_defaults_as_dockerd() {
+    let d = daemon();
+    common::assert_refused(
+        &d.docker(&["run", "--rm", "-e", "=x", "busybox", "true"]),
+        125,
+        "invalid environment variable: =x",
+    );
+    common::assert_refused(
+        &d.docker(&["run", "--rm", "-w", "relative", "busybox", "true"]),
+        125,
+        "the working directory 'relative' is invalid, it needs to be an absolute path",
+    );
+    common::assert_refused(
+        &d.docker(&["run", "--rm", "--cpuset-cpus", "999", "busybox", "true"]),
+        125,
+        "Requested CPUs are not available - requested 999, available: ",
+    );
+    common::assert_refused(
+        &d.docker(&["run", "--rm", "--cpuset-cpus", "1-x", "busybox", "true"]),
+        125,
+        "Invalid value 1-x for cpuset cpus",
+    );
+    // None of those made a container.
+    assert_eq!(ok(d.docker(&["ps", "-aq"])), "");
+    ok(d.docker(&["create", "--name", "dflt", "busybox", "true"]));
+    let hc = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.ShmSize}} {{.HostConfig.IpcMode}} {{.HostConfig.OomKillDisable}} {{json .HostConfig.ConsoleSize}} {{.HostConfig.Runtime}}",
+        "dflt",
+    ]));
+    assert_eq!(hc, "67108864 private false [0,0] berth");
+    // The shm size written down is the one the container gets.
+    ok(d.docker(&["rm", "dflt"]));
+    let shm = ok(d.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "grep /dev/shm /proc/mounts",
+    ]));
+    assert!(shm.contains("size=65536k"), "{shm}");
+}

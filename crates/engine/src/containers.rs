@@ -314,6 +314,7 @@ impl Engine {
                 "config cannot be empty in order to create a container".into(),
             ));
         }
+        spec::validate_config(&config)?;
         spec::validate_host_config(&host_config)?;
         if !host_config.runtime.is_empty()
             && !self.inner.cfg.runtimes.contains_key(&host_config.runtime)
@@ -346,6 +347,9 @@ impl Engine {
         let args = spec::argv(&config);
         let mut host_config = host_config;
         spec::fill_host_config_defaults(&mut host_config)?;
+        if host_config.runtime.is_empty() {
+            host_config.runtime = self.inner.cfg.default_runtime.clone();
+        }
         // As dockerd on a host whose info says `KernelMemory: false`.
         let kernel_memory_dropped = host_config.kernel_memory.is_some_and(|k| k > 0);
         if kernel_memory_dropped {

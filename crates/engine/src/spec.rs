@@ -135,6 +135,49 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
     if hc.shm_size < 0 {
         return bad("SHM size can not be less than 0");
     }
+    for (given, kind, file) in [
+        (&hc.cpuset_cpus, "cpus", "cpuset.cpus"),
+        (&hc.cpuset_mems, "mems", "cpuset.mems"),
+    ] {
+        if given.is_empty() {
+            continue;
+        }
+        let Some(want) = parse_cpu_list(given) else {
+            return Err(EngineError::InvalidArgument(format!(
+                "Invalid value {given} for cpuset {kind}"
+            )));
+        };
+        // What the host offers, as dockerd reads it (the root cpuset; online CPUs on v2).
+        let avail_text = ["/sys/fs/cgroup/cpuset/", "/sys/fs/cgroup/"]
+            .iter()
+            .find_map(|d| {
+                std::fs::read_to_string(format!("{d}{file}.effective"))
+                    .ok()
+                    .or_else(|| std::fs::read_to_string(format!("{d}{file}")).ok())
+            })
+            .or_else(|| {
+                (kind == "cpus")
+                    .then(|| std::fs::read_to_string("/sys/devices/system/cpu/online").ok())
+                    .flatten()
+            });
+        if let Some(avail) = avail_text
+            .as_deref()
+            .map(str::trim)
+            .and_then(parse_cpu_list)
+        {
+            if !want.iter().all(|c| avail.contains(c)) {
+                let what = if kind == "cpus" {
+                    "CPUs"
+                } else {
+                    "memory nodes"
+                };
+                return Err(EngineError::InvalidArgument(format!(
+                    "Requested {what} are not available - requested {given}, available: {}",
+                    avail_text.as_deref().unwrap_or_default().trim()
+                )));
+            }
+        }
+    }
     match hc.restart_policy.name.as_str() {
         "" | "no" | "always" | "unless-stopped" => {
             if hc.restart_policy.maximum_retry_count != 0 {
@@ -285,6 +328,45 @@ pub fn volume_mounts(
     (out, propagation)
 }
 
+/// A cpuset list (`0-2,4`) as its members; `None` when it does not parse.
+fn parse_cpu_list(s: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let (a, z) = match part.split_once('-') {
+            Some((a, z)) => (a.parse::<u32>().ok()?, z.parse::<u32>().ok()?),
+            None => {
+                let n = part.parse::<u32>().ok()?;
+                (n, n)
+            }
+        };
+        if a > z || z - a > 4096 {
+            return None;
+        }
+        out.extend(a..=z);
+    }
+    Some(out)
+}
+
+/// The parts of a create's `Config` dockerd checks before anything is made: every variable
+/// has a name, and a working directory is absolute.
+pub fn validate_config(config: &Config) -> Result<()> {
+    for e in config.env.iter().flatten() {
+        if e.split('=').next().is_none_or(str::is_empty) {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid environment variable: {e}"
+            )));
+        }
+    }
+    if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
+        return Err(EngineError::InvalidArgument(format!(
+            "the working directory '{}' is invalid, it needs to be an absolute path",
+            config.working_dir
+        )));
+    }
+    Ok(())
+}
+
 /// What dockerd writes into a new container's `HostConfig` where the client left things out,
 /// so inspect shows what the container gets: no pids limit and default swappiness as `null`,
 /// the cgroup namespace mode, and the masked and read-only paths (none when privileged or
@@ -299,6 +381,15 @@ pub fn fill_host_config_defaults(hc: &mut HostConfig) -> Result<()> {
     if hc.cgroupns_mode.is_empty() {
         hc.cgroupns_mode = "private".into();
     }
+    // What the runtime does anyway, written down as dockerd writes it.
+    if hc.ipc_mode.is_empty() {
+        hc.ipc_mode = "private".into();
+    }
+    if hc.shm_size == 0 {
+        hc.shm_size = berth_runtime::defaults::DEFAULT_SHM_SIZE;
+    }
+    hc.oom_kill_disable.get_or_insert(false);
+    hc.console_size.get_or_insert([0, 0]);
     let mut unmask = false;
     for opt in hc.security_opt.iter().flatten() {
         unmask |= parse_security_opt(opt)?.unmask;
