@@ -149,6 +149,66 @@ fn errors_have_docker_status_and_body() {
             .status,
         204
     );
+    // More refusals in dockerd's words and statuses.
+    let want = |method: &str, path: &str, body: Option<&[u8]>, status: u16, msg: &str| {
+        let r = d.http(method, path, body);
+        assert_eq!(
+            (
+                r.status,
+                r.json()["message"].as_str().unwrap_or("").to_owned()
+            ),
+            (status, msg.to_owned()),
+            "{method} {path}"
+        );
+    };
+    want(
+        "POST",
+        "/networks/create",
+        Some(br#"{"Name":"bridge"}"#),
+        403,
+        "bridge is a pre-defined network and cannot be created",
+    );
+    want(
+        "POST",
+        "/networks/create",
+        Some(br#"{"Name":"sw","Scope":"swarm"}"#),
+        403,
+        "cannot create a swarm scoped network when swarm is not active",
+    );
+    want(
+        "POST",
+        "/networks/create",
+        Some(br#"{"Name":"ov","Driver":"overlay"}"#),
+        503,
+        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.",
+    );
+    want(
+        "GET",
+        "/containers/twice/stats?stream=1&one-shot=1",
+        None,
+        400,
+        "cannot have stream=true and one-shot=true",
+    );
+    want(
+        "POST",
+        "/containers/twice/rename",
+        None,
+        400,
+        "Neither old nor new names may be empty",
+    );
+    want(
+        "GET",
+        "/containers/twice/logs",
+        None,
+        400,
+        "Bad parameters: you must choose at least one stream",
+    );
+    // A negative time is before 1970, as Go reads it: all of the log.
+    assert_eq!(
+        d.http("GET", "/containers/twice/logs?stdout=1&since=-1", None)
+            .status,
+        200
+    );
     assert_eq!(d.http("GET", "/_ping", None).status, 200, "still serving");
 }
 

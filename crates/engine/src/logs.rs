@@ -24,7 +24,7 @@ impl Engine {
         }
         if !opts.stdout && !opts.stderr {
             return Err(EngineError::InvalidArgument(
-                "You must choose at least one stream".into(),
+                "Bad parameters: you must choose at least one stream".into(),
             ));
         }
         let (path, ..) = self.container_paths(&rec.id);

@@ -234,6 +234,9 @@ pub(super) async fn pause(ctx: &Ctx, id: &str, paused: bool) -> HandlerResult {
 
 pub(super) async fn rename(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     let name = r.q("name").unwrap_or("");
+    if name.is_empty() {
+        return Err(ApiError::bad("Neither old nor new names may be empty"));
+    }
     ctx.engine.rename(id, name).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -303,6 +306,14 @@ fn parse_time(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, 
     let Some(v) = v.filter(|v| !v.is_empty() && *v != "0") else {
         return Ok(None);
     };
+    // A negative Unix time is before 1970, as Go reads it (`since=-1`: everything).
+    if let Some(secs) = v
+        .strip_prefix('-')
+        .and_then(|n| n.parse::<f64>().ok())
+        .filter(|n| n.is_finite())
+    {
+        return Ok(chrono::DateTime::from_timestamp(-(secs.ceil() as i64), 0));
+    }
     crate::timefmt::parse_time(v)
         .map(Some)
         .ok_or_else(|| ApiError::bad(format!("invalid time value: {v}")))
@@ -505,6 +516,9 @@ const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// when the container is removed or the client goes.
 pub(super) async fn stats(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
     let stream = r.q("stream").is_none_or(|_| r.flag("stream"));
+    if stream && r.flag("one-shot") {
+        return Err(ApiError::bad("cannot have stream=true and one-shot=true"));
+    }
     let first = ctx.engine.stats_sample(id)?;
     if !stream {
         let s = if r.flag("one-shot") {
@@ -618,5 +632,10 @@ mod tests {
         );
         assert!(parse_time(Some("yesterday")).is_err());
         assert!(parse_time(Some("0")).unwrap().is_none());
+        assert_eq!(
+            parse_time(Some("-1")).unwrap().unwrap().timestamp(),
+            -1,
+            "before 1970, as Go reads it"
+        );
     }
 }

@@ -36,6 +36,7 @@ struct CreateBody {
     driver: String,
     internal: bool,
     attachable: bool,
+    scope: String,
     #[serde(rename = "EnableIPv6")]
     enable_ipv6: Option<bool>,
     #[serde(rename = "IPAM")]
@@ -172,6 +173,16 @@ pub(super) async fn create(ctx: &Ctx, r: &mut Req) -> HandlerResult {
     let body: CreateBody = r.json().await?;
     if body.name.is_empty() {
         return Err(ApiError::bad("network name is required"));
+    }
+    // Outside a swarm, as dockerd: swarm-scoped and overlay networks need one.
+    if body.scope == "swarm" {
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: "cannot create a swarm scoped network when swarm is not active".into(),
+        });
+    }
+    if body.driver == "overlay" {
+        return Err(super::swarm::not_a_manager());
     }
     let ipam = body.ipam.unwrap_or_default();
     if !matches!(ipam.driver.as_str(), "" | "default") {

@@ -16,6 +16,11 @@ fn unavailable(msg: &str) -> ApiError {
     }
 }
 
+/// What dockerd answers outside a swarm where a swarm manager is needed.
+pub(super) fn not_a_manager() -> ApiError {
+    unavailable(NOT_A_MANAGER)
+}
+
 fn not_implemented(what: &str) -> ApiError {
     ApiError {
         status: StatusCode::NOT_IMPLEMENTED,

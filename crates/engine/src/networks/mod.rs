@@ -535,6 +535,12 @@ impl Engine {
                 req.name
             )));
         }
+        if matches!(req.name.as_str(), "bridge" | "host" | "none") {
+            return Err(EngineError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be created",
+                req.name
+            )));
+        }
         match req.driver.as_str() {
             "" | "bridge" => {}
             "host" | "null" => {
