@@ -70,6 +70,15 @@ fn detached_lifecycle_ps_logs_exec_inspect_stop_rm() {
     );
     let o = d.docker(&["exec", "web", "sh", "-c", "exit 5"]);
     assert_eq!(o.status.code(), Some(5));
+    // A user the image lacks: the message, and 126, as dockerd.
+    let o = d.docker(&["exec", "-u", "nouser", "web", "id"]);
+    assert_eq!(o.status.code(), Some(126), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        (stdout(&o) + &stderr(&o)).contains("unable to find user nouser"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
     // A command that does not exist: Docker's message on the stream, exit code 127.
     let o = d.docker(&["exec", "web", "no-such-cmd"]);
     assert_eq!(o.status.code(), Some(127), "{}{}", stdout(&o), stderr(&o));

@@ -150,6 +150,14 @@ impl Engine {
                 rec.id
             ))));
         }
+        // From here a failure is the process failing to start: exit code 126, as dockerd
+        // (`-u` of a user the image lacks, say), and the exec cannot be started again.
+        let fail = |e: EngineError| {
+            let mut i = lock(&inst.info);
+            i.running = false;
+            i.exit_code = Some(126);
+            e
+        };
         let process = self.exec_process(&rec, &info.config).map_err(fail)?;
         self.exec_event(
             &rec,
