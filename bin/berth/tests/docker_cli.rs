@@ -1894,6 +1894,44 @@ fn cp_into_a_container_keeps_owners_as_dockerd() {
 #[test]
 fn log_options_are_checked_and_a_bad_tail_means_all() {
     let d = daemon();
+    // Attributes: the named labels and variables and the tag, on every line of the json-file
+    // log and before each line with --details (query-escaped, by key), as dockerd.
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "attrs",
+        "--label",
+        "a=1",
+        "--label",
+        "c=with space",
+        "-e",
+        "E1=x",
+        "--log-opt",
+        "labels=a,c",
+        "--log-opt",
+        "env=E1",
+        "--log-opt",
+        "tag={{.Name}}",
+        "busybox",
+        "echo",
+        "hi",
+    ]));
+    assert_eq!(
+        ok(d.docker(&["logs", "--details", "attrs"])),
+        "E1=x,a=1,c=with+space,tag=attrs hi"
+    );
+    let path = ok(d.docker(&["inspect", "-f", "{{.LogPath}}", "attrs"]));
+    let line = std::fs::read_to_string(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(
+        v["attrs"],
+        serde_json::json!({"E1": "x", "a": "1", "c": "with space", "tag": "attrs"})
+    );
+    assert!(
+        line.starts_with(r#"{"log":"hi\n","stream":"stdout","attrs":{"#),
+        "{line}"
+    );
+    ok(d.docker(&["rm", "attrs"]));
     common::assert_refused(
         &d.docker(&["run", "--rm", "--log-opt", "bogus=1", "busybox", "true"]),
         125,

@@ -653,7 +653,7 @@ impl Engine {
                 EngineError::InvalidArgument(format!("Unknown runtime specified {runtime_name}"))
             })?;
         let runtime_root = self.inner.cfg.exec_root.join("runtime").join(runtime_name);
-        let (log_path, max_size, max_file) = self.log_settings(rec);
+        let (log_path, max_size, max_file, log_attrs) = self.log_settings(rec);
         let shim_cfg = ShimConfig {
             id: id.clone(),
             bundle: dir.clone(),
@@ -662,6 +662,7 @@ impl Engine {
             log_path,
             log_max_size: max_size,
             log_max_file: max_file,
+            log_attrs,
             runtime,
             runtime_root,
             cgroups_path,
@@ -704,10 +705,15 @@ impl Engine {
         Ok(pid)
     }
 
-    fn log_settings(&self, rec: &ContainerRecord) -> (Option<PathBuf>, u64, u32) {
+    /// The json-file log of a container: its path (none with the `none` driver), rotation
+    /// size and count, and the attributes on each line.
+    fn log_settings(
+        &self,
+        rec: &ContainerRecord,
+    ) -> (Option<PathBuf>, u64, u32, BTreeMap<String, String>) {
         let lc = &rec.host_config.log_config;
         if lc.kind == "none" {
-            return (None, 0, 1);
+            return (None, 0, 1, BTreeMap::new());
         }
         let mut opts = self.inner.cfg.log_opts.clone();
         opts.extend(lc.config.clone());
@@ -720,7 +726,8 @@ impl Engine {
             .and_then(|s| s.parse().ok())
             .unwrap_or(1);
         let (log, ..) = self.container_paths(&rec.id);
-        (Some(log), max_size, max_file)
+        let attrs = crate::logs::log_attributes(rec, &opts);
+        (Some(log), max_size, max_file, attrs)
     }
 
     /// Watches a running container through its shim and handles its exit.

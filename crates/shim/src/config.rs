@@ -23,6 +23,9 @@ pub struct ShimConfig {
     pub log_max_size: u64,
     /// Keep this many log files in all, the live one included (at least 1).
     pub log_max_file: u32,
+    /// Attributes written into every log line (`--log-opt labels/env/tag`).
+    #[serde(default)]
+    pub log_attrs: std::collections::BTreeMap<String, String>,
     pub runtime: RuntimeKind,
     /// The runtime's state directory.
     pub runtime_root: PathBuf,

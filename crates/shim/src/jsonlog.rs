@@ -4,6 +4,7 @@
 //!
 //! The shim writes ([`LogWriter`]); the engine reads ([`read_all`], [`Follower`]).
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -28,20 +29,27 @@ pub enum Stream {
 pub struct Entry {
     pub log: String,
     pub stream: Stream,
+    /// The container's log attributes (`--log-opt labels/env/tag`), on every line as moby
+    /// writes them; none without such options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attrs: Option<BTreeMap<String, String>>,
     pub time: DateTime<Utc>,
 }
 
 impl Entry {
-    fn to_line(&self) -> Vec<u8> {
+    fn to_line(&self, attrs: &BTreeMap<String, String>) -> Vec<u8> {
         #[derive(Serialize)]
         struct Wire<'a> {
             log: &'a str,
             stream: Stream,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            attrs: &'a BTreeMap<String, String>,
             time: String,
         }
         let wire = Wire {
             log: &self.log,
             stream: self.stream,
+            attrs,
             time: self.time.to_rfc3339_opts(SecondsFormat::Nanos, true),
         };
         let mut line = serde_json::to_vec(&wire).unwrap_or_default();
@@ -58,6 +66,7 @@ pub struct LogWriter {
     max_size: u64,
     max_file: u32,
     partial: [Vec<u8>; 2],
+    attrs: BTreeMap<String, String>,
 }
 
 impl LogWriter {
@@ -72,7 +81,14 @@ impl LogWriter {
             max_size,
             max_file: max_file.max(1),
             partial: [Vec::new(), Vec::new()],
+            attrs: BTreeMap::new(),
         })
+    }
+
+    /// Writes these attributes into every line (moby's `attrs`).
+    pub fn with_attrs(mut self, attrs: BTreeMap<String, String>) -> Self {
+        self.attrs = attrs;
+        self
     }
 
     /// Logs output bytes from `stream`: each complete line becomes an entry; a trailing partial
@@ -111,9 +127,10 @@ impl LogWriter {
         let entry = Entry {
             log: String::from_utf8_lossy(text).into_owned(),
             stream,
+            attrs: None,
             time: Utc::now(),
         };
-        let line = entry.to_line();
+        let line = entry.to_line(&self.attrs);
         // As moby's: a file is rotated once it has reached `max-size`, before the next entry,
         // so the entry that crosses the size stays in it.
         if self.max_size > 0 && self.size >= self.max_size {

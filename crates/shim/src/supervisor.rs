@@ -356,7 +356,8 @@ impl Shim {
         let log = match &cfg.log_path {
             Some(p) => Some(
                 LogWriter::open(p, cfg.log_max_size, cfg.log_max_file)
-                    .map_err(|e| format!("open log {}: {e}", p.display()))?,
+                    .map_err(|e| format!("open log {}: {e}", p.display()))?
+                    .with_attrs(cfg.log_attrs.clone()),
             ),
             None => None,
         };

@@ -331,8 +331,8 @@ pub(super) fn logs(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
         until: parse_time(r.q("until"))?,
     };
     let timestamps = r.flag("timestamps");
-    // `details`: each line is preceded by its extra attributes and a space, as Docker's;
-    // Berth's log driver records none (`--log-opt labels/env`), so that is the space alone.
+    // `details`: each line is preceded by its attributes (`--log-opt labels/env/tag`) and a
+    // space, as Docker's.
     let details = r.flag("details");
     let (tty, mut rx) = ctx.engine.logs(id, opts)?;
     let ctype = if tty {
@@ -369,7 +369,7 @@ fn log_chunk(
         payload.push(b' ');
     }
     if details {
-        payload.push(b' ');
+        payload.extend_from_slice(berth_engine::logs::details_prefix(e.attrs.as_ref()).as_bytes());
     }
     payload.extend_from_slice(e.log.as_bytes());
     if tty {
