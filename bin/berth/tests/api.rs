@@ -203,6 +203,18 @@ fn errors_have_docker_status_and_body() {
         400,
         "Bad parameters: you must choose at least one stream",
     );
+    // A tarball that is not one: an error status (SDKs raise on it), a message without the
+    // garbage, and no image.
+    let junk: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let r = d.http("POST", "/images/create?fromSrc=-&repo=junk", Some(&junk));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.json()["message"],
+        "invalid layer: reading tar archive: invalid tar header"
+    );
+    assert_eq!(d.http("GET", "/images/junk/json", None).status, 404);
     // A negative time is before 1970, as Go reads it: all of the log.
     assert_eq!(
         d.http("GET", "/containers/twice/logs?stdout=1&since=-1", None)

@@ -141,7 +141,27 @@ pub fn apply_layer(
 }
 
 fn bad_tar(e: io::Error) -> ImageError {
-    ImageError::InvalidLayer(format!("reading tar archive: {e}"))
+    ImageError::InvalidLayer(format!("reading tar archive: {}", tar_error_text(&e)))
+}
+
+/// A tar reading error as text fit for a client. The tar crate quotes the bytes of a header
+/// it cannot parse, which for garbage input is garbage in the message: such errors read as
+/// Go's `archive/tar` puts it.
+fn tar_error_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    if text.contains("when getting cksum") || text.contains("did not have utf-8") {
+        return "invalid tar header".into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() || c == char::REPLACEMENT_CHARACTER {
+                '?'
+            } else {
+                c
+            }
+        })
+        .take(300)
+        .collect()
 }
 
 /// An error of a filesystem call made for an entry: the ones a hostile or inconsistent layer

@@ -471,19 +471,19 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
     ctx.engine.check_import(&req)?;
     let incoming = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;
     let chunks = body::forward(incoming, Some((MAX_IMPORT, "image tarball too large")));
-    let engine = ctx.engine.clone();
+    // The answer waits for the import, so that a bad tarball is an error status (as dockerd's,
+    // which has written nothing yet) rather than a 200 whose body says so: SDKs only raise on
+    // the status.
+    let id = ctx
+        .engine
+        .import_image(Box::new(berth_engine::ChannelReader::new(chunks)), req)
+        .await?;
+    let msg = JsonMessage {
+        status: Some(id),
+        ..JsonMessage::default()
+    };
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");
     tokio::spawn(async move {
-        let result = engine
-            .import_image(Box::new(berth_engine::ChannelReader::new(chunks)), req)
-            .await;
-        let msg = match result {
-            Ok(id) => JsonMessage {
-                status: Some(id),
-                ..JsonMessage::default()
-            },
-            Err(e) => error_message(&e.to_string()),
-        };
         let _ = tx.send(progress_line(&msg)).await;
     });
     Ok(resp)
