@@ -481,6 +481,29 @@ fn bad_dockerfiles_give_one_error_naming_the_line() {
         let want = if df.contains("exit 3") { 3 } else { 1 };
         assert_eq!(out.status.code(), Some(want), "case {i}: {err}");
     }
+    // On the API, what fails before the build has said anything is an error status, as
+    // dockerd answers it (SDKs raise on the status); a failing RUN is in the stream.
+    let ctx = context(&d, "api", &[("Dockerfile", "FROM busybox\n")]);
+    let path = format!("/build?contextdir={}", ctx.display());
+    let r = d.http("POST", &path, Some(b"FROM busybox\nRUNN echo\n"));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown instruction"),
+        "{}",
+        r.text()
+    );
+    let r = d.http(
+        "POST",
+        &format!("{path}&target=nope"),
+        Some(b"FROM busybox\n"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = d.http("POST", &path, Some(b"FROM busybox\nRUN exit 3\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains(r#""code":3"#), "{}", r.text());
 }
 
 #[test]

@@ -156,27 +156,60 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
         cancel: cancel.clone(),
     };
     let engine = ctx.engine.clone();
+    let (ptx, mut prx) = tokio::sync::mpsc::channel::<Event>(256);
+    let mut build = tokio::spawn(async move { engine.build(opts, ptx).await });
+    // A client gone before the answer cancels the build too.
+    let guard = CancelOnDrop(Some(cancel.clone()));
+    // As dockerd: the status waits for the build's first output, so what fails before any
+    // (a Dockerfile that does not parse, a missing one, an unknown target) is an error
+    // status that SDKs raise, not a 200 whose stream says so.
+    let first = tokio::select! {
+        biased;
+        Some(e) = prx.recv() => Some(e),
+        done = &mut build => {
+            let result = done.map_err(|e| ApiError::from(berth_engine::EngineError::Runtime(
+                format!("build task: {e}"),
+            )))?;
+            match result {
+                Err(e) if !matches!(e, berth_engine::EngineError::RunFailed { .. }) => {
+                    return Err(e.into());
+                }
+                other => {
+                    // Finished without output (quiet, say): answered below from the result.
+                    let (resp, tx) = body::stream(StatusCode::OK, "application/json");
+                    guard.disarm();
+                    let mut rest = Vec::new();
+                    while let Ok(e) = prx.try_recv() {
+                        rest.push(e);
+                    }
+                    tokio::spawn(async move {
+                        for e in rest {
+                            if let Some(b) = progress(quiet, e) {
+                                let _ = tx.send(b).await;
+                            }
+                        }
+                        finish(&tx, quiet, other).await;
+                    });
+                    return Ok(resp);
+                }
+            }
+        }
+    };
+    guard.disarm();
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");
     tokio::spawn(async move {
-        let (ptx, mut prx) = tokio::sync::mpsc::channel::<Event>(256);
-        let build = engine.build(opts, ptx);
-        tokio::pin!(build);
-        let send = |e: Event| -> Option<Bytes> {
-            if quiet {
-                return None;
-            }
-            Some(line(&stream_msg(match e {
-                Event::Line(s) => s,
-                Event::Output(b) => String::from_utf8_lossy(&b).into_owned(),
-            })))
-        };
         // A client that goes away cancels the build, as with dockerd.
         let stop = || cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(b) = first.and_then(|e| progress(quiet, e)) {
+            if tx.send(b).await.is_err() {
+                stop();
+            }
+        }
         let result = loop {
             tokio::select! {
                 r = &mut build => break r,
                 Some(e) = prx.recv() => {
-                    if let Some(b) = send(e) {
+                    if let Some(b) = progress(quiet, e) {
                         if tx.send(b).await.is_err() {
                             stop();
                         }
@@ -186,42 +219,85 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
             }
         };
         while let Ok(e) = prx.try_recv() {
-            if let Some(b) = send(e) {
+            if let Some(b) = progress(quiet, e) {
                 let _ = tx.send(b).await;
             }
         }
-        match result {
-            Ok(built) => {
-                let aux = JsonMessage {
-                    aux: Some(serde_json::json!({ "ID": built.id })),
-                    ..JsonMessage::default()
-                };
-                let _ = tx.send(line(&aux)).await;
-                if quiet {
-                    let _ = tx.send(line(&stream_msg(format!("{}\n", built.id)))).await;
-                } else {
-                    let short = built.id.trim_start_matches("sha256:");
-                    let short = &short[..12.min(short.len())];
-                    let _ = tx
-                        .send(line(&stream_msg(format!("Successfully built {short}\n"))))
-                        .await;
-                    for t in built.tags.iter().filter(|t| !t.is_empty()) {
-                        let _ = tx
-                            .send(line(&stream_msg(format!("Successfully tagged {t}\n"))))
-                            .await;
-                    }
-                }
-            }
-            Err(e) => {
-                let code = match &e {
-                    berth_engine::EngineError::RunFailed { code, .. } => Some(i64::from(*code)),
-                    _ => None,
-                };
-                let _ = tx.send(line(&error_with_code(&e.to_string(), code))).await;
-            }
-        }
+        let result = result.unwrap_or_else(|e| {
+            Err(berth_engine::EngineError::Runtime(format!(
+                "build task: {e}"
+            )))
+        });
+        finish(&tx, quiet, result).await;
     });
     Ok(resp)
+}
+
+/// Sets the build's cancel flag when dropped armed: the request went away mid-way.
+struct CancelOnDrop(Option<std::sync::Arc<std::sync::atomic::AtomicBool>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+/// A progress event as a stream line (none when quiet).
+fn progress(quiet: bool, e: Event) -> Option<Bytes> {
+    if quiet {
+        return None;
+    }
+    Some(line(&stream_msg(match e {
+        Event::Line(s) => s,
+        Event::Output(b) => String::from_utf8_lossy(&b).into_owned(),
+    })))
+}
+
+/// The stream's end: the image id and what was tagged, or the error (with a failed RUN's
+/// exit code, which the docker CLI exits with).
+async fn finish(
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+    quiet: bool,
+    result: berth_engine::Result<berth_engine::build::Built>,
+) {
+    match result {
+        Ok(built) => {
+            let aux = JsonMessage {
+                aux: Some(serde_json::json!({ "ID": built.id })),
+                ..JsonMessage::default()
+            };
+            let _ = tx.send(line(&aux)).await;
+            if quiet {
+                let _ = tx.send(line(&stream_msg(format!("{}\n", built.id)))).await;
+            } else {
+                let short = built.id.trim_start_matches("sha256:");
+                let short = &short[..12.min(short.len())];
+                let _ = tx
+                    .send(line(&stream_msg(format!("Successfully built {short}\n"))))
+                    .await;
+                for t in built.tags.iter().filter(|t| !t.is_empty()) {
+                    let _ = tx
+                        .send(line(&stream_msg(format!("Successfully tagged {t}\n"))))
+                        .await;
+                }
+            }
+        }
+        Err(e) => {
+            let code = match &e {
+                berth_engine::EngineError::RunFailed { code, .. } => Some(i64::from(*code)),
+                _ => None,
+            };
+            let _ = tx.send(line(&error_with_code(&e.to_string(), code))).await;
+        }
+    }
 }
 
 /// `POST /build/prune?all=&filters=`: the build cache (`until` filters by last use).
