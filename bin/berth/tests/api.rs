@@ -659,6 +659,37 @@ fn responses_take_the_requested_versions_shape() {
     assert_eq!(df("v1.41")["BuilderSize"], 0);
     assert!(df("v1.41")["BuildCache"].is_null());
     assert!(df("v1.42").get("BuilderSize").is_none());
+    // Untagged images: moby's placeholders before 1.43, empty lists since; no labels is null.
+    ok(d.docker(&["create", "--name", "src", "busybox", "true"]));
+    let untagged = ok(d.docker(&["commit", "src"]));
+    let row = |v: &str| {
+        d.http("GET", &format!("/{v}/images/json"), None)
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["Id"] == untagged.as_str())
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        row("v1.42")["RepoTags"],
+        serde_json::json!(["<none>:<none>"])
+    );
+    assert_eq!(
+        row("v1.42")["RepoDigests"],
+        serde_json::json!(["<none>@<none>"])
+    );
+    assert_eq!(row("v1.43")["RepoTags"], serde_json::json!([]));
+    assert!(row("v1.41")["Labels"].is_null());
+    // A container that wrote nothing has no SizeRw in a sized list (moby's omitempty).
+    let listed = d
+        .http("GET", "/v1.41/containers/json?all=1&size=1", None)
+        .json();
+    assert!(listed[0].get("SizeRw").is_none(), "{listed}");
+    assert!(listed[0]["SizeRootFs"].as_u64().unwrap() > 0, "{listed}");
+    ok(d.docker(&["rm", "src"]));
+    ok(d.docker(&["rmi", &untagged]));
     // Non-distributable artifacts left the registry settings in 1.49.
     assert_eq!(
         info("v1.48")["RegistryConfig"]["AllowNondistributableArtifactsCIDRs"],

@@ -259,7 +259,7 @@ pub struct ImageSummary {
     pub shared_size: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub virtual_size: Option<i64>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Option<BTreeMap<String, String>>,
     pub containers: i64,
 }
 

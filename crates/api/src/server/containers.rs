@@ -153,7 +153,8 @@ pub(super) fn summaries(
         .map(|rec| {
             let (size_rw, size_root_fs) = if sizes {
                 let (rw, root) = ctx.engine.container_sizes(rec);
-                (Some(rw as i64), Some(root as i64))
+                // `SizeRw` is left out when 0, as moby's `omitempty`.
+                ((rw > 0).then_some(rw as i64), Some(root as i64))
             } else {
                 (None, None)
             };

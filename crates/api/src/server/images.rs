@@ -34,17 +34,24 @@ pub(super) fn summary(
     shared_size: i64,
     r: &Req,
 ) -> ImageSummary {
+    let (mut repo_tags, mut repo_digests) = (i.repo_tags.clone(), i.repo_digests.clone());
+    // Before 1.43 an untagged image had moby's placeholders instead of empty lists.
+    if !r.at_least(1, 43) && repo_tags.is_empty() && repo_digests.is_empty() {
+        repo_tags.push("<none>:<none>".into());
+        repo_digests.push("<none>@<none>".into());
+    }
     ImageSummary {
         id: i.id.clone(),
         parent_id: i.parent.clone().unwrap_or_default(),
-        repo_tags: i.repo_tags.clone(),
-        repo_digests: i.repo_digests.clone(),
+        repo_tags,
+        repo_digests,
         created: i.created.timestamp(),
         size: i.size as i64,
         shared_size,
         // Gone from the API in 1.44.
         virtual_size: (!r.at_least(1, 44)).then_some(i.size as i64),
-        labels: i.labels.clone(),
+        // null without labels, as dockerd sends it.
+        labels: (!i.labels.is_empty()).then(|| i.labels.clone()),
         containers,
     }
 }
