@@ -1999,6 +1999,12 @@ fn create_checks_and_host_config_defaults_as_dockerd() {
         "dflt",
     ]));
     assert_eq!(hc, "67108864 private false [0,0] berth");
+    // The hostname is written into the config at create: the short id.
+    let (id, hostname) = (
+        ok(d.docker(&["inspect", "-f", "{{.Id}}", "dflt"])),
+        ok(d.docker(&["inspect", "-f", "{{.Config.Hostname}}", "dflt"])),
+    );
+    assert_eq!(hostname, id[..12]);
     // The shm size written down is the one the container gets.
     ok(d.docker(&["rm", "dflt"]));
     let shm = ok(d.docker(&[

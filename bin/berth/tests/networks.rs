@@ -186,6 +186,83 @@ fn published_port_is_reachable_from_the_host_and_other_containers() {
     assert_links(&d, &["lo", "berth0"]);
 }
 
+/// Legacy links on the default bridge, as dockerd makes them: the target's address under the
+/// alias in /etc/hosts, moby's variables, `HostConfig.Links` written `/target:/name/alias`;
+/// a missing target is refused at create, a stopped one at start.
+#[test]
+fn legacy_links_give_hosts_lines_and_variables() {
+    let d = daemon();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "lkdb",
+        "-e",
+        "PGUSER=me",
+        "--expose",
+        "5432",
+        "busybox",
+        "sleep",
+        "60",
+    ]));
+    let ip = ok(d.docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "lkdb"]));
+    let short = ok(d.docker(&["inspect", "-f", "{{.Config.Hostname}}", "lkdb"]));
+    let out = ok(d.docker(&[
+        "run", "--rm", "--name", "lkweb", "--link", "lkdb:my-db", "busybox", "sh", "-c",
+        "grep my-db /etc/hosts; env | grep ^MY_DB | sort; wget -q -T 2 -O- http://my-db:1 2>&1 | head -c 0",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("{ip}\tmy-db {short} lkdb"), "{out}");
+    assert_eq!(
+        lines[1..],
+        [
+            "MY_DB_ENV_PGUSER=me".to_owned(),
+            "MY_DB_NAME=/lkweb/my-db".to_owned(),
+            format!("MY_DB_PORT=tcp://{ip}:5432"),
+            format!("MY_DB_PORT_5432_TCP=tcp://{ip}:5432"),
+            format!("MY_DB_PORT_5432_TCP_ADDR={ip}"),
+            "MY_DB_PORT_5432_TCP_PORT=5432".to_owned(),
+            "MY_DB_PORT_5432_TCP_PROTO=tcp".to_owned(),
+        ],
+        "{out}"
+    );
+    // The alias resolves to the target.
+    ok(d.docker(&[
+        "run",
+        "--rm",
+        "--link",
+        "lkdb:my-db",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "my-db",
+    ]));
+    ok(d.docker(&[
+        "create", "--name", "lkx", "--link", "lkdb", "busybox", "true",
+    ]));
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{json .HostConfig.Links}}", "lkx"])),
+        r#"["/lkdb:/lkx/lkdb"]"#
+    );
+    common::assert_refused(
+        &d.docker(&["create", "--link", "nosuch", "busybox", "true"]),
+        1,
+        "could not get container for nosuch",
+    );
+    ok(d.docker(&["stop", "-t", "0", "lkdb"]));
+    let o = d.docker(&["start", "lkx"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Cannot link to a non running container: /lkdb AS /lkx/lkdb"),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.docker(&["rm", "-f", "lkx", "lkdb"]));
+}
+
 /// `stats` carries the counters of the container's own interfaces (not `lo`), as dockerd;
 /// a container without its own network has none.
 #[test]

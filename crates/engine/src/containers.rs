@@ -345,6 +345,20 @@ impl Engine {
             None => None,
         };
         let args = spec::argv(&config);
+        // As dockerd, the hostname is written into the config at create: the short id, or the
+        // host's name on the host's network (a `container:` one takes its peer's at start).
+        if config.hostname.is_empty() {
+            match host_config.network_mode() {
+                "host" => {
+                    config.hostname = rustix::system::uname()
+                        .nodename()
+                        .to_string_lossy()
+                        .into_owned()
+                }
+                m if m.starts_with("container:") => {}
+                _ => config.hostname = id[..12].to_owned(),
+            }
+        }
         let mut host_config = host_config;
         spec::fill_host_config_defaults(&mut host_config)?;
         if host_config.runtime.is_empty() {
@@ -359,6 +373,30 @@ impl Engine {
         // As dockerd: the daemon's default driver is written into the container's config.
         if host_config.log_config.kind.is_empty() {
             host_config.log_config.kind = self.inner.cfg.log_driver.clone();
+        }
+        // Links: each target must exist; written down below once this container has a name.
+        let links = host_config
+            .links
+            .iter()
+            .flatten()
+            .map(|l| {
+                let link = crate::links::parse(l)?;
+                let target = self.resolve(&link.target).map_err(|_| {
+                    EngineError::InvalidArgument(format!(
+                        "could not get container for {0}: No such container: {0}",
+                        link.target
+                    ))
+                })?;
+                Ok(crate::links::Link {
+                    target: target.record().name,
+                    alias: link.alias,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if !links.is_empty() && host_config.network_mode() == "host" {
+            return Err(EngineError::InvalidArgument(
+                "conflicting options: host type networking can't be used with links. This would result in undefined behavior".into(),
+            ));
         }
         let mut planned = self.plan_mounts(&config, &host_config)?;
         // A missing network (or `container:` peer) is the request's fault, not a missing
@@ -407,6 +445,14 @@ impl Engine {
                     }
                     None => random_name(&map, &id),
                 };
+                if !links.is_empty() {
+                    rec.host_config.links = Some(
+                        links
+                            .iter()
+                            .map(|l| crate::links::stored(l, &rec.name))
+                            .collect(),
+                    );
+                }
                 let dir = self.container_dir(&id);
                 std::fs::create_dir_all(&dir)
                     .map_err(EngineError::io(format!("create {}", dir.display())))?;
@@ -562,6 +608,8 @@ impl Engine {
             Some(path) if !mode.starts_with("container:") => self.net_attach(h, rec, path).await?,
             _ => Default::default(),
         };
+        // Legacy links on the default bridge: a hosts line and variables per running target.
+        let linked = self.linked(rec)?;
         // Files the container sees at /etc/{hostname,hosts,resolv.conf}.
         let hostname = if hc.network_mode() == "host" {
             rustix::system::uname()
@@ -586,6 +634,9 @@ impl Engine {
                 // Docker's line for the container's own name on its network.
                 h = h.replace(&format!("127.0.0.1\t{names}\n"), "");
                 h.push_str(&format!("{ip}\t{names}\n"));
+            }
+            for (line, _) in &linked {
+                h.push_str(line);
             }
             for extra in hc.extra_hosts.iter().flatten() {
                 if let Some((host, ip)) = extra.split_once(':') {
@@ -631,7 +682,26 @@ impl Engine {
             cgroups_path: cgroups_path.clone(),
             mounts: &mounts,
         };
-        let cspec = spec::container_spec(&id, &rec.config, hc, &prepared)?;
+        // The links' variables come first; the container's own override them, as moby's.
+        let with_links;
+        let config = if linked.is_empty() {
+            &rec.config
+        } else {
+            let mut c = rec.config.clone();
+            let own = c.env.take().unwrap_or_default();
+            let key = |e: &str| e.split('=').next().unwrap_or("").to_owned();
+            let mut env: Vec<String> = linked
+                .iter()
+                .flat_map(|(_, vars)| vars.iter())
+                .filter(|v| !own.iter().any(|o| key(o) == key(v)))
+                .cloned()
+                .collect();
+            env.extend(own);
+            c.env = Some(env);
+            with_links = c;
+            &with_links
+        };
+        let cspec = spec::container_spec(&id, config, hc, &prepared)?;
         let oci = berth_runtime::spec::build_spec(&cspec)
             .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
         let oci_json =
@@ -703,6 +773,49 @@ impl Engine {
             })?;
         self.spawn_monitor(h.clone(), monitor);
         Ok(pid)
+    }
+
+    /// The hosts line and variables of each of a starting container's links (on the default
+    /// bridge only, as dockerd keeps them). A target that is not running stops the start.
+    fn linked(&self, rec: &ContainerRecord) -> Result<Vec<(String, Vec<String>)>> {
+        let mut out = Vec::new();
+        for l in rec.host_config.links.iter().flatten() {
+            let link = crate::links::parse(l)?;
+            let target = self
+                .resolve(&link.target)
+                .map(|h| h.record())
+                .map_err(|_| {
+                    EngineError::InvalidArgument(format!(
+                        "could not get container for {}",
+                        link.target
+                    ))
+                })?;
+            if !target.state.is_running() {
+                return Err(EngineError::InvalidArgument(format!(
+                    "Cannot link to a non running container: /{} AS /{}/{}",
+                    target.name, rec.name, link.alias
+                )));
+            }
+            if !matches!(rec.host_config.network_mode(), "bridge" | "default") {
+                continue;
+            }
+            let Some(ip) = target
+                .networks
+                .get("bridge")
+                .map(|ep| ep.ip_address.clone())
+                .filter(|ip| !ip.is_empty())
+            else {
+                return Err(EngineError::InvalidArgument(format!(
+                    "Cannot link to /{}, as it does not belong to the default network",
+                    target.name
+                )));
+            };
+            out.push((
+                crate::links::hosts_line(&link, &ip, &target),
+                crate::links::env(&link, &rec.name, &ip, &target),
+            ));
+        }
+        Ok(out)
     }
 
     /// The json-file log of a container: its path (none with the `none` driver), rotation

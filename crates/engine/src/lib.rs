@@ -21,6 +21,7 @@ mod exec;
 mod fsutil;
 pub mod health;
 mod images;
+mod links;
 pub mod logs;
 mod netns;
 pub mod networks;
