@@ -837,6 +837,13 @@ fn pause_unpause_rename_top() {
     ok(d.docker(&["rename", "pz", "qz"]));
     let top = ok(d.docker(&["top", "qz"]));
     assert!(top.contains("sleep 1000"), "{top}");
+    // A bad ps option: ps's own complaint, one line, without its usage text.
+    let o = d.docker(&["top", "qz", "-bogus"]);
+    assert!(!o.status.success());
+    assert_eq!(
+        stderr(&o).trim(),
+        "Error response from daemon: ps: error: unsupported SysV option"
+    );
     ok(d.docker(&["rm", "-f", "qz"]));
 }
 

@@ -1537,9 +1537,15 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Runtime(format!("running ps: {e}")))?;
         if !out.status.success() {
+            // ps's first line says what is wrong; its usage text after it is noise here.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let first = stderr
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("failed");
             return Err(EngineError::InvalidArgument(format!(
                 "ps: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                first.trim()
             )));
         }
         parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
