@@ -263,6 +263,63 @@ fn legacy_links_give_hosts_lines_and_variables() {
     ok(d.docker(&["rm", "-f", "lkx", "lkdb"]));
 }
 
+/// `--mac-address` (the endpoint's `MacAddress` from API 1.44, `Config.MacAddress` before)
+/// sets the container's interface address; a bad one or the host's network is refused.
+#[test]
+fn mac_addresses_are_set_as_asked() {
+    let d = daemon();
+    assert_eq!(
+        ok(d.docker(&[
+            "run",
+            "--rm",
+            "--mac-address",
+            "02:42:ac:11:00:99",
+            "busybox",
+            "cat",
+            "/sys/class/net/eth0/address",
+        ])),
+        "02:42:ac:11:00:99"
+    );
+    let r = d.http(
+        "POST",
+        "/v1.41/containers/create?name=oldmac",
+        Some(br#"{"Image":"busybox","Cmd":["sleep","30"],"MacAddress":"02:42:ac:11:00:98"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    ok(d.docker(&["start", "oldmac"]));
+    assert_eq!(
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.bridge.MacAddress}}",
+            "oldmac"
+        ])),
+        "02:42:ac:11:00:98"
+    );
+    ok(d.docker(&["rm", "-f", "oldmac"]));
+    common::assert_refused(
+        &d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--mac-address",
+            "02:42:ac:11:00:99",
+            "busybox",
+            "true",
+        ]),
+        125,
+        "conflicting options: mac-address and the network mode",
+    );
+    let r = d.http(
+        "POST",
+        "/v1.41/containers/create",
+        Some(br#"{"Image":"busybox","Cmd":["true"],"MacAddress":"zz:zz"}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["message"], "invalid MAC address: zz:zz");
+}
+
 /// `stats` carries the counters of the container's own interfaces (not `lo`), as dockerd;
 /// a container without its own network has none.
 #[test]

@@ -402,6 +402,19 @@ impl Engine {
         // A missing network (or `container:` peer) is the request's fault, not a missing
         // resource: the docker CLI takes any 404 from create for a missing image and goes to
         // pull it. Docker itself only finds out at start; the same words come back here.
+        // The old `Config.MacAddress` (API < 1.44, and SDKs that still send it) is the
+        // primary network's.
+        let mut endpoints = endpoints;
+        if let Some(mac) = config.mac_address.as_deref().filter(|m| !m.is_empty()) {
+            let primary = match host_config.network_mode() {
+                "default" => "bridge",
+                m => m,
+            };
+            let ep = endpoints.entry(primary.to_owned()).or_default();
+            if ep.requested_mac.is_empty() {
+                ep.requested_mac = mac.to_owned();
+            }
+        }
         let networks = self
             .plan_container_networks(&host_config, &endpoints)
             .map_err(|e| match e.kind() {

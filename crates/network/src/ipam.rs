@@ -448,6 +448,20 @@ pub fn mac_for_ipv4(ip: Ipv4Addr) -> [u8; 6] {
 }
 
 /// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
+/// Parses `02:42:ac:11:00:02` (or `-` separated); `None` for anything else.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split([':', '-']);
+    for b in &mut out {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 pub fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))

@@ -52,6 +52,7 @@ pub(super) struct EndpointBody {
     #[serde(rename = "IPAMConfig")]
     ipam_config: Option<EndpointIpam>,
     aliases: Option<Vec<String>>,
+    mac_address: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +71,7 @@ impl EndpointBody {
             aliases: self.aliases.unwrap_or_default(),
             requested_ipv4: ipam.ipv4_address,
             requested_ipv6: ipam.ipv6_address,
+            requested_mac: self.mac_address,
             ..Default::default()
         }
     }

@@ -43,6 +43,9 @@ pub struct EndpointState {
     pub requested_ipv4: String,
     #[serde(default)]
     pub requested_ipv6: String,
+    /// `--mac-address` / `EndpointSettings.MacAddress` (or the old `Config.MacAddress`).
+    #[serde(default)]
+    pub requested_mac: String,
     /// Set while attached.
     #[serde(default)]
     pub endpoint_id: String,
@@ -71,6 +74,7 @@ impl EndpointState {
             aliases: std::mem::take(&mut self.aliases),
             requested_ipv4: std::mem::take(&mut self.requested_ipv4),
             requested_ipv6: std::mem::take(&mut self.requested_ipv6),
+            requested_mac: std::mem::take(&mut self.requested_mac),
             ..Default::default()
         };
         *self = keep;
@@ -244,6 +248,19 @@ impl Engine {
                     return Err(EngineError::InvalidArgument(format!(
                         "no configured subnet or ip-range contain the IP address {addr}"
                     )));
+                }
+            }
+            if !ep.requested_mac.is_empty() {
+                if ipam::parse_mac(&ep.requested_mac).is_none() {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "invalid MAC address: {}",
+                        ep.requested_mac
+                    )));
+                }
+                if rec.driver == "host" || rec.driver == "null" {
+                    return Err(EngineError::InvalidArgument(
+                        "conflicting options: mac-address and the network mode".into(),
+                    ));
                 }
             }
             ep.network_id = rec.id.clone();
@@ -449,8 +466,9 @@ impl Engine {
                 }
             }
         }
-        let mac = match v4 {
-            Some(IpAddr::V4(ip)) => ipam::mac_for_ipv4(ip),
+        let mac = match (ipam::parse_mac(&ep.requested_mac), v4) {
+            (Some(mac), _) => mac,
+            (None, Some(IpAddr::V4(ip))) => ipam::mac_for_ipv4(ip),
             _ => {
                 use rand::Rng;
                 let mut m = [0u8; 6];
