@@ -173,6 +173,16 @@ fn round_trip(d: &Daemon, port: u16) {
         .unwrap_or_else(|| panic!("no digest line: {out}"))
         .to_owned();
     assert!(digest.starts_with("sha256:"), "{digest}");
+    // What the registry serves, asked without pulling (docker-py's `get_registry_data`).
+    let v = d
+        .http("GET", &format!("/v1.41/distribution/{r}/json"), None)
+        .json();
+    assert_eq!(v["Descriptor"]["digest"], digest.as_str(), "{v}");
+    assert!(v["Descriptor"]["size"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["Platforms"][0]["os"], "linux", "{v}");
+    let missing = format!("127.0.0.1:{port}/test/three:nope");
+    let resp = d.http("GET", &format!("/v1.41/distribution/{missing}/json"), None);
+    assert_eq!(resp.status, 404, "{}", resp.text());
     ok(d.docker(&["rmi", &r, "three:local"]));
     assert!(!ok(d.docker(&["images", "-q", "--no-trunc"])).contains(&id));
 

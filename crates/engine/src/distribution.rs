@@ -110,6 +110,55 @@ impl Engine {
             .map_err(EngineError::Registry)
     }
 
+    /// `GET /distribution/{name}/json`: what the registry serves for `reference` without
+    /// pulling it: the manifest's descriptor, and the platforms it is for (each entry's of an
+    /// index, the config's of a single manifest).
+    pub async fn distribution_inspect(
+        &self,
+        reference: &str,
+        creds: Credentials,
+    ) -> Result<(Descriptor, Vec<manifest::Platform>)> {
+        let reference = Reference::parse(reference)?;
+        let repo = self.repository(&reference, creds)?;
+        let want = reference
+            .digest()
+            .or(reference.tag())
+            .unwrap_or(berth_image::reference::DEFAULT_TAG)
+            .to_owned();
+        let fetched = repo
+            .get_manifest(&want)
+            .await
+            .map_err(|e| pull_error(&reference, e))?;
+        let descriptor = Descriptor {
+            media_type: fetched.media_type.clone(),
+            digest: fetched.digest.clone(),
+            size: fetched.bytes.len() as u64,
+            platform: None,
+            artifact_type: None,
+            annotations: None,
+            urls: None,
+        };
+        let platforms = match manifest::parse_document(&fetched.media_type, &fetched.bytes)? {
+            Document::Index(index) => index
+                .manifests
+                .iter()
+                .filter_map(|d| d.platform.clone())
+                .collect(),
+            Document::Manifest(m) => {
+                let config = fetch_small(&repo, &m.config)
+                    .await
+                    .map_err(|e| pull_error(&reference, e))?;
+                let head = manifest::parse_config(&config)?;
+                vec![manifest::Platform {
+                    architecture: head.architecture,
+                    os: head.os,
+                    variant: head.variant,
+                }]
+            }
+        };
+        Ok((descriptor, platforms))
+    }
+
     /// Resolves a pull: the manifest for the platform and the image config.
     pub async fn pull_plan(
         &self,

@@ -295,6 +295,23 @@ fn progress_line(msg: &JsonMessage) -> Bytes {
     Bytes::from(v)
 }
 
+/// `GET /distribution/{name}/json`: the registry's descriptor of an image and its platforms,
+/// without pulling it (docker-py's `get_registry_data`, `docker manifest`-like tools).
+pub(super) async fn distribution(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
+    let (descriptor, platforms) = ctx
+        .engine
+        .distribution_inspect(name, registry_auth(r)?)
+        .await?;
+    ok_json(&serde_json::json!({
+        "Descriptor": {
+            "mediaType": descriptor.media_type,
+            "digest": descriptor.digest,
+            "size": descriptor.size,
+        },
+        "Platforms": platforms,
+    }))
+}
+
 /// The credentials of `X-Registry-Auth` (anonymous when absent).
 fn registry_auth(r: &Req) -> Result<Credentials, ApiError> {
     match r.parts.headers.get("x-registry-auth").map(|v| v.to_str()) {

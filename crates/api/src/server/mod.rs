@@ -457,6 +457,9 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
             images::save(ctx, vec![name.join("/")]).await
         }
         (&Method::POST, ["images", "create"]) => images::create(ctx, r).await,
+        (&Method::GET, ["distribution", name @ .., "json"]) if !name.is_empty() => {
+            images::distribution(ctx, &r, &name.join("/")).await
+        }
         (&Method::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
             images::inspect(ctx, &r, &name.join("/"))
         }
