@@ -16,8 +16,8 @@
 //!
 //! Where the kernel path cannot carry a published port — `::1` (IPv6 loopback cannot be
 //! routed to another interface) and IPv6 to a container without IPv6 — [`PortAllocator::proxy_tcp`]
-//! serves the reserved TCP socket in userland and splices each connection to the container
-//! (UDP has no proxy yet).
+//! serves the reserved TCP socket in userland and splices each connection to the container,
+//! and [`PortAllocator::proxy_udp`] relays UDP datagrams per client.
 //!
 //! Sockets are created in the calling thread's network namespace (the daemon's).
 
@@ -229,6 +229,42 @@ impl PortAllocator {
         Ok(())
     }
 
+    /// Serves a held UDP port in userland, as [`PortAllocator::proxy_tcp`] does TCP: each
+    /// client address gets its own upstream socket to `target`, whose replies go back from the
+    /// held port; a client quiet for 90 s is forgotten (docker-proxy's timeout).
+    pub fn proxy_udp(&self, ip: IpAddr, port: u16, target: SocketAddr) -> Result<()> {
+        let mut inner = self.lock();
+        let key = HostPort {
+            protocol: Protocol::Udp,
+            ip,
+            port,
+        };
+        let held = inner
+            .held
+            .get_mut(&key)
+            .ok_or_else(|| NetworkError::invalid(format!("{ip}:{port}/udp is not reserved")))?;
+        let Some(sock) = &held.sock else {
+            return Err(NetworkError::invalid("not a UDP socket"));
+        };
+        tokio::runtime::Handle::try_current().map_err(|e| {
+            NetworkError::io("the port proxy needs a tokio runtime")(std::io::Error::other(e))
+        })?;
+        let fd = sock
+            .try_clone()
+            .map_err(NetworkError::io("dup port socket"))?;
+        let sock = std::net::UdpSocket::from(fd);
+        sock.set_nonblocking(true)
+            .map_err(NetworkError::io("port proxy"))?;
+        let sock = tokio::net::UdpSocket::from_std(sock).map_err(NetworkError::io("port proxy"))?;
+        if let Some(old) = held
+            .proxy
+            .replace(tokio::spawn(udp_proxy_loop(Arc::new(sock), target)))
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+
     /// Gives a port back (closing its socket, stopping its proxy). False when it was not held.
     pub fn release(&self, protocol: Protocol, ip: IpAddr, port: u16) -> bool {
         self.lock()
@@ -276,6 +312,60 @@ async fn proxy_loop(listener: tokio::net::TcpListener, target: SocketAddr) {
             }
             drop(permit);
         });
+    }
+}
+
+/// How long a UDP client may stay quiet before its upstream socket is closed.
+const UDP_SESSION_IDLE: Duration = Duration::from_secs(90);
+
+async fn udp_proxy_loop(listener: Arc<tokio::net::UdpSocket>, target: SocketAddr) {
+    let mut sessions: HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> = HashMap::new();
+    let mut replies = JoinSet::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        // Sessions whose reply task ended (idle, or the upstream failed) go.
+        while let Some(Ok(client)) = replies.try_join_next() {
+            sessions.remove(&client);
+        }
+        let Ok((n, client)) = listener.recv_from(&mut buf).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let upstream = match sessions.get(&client) {
+            Some(u) => u.clone(),
+            None => {
+                if sessions.len() >= PROXY_MAX_CONNECTIONS {
+                    continue;
+                }
+                let any: SocketAddr = if target.is_ipv4() {
+                    (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let Ok(u) = tokio::net::UdpSocket::bind(any).await else {
+                    continue;
+                };
+                if u.connect(target).await.is_err() {
+                    continue;
+                }
+                let u = Arc::new(u);
+                sessions.insert(client, u.clone());
+                let (up, back) = (u.clone(), listener.clone());
+                replies.spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(Ok(n)) =
+                        tokio::time::timeout(UDP_SESSION_IDLE, up.recv(&mut buf)).await
+                    {
+                        if back.send_to(&buf[..n], client).await.is_err() {
+                            break;
+                        }
+                    }
+                    client
+                });
+                u
+            }
+        };
+        let _ = upstream.send(&buf[..n]).await;
     }
 }
 

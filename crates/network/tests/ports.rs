@@ -244,3 +244,41 @@ fn ephemeral_and_ranged_host_ports() {
         assert_eq!(ports.reserved().len(), 4);
     });
 }
+
+/// UDP over IPv6 to an IPv4 target goes through the userland relay: each client gets its
+/// replies back from the published port.
+#[test]
+fn udp_is_relayed_over_ipv6() {
+    if !privileged() {
+        return;
+    }
+    with_host(|host| {
+        // The "container": a UDP echo on IPv4 loopback.
+        let echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let target = echo.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = echo.recv_from(&mut buf) {
+                let _ = echo.send_to(&buf[..n], from);
+            }
+        });
+        let ports = PortAllocator::new();
+        let v6: IpAddr = "::1".parse().unwrap();
+        let port = ports.reserve(Protocol::Udp, v6, 0).unwrap();
+        host.rt
+            .block_on(async { ports.proxy_udp(v6, port, target) })
+            .unwrap();
+        for who in ["one", "two"] {
+            let client = std::net::UdpSocket::bind("[::1]:0").unwrap();
+            client
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            client.send_to(who.as_bytes(), ("::1", port)).unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], who.as_bytes());
+            assert_eq!(from.port(), port, "the reply comes from the published port");
+        }
+        assert!(ports.release(Protocol::Udp, v6, port));
+    });
+}

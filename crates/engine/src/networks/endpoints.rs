@@ -109,11 +109,16 @@ impl PublishedPort {
     /// Starts the userland proxy of a [`PublishedPort::proxied`] port (its host port must be
     /// reserved).
     pub(crate) fn start_proxy(&self, ports: &berth_network::ports::PortAllocator) -> Result<()> {
-        ports.proxy_tcp(
-            self.host_ip,
-            self.host_port,
-            SocketAddr::new(self.container_ip, self.container_port),
-        )?;
+        let target = SocketAddr::new(self.container_ip, self.container_port);
+        match self.protocol {
+            Protocol::Tcp => ports.proxy_tcp(self.host_ip, self.host_port, target)?,
+            Protocol::Udp => ports.proxy_udp(self.host_ip, self.host_port, target)?,
+            Protocol::Sctp => {
+                return Err(EngineError::InvalidArgument(
+                    "SCTP ports are not proxied over IPv6".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -571,9 +576,9 @@ impl Engine {
                 continue;
             }
             let proxied = ip.is_ipv6() && (container_ip.is_ipv4() || ip.is_loopback());
-            if proxied && proto != Protocol::Tcp {
-                // The userland proxy serves TCP only.
-                tracing::warn!(id = %rec.id, "{ip} port {cport}/{}: not published, IPv6 is proxied for TCP only", proto.as_str());
+            if proxied && proto == Protocol::Sctp {
+                // The userland proxy serves TCP and UDP.
+                tracing::warn!(id = %rec.id, "{ip} port {cport}/sctp: not published, SCTP is not proxied over IPv6");
                 continue;
             }
             let port = match host_port.split_once('-') {
@@ -607,7 +612,7 @@ impl Engine {
             // (through its proxy) where the host has IPv6. Unlike the IPv4 port, a taken
             // IPv6 port does not stop the start.
             if host_ip.is_empty()
-                && proto == Protocol::Tcp
+                && proto != Protocol::Sctp
                 && berth_network::ports::ipv6_listenable()
             {
                 let v6 = PublishedPort {
