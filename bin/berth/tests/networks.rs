@@ -162,26 +162,10 @@ fn published_port_is_reachable_from_the_host_and_other_containers() {
 
     // Stopping closes the port and frees the address; nothing is left behind.
     ok(d.berth(&["rm", "-f", "web", "clash"]));
-    let o = d.host_busybox(&[
-        "timeout",
-        "2",
-        "busybox",
-        "wget",
-        "-q",
-        "-O-",
-        "http://127.0.0.1:18080/",
-    ]);
-    assert!(!o.status.success(), "the port still answers");
-    let o = d.host_busybox(&[
-        "timeout",
-        "2",
-        "busybox",
-        "wget",
-        "-q",
-        "-O-",
-        "http://[::1]:18080/",
-    ]);
-    assert!(!o.status.success(), "the IPv6 port still answers");
+    for url in ["http://127.0.0.1:18080/", "http://[::1]:18080/"] {
+        let o = d.host_busybox(&["timeout", "2", "busybox", "wget", "-q", "-O-", url]);
+        assert!(!o.status.success(), "{url} still answers");
+    }
     assert!(!ruleset(&d).contains("dport 18080"), "{}", ruleset(&d));
     assert_links(&d, &["lo", "berth0"]);
 }

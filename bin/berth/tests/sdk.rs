@@ -29,7 +29,7 @@ fn docker_py_flows() {
     // Every check ran.
     assert_eq!(
         out.lines().filter(|l| l.starts_with("ok ")).count(),
-        18,
+        19,
         "{out}"
     );
 }

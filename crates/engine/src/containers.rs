@@ -985,9 +985,12 @@ impl Engine {
             return;
         }
         if auto_remove {
-            if let Err(e) = self.remove(&rec.id, true, true).await {
-                tracing::warn!(id = %rec.id, "auto-remove failed: {e}");
-                let _ = self.persist(&h.record());
+            match self.remove(&rec.id, true, true).await {
+                Ok(()) => self.note_auto_removed(&h.record()),
+                Err(e) => {
+                    tracing::warn!(id = %rec.id, "auto-remove failed: {e}");
+                    let _ = self.persist(&h.record());
+                }
             }
         }
     }
@@ -1153,27 +1156,78 @@ impl Engine {
     /// Waits for a condition: `not-running` (default), `next-exit`, `removed`. Returns the
     /// exit code.
     pub async fn wait(&self, key: &str, condition: &str) -> Result<i64> {
-        let h = self.resolve(key)?;
-        let mut rx = h.watch.subscribe();
-        let start = rx.borrow().clone();
-        let res = match condition {
-            "" | "not-running" => rx
-                .wait_for(|w| !w.running || w.removed)
-                .await
-                .map(|w| w.exit_code),
-            "next-exit" => rx
-                .wait_for(|w| w.exits > start.exits || w.removed)
-                .await
-                .map(|w| w.exit_code),
-            "removed" => rx.wait_for(|w| w.removed).await.map(|w| w.exit_code),
-            other => {
-                return Err(EngineError::InvalidArgument(format!(
-                    "invalid condition: \"{other}\""
-                )));
+        Ok(self.waiter(key, condition)?.await)
+    }
+
+    /// A wait as the API serves it: the container is looked up and watched now, and the
+    /// future gives the exit code once `condition` holds. A container that removed itself
+    /// (`--rm`) moments ago still answers `not-running` and `removed` waits with its exit
+    /// code: docker-py's `run(detach=True, remove=True).wait()` races the removal.
+    pub fn waiter(
+        &self,
+        key: &str,
+        condition: &str,
+    ) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>> {
+        if !matches!(condition, "" | "not-running" | "next-exit" | "removed") {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid condition: \"{condition}\""
+            )));
+        }
+        let h = match self.resolve(key) {
+            Ok(h) => h,
+            Err(e) => {
+                if e.kind() == crate::ErrorKind::NotFound && condition != "next-exit" {
+                    if let Some(code) = self.recently_auto_removed(key) {
+                        return Ok(Box::pin(std::future::ready(code)));
+                    }
+                }
+                return Err(e);
             }
         };
-        // The sender lives in the handle; when the handle is dropped the container is gone.
-        Ok(res.unwrap_or(start.exit_code))
+        let mut rx = h.watch.subscribe();
+        let start = rx.borrow().clone();
+        let condition = condition.to_owned();
+        Ok(Box::pin(async move {
+            let res = match condition.as_str() {
+                "next-exit" => rx
+                    .wait_for(|w| w.exits > start.exits || w.removed)
+                    .await
+                    .map(|w| w.exit_code),
+                "removed" => rx.wait_for(|w| w.removed).await.map(|w| w.exit_code),
+                _ => rx
+                    .wait_for(|w| !w.running || w.removed)
+                    .await
+                    .map(|w| w.exit_code),
+            };
+            // The sender lives in the handle; when the handle is dropped the container is gone.
+            res.unwrap_or(start.exit_code)
+        }))
+    }
+
+    /// How long, and how many, self-removed containers' exit codes are kept for waits.
+    const AUTO_REMOVED_KEEP: (Duration, usize) = (Duration::from_secs(60), 256);
+
+    fn note_auto_removed(&self, rec: &ContainerRecord) {
+        let mut q = lock(&self.inner.auto_removed);
+        if q.len() >= Self::AUTO_REMOVED_KEEP.1 {
+            q.pop_front();
+        }
+        q.push_back((
+            rec.id.clone(),
+            rec.name.clone(),
+            rec.state.exit_code,
+            std::time::Instant::now(),
+        ));
+    }
+
+    fn recently_auto_removed(&self, key: &str) -> Option<i64> {
+        let mut q = lock(&self.inner.auto_removed);
+        q.retain(|(.., at)| at.elapsed() < Self::AUTO_REMOVED_KEEP.0);
+        let name = key.trim_start_matches('/');
+        q.iter()
+            .rev()
+            .find(|(id, n, ..)| n == name || (key.len() >= 12 && id.starts_with(key)))
+            .map(|&(_, _, code, _)| code)
     }
 
     /// Removes a container; `force` kills a running one first; `volumes` removes its

@@ -110,14 +110,12 @@ impl Engine {
             .map_err(EngineError::Registry)
     }
 
-    /// `GET /distribution/{name}/json`: what the registry serves for `reference` without
-    /// pulling it: the manifest's descriptor, and the platforms it is for (each entry's of an
-    /// index, the config's of a single manifest).
-    pub async fn distribution_inspect(
+    /// The manifest (or index) `reference` names, as its registry serves it.
+    async fn top_manifest(
         &self,
         reference: &str,
         creds: Credentials,
-    ) -> Result<(Descriptor, Vec<manifest::Platform>)> {
+    ) -> Result<(Reference, Repository, berth_registry::client::Fetched)> {
         let reference = Reference::parse(reference)?;
         let repo = self.repository(&reference, creds)?;
         let want = reference
@@ -129,6 +127,18 @@ impl Engine {
             .get_manifest(&want)
             .await
             .map_err(|e| pull_error(&reference, e))?;
+        Ok((reference, repo, fetched))
+    }
+
+    /// `GET /distribution/{name}/json`: what the registry serves for `reference` without
+    /// pulling it: the manifest's descriptor, and the platforms it is for (each entry's of an
+    /// index, the config's of a single manifest).
+    pub async fn distribution_inspect(
+        &self,
+        reference: &str,
+        creds: Credentials,
+    ) -> Result<(Descriptor, Vec<manifest::Platform>)> {
+        let (reference, repo, fetched) = self.top_manifest(reference, creds).await?;
         let descriptor = Descriptor {
             media_type: fetched.media_type.clone(),
             digest: fetched.digest.clone(),
@@ -166,18 +176,8 @@ impl Engine {
         platform: Option<&str>,
         creds: Credentials,
     ) -> Result<PullPlan> {
-        let reference = Reference::parse(reference)?;
         let platform = Platform::parse(platform)?;
-        let repo = self.repository(&reference, creds)?;
-        let want = reference
-            .digest()
-            .or(reference.tag())
-            .unwrap_or(berth_image::reference::DEFAULT_TAG)
-            .to_owned();
-        let fetched = repo
-            .get_manifest(&want)
-            .await
-            .map_err(|e| pull_error(&reference, e))?;
+        let (reference, repo, fetched) = self.top_manifest(reference, creds).await?;
         let (manifest, digest) =
             match manifest::parse_document(&fetched.media_type, &fetched.bytes)? {
                 Document::Manifest(m) => (m, fetched.digest),

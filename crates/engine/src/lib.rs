@@ -205,6 +205,9 @@ pub(crate) struct Inner {
     /// Image id -> its layer directories (top first), for inspect's `GraphDriver`: an
     /// image's layers never change, and inspect stays off the store.
     pub lower_dirs: Mutex<HashMap<String, Arc<Vec<PathBuf>>>>,
+    /// Containers that removed themselves (`--rm`) lately: (id, name, exit code, when), so a
+    /// `wait` that arrives just after the removal still gets the exit code.
+    pub auto_removed: Mutex<std::collections::VecDeque<(String, String, i64, std::time::Instant)>>,
 }
 
 /// The engine; cheap to clone.
@@ -297,6 +300,7 @@ impl Engine {
                 networks: Mutex::new(BTreeMap::new()),
                 net: Mutex::new(None),
                 lower_dirs: Mutex::new(HashMap::new()),
+                auto_removed: Mutex::new(Default::default()),
             }),
         };
         if let Err(e) = engine.networks_init().await {

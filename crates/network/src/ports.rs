@@ -193,24 +193,7 @@ impl PortAllocator {
     /// port is released. Needs a tokio runtime.
     pub fn proxy_tcp(&self, ip: IpAddr, port: u16, target: SocketAddr) -> Result<()> {
         let mut inner = self.lock();
-        let key = HostPort {
-            protocol: Protocol::Tcp,
-            ip,
-            port,
-        };
-        let held = inner
-            .held
-            .get_mut(&key)
-            .ok_or_else(|| NetworkError::invalid(format!("{ip}:{port}/tcp is not reserved")))?;
-        let Some(sock) = &held.sock else {
-            return Err(NetworkError::invalid("not a TCP socket"));
-        };
-        tokio::runtime::Handle::try_current().map_err(|e| {
-            NetworkError::io("the port proxy needs a tokio runtime")(std::io::Error::other(e))
-        })?;
-        let fd = sock
-            .try_clone()
-            .map_err(NetworkError::io("dup port socket"))?;
+        let (held, fd) = held_socket(&mut inner, Protocol::Tcp, ip, port)?;
         // The reservation listens with a backlog of one (nothing was meant to reach it);
         // served, it takes the system's default, as Go's listeners (and docker-proxy) do.
         rustix::net::listen(&fd, -1).map_err(|e| NetworkError::io("port proxy")(e.into()))?;
@@ -234,24 +217,7 @@ impl PortAllocator {
     /// held port; a client quiet for 90 s is forgotten (docker-proxy's timeout).
     pub fn proxy_udp(&self, ip: IpAddr, port: u16, target: SocketAddr) -> Result<()> {
         let mut inner = self.lock();
-        let key = HostPort {
-            protocol: Protocol::Udp,
-            ip,
-            port,
-        };
-        let held = inner
-            .held
-            .get_mut(&key)
-            .ok_or_else(|| NetworkError::invalid(format!("{ip}:{port}/udp is not reserved")))?;
-        let Some(sock) = &held.sock else {
-            return Err(NetworkError::invalid("not a UDP socket"));
-        };
-        tokio::runtime::Handle::try_current().map_err(|e| {
-            NetworkError::io("the port proxy needs a tokio runtime")(std::io::Error::other(e))
-        })?;
-        let fd = sock
-            .try_clone()
-            .map_err(NetworkError::io("dup port socket"))?;
+        let (held, fd) = held_socket(&mut inner, Protocol::Udp, ip, port)?;
         let sock = std::net::UdpSocket::from(fd);
         sock.set_nonblocking(true)
             .map_err(NetworkError::io("port proxy"))?;
@@ -313,6 +279,30 @@ async fn proxy_loop(listener: tokio::net::TcpListener, target: SocketAddr) {
             drop(permit);
         });
     }
+}
+
+/// A held port to serve with a proxy: its entry and a duplicate of its socket (the proxy
+/// needs a tokio runtime, checked here).
+fn held_socket(
+    inner: &mut Inner,
+    protocol: Protocol,
+    ip: IpAddr,
+    port: u16,
+) -> Result<(&mut Held, OwnedFd)> {
+    let key = HostPort { protocol, ip, port };
+    let held = inner.held.get_mut(&key).ok_or_else(|| {
+        NetworkError::invalid(format!("{ip}:{port}/{} is not reserved", protocol.as_str()))
+    })?;
+    let Some(sock) = &held.sock else {
+        return Err(NetworkError::invalid("no socket to serve"));
+    };
+    tokio::runtime::Handle::try_current().map_err(|e| {
+        NetworkError::io("the port proxy needs a tokio runtime")(std::io::Error::other(e))
+    })?;
+    let fd = sock
+        .try_clone()
+        .map_err(NetworkError::io("dup port socket"))?;
+    Ok((held, fd))
 }
 
 /// How long a UDP client may stay quiet before its upstream socket is closed.

@@ -13,7 +13,7 @@ use super::{ApiError, Ctx, HandlerResult, Req, ok_json};
 use crate::models::{
     ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerState,
     ContainerSummary, GraphDriver, SummaryHostConfig, SummaryNetworkSettings, TopResponse,
-    WaitError, WaitResponse,
+    WaitResponse,
 };
 use crate::stream::{StdStream, encode_frame};
 
@@ -277,22 +277,14 @@ pub(super) fn wait(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
         Some(c @ ("next-exit" | "removed")) if r.at_least(1, 30) => c.to_owned(),
         _ => String::new(),
     };
-    // Resolve now so a missing container is a plain 404.
-    let rec = ctx.engine.inspect(id)?;
-    let engine = ctx.engine.clone();
+    // Looked up and watched now: a missing container is a plain 404, and one that goes
+    // after this point still answers with its exit code.
+    let waiter = ctx.engine.waiter(id, &condition)?;
     let (resp, tx) = body::stream(StatusCode::OK, "application/json");
     tokio::spawn(async move {
-        let out = match engine.wait(&rec.id, &condition).await {
-            Ok(code) => WaitResponse {
-                status_code: code,
-                error: None,
-            },
-            Err(e) => WaitResponse {
-                status_code: -1,
-                error: Some(WaitError {
-                    message: e.to_string(),
-                }),
-            },
+        let out = WaitResponse {
+            status_code: waiter.await,
+            error: None,
         };
         let mut line = serde_json::to_vec(&out).unwrap_or_default();
         line.push(b'\n');
