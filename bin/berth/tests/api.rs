@@ -215,6 +215,9 @@ fn errors_have_docker_status_and_body() {
         "invalid layer: reading tar archive: invalid tar header"
     );
     assert_eq!(d.http("GET", "/images/junk/json", None).status, 404);
+    // Bad published ports are refused at create, so no container is left behind.
+    want("POST", "/containers/create", Some(br#"{"Image":"busybox","HostConfig":{"PortBindings":{"99999/tcp":[{"HostPort":"1"}]}}}"#), 400, "invalid port specification: \"99999\"");
+    want("POST", "/containers/create", Some(br#"{"Image":"busybox","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"99999"}]}}}"#), 400, "invalid port specification: \"99999\"");
     // A negative time is before 1970, as Go reads it: all of the log.
     assert_eq!(
         d.http("GET", "/containers/twice/logs?stdout=1&since=-1", None)

@@ -201,6 +201,26 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
     if hc.network_mode() == "container:" {
         return bad("invalid network mode: container: needs a container name or id");
     }
+    // Published ports, checked as dockerd checks them at create (a bad one would otherwise
+    // only fail the start, leaving the container behind).
+    for (key, bindings) in hc.port_bindings.iter().flatten() {
+        crate::networks::parse_port_key(key).map_err(|_| {
+            EngineError::InvalidArgument(format!(
+                "invalid port specification: \"{}\"",
+                key.split('/').next().unwrap_or(key)
+            ))
+        })?;
+        for b in bindings.iter().flatten() {
+            let hp = &b.host_port;
+            let ok = hp.is_empty()
+                || hp.split('-').all(|p| p.parse::<u16>().is_ok()) && hp.split('-').count() <= 2;
+            if !ok {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid port specification: \"{hp}\""
+                )));
+            }
+        }
+    }
     for opt in hc.security_opt.iter().flatten() {
         parse_security_opt(opt)?;
     }
