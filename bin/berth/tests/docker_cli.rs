@@ -1856,6 +1856,29 @@ fn cp_of_a_directorys_contents() {
         names.push(String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned());
     }
     assert!(names.iter().all(|n| n.starts_with("./")), "{names:?}");
+    // A symlink's stat names what it finally leads to as an absolute path in the container,
+    // as dockerd's does (the docker CLI's `cp -L` copies from there; SDKs read it as is).
+    let stat = d.http(
+        "HEAD",
+        "/v1.41/containers/src/archive?path=/bin/sha512sum",
+        None,
+    );
+    let header = stat
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-docker-container-path-stat")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, header)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap();
+    assert!(
+        decoded.contains(r#""linkTarget":"/bin/busybox""#),
+        "{decoded}"
+    );
+    let followed = d.dir.join("followed");
+    ok(d.docker(&["cp", "-L", "src:/bin/sha512sum", followed.to_str().unwrap()]));
+    assert!(std::fs::metadata(&followed).unwrap().len() > 100_000);
     ok(d.docker(&["rm", "-f", "src"]));
 }
 

@@ -179,8 +179,58 @@ impl Root {
     }
 
     fn stat(&self, path: &str) -> Result<PathStat> {
-        Ok(self.resolve(path)?.path_stat(path))
+        let mut st = self.resolve(path)?.path_stat(path);
+        if !st.link_target.is_empty() {
+            st.link_target = self.final_target(path, &st.link_target);
+        }
+        Ok(st)
     }
+
+    /// Where a symlink finally leads, as an absolute path in the root, as moby's `linkTarget`
+    /// gives it (the docker CLI's `cp -L` copies from there): each link read in turn, a
+    /// relative one against its own directory, at most 40.
+    fn final_target(&self, path: &str, first: &str) -> String {
+        let mut cur = join_clean(parent_of(path), first);
+        for _ in 0..40 {
+            let Ok(r) = self.resolve(&cur) else { break };
+            if FileType::from_raw_mode(r.stat.st_mode) != FileType::Symlink {
+                break;
+            }
+            let Ok(t) = rustix::fs::readlinkat(&r.fd, "", Vec::new()) else {
+                break;
+            };
+            cur = join_clean(parent_of(&cur), &t.to_string_lossy());
+        }
+        cur
+    }
+}
+
+/// The directory part of a container path (`/` for a top-level name).
+fn parent_of(path: &str) -> &str {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((dir, _)) => dir,
+    }
+}
+
+/// `target` taken from `dir` (unless absolute), cleaned lexically and kept under `/`.
+fn join_clean(dir: &str, target: &str) -> String {
+    let joined = if target.starts_with('/') {
+        target.to_owned()
+    } else {
+        format!("{dir}/{target}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for c in joined.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 impl Resolved {
@@ -864,6 +914,14 @@ mod tests {
         let err = tar_to_channel(tx, |w| w.add_children(&root.fd, Path::new(""))).unwrap_err();
         drain.join().unwrap();
         assert!(err.to_string().contains("directories deep"), "{err}");
+    }
+
+    #[test]
+    fn link_targets_are_joined_and_cleaned_under_the_root() {
+        assert_eq!(join_clean(parent_of("/bin/sh"), "busybox"), "/bin/busybox");
+        assert_eq!(join_clean(parent_of("/bin/sh"), "/usr/bin/x"), "/usr/bin/x");
+        assert_eq!(join_clean(parent_of("/a/b/l"), "../../../../c"), "/c");
+        assert_eq!(join_clean(parent_of("/top"), "./x/./y"), "/x/y");
     }
 
     #[test]
