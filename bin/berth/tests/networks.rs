@@ -237,12 +237,10 @@ fn legacy_links_give_hosts_lines_and_variables() {
         "could not get container for nosuch",
     );
     ok(d.docker(&["stop", "-t", "0", "lkdb"]));
-    let o = d.docker(&["start", "lkx"]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("Cannot link to a non running container: /lkdb AS /lkx/lkdb"),
-        "{}",
-        stderr(&o)
+    common::assert_refused(
+        &d.docker(&["start", "lkx"]),
+        1,
+        "Cannot link to a non running container: /lkdb AS /lkx/lkdb",
     );
     ok(d.docker(&["rm", "-f", "lkx", "lkdb"]));
 }
