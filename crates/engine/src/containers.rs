@@ -985,9 +985,13 @@ impl Engine {
             return;
         }
         if auto_remove {
+            // Noted before the removal: a wait arriving while the container leaves the
+            // table finds the exit code instead of a 404.
+            self.note_auto_removed(&h.record());
             match self.remove(&rec.id, true, true).await {
-                Ok(()) => self.note_auto_removed(&h.record()),
+                Ok(()) => {}
                 Err(e) => {
+                    lock(&self.inner.auto_removed).retain(|(id, ..)| id != &rec.id);
                     tracing::warn!(id = %rec.id, "auto-remove failed: {e}");
                     let _ = self.persist(&h.record());
                 }
