@@ -1,7 +1,7 @@
 //! A third client: Python's docker SDK (Debian's python3-docker, which docker-compose
 //! brings) runs the flows in `fixtures/sdk_flows.py` against berthd: exec output read after
 //! the socket swap, attach with logs, IPAM pools sent with nulls, list filters, stats
-//! networks, and the swarm and plugin answers SDKs probe.
+//! networks, attach over a WebSocket, and the swarm and plugin answers SDKs probe.
 
 mod common;
 
@@ -29,7 +29,7 @@ fn docker_py_flows() {
     // Every check ran.
     assert_eq!(
         out.lines().filter(|l| l.starts_with("ok ")).count(),
-        19,
+        24,
         "{out}"
     );
 }

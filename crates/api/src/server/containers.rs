@@ -8,8 +8,8 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::body::{self, Body, empty, json};
-use super::hijack;
 use super::{ApiError, Ctx, HandlerResult, Req, ok_json};
+use super::{hijack, websocket};
 use crate::models::{
     ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerState,
     ContainerSummary, GraphDriver, SummaryHostConfig, SummaryNetworkSettings, TopResponse,
@@ -574,19 +574,95 @@ pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
         since: None,
         until: Some(chrono::Utc::now()),
     });
-    let engine = ctx.engine.clone();
-    let rec_id = rec.id.clone();
-    let tty = rec.config.tty;
-    hijack::upgrade(r, tty, move |mut io| async move {
+    let session = AttachSession {
+        engine: ctx.engine.clone(),
+        id: rec.id,
+        tty: rec.config.tty,
+        replay,
+        stream,
+        opts,
+        detach_keys,
+        mux: true,
+    };
+    hijack::upgrade(r, session.tty, move |io| session.run(io))
+}
+
+/// `GET /containers/{id}/attach/ws`: the same attach over a WebSocket, as moby serves it: all
+/// three streams whatever the query says, the output never multiplexed (one frame per write),
+/// binary frames from API 1.28 and text ones before.
+pub(super) fn attach_ws(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
+    let rec = ctx.engine.inspect(id)?;
+    let accept = websocket::handshake_key(&r.parts.headers)?;
+    let detach_keys = r
+        .q("detachKeys")
+        .filter(|k| !k.is_empty())
+        .map(String::from);
+    if let Some(k) = &detach_keys {
+        crate::detach::parse_detach_keys(k)
+            .map_err(|_| ApiError::bad(format!("Invalid detach keys ({k}) provided")))?;
+    }
+    let text = !r.at_least(1, 28);
+    let session = AttachSession {
+        engine: ctx.engine.clone(),
+        id: rec.id,
+        tty: rec.config.tty,
+        replay: r.flag("logs").then(|| LogOptions {
+            stdout: true,
+            stderr: true,
+            follow: false,
+            tail: None,
+            since: None,
+            until: Some(chrono::Utc::now()),
+        }),
+        stream: r.flag("stream"),
+        opts: AttachOptions {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        },
+        detach_keys,
+        mux: false,
+    };
+    let req = hyper::Request::from_parts(r.parts, ());
+    tokio::spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => hyper_util::rt::TokioIo::new(u),
+            Err(e) => return tracing::debug!("websocket upgrade failed: {e}"),
+        };
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        tokio::join!(
+            websocket::bridge(upgraded, ours, text),
+            session.run(Box::new(theirs))
+        );
+    });
+    Ok(websocket::switching(&accept))
+}
+
+/// One attach on a hijacked connection: the log replay, then the live streams.
+struct AttachSession {
+    engine: berth_engine::Engine,
+    id: String,
+    tty: bool,
+    replay: Option<LogOptions>,
+    stream: bool,
+    opts: AttachOptions,
+    detach_keys: Option<String>,
+    /// Docker's stdout/stderr framing when there is no tty (not on a WebSocket).
+    mux: bool,
+}
+
+impl AttachSession {
+    async fn run(self, mut io: Box<dyn hijack::Io>) {
+        let raw = self.tty || !self.mux;
         // A container without a log to read (`--log-driver none`) replays nothing.
-        if let Some(Ok((_, mut rx))) = replay.map(|o| engine.logs(&rec_id, o)) {
+        if let Some(Ok((_, mut rx))) = self.replay.map(|o| self.engine.logs(&self.id, o)) {
             // docker-py reads the response head through a buffer and then reads the stream
             // from the raw socket: bytes that arrive with the head are lost to it. dockerd's
             // replay starts a little after its head (it decodes the log first); so does this.
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             while let Some(e) = rx.recv().await {
                 if io
-                    .write_all(&log_chunk(&e, tty, false, false))
+                    .write_all(&log_chunk(&e, raw, false, false))
                     .await
                     .is_err()
                 {
@@ -594,15 +670,15 @@ pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
                 }
             }
         }
-        if !stream {
+        if !self.stream {
             let _ = io.shutdown().await;
             return;
         }
-        match engine.attach(&rec_id, opts).await {
-            Ok(session) => hijack::pump(io, session, detach_keys.as_deref()).await,
+        match self.engine.attach(&self.id, self.opts).await {
+            Ok(session) => hijack::pump(io, session, self.detach_keys.as_deref(), self.mux).await,
             Err(e) => hijack::fail(io, &e.to_string()).await,
         }
-    })
+    }
 }
 
 #[cfg(test)]

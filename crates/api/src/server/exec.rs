@@ -55,7 +55,7 @@ pub(super) async fn start(ctx: &Ctx, mut r: Req, id: &str) -> HandlerResult {
     let id = id.to_owned();
     hijack::upgrade(r, tty, move |mut io| async move {
         match engine.exec_start(&id).await {
-            Ok(session) => hijack::pump(io, session, keys.as_deref()).await,
+            Ok(session) => hijack::pump(io, session, keys.as_deref(), true).await,
             Err(e) => {
                 // The process could not start: the client reads the error as text on its
                 // stream (stdout unless there is a tty, as dockerd writes it), and the exit

@@ -87,8 +87,14 @@ pub(super) async fn fail(mut io: Box<dyn Io>, msg: &str) {
 }
 
 /// Copies the session's output to the client (framed without a tty) and the client's input to
-/// the session's stdin, until the process ends, the client detaches or goes away.
-pub(super) async fn pump(io: Box<dyn Io>, mut session: IoSession, detach_keys: Option<&str>) {
+/// the session's stdin, until the process ends, the client detaches or goes away. Without
+/// `mux` the output is never framed (a WebSocket attach), tty or not.
+pub(super) async fn pump(
+    io: Box<dyn Io>,
+    mut session: IoSession,
+    detach_keys: Option<&str>,
+    mux: bool,
+) {
     let keys = match parse_detach_keys(
         detach_keys
             .filter(|k| !k.is_empty())
@@ -97,14 +103,14 @@ pub(super) async fn pump(io: Box<dyn Io>, mut session: IoSession, detach_keys: O
         Ok(k) => k,
         Err(e) => return fail(io, &e).await,
     };
-    let tty = session.tty;
+    let raw = session.tty || !mux;
     let (mut rd, mut wr) = tokio::io::split(io);
     let stdin = session.stdin.take();
     let output = async {
         while let Some(frame) = session.next().await {
             match frame {
                 Frame::Output(stream, data) => {
-                    let chunk = if tty {
+                    let chunk = if raw {
                         data.to_vec()
                     } else {
                         let s = if stream == 2 {

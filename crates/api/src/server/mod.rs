@@ -14,6 +14,7 @@ mod networks;
 mod swarm;
 mod system;
 mod volumes;
+mod websocket;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -413,6 +414,10 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::PUT, ["containers", id, "archive"]) => {
             let id = id.to_string();
             containers::archive_put(ctx, r, &id).await
+        }
+        (&Method::GET, ["containers", id, "attach", "ws"]) => {
+            let id = id.to_string();
+            containers::attach_ws(ctx, r, &id)
         }
         (&Method::POST, ["containers", id, "attach"]) => {
             let id = id.to_string();
