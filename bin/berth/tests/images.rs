@@ -143,6 +143,22 @@ fn docker_commit_makes_an_image_of_the_changes_with_config_and_metadata() {
         ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "ctr"])),
         "exited"
     );
+    // Up to API 1.44 the image names the container it came from, and keeps its config.
+    let ctr = ok(d.docker(&["inspect", "-f", "{{.Id}}", "ctr"]));
+    let v = d
+        .http("GET", "/v1.41/images/commit-docker:1/json", None)
+        .json();
+    assert_eq!(v["Container"], ctr.as_str(), "{v}");
+    assert_eq!(
+        v["ContainerConfig"]["Cmd"],
+        serde_json::json!(["sh", "-c", SETUP]),
+        "{v}"
+    );
+    assert_eq!(v["ContainerConfig"]["Hostname"], &ctr[..12], "{v}");
+    let v = d
+        .http("GET", "/v1.45/images/commit-docker:1/json", None)
+        .json();
+    assert!(v.get("Container").is_none(), "{v}");
 }
 
 #[test]

@@ -79,6 +79,7 @@ impl Engine {
         let reference = req.reference.as_deref().map(parse_reference).transpose()?;
         let h = self.resolve(key)?;
         let rec = h.record();
+        let container_config = serde_json::to_value(&rec.config).ok();
         let mut config = rec.config.clone();
         if let Some(over) = req.config.clone() {
             config = merge(config, over);
@@ -108,6 +109,7 @@ impl Engine {
             author: req.author.clone(),
             comment: req.comment.clone(),
             created_by: rec.config.cmd.clone().unwrap_or_default().join(" "),
+            container_config,
         };
         let engine = self.clone();
         let id = rec.id.clone();

@@ -55,6 +55,8 @@ pub struct ImageView {
     pub container_config: Config,
     /// `docker_version` of the image config: the engine version that made it, if recorded.
     pub docker_version: String,
+    /// The id of the container it was committed from, if it was.
+    pub container: String,
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +305,11 @@ impl Engine {
             container_config: Config::default(),
             docker_version: raw
                 .get("docker_version")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned(),
+            container: raw
+                .get("container")
                 .and_then(|v| v.as_str())
                 .unwrap_or("")
                 .to_owned(),

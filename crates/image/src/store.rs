@@ -112,6 +112,8 @@ pub struct CommitOptions {
     pub comment: String,
     /// The history entry's `created_by` (Docker: the container's command).
     pub created_by: String,
+    /// The committed container's own config, kept as the image's `container_config`.
+    pub container_config: Option<serde_json::Value>,
 }
 
 /// A container that uses an image, as `rmi` needs to know it.
@@ -780,6 +782,10 @@ impl ImageStore {
         obj.insert("config".into(), commit.config.clone());
         obj.insert("created".into(), now.clone().into());
         obj.insert("container".into(), container_id.into());
+        match &commit.container_config {
+            Some(c) => obj.insert("container_config".into(), c.clone()),
+            None => obj.remove("container_config"),
+        };
         if !commit.author.is_empty() {
             obj.insert("author".into(), commit.author.clone().into());
         } else {

@@ -67,7 +67,7 @@ pub(super) fn inspect(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
         created: i
             .created
             .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        container: (!r.at_least(1, 45)).then(String::new),
+        container: (!r.at_least(1, 45)).then(|| i.container.clone()),
         // Kept past 1.44 on purpose: docker-compose 1.x negotiates the newest version and
         // then reads `ContainerConfig` whenever it recreates a container (a KeyError without
         // it, as against Docker 25+); newer clients ignore the field.
