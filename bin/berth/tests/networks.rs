@@ -245,6 +245,104 @@ fn legacy_links_give_hosts_lines_and_variables() {
     ok(d.docker(&["rm", "-f", "lkx", "lkdb"]));
 }
 
+/// On a user-defined network a link is a DNS name only the linker resolves, kept on its
+/// endpoint, from `run --link` (API 1.50: the daemon moves it), from an old client's
+/// `EndpointSettings.Links` and from `network connect --link`; no hosts lines, no variables.
+#[test]
+fn links_on_user_networks_are_the_linkers_dns_aliases() {
+    let d = daemon();
+    ok(d.docker(&["network", "create", "lknet"]));
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "lkt",
+        "--network",
+        "lknet",
+        "busybox",
+        "sleep",
+        "60",
+    ]));
+    let ip = ok(d.docker(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.lknet.IPAddress}}",
+        "lkt",
+    ]));
+    let resolve = |ctr: &str, name: &str| {
+        let o = d.docker(&["exec", ctr, "nslookup", name, "127.0.0.11"]);
+        let out = stdout(&o);
+        out.lines()
+            .skip_while(|l| !l.starts_with("Name:"))
+            .find_map(|l| l.strip_prefix("Address: ").map(str::to_owned))
+    };
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "lkr",
+        "--network",
+        "lknet",
+        "--link",
+        "lkt:tdb",
+        "--link",
+        "nothere:zz",
+        "busybox",
+        "sleep",
+        "60",
+    ]));
+    assert_eq!(
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{json .HostConfig.Links}} {{json .NetworkSettings.Networks.lknet.Links}}",
+            "lkr",
+        ])),
+        r#"null ["lkt:tdb","nothere:zz"]"#
+    );
+    assert_eq!(resolve("lkr", "tdb").as_deref(), Some(ip.as_str()));
+    assert_eq!(resolve("lkr", "tdb.lknet").as_deref(), Some(ip.as_str()));
+    assert_eq!(
+        resolve("lkt", "tdb"),
+        None,
+        "only the linker sees the alias"
+    );
+    assert_eq!(
+        ok(d.docker(&[
+            "exec",
+            "lkr",
+            "sh",
+            "-c",
+            "grep -c tdb /etc/hosts; env | grep -c ^TDB_; true"
+        ]))
+        .lines()
+        .collect::<Vec<_>>(),
+        ["0", "0"]
+    );
+    // An API 1.41 client puts the link on the endpoint itself.
+    let body = br#"{"Image":"busybox","Cmd":["sleep","60"],"HostConfig":{"NetworkMode":"lknet"},
+        "NetworkingConfig":{"EndpointsConfig":{"lknet":{"Links":["lkt:olddb"]}}}}"#;
+    let r = d.http("POST", "/v1.41/containers/create?name=lko", Some(body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    ok(d.docker(&["start", "lko"]));
+    assert_eq!(resolve("lko", "olddb").as_deref(), Some(ip.as_str()));
+    // network connect --link.
+    ok(d.docker(&["run", "-d", "--name", "lkc", "busybox", "sleep", "60"]));
+    ok(d.docker(&["network", "connect", "--link", "lkt:conndb", "lknet", "lkc"]));
+    assert_eq!(
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{json .NetworkSettings.Networks.lknet.Links}}",
+            "lkc"
+        ])),
+        r#"["lkt:conndb"]"#
+    );
+    assert_eq!(resolve("lkc", "conndb").as_deref(), Some(ip.as_str()));
+    ok(d.docker(&["rm", "-f", "lkr", "lko", "lkc", "lkt"]));
+    ok(d.docker(&["network", "rm", "lknet"]));
+}
+
 /// `--mac-address` (the endpoint's `MacAddress` from API 1.44, `Config.MacAddress` before)
 /// sets the container's interface address; a bad one or the host's network is refused.
 #[test]

@@ -374,6 +374,24 @@ impl Engine {
         if host_config.log_config.kind.is_empty() {
             host_config.log_config.kind = self.inner.cfg.log_driver.clone();
         }
+        // On a user-defined network a link is a name only the linker's DNS answers, kept on
+        // its endpoint (`EndpointSettings.Links`): API 1.44+ clients leave the move to the
+        // daemon. Its target need not exist yet, as with dockerd.
+        let mut endpoints = endpoints;
+        let mode = host_config.network_mode().to_owned();
+        if host_config.links.as_ref().is_some_and(|l| !l.is_empty())
+            && !matches!(mode.as_str(), "default" | "bridge" | "host" | "none")
+            && !mode.starts_with("container:")
+            && self.network_inspect(&mode).is_ok_and(|n| !n.predefined)
+        {
+            let ep = endpoints.entry(mode).or_default();
+            for l in host_config.links.take().unwrap_or_default() {
+                crate::links::parse(&l)?;
+                if !ep.links.contains(&l) {
+                    ep.links.push(l);
+                }
+            }
+        }
         // Links: each target must exist; written down below once this container has a name.
         let links = host_config
             .links
@@ -404,7 +422,6 @@ impl Engine {
         // pull it. Docker itself only finds out at start; the same words come back here.
         // The old `Config.MacAddress` (API < 1.44, and SDKs that still send it) is the
         // primary network's.
-        let mut endpoints = endpoints;
         if let Some(mac) = config.mac_address.as_deref().filter(|m| !m.is_empty()) {
             let primary = match host_config.network_mode() {
                 "default" => "bridge",

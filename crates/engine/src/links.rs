@@ -2,7 +2,8 @@
 //! bridge: checked and written down at create as `/target:/name/alias`, and at start turned
 //! into `/etc/hosts` lines (`ip alias hostname name`) and the `ALIAS_PORT_*`, `ALIAS_NAME`
 //! and `ALIAS_ENV_*` variables of moby's `links` package. A target must run, on the default
-//! bridge, when its linker starts.
+//! bridge, when its linker starts. On a user-defined network a link is instead a DNS name of
+//! the linker's endpoint (`EndpointState::links`, answered by the embedded DNS).
 
 use crate::container::ContainerRecord;
 use crate::error::{EngineError, Result};

@@ -52,6 +52,7 @@ pub(super) struct EndpointBody {
     #[serde(rename = "IPAMConfig")]
     ipam_config: Option<EndpointIpam>,
     aliases: Option<Vec<String>>,
+    links: Option<Vec<String>>,
     mac_address: String,
 }
 
@@ -69,6 +70,7 @@ impl EndpointBody {
         let ipam = self.ipam_config.unwrap_or_default();
         EndpointState {
             aliases: self.aliases.unwrap_or_default(),
+            links: self.links.unwrap_or_default(),
             requested_ipv4: ipam.ipv4_address,
             requested_ipv6: ipam.ipv6_address,
             requested_mac: self.mac_address,
@@ -276,7 +278,8 @@ fn endpoint_view(ctx: &Ctx, rec: &ContainerRecord, ep: &EndpointState, r: &Req) 
         json!({"IPv4Address": ep.requested_ipv4, "IPv6Address": ep.requested_ipv6})
     };
     let mut v = json!({
-        "IPAMConfig": ipam, "Links": null,
+        "IPAMConfig": ipam,
+        "Links": if ep.links.is_empty() { Value::Null } else { json!(ep.links) },
         "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
         "NetworkID": ep.network_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
         "IPAddress": ep.ip_address, "IPPrefixLen": ep.ip_prefix_len,

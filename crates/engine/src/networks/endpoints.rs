@@ -38,6 +38,10 @@ pub struct EndpointState {
     pub network_id: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Links on a user-defined network (`target[:alias]`): names only this container's
+    /// DNS answers, for the target's address on the network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
     /// `--ip` / `IPAMConfig.IPv4Address`.
     #[serde(default)]
     pub requested_ipv4: String,
@@ -72,6 +76,7 @@ impl EndpointState {
         let keep = Self {
             network_id: std::mem::take(&mut self.network_id),
             aliases: std::mem::take(&mut self.aliases),
+            links: std::mem::take(&mut self.links),
             requested_ipv4: std::mem::take(&mut self.requested_ipv4),
             requested_ipv6: std::mem::take(&mut self.requested_ipv6),
             requested_mac: std::mem::take(&mut self.requested_mac),
@@ -974,7 +979,7 @@ fn bad_host_port(s: &str) -> EngineError {
 }
 
 /// The names one container's embedded DNS answers: containers (name, aliases, short id) on
-/// the user-defined networks it shares with them.
+/// the user-defined networks it shares with them, and its own links' aliases there.
 struct ContainerResolver {
     inner: Weak<Inner>,
     id: String,
@@ -985,8 +990,8 @@ impl ContainerResolver {
         self.inner.upgrade().map(|inner| Engine { inner })
     }
 
-    /// (network id, network name) of the user networks this container is attached to.
-    fn my_networks(&self, engine: &Engine) -> Vec<(String, String)> {
+    /// (network id, network name, links) of the user networks this container is attached to.
+    fn my_networks(&self, engine: &Engine) -> Vec<(String, String, Vec<String>)> {
         let Ok(h) = engine.resolve(&self.id) else {
             return Vec::new();
         };
@@ -996,7 +1001,7 @@ impl ContainerResolver {
             .iter()
             .filter(|(_, ep)| !ep.endpoint_id.is_empty())
             .filter(|(_, ep)| table.get(&ep.network_id).is_some_and(|n| n.rec.has_dns()))
-            .map(|(name, ep)| (ep.network_id.clone(), name.clone()))
+            .map(|(name, ep)| (ep.network_id.clone(), name.clone(), ep.links.clone()))
             .collect()
     }
 }
@@ -1008,10 +1013,17 @@ impl Resolver for ContainerResolver {
         };
         let nets = self.my_networks(&engine);
         let mut found: Vec<IpAddr> = Vec::new();
-        for (net_id, net_name) in &nets {
+        for (net_id, net_name, links) in &nets {
             // `web` and `web.<network>` both name the container on that network.
             let suffix = format!(".{}", net_name.to_ascii_lowercase());
             let short = name.strip_suffix(&suffix).unwrap_or(name);
+            // The targets this container links to by that alias.
+            let targets: Vec<String> = links
+                .iter()
+                .filter_map(|l| crate::links::parse(l).ok())
+                .filter(|l| l.alias.eq_ignore_ascii_case(short))
+                .map(|l| l.target)
+                .collect();
             for h in engine.handles() {
                 let r = lock(&h.rec);
                 if !r.state.is_running() {
@@ -1025,7 +1037,10 @@ impl Resolver for ContainerResolver {
                 }
                 let matches = r.name.eq_ignore_ascii_case(short)
                     || r.short_id() == short
-                    || ep.aliases.iter().any(|a| a.eq_ignore_ascii_case(short));
+                    || ep.aliases.iter().any(|a| a.eq_ignore_ascii_case(short))
+                    || targets
+                        .iter()
+                        .any(|t| r.name.eq_ignore_ascii_case(t) || r.short_id() == t);
                 if matches {
                     for ip in ep.addresses() {
                         if !found.contains(&ip) {
@@ -1050,7 +1065,7 @@ impl Resolver for ContainerResolver {
             if !r.state.is_running() {
                 continue;
             }
-            for (net_id, net_name) in &nets {
+            for (net_id, net_name, _) in &nets {
                 if let Some(ep) = r.networks.values().find(|e| &e.network_id == net_id) {
                     if ep.addresses().contains(&ip) {
                         return Some(format!("{}.{net_name}", r.name));
