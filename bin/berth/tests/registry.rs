@@ -242,6 +242,43 @@ fn round_trip(d: &Daemon, port: u16) {
     let out = ok(d.docker(&["push", &other]));
     assert_eq!(out.matches("Mounted from test/three").count(), 3, "{out}");
 
+    // Search: the registry has no v1 search API, so its catalog is searched.
+    let names = ok(d.docker(&[
+        "search",
+        "--format",
+        "{{.Name}}|{{.StarCount}}|{{.IsOfficial}}",
+        &format!("127.0.0.1:{port}/THR"),
+    ]));
+    assert_eq!(names, format!("127.0.0.1:{port}/test/three|0|"));
+    let all = ok(d.docker(&["search", &format!("127.0.0.1:{port}/test/")]));
+    assert!(
+        all.contains(&format!("127.0.0.1:{port}/test/other")) && all.starts_with("NAME"),
+        "{all}"
+    );
+    assert_eq!(
+        ok(d.berth(&[
+            "search",
+            "--limit",
+            "1",
+            "--format",
+            "{{.Name}}",
+            &format!("127.0.0.1:{port}/test")
+        ]))
+        .lines()
+        .count(),
+        1
+    );
+    common::assert_refused(
+        &d.docker(&["search", "--limit", "101", &format!("127.0.0.1:{port}/x")]),
+        1,
+        "limit 101 is outside the range of [1, 100]",
+    );
+    common::assert_refused(
+        &d.docker(&["search", "-f", "is-official=maybe", "x"]),
+        1,
+        "invalid filter 'is-official=maybe'",
+    );
+
     // Removing the digest reference of an image that still has a tag keeps the image.
     let out = ok(d.docker(&["rmi", &by_digest]));
     assert!(out.contains(&format!("Untagged: {by_digest}")), "{out}");

@@ -180,6 +180,8 @@ pub enum Cmd {
     Pull(PullArgs),
     /// Upload an image to a registry
     Push(PushArgs),
+    /// Search a registry for images
+    Search(SearchArgs),
     /// Authenticate to a registry
     Login(LoginArgs),
     /// Log out from a registry
@@ -1449,6 +1451,25 @@ pub struct LoginArgs {
     pub password_stdin: bool,
     #[arg(value_name = "SERVER")]
     pub server: Option<String>,
+}
+
+/// `search [OPTIONS] TERM`.
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    /// Filter output based on conditions provided (is-official, stars)
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Max number of search results
+    #[arg(long, default_value_t = 25)]
+    pub limit: u32,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Pretty-print search using a Go template
+    #[arg(long)]
+    pub format: Option<String>,
+    #[arg(value_name = "TERM")]
+    pub term: String,
 }
 
 /// `logout [SERVER]`.

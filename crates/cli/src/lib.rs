@@ -175,6 +175,7 @@ async fn execute(client: &Client, cmd: Cmd) -> Result<i32> {
         Cmd::Pull(a) => registry::pull(client, a).await,
         Cmd::Push(a) => registry::push(client, a).await,
         Cmd::Login(a) => registry::login(client, a).await,
+        Cmd::Search(a) => registry::search(client, a).await,
         Cmd::Logout(a) => registry::logout(a),
         Cmd::Version(a) => system::version(client, a).await,
         Cmd::Info(a) => system::info(client, a).await,

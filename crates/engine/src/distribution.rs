@@ -9,6 +9,9 @@
 //! that lies about its digest aborts the pull and leaves nothing. The image is recorded only
 //! once every layer is in, so a pull killed half-way leaves no image.
 //!
+//! Search asks the registry a term names (Docker Hub unless the term starts with a registry
+//! host) through the client's v1 search, or its catalog where it has no v1 API.
+//!
 //! Push uploads what the registry lacks (layers compressed once with gzip and kept),
 //! mounting blobs from other repositories of the same registry where the image came from,
 //! the config, then the manifest.
@@ -25,7 +28,7 @@ use berth_image::manifest::{
 };
 use berth_image::snapshot::chain_ids;
 use berth_image::{Image, LayerRef, Reference};
-use berth_registry::client::{ClientError, Credentials, Repository};
+use berth_registry::client::{ClientError, Credentials, Repository, SearchResult};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc};
@@ -471,6 +474,45 @@ impl Engine {
         }
     }
 
+    /// `docker search`: at most `limit` (1 to 100) repositories matching `term` on the
+    /// registry it names (`host/term`, else Docker Hub), then `filters`.
+    pub async fn image_search(
+        &self,
+        term: &str,
+        limit: usize,
+        filters: &SearchFilters,
+        creds: Credentials,
+    ) -> Result<Vec<SearchResult>> {
+        if !(1..=100).contains(&limit) {
+            return Err(EngineError::InvalidArgument(format!(
+                "limit {limit} is outside the range of [1, 100]"
+            )));
+        }
+        let (domain, remote) = split_search_term(term);
+        let hub = matches!(domain, "docker.io" | "index.docker.io");
+        let remote = if hub {
+            remote.strip_prefix("library/").unwrap_or(remote)
+        } else {
+            remote
+        };
+        let mut results = self
+            .registry()
+            .search(domain, remote, limit, &creds)
+            .await
+            .map_err(|e| match e {
+                ClientError::Unauthorized(r) => {
+                    EngineError::Unauthorized(format!("search of {domain} denied: {r}"))
+                }
+                e => EngineError::Registry(e),
+            })?;
+        results.retain(|r| {
+            filters.is_official.is_none_or(|o| r.is_official == o)
+                && filters.is_automated.is_none_or(|a| r.is_automated == a)
+                && r.star_count >= filters.stars
+        });
+        Ok(results)
+    }
+
     /// Checks credentials against a registry (`POST /auth`).
     pub async fn registry_login(&self, server: &str, creds: Credentials) -> Result<()> {
         let server = server
@@ -765,4 +807,42 @@ async fn fetch_small(
         });
     }
     Ok(out)
+}
+
+/// The filters of `docker search`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchFilters {
+    pub is_official: Option<bool>,
+    pub is_automated: Option<bool>,
+    /// Fewest stars.
+    pub stars: u64,
+}
+
+/// Splits a search term into the registry it names and the term there, as Docker reads it:
+/// a first component with a `.` or `:`, or `localhost`, is a registry host.
+fn split_search_term(term: &str) -> (&str, &str) {
+    match term.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => (host, rest),
+        _ => ("docker.io", term),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_search_term;
+
+    #[test]
+    fn search_terms_name_their_registry_as_docker_reads_them() {
+        assert_eq!(split_search_term("busybox"), ("docker.io", "busybox"));
+        assert_eq!(
+            split_search_term("library/redis"),
+            ("docker.io", "library/redis")
+        );
+        assert_eq!(
+            split_search_term("127.0.0.1:5000/team/app"),
+            ("127.0.0.1:5000", "team/app")
+        );
+        assert_eq!(split_search_term("localhost/app"), ("localhost", "app"));
+        assert_eq!(split_search_term("reg.example/app"), ("reg.example", "app"));
+    }
 }

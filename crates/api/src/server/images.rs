@@ -312,6 +312,38 @@ pub(super) async fn distribution(ctx: &Ctx, r: &Req, name: &str) -> HandlerResul
     }))
 }
 
+/// `GET /images/search?term=&limit=&filters=`: the registry's hits, as `docker search`
+/// reads them.
+pub(super) async fn search(ctx: &Ctx, r: &Req) -> HandlerResult {
+    let term = r.q("term").unwrap_or("");
+    let limit = match r.int("limit")? {
+        None => 25,
+        Some(n) => usize::try_from(n).unwrap_or(0),
+    };
+    let mut filters = berth_engine::distribution::SearchFilters::default();
+    for (key, values) in r.filters()? {
+        for v in values {
+            let bad = || ApiError::bad(format!("invalid filter '{key}={v}'"));
+            let flag = || match v.as_str() {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(bad()),
+            };
+            match key.as_str() {
+                "is-official" => filters.is_official = Some(flag()?),
+                "is-automated" => filters.is_automated = Some(flag()?),
+                "stars" => filters.stars = v.parse().map_err(|_| bad())?,
+                _ => return Err(ApiError::bad(format!("invalid filter '{key}'"))),
+            }
+        }
+    }
+    let results = ctx
+        .engine
+        .image_search(term, limit, &filters, registry_auth(r)?)
+        .await?;
+    ok_json(&results)
+}
+
 /// The credentials of `X-Registry-Auth` (anonymous when absent).
 fn registry_auth(r: &Req) -> Result<Credentials, ApiError> {
     match r.parts.headers.get("x-registry-auth").map(|v| v.to_str()) {

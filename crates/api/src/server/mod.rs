@@ -451,6 +451,7 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
         (&Method::DELETE, ["volumes", name]) => volumes::remove(ctx, &r, name),
 
         (&Method::GET, ["images", "json"]) => images::list(ctx, &r),
+        (&Method::GET, ["images", "search"]) => images::search(ctx, &r).await,
         (&Method::GET, ["images", "get"]) => images::save(ctx, r.all("names")).await,
         (&Method::POST, ["images", "load"]) => images::load(ctx, r).await,
         (&Method::POST, ["commit"]) => images::commit(ctx, r).await,

@@ -11,7 +11,7 @@ use hyper::Method;
 use serde::{Deserialize, Serialize};
 
 use super::image_seg;
-use crate::args::{LoginArgs, LogoutArgs, PullArgs, PushArgs};
+use crate::args::{LoginArgs, LogoutArgs, PullArgs, PushArgs, SearchArgs};
 use crate::auth::{self, AuthConfig, ConfigFile, INDEX_SERVER, StoredIn};
 use crate::error::{CliError, Result};
 use crate::progress::{self, ProgressMessage, ProgressOutput};
@@ -159,6 +159,76 @@ async fn authenticate(client: &Client, creds: &AuthConfig) -> Result<AuthRespons
     };
     let resp: Option<AuthResponse> = client.post("/auth", Some(&body)).await?;
     Ok(resp.unwrap_or_default())
+}
+
+/// `search TERM`: the registry's hits (Docker Hub's, or `host/term` on another registry),
+/// with the credentials stored for it.
+pub async fn search(client: &Client, a: SearchArgs) -> Result<i32> {
+    let server = match a.term.split_once('/') {
+        Some((host, _)) if host.contains(['.', ':']) || host == "localhost" => host.to_owned(),
+        _ => INDEX_SERVER.to_owned(),
+    };
+    let auth =
+        auth::registry_auth_header(&server)?.unwrap_or_else(|| auth::encode_auth_header(None));
+    let mut q = vec![("term", a.term.clone()), ("limit", a.limit.to_string())];
+    if let Some(f) = crate::opts::parse_filters(&a.filter)? {
+        q.push(("filters", f));
+    }
+    let pairs: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut stream = client
+        .stream_with_headers(
+            Method::GET,
+            &format!("/images/search?{}", query(&pairs)),
+            RequestBody::Empty,
+            &[(REGISTRY_AUTH_HEADER, &auth)],
+        )
+        .await?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    let hits: Vec<serde_json::Value> = serde_json::from_slice(&body)
+        .map_err(|e| CliError::Stream(format!("search results: {e}")))?;
+    let ok = |v: &serde_json::Value| {
+        if v.as_bool() == Some(true) {
+            "[OK]"
+        } else {
+            ""
+        }
+    };
+    let rows: Vec<serde_json::Value> = hits
+        .iter()
+        .map(|h| {
+            let desc = h["description"]
+                .as_str()
+                .unwrap_or_default()
+                .replace('\n', " ");
+            let desc = if a.no_trunc || desc.chars().count() <= 45 {
+                desc
+            } else {
+                let mut d: String = desc.chars().take(44).collect();
+                d.push('…');
+                d
+            };
+            serde_json::json!({
+                "Name": h["name"], "Description": desc, "StarCount": h["star_count"],
+                "IsOfficial": ok(&h["is_official"]), "IsAutomated": ok(&h["is_automated"]),
+            })
+        })
+        .collect();
+    let format = match &a.format {
+        Some(f) if !f.is_empty() && f != "table" => f.clone(),
+        _ => "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}".to_owned(),
+    };
+    let headers = serde_json::json!({
+        "Name": "NAME", "Description": "DESCRIPTION", "StarCount": "STARS",
+        "IsOfficial": "OFFICIAL", "IsAutomated": "AUTOMATED",
+    });
+    out!(
+        "{}",
+        crate::template::render_rows(&format, &headers, &rows)?
+    );
+    Ok(0)
 }
 
 /// `login [-u USER] [-p PASS | --password-stdin] [SERVER]`.

@@ -5,7 +5,8 @@
 //! tokens per (host, scope, credentials) ([`auth`]). [`Client::repository`] gives a
 //! [`Repository`] bound to one repository and one set of [`Credentials`], with the protocol's
 //! operations: manifests (verified against their digest), blobs streamed from an offset with
-//! redirects followed, existence checks, cross-repository mounts, uploads, tag lists.
+//! redirects followed, existence checks, cross-repository mounts, uploads, tag lists; and
+//! image search ([`search`]).
 //!
 //! Behaviour follows Docker's: `docker.io` means `registry-1.docker.io` and pulls from it try
 //! the configured mirrors first; registries listed as insecure (by `host[:port]` or CIDR) and
@@ -15,6 +16,7 @@
 mod auth;
 mod error;
 mod names;
+mod search;
 mod tls;
 mod transport;
 
@@ -37,6 +39,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub use auth::Credentials;
 pub use error::{ClientError, ErrorEntry, RemoteError};
+pub use search::SearchResult;
 
 use crate::media;
 use auth::AuthCache;
