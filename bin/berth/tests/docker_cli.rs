@@ -442,6 +442,35 @@ fn details_match_dockerd() {
     ok(d.docker(&["rm", "-f", "c1", "c2"]));
 }
 
+/// Real-time signals reach the container: `kill -s SIGRTMIN+3` (how systemd is told to stop)
+/// and a `--stop-signal` of one.
+#[test]
+fn real_time_signals_are_delivered() {
+    let d = daemon();
+    let trap = "trap 'exit 7' 37; while :; do sleep 0.1; done";
+    ok(d.docker(&["run", "-d", "--name", "rt1", "busybox", "sh", "-c", trap]));
+    ok(d.docker(&["kill", "-s", "SIGRTMIN+3", "rt1"]));
+    assert_eq!(ok(d.docker(&["wait", "rt1"])), "7");
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "rt2",
+        "--stop-signal",
+        "RTMIN+3",
+        "busybox",
+        "sh",
+        "-c",
+        trap,
+    ]));
+    ok(d.docker(&["stop", "-t", "10", "rt2"]));
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.State.ExitCode}}", "rt2"])),
+        "7"
+    );
+    ok(d.docker(&["rm", "-f", "rt1", "rt2"]));
+}
+
 /// More of what the same docker commands show against dockerd 20.10: image list filters, the
 /// init layer's files, mount order, `/etc/hosts` entries, and create's refusals.
 #[test]
@@ -886,6 +915,37 @@ fn images_tag_rmi() {
         );
     }
     ok(d.docker(&["rm", "-f", "busy"]));
+    // Tags that would read as an id or a digest are refused.
+    common::assert_refused(
+        &d.docker(&["tag", "busybox", "sha256:abc"]),
+        1,
+        "refusing to create an ambiguous tag using digest algorithm as name",
+    );
+    // By id, two tags (even of one repository) need force.
+    ok(d.docker(&["tag", "busybox", "busybox:two"]));
+    common::assert_refused(
+        &d.docker(&["rmi", short]),
+        1,
+        "(must be forced) - image is referenced in multiple repositories",
+    );
+    ok(d.docker(&["rmi", "busybox:two"]));
+    // An image committed from another is its child: the parent stays while it does.
+    ok(d.docker(&["run", "--name", "par", "busybox", "touch", "/x"]));
+    ok(d.docker(&["commit", "par", "child:1"]));
+    ok(d.docker(&["rm", "par"]));
+    for args in [&["rmi", short][..], &["rmi", "-f", short][..]] {
+        common::assert_refused(
+            &d.docker(args),
+            1,
+            "(cannot be forced) - image has dependent child images",
+        );
+    }
+    ok(d.docker(&["tag", "busybox", "busybox:keep"]));
+    assert_eq!(
+        ok(d.docker(&["rmi", "busybox:keep"])),
+        "Untagged: busybox:keep"
+    );
+    ok(d.docker(&["rmi", "child:1"]));
     let layer = ok(d.docker(&[
         "image",
         "inspect",

@@ -456,6 +456,17 @@ impl Engine {
             None => repo.to_owned(),
         };
         let reference = parse_reference(&full)?;
+        // moby's reference store refuses both: `sha256:abc` would read as an image id.
+        if reference.digest().is_some() {
+            return Err(EngineError::InvalidArgument(
+                "refusing to create a tag with a digest reference".into(),
+            ));
+        }
+        if reference.familiar_name() == "sha256" {
+            return Err(EngineError::InvalidArgument(
+                "refusing to create an ambiguous tag using digest algorithm as name".into(),
+            ));
+        }
         let img = self.inner.images.resolve(name)?;
         self.inner.images.tag(&img.id, &reference)?;
         let mut attrs = BTreeMap::new();

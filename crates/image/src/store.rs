@@ -899,12 +899,14 @@ impl ImageStore {
     }
 
     /// `docker rmi`, following moby's `ImageDelete`: a reference is untagged, and the image
-    /// goes with its last tag unless a container uses it (then the last tag stays, unless
-    /// `force`). An id deletes the image with all its tags; tags in several repositories, or a
-    /// stopped container using the image, need `force` (which untags and keeps a used image);
-    /// a running container's image cannot be deleted, even with `force`. `in_use` names a
-    /// container using the image, a running one if there is any.
-    /// Snapshots and blobs no other image uses are removed with the image.
+    /// goes with its last reference unless a container uses it or images were committed
+    /// from it (then it stays, untagged). An id deletes the image with all its references
+    /// when they are one tag (and digests of its repository); more references, or a stopped
+    /// container using the image, need `force`. A running container's image, or one with
+    /// child images, cannot be deleted, even with `force`. Unlike dockerd, a forced delete
+    /// of an image a stopped container uses untags it and keeps it, since the container's
+    /// root is made of its layers. `in_use` names a container using the image, a running
+    /// one if there is any. Snapshots and blobs no other image uses go with the image.
     pub fn remove(
         &self,
         name: &str,
@@ -915,12 +917,21 @@ impl ImageStore {
         let (img, by_ref) = self.resolve_inner(name)?;
         let id = img.id.clone();
         let mut refs = self.tags_of(&id)?;
+        let mut digests = self
+            .record(&id)?
+            .map(|r| r.repo_digests)
+            .unwrap_or_default();
         let user = in_use(&id);
+        let children = self
+            .records()?
+            .iter()
+            .filter(|r| r.parent.as_deref() == Some(id.as_str()))
+            .count();
         let mut records = Vec::new();
         let mut removed_ref = false;
 
         if let Some(r) = by_ref {
-            if !force && refs.len() == 1 {
+            if !force && is_single_reference(&refs, &digests) {
                 if let Some(ctr) = &user {
                     return Err(ImageError::Conflict(format!(
                         "conflict: unable to remove repository reference {name:?} (must force) - container {} is using its referenced image {}",
@@ -937,75 +948,55 @@ impl ImageStore {
             refs.retain(|x| x != &r);
             // The digest named goes; with a repository's last tag go its digests (Docker).
             let last_of_repo = !refs.iter().any(|x| x.name() == r.name());
-            if let Some(mut rec) = self.record(&id)? {
-                let before = rec.repo_digests.len();
-                rec.repo_digests.retain(|d| {
-                    let gone = match &named_digest {
-                        Some(n) => d == n,
-                        None => last_of_repo && d.split('@').next() == Some(r.name().as_str()),
-                    };
-                    if gone && named_digest.is_none() {
-                        if let Ok(x) = Reference::parse(d) {
-                            records.push(RemovedImage::Untagged(x.familiar()));
-                        }
+            let before = digests.len();
+            digests.retain(|d| {
+                let gone = match &named_digest {
+                    Some(n) => d == n,
+                    None => last_of_repo && d.split('@').next() == Some(r.name().as_str()),
+                };
+                if gone && named_digest.is_none() {
+                    if let Ok(x) = Reference::parse(d) {
+                        records.push(RemovedImage::Untagged(x.familiar()));
                     }
-                    !gone
-                });
-                if rec.repo_digests.len() != before {
-                    let data = serde_json::to_vec(&rec)
-                        .map_err(|e| ImageError::Corrupt(format!("encode image record: {e}")))?;
-                    let txn = self.db.begin_write()?;
-                    txn.open_table(IMAGES)?
-                        .insert(id.as_str(), data.as_slice())?;
-                    txn.commit()?;
                 }
-                if !refs.is_empty() || !rec.repo_digests.is_empty() {
-                    return Ok(records);
-                }
-            } else if !refs.is_empty() {
+                !gone
+            });
+            if digests.len() != before {
+                self.set_repo_digests(&id, &digests)?;
+            }
+            if !refs.is_empty() || !digests.is_empty() {
                 return Ok(records);
             }
             removed_ref = true;
-        } else {
-            // By id: tags all in one repository go with the image; tags in several need force.
-            let repos: HashSet<String> = refs.iter().map(Reference::name).collect();
-            if repos.len() > 1 && !force {
-                return Err(ImageError::Conflict(format!(
-                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                    short_id(&id)
-                )));
+        } else if is_single_reference(&refs, &digests) {
+            // By id, one tag (with its repository's digests): the references go first,
+            // unless something the references do not decide keeps the image.
+            let conflict = delete_conflict(&id, children, user.as_ref(), false, !force);
+            if let Some(c) = conflict {
+                return Err(c);
             }
+            self.untag_all(&mut refs, &mut digests, &id, &mut records)?;
         }
 
-        if let Some(ctr) = user {
-            if removed_ref {
-                // The last tag went; the image stays for its container (as Docker does).
+        let conflict = delete_conflict(
+            &id,
+            children,
+            user.as_ref(),
+            !force && (!refs.is_empty() || !digests.is_empty()),
+            !force,
+        );
+        if let Some(c) = conflict {
+            // The last reference went by name: an image still used or still a parent
+            // stays, untagged, as with dockerd.
+            if removed_ref && (children > 0 || user.is_some()) {
                 return Ok(records);
             }
-            if ctr.running {
-                return Err(ImageError::Conflict(format!(
-                    "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
-                    short_id(&id),
-                    short_id(&ctr.container)
-                )));
-            }
-            if !force {
-                return Err(ImageError::Conflict(format!(
-                    "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
-                    short_id(&id),
-                    short_id(&ctr.container)
-                )));
-            }
-            for r in refs {
-                self.untag(&r)?;
-                records.push(RemovedImage::Untagged(r.familiar()));
-            }
-            return Ok(records);
+            return Err(c);
         }
-
-        for r in refs {
-            self.untag(&r)?;
-            records.push(RemovedImage::Untagged(r.familiar()));
+        self.untag_all(&mut refs, &mut digests, &id, &mut records)?;
+        if user.is_some() {
+            // Forced, with a stopped container on it: untagged and kept for the container.
+            return Ok(records);
         }
         let txn = self.db.begin_write()?;
         txn.open_table(IMAGES)?.remove(id.as_str())?;
@@ -1019,6 +1010,42 @@ impl ImageStore {
             }
         }
         Ok(records)
+    }
+
+    /// Removes every tag and digest reference of an image, listing each as untagged.
+    fn untag_all(
+        &self,
+        refs: &mut Vec<Reference>,
+        digests: &mut Vec<String>,
+        id: &str,
+        records: &mut Vec<RemovedImage>,
+    ) -> Result<(), ImageError> {
+        for r in refs.drain(..) {
+            self.untag(&r)?;
+            records.push(RemovedImage::Untagged(r.familiar()));
+        }
+        if !digests.is_empty() {
+            for d in digests.drain(..) {
+                if let Ok(x) = Reference::parse(&d) {
+                    records.push(RemovedImage::Untagged(x.familiar()));
+                }
+            }
+            self.set_repo_digests(id, &[])?;
+        }
+        Ok(())
+    }
+
+    fn set_repo_digests(&self, id: &str, digests: &[String]) -> Result<(), ImageError> {
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(());
+        };
+        rec.repo_digests = digests.to_vec();
+        let data = serde_json::to_vec(&rec)
+            .map_err(|e| ImageError::Corrupt(format!("encode image record: {e}")))?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(IMAGES)?.insert(id, data.as_slice())?;
+        txn.commit()?;
+        Ok(())
     }
 
     fn untag(&self, r: &Reference) -> Result<(), ImageError> {
@@ -1184,4 +1211,70 @@ impl ImageStore {
     pub fn detach_container(&self, container_id: &str) -> Result<Option<PathBuf>, ImageError> {
         self.snapshots.detach_container(container_id)
     }
+}
+
+/// moby's `isSingleReference`: at most one tag, and any digests all of that tag's repository
+/// (or one digest alone). False without references.
+fn is_single_reference(tags: &[Reference], digests: &[String]) -> bool {
+    if tags.len() + digests.len() <= 1 {
+        return tags.len() + digests.len() == 1;
+    }
+    if tags.len() > 1 {
+        return false;
+    }
+    let repo_of = |d: &String| d.split('@').next().unwrap_or("").to_owned();
+    let single = match tags.first() {
+        Some(t) => t.name(),
+        None => repo_of(&digests[0]),
+    };
+    let repos: HashSet<String> = digests.iter().map(repo_of).collect();
+    repos.len() == 1 && repos.contains(&single)
+}
+
+/// moby's `checkImageDeleteConflict`, in its order: child images and a running container
+/// always conflict ("cannot be forced"); remaining references (`references`) and a stopped
+/// container (`stopped`) when asked ("must be forced").
+fn delete_conflict(
+    id: &str,
+    children: usize,
+    user: Option<&ImageUser>,
+    references: bool,
+    stopped: bool,
+) -> Option<ImageError> {
+    let conflict = |hard: bool, why: String| {
+        let how = if hard {
+            "cannot be forced"
+        } else {
+            "must be forced"
+        };
+        Some(ImageError::Conflict(format!(
+            "conflict: unable to delete {} ({how}) - {why}",
+            short_id(id)
+        )))
+    };
+    if children > 0 {
+        return conflict(true, "image has dependent child images".into());
+    }
+    if let Some(u) = user.filter(|u| u.running) {
+        return conflict(
+            true,
+            format!(
+                "image is being used by running container {}",
+                short_id(&u.container)
+            ),
+        );
+    }
+    if references {
+        return conflict(false, "image is referenced in multiple repositories".into());
+    }
+    if let Some(u) = user.filter(|u| stopped && !u.running) {
+        return conflict(
+            false,
+            format!(
+                "image is being used by stopped container {}",
+                short_id(&u.container)
+            ),
+        );
+    }
+    None
 }

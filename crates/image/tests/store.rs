@@ -216,16 +216,65 @@ fn import_list_resolve_tag_remove() {
 }
 
 #[test]
-fn remove_by_id_in_one_repository_untags_all() {
+fn remove_by_id_with_two_tags_needs_force_then_untags_all() {
     let Env { dir: _dir, store } = env();
     let img = import(&store, rootfs_tar("x"), Some("app:1"));
     store
         .tag(&img.id, &Reference::parse("app:2").unwrap())
         .unwrap();
-    let r = store.remove(&img.id[7..19], false, &no_users).unwrap();
+    // Two tags, even of one repository, are more than one reference (moby's rule).
+    let e = store.remove(&img.id[7..19], false, &no_users).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(
+        e.to_string()
+            .ends_with("(must be forced) - image is referenced in multiple repositories"),
+        "{e}"
+    );
+    assert_eq!(
+        store.get(&img.id).unwrap().repo_tags.len(),
+        2,
+        "nothing changed"
+    );
+    let r = store.remove(&img.id[7..19], true, &no_users).unwrap();
     assert_eq!(r.len(), 4);
     assert_eq!(r[2], RemovedImage::Deleted(img.id.clone()));
     assert!(matches!(&r[3], RemovedImage::LayerDeleted(c) if c.starts_with("sha256:")));
+}
+
+#[test]
+fn an_image_with_children_stays_while_they_do() {
+    let Env { dir: _dir, store } = env();
+    let base = import(&store, rootfs_tar("x"), Some("base:1"));
+    // A child: committed from the base (its parent is recorded).
+    let child = store
+        .commit_container(
+            "0123abcd",
+            &base,
+            &berth_image::CommitOptions {
+                reference: Some(Reference::parse("child:1").unwrap()),
+                config: serde_json::json!({}),
+                ..Default::default()
+            },
+            Box::new(|_, _| false),
+        )
+        .unwrap();
+    assert_eq!(child.parent.as_deref(), Some(base.id.as_str()));
+    for force in [false, true] {
+        let e = store.remove(&base.id, force, &no_users).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("(cannot be forced) - image has dependent child images"),
+            "{e}"
+        );
+    }
+    // By its last tag: untagged, kept for the child.
+    let r = store.remove("base:1", false, &no_users).unwrap();
+    assert_eq!(r, vec![RemovedImage::Untagged("base:1".into())]);
+    assert!(store.get(&base.id).unwrap().repo_tags.is_empty());
+    // Once the child is gone, the base can go.
+    store.remove("child:1", false, &no_users).unwrap();
+    let r = store.remove(&base.id, false, &no_users).unwrap();
+    assert_eq!(r[0], RemovedImage::Deleted(base.id.clone()));
 }
 
 #[test]

@@ -881,16 +881,18 @@ impl Shim {
                         Ok(()) => Response::ok(),
                         Err(e) => Response::err(e.to_string()),
                     }
-                } else {
-                    match nix::sys::signal::Signal::try_from(signal) {
-                        Ok(sig) => {
-                            match nix::sys::signal::kill(Pid::from_raw(self.init_pid), sig) {
-                                Ok(()) => Response::ok(),
-                                Err(e) => Response::err(format!("kill: {e}")),
-                            }
-                        }
-                        Err(_) => Response::err(format!("invalid signal {signal}")),
+                } else if (1..=64).contains(&signal) {
+                    // Any signal number, real-time ones too (`SIGRTMIN+3` stops systemd),
+                    // which nix's `Signal` cannot name.
+                    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+                    let rc = unsafe { libc::kill(self.init_pid, signal) };
+                    if rc == 0 {
+                        Response::ok()
+                    } else {
+                        Response::err(format!("kill: {}", std::io::Error::last_os_error()))
                     }
+                } else {
+                    Response::err(format!("invalid signal {signal}"))
                 };
                 let c = &mut self.clients[i];
                 c.send_line(&resp);
