@@ -490,16 +490,30 @@ fn prune_keeps_named_volumes_for_current_clients_and_df_counts_them() {
     let row = df.lines().find(|l| l.starts_with("Local Volumes")).unwrap();
     assert_eq!(row.split_whitespace().nth(2), Some("2"), "{df}");
     assert!(row.contains("4.096kB"), "{df}");
+    // A volume with mount options is never pruned (dockerd's rule): only rm removes it.
+    ok(d.berth(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "-o",
+        "o=size=1m",
+        "optvol",
+    ]));
     // API 1.42+: only anonymous volumes go unless all=true.
     let out = ok(d.berth(&["volume", "prune", "-f"]));
     assert!(out.contains(&anon) && !out.contains("named"), "{out}");
-    assert_eq!(ok(d.berth(&["volume", "ls", "-q"])), "named");
+    assert_eq!(ok(d.berth(&["volume", "ls", "-q"])), "named\noptvol");
     // Older clients prune every unused volume, as Docker 20.10 did.
     let r = d.http("POST", "/v1.41/volumes/prune", None);
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["VolumesDeleted"], serde_json::json!(["named"]));
     assert_eq!(r.json()["SpaceReclaimed"], 4096);
-    assert_eq!(ok(d.berth(&["volume", "ls", "-q"])), "");
+    assert_eq!(ok(d.berth(&["volume", "ls", "-q"])), "optvol");
+    ok(d.berth(&["volume", "prune", "-af"]));
+    assert_eq!(ok(d.berth(&["volume", "rm", "optvol"])), "optvol");
 }
 
 #[test]

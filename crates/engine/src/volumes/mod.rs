@@ -366,7 +366,8 @@ impl Engine {
 
     /// Removes unused volumes: only anonymous ones unless `all` (API 1.42 and later; older
     /// clients get every unused volume, as Docker 20.10 did), with the `label`/`label!`
-    /// filters. Returns the names and the bytes freed.
+    /// filters; never one made with mount options, as dockerd. Returns the names and the
+    /// bytes freed.
     pub fn volume_prune(
         &self,
         all: bool,
@@ -378,6 +379,9 @@ impl Engine {
         let candidates: Vec<Volume> = table
             .values()
             .filter(|v| !used.contains(&v.name) && (all || v.anonymous))
+            // As dockerd: a volume made with mount options (`type`/`device`/`o`: an NFS
+            // share, a device) is not pruned; only `volume rm` removes it.
+            .filter(|v| v.options.is_empty())
             .filter(|v| crate::prune::labels_pass(&v.labels, want, negated))
             .cloned()
             .collect();
