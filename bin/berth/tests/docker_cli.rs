@@ -1575,6 +1575,12 @@ fn system_and_image_prune() {
         ok(d.berth(&["image", "prune", "-a", "-f"])),
         "Total reclaimed space: 0B"
     );
+    // A dangling image whose one layer busybox shares frees nothing: only layers that go
+    // count, as dockerd.
+    let again = ok(d.docker_stdin(&["import", "-", ""], Some(&tar)));
+    let r = d.http("POST", "/v1.41/images/prune", None).json();
+    assert_eq!(r["SpaceReclaimed"], 0, "{r}");
+    assert!(r["ImagesDeleted"].to_string().contains(&again), "{r}");
     ok(d.docker(&["rm", "-f", "running"]));
     let out = ok(d.docker(&["image", "prune", "-a", "-f"]));
     assert!(
@@ -2106,4 +2112,106 @@ fn create_checks_and_host_config_defaults_as_dockerd() {
         "grep /dev/shm /proc/mounts",
     ]));
     assert!(shm.contains("size=65536k"), "{shm}");
+}
+
+/// Events in dockerd's shape and order for images, commit, stop and prune: image events
+/// carry `status`/`id` and the image's labels; a commit tags, then commits, then unpauses;
+/// stop sends `kill` events for its signal and for the SIGKILL after the timeout; every
+/// prune says so. And `ps` shows a container's image by id once its tag is gone.
+#[test]
+fn events_of_images_commit_stop_and_prune() {
+    let d = daemon();
+    let since = common::unix_now().to_string();
+    ok(d.docker(&[
+        "run", "-d", "--name", "ev1", "--label", "c=1", "busybox", "sleep", "60",
+    ]));
+    let img = ok(d.docker(&["commit", "-c", "LABEL team=a", "ev1", "lbl:1"]));
+    ok(d.docker(&["tag", "lbl:1", "lbl:2"]));
+    // `sleep` as pid 1 ignores SIGTERM: the stop ends with SIGKILL.
+    ok(d.docker(&["stop", "-t", "1", "ev1"]));
+    ok(d.docker(&["rm", "ev1"]));
+    ok(d.docker(&["rmi", "lbl:2"]));
+    ok(d.docker(&["run", "-d", "--name", "ev2", "lbl:1", "sleep", "60"]));
+    ok(d.docker(&["rmi", "-f", "lbl:1"]));
+    assert_eq!(
+        ok(d.docker(&["ps", "--filter", "name=ev2", "--format", "{{.Image}}"])),
+        &img[7..19],
+        "the untagged image is shown by id"
+    );
+    ok(d.docker(&["rm", "-f", "ev2"]));
+    ok(d.docker(&["container", "prune", "-f"]));
+    ok(d.docker(&["image", "prune", "-f"]));
+    ok(d.docker(&["network", "prune", "-f"]));
+    let until = (common::unix_now() + 1).to_string();
+    let out = ok(d.docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
+        "{{json .}}",
+    ]));
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seq: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["Type"].as_str().unwrap(),
+                e["Action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let find = |what: &str, from: usize| {
+        seq.iter()
+            .skip(from)
+            .position(|s| s == what)
+            .map(|i| i + from)
+            .unwrap_or_else(|| panic!("no {what:?} after {from} in {seq:#?}"))
+    };
+    // Commit: pause, the new tag, the commit, unpause.
+    let pause = find("container pause", 0);
+    let tag = find("image tag", pause);
+    let commit = find("container commit", tag);
+    find("container unpause", commit);
+    let t = &events[tag];
+    assert_eq!(t["status"], "tag", "{t}");
+    assert_eq!(t["id"], img.as_str(), "{t}");
+    assert_eq!(t["Actor"]["Attributes"]["team"], "a", "{t}");
+    assert_eq!(t["Actor"]["Attributes"]["name"], "lbl:1", "{t}");
+    assert!(t.get("from").is_none(), "{t}");
+    let c = &events[commit]["Actor"]["Attributes"];
+    assert_eq!(
+        (&c["c"], &c["image"], &c["imageRef"], &c["imageID"]),
+        (
+            &serde_json::json!("1"),
+            &serde_json::json!("busybox"),
+            &serde_json::json!("lbl:1"),
+            &serde_json::json!(img)
+        ),
+        "{c}"
+    );
+    // Stop: kill with SIGTERM, kill with SIGKILL, die, stop.
+    let k1 = find("container kill", commit);
+    let k2 = find("container kill", k1 + 1);
+    let die = find("container die", k2);
+    find("container stop", die);
+    assert_eq!(events[k1]["Actor"]["Attributes"]["signal"], "15");
+    assert_eq!(events[k2]["Actor"]["Attributes"]["signal"], "9");
+    // The untag of lbl:2 still carries the image's labels.
+    let untag = find("image untag", die);
+    assert_eq!(events[untag]["Actor"]["Attributes"]["team"], "a");
+    // Each prune.
+    for kind in ["container", "image", "network"] {
+        let p = &events[find(&format!("{kind} prune"), untag)];
+        assert_eq!(p["Actor"]["ID"], "", "{p}");
+        assert!(p.get("id").is_none(), "{p}");
+        if kind != "network" {
+            assert!(p["Actor"]["Attributes"]["reclaimed"].is_string(), "{p}");
+        }
+    }
 }

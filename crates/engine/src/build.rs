@@ -256,9 +256,7 @@ impl Engine {
             let name = Reference::parse(t)
                 .map(|r| r.familiar())
                 .unwrap_or_else(|_| t.clone());
-            let mut attrs = BTreeMap::new();
-            attrs.insert("name".into(), name.clone());
-            self.inner.events.publish("image", "tag", &id, attrs);
+            self.emit_image("tag", &id, &name);
             tags.push(name);
         }
         Ok(Built {

@@ -1,7 +1,6 @@
 //! `docker commit`: a container's filesystem changes become a new layer on top of its image,
 //! and its config (with `--change` instructions applied) the new image's config.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use berth_image::CommitOptions;
@@ -103,6 +102,7 @@ impl Engine {
         if pause {
             self.set_paused(&rec.id, true).await?;
         }
+        let image_ref = reference.as_ref().map(|r| r.familiar()).unwrap_or_default();
         let opts = CommitOptions {
             reference,
             config: config_json,
@@ -120,20 +120,29 @@ impl Engine {
                 .commit_container(&id, &image, &opts, Box::new(is_mount_point))
         })
         .await;
+        let result = result
+            .map_err(|e| EngineError::Runtime(format!("commit task: {e}")))
+            .and_then(|r| r.map_err(EngineError::from));
+        // moby's order: the new tag, the commit, then the unpause.
+        if let Ok(image) = &result {
+            if !image_ref.is_empty() {
+                self.emit_image("tag", &image.id, &image_ref);
+            }
+            let mut attrs = rec.config.labels.clone().unwrap_or_default();
+            attrs.insert("comment".into(), req.comment);
+            attrs.insert("image".into(), rec.config.image.clone());
+            attrs.insert("imageID".into(), image.id.clone());
+            attrs.insert("imageRef".into(), image_ref);
+            attrs.insert("name".into(), rec.name.clone());
+            self.inner
+                .events
+                .publish("container", "commit", &rec.id, attrs);
+        }
         if pause {
             if let Err(e) = self.set_paused(&rec.id, false).await {
                 tracing::warn!(container = %rec.id, error = %e, "unpausing after commit");
             }
         }
-        let image = result.map_err(|e| EngineError::Runtime(format!("commit task: {e}")))??;
-        let mut attrs = BTreeMap::new();
-        attrs.insert("comment".into(), req.comment);
-        attrs.insert("imageID".into(), image.id.clone());
-        attrs.insert("imageRef".into(), image.id.clone());
-        attrs.insert("name".into(), rec.name.clone());
-        self.inner
-            .events
-            .publish("container", "commit", &rec.id, attrs);
-        Ok(image.id)
+        Ok(result?.id)
     }
 }

@@ -516,6 +516,17 @@ impl Engine {
         Ok((id, warnings))
     }
 
+    /// The `kill` event of a signal sent (by kill, and by stop: its signal, then SIGKILL).
+    fn emit_kill(&self, rec: &ContainerRecord, sig: i32) {
+        let mut attrs = rec.config.labels.clone().unwrap_or_default();
+        attrs.insert("signal".into(), sig.to_string());
+        attrs.insert("name".into(), rec.name.clone());
+        attrs.insert("image".into(), rec.config.image.clone());
+        self.inner
+            .events
+            .publish("container", "kill", &rec.id, attrs);
+    }
+
     pub(crate) fn emit(&self, rec: &ContainerRecord, action: &str) {
         let mut attrs = rec.config.labels.clone().unwrap_or_default();
         attrs.insert("image".into(), rec.config.image.clone());
@@ -1069,6 +1080,7 @@ impl Engine {
         if rec.state.status == Status::Paused {
             let _ = shim_client::call(&socket, &Request::Resume).await;
         }
+        self.emit_kill(&rec, sig);
         let _ = shim_client::call(
             &socket,
             &Request::Kill {
@@ -1086,6 +1098,7 @@ impl Engine {
                 .is_ok()
         };
         if !waited {
+            self.emit_kill(&rec, libc::SIGKILL);
             shim_client::kill_all(&socket).await;
             if tokio::time::timeout(Duration::from_secs(30), rx.wait_for(exited))
                 .await
@@ -1124,13 +1137,7 @@ impl Engine {
         let exits = rx.borrow().exits;
         // The event goes out as the signal does, so it always precedes the `die` it may
         // cause (the exit is reported on another task), as dockerd's.
-        let mut attrs = rec.config.labels.clone().unwrap_or_default();
-        attrs.insert("signal".into(), sig.to_string());
-        attrs.insert("name".into(), rec.name.clone());
-        attrs.insert("image".into(), rec.config.image.clone());
-        self.inner
-            .events
-            .publish("container", "kill", &rec.id, attrs);
+        self.emit_kill(&rec, sig);
         shim_client::call(
             &socket,
             &Request::Kill {

@@ -16,7 +16,6 @@
 //! mounting blobs from other repositories of the same registry where the image came from,
 //! the config, then the manifest.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -321,11 +320,7 @@ impl Engine {
             format!("Status: Downloaded newer image for {shown}")
         };
         let _ = progress.send(Progress::line(status));
-        let mut attrs = BTreeMap::new();
-        attrs.insert("name".into(), r.familiar());
-        self.inner
-            .events
-            .publish("image", "pull", &r.familiar(), attrs);
+        self.emit_image("pull", &r.familiar(), &r.familiar());
         Ok(image.id)
     }
 
@@ -682,11 +677,7 @@ impl Engine {
         })
         .await
         .map_err(|e| EngineError::Runtime(format!("push task: {e}")))??;
-        let mut attrs = BTreeMap::new();
-        attrs.insert("name".into(), tag.familiar());
-        self.inner
-            .events
-            .publish("image", "push", &tag.familiar(), attrs);
+        self.emit_image("push", &tag.familiar(), &tag.familiar());
         Ok(())
     }
 

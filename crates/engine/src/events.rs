@@ -66,7 +66,14 @@ impl EventBus {
     ) {
         let now = chrono::Utc::now();
         let nanos = now.timestamp_nanos_opt().unwrap_or(0);
-        let from = attributes.get("image").cloned();
+        // moby fills the legacy fields for container and image events; `from` is a
+        // container's image.
+        let legacy = matches!(kind, "container" | "image");
+        let from = if kind == "container" {
+            attributes.get("image").cloned()
+        } else {
+            None
+        };
         let event = Event {
             kind: kind.into(),
             action: action.into(),
@@ -77,8 +84,8 @@ impl EventBus {
             scope: "local".into(),
             time: now.timestamp(),
             time_nano: nanos,
-            status: (kind == "container").then(|| action.to_owned()),
-            id: (kind == "container").then(|| id.to_owned()),
+            status: legacy.then(|| action.to_owned()),
+            id: (legacy && !id.is_empty()).then(|| id.to_owned()),
             from,
         };
         // Kept and sent under one lock, so a `since` reader sees each event exactly once.

@@ -228,11 +228,7 @@ impl Engine {
         let image = tokio::task::spawn_blocking(move || engine.inner.images.import(reader, &opts))
             .await
             .map_err(|e| EngineError::Runtime(format!("import task: {e}")))??;
-        let mut attrs = BTreeMap::new();
-        attrs.insert("name".into(), image.id.clone());
-        self.inner
-            .events
-            .publish("image", "import", &image.id, attrs);
+        self.emit_image("import", &image.id, &image.id);
         Ok(image.id)
     }
 
@@ -450,6 +446,41 @@ impl Engine {
         Ok(v)
     }
 
+    /// Publishes an image event as moby does: the image's labels, then `name`, are the
+    /// attributes (a deleted image has none left).
+    pub(crate) fn emit_image(&self, action: &str, id: &str, name: &str) {
+        self.emit_image_labelled(action, id, name, self.image_labels(id));
+    }
+
+    fn emit_image_labelled(
+        &self,
+        action: &str,
+        id: &str,
+        name: &str,
+        mut attrs: BTreeMap<String, String>,
+    ) {
+        attrs.insert("name".into(), name.to_owned());
+        self.inner.events.publish("image", action, id, attrs);
+    }
+
+    /// The id of the image `name` names now, if any.
+    pub fn image_id_of(&self, name: &str) -> Option<String> {
+        self.inner.images.resolve(name).ok().map(|i| i.id)
+    }
+
+    /// The `Config.Labels` of an image, none when it is not there.
+    fn image_labels(&self, name: &str) -> BTreeMap<String, String> {
+        self.inner
+            .images
+            .resolve(name)
+            .ok()
+            .and_then(|img| {
+                let labels = img.config.pointer("/config/Labels")?.clone();
+                serde_json::from_value(labels).ok()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn image_tag(&self, name: &str, repo: &str, tag: Option<&str>) -> Result<()> {
         let full = match tag {
             Some(t) => format!("{repo}:{t}"),
@@ -469,9 +500,7 @@ impl Engine {
         }
         let img = self.inner.images.resolve(name)?;
         self.inner.images.tag(&img.id, &reference)?;
-        let mut attrs = BTreeMap::new();
-        attrs.insert("name".into(), reference.familiar());
-        self.inner.events.publish("image", "tag", &img.id, attrs);
+        self.emit_image("tag", &img.id, &reference.familiar());
         Ok(())
     }
 
@@ -498,21 +527,19 @@ impl Engine {
         let in_use = |id: &str| users.get(id).cloned();
         // dockerd's `untag` events name the image by its id, not by the tag.
         let image_id = self.inner.images.resolve(name).map(|i| i.id).ok();
+        // Untag events carry the labels of the image, which may be gone by then.
+        let labels = self.image_labels(name);
         let removed = self.inner.images.remove(name, force, &in_use)?;
         let mut rows = Vec::new();
         for r in removed {
             match r {
                 berth_image::RemovedImage::Untagged(t) => {
                     let id = image_id.clone().unwrap_or_else(|| t.clone());
-                    let mut attrs = BTreeMap::new();
-                    attrs.insert("name".into(), id.clone());
-                    self.inner.events.publish("image", "untag", &id, attrs);
+                    self.emit_image_labelled("untag", &id, &id, labels.clone());
                     rows.push((Some(t), None));
                 }
                 berth_image::RemovedImage::Deleted(id) => {
-                    let mut attrs = BTreeMap::new();
-                    attrs.insert("name".into(), id.clone());
-                    self.inner.events.publish("image", "delete", &id, attrs);
+                    self.emit_image("delete", &id, &id);
                     rows.push((None, Some(id)));
                 }
                 // dockerd lists them, with no event of their own.

@@ -2,7 +2,7 @@
 //! selects, with the space their writable layers held) and the sizes `ps -s` and
 //! `system df` report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -54,6 +54,14 @@ impl Engine {
         out
     }
 
+    /// The `prune` event of a prune, with the bytes it freed where it counts them.
+    pub(crate) fn emit_prune(&self, kind: &str, reclaimed: Option<u64>) {
+        let attrs = reclaimed
+            .map(|r| BTreeMap::from([("reclaimed".to_owned(), r.to_string())]))
+            .unwrap_or_default();
+        self.inner.events.publish(kind, "prune", "", attrs);
+    }
+
     /// Removes the images no container uses: only untagged ("dangling") ones unless `all`,
     /// created before `until`, with labels as for containers. Returns Docker's
     /// untagged/deleted rows and the bytes freed.
@@ -77,14 +85,21 @@ impl Engine {
             }
             match self.image_remove(&img.id, true) {
                 Ok(r) => {
-                    if r.iter().any(|(_, d)| d.is_some()) {
-                        space += img.size;
-                    }
+                    // What is freed is the layers that went, not those other images share.
+                    let gone: HashSet<&str> = r.iter().filter_map(|(_, d)| d.as_deref()).collect();
+                    space += img
+                        .chain_ids
+                        .iter()
+                        .zip(&img.layer_sizes)
+                        .filter(|(c, _)| gone.contains(c.as_str()))
+                        .map(|(_, s)| s)
+                        .sum::<u64>();
                     rows.extend(r);
                 }
                 Err(e) => tracing::debug!(image = %img.id, "prune skipped: {e}"),
             }
         }
+        self.emit_prune("image", Some(space));
         Ok((rows, space))
     }
 
@@ -122,6 +137,7 @@ impl Engine {
                 Err(e) => tracing::debug!(id = %rec.id, "prune skipped: {e}"),
             }
         }
+        self.emit_prune("container", Some(out.space));
         Ok(out)
     }
 }

@@ -2,7 +2,6 @@
 //! crate's ([`berth_image::transfer`]); here names are resolved, the work is put on blocking
 //! threads, streams are bridged to the API, and events are sent.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use berth_image::Reference;
@@ -70,12 +69,7 @@ impl Engine {
                 tracing::warn!(error = %e, "image save");
             }
             for i in &items {
-                let mut attrs = BTreeMap::new();
-                attrs.insert("name".into(), i.image.id.clone());
-                engine
-                    .inner
-                    .events
-                    .publish("image", "save", &i.image.id, attrs);
+                engine.emit_image("save", &i.image.id, &i.image.id);
             }
         });
         Ok(rx)
@@ -110,13 +104,14 @@ impl Engine {
         let loaded = result.map_err(|e| EngineError::Runtime(format!("load task: {e}")))??;
         let mut out = Vec::new();
         for l in loaded {
-            let name = match &l {
-                Loaded::Tagged(t) => t.clone(),
-                Loaded::Untagged(id) => id.clone(),
+            // As moby: the event names the image by its id, tagged or not.
+            let id = match &l {
+                Loaded::Tagged(t) => self.inner.images.resolve(t).map(|i| i.id).ok(),
+                Loaded::Untagged(id) => Some(id.clone()),
             };
-            let mut attrs = BTreeMap::new();
-            attrs.insert("name".into(), name.clone());
-            self.inner.events.publish("image", "load", &name, attrs);
+            if let Some(id) = id {
+                self.emit_image("load", &id, &id);
+            }
             out.push(l.to_string());
         }
         Ok(out)

@@ -149,8 +149,24 @@ pub(super) fn summaries(
     sizes: bool,
     r: &Req,
 ) -> Vec<ContainerSummary> {
+    // The image a name in a container's config stands for now, once per name.
+    let mut named: std::collections::HashMap<&str, Option<String>> = Default::default();
     recs.iter()
         .map(|rec| {
+            // As moby: once its name no longer leads to the container's image (untagged,
+            // or moved to another), the image is shown by id.
+            let name = rec.config.image.as_str();
+            let image = if name == rec.image_id
+                || named
+                    .entry(name)
+                    .or_insert_with(|| ctx.engine.image_id_of(name))
+                    .as_deref()
+                    == Some(rec.image_id.as_str())
+            {
+                rec.config.image.clone()
+            } else {
+                rec.image_id.clone()
+            };
             let (size_rw, size_root_fs) = if sizes {
                 let (rw, root) = ctx.engine.container_sizes(rec);
                 // `SizeRw` is left out when 0, as moby's `omitempty`.
@@ -171,7 +187,7 @@ pub(super) fn summaries(
             ContainerSummary {
                 id: rec.id.clone(),
                 names: vec![format!("/{}", rec.name)],
-                image: rec.config.image.clone(),
+                image,
                 image_id: rec.image_id.clone(),
                 command: command.join(" "),
                 created: rec.created.timestamp(),

@@ -749,6 +749,7 @@ impl Engine {
             }
         }
         out.sort();
+        self.emit_prune("network", None);
         Ok(out)
     }
 

@@ -397,12 +397,7 @@ impl Engine {
                 Err(e) => tracing::warn!(volume = %v.name, "prune: {e}"),
             }
         }
-        self.inner.events.publish(
-            "volume",
-            "prune",
-            "",
-            BTreeMap::from([("reclaimed".to_owned(), space.to_string())]),
-        );
+        self.emit_prune("volume", Some(space));
         Ok((deleted, space))
     }
 
