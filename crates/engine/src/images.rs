@@ -505,7 +505,8 @@ impl Engine {
     }
 
     /// Removes an image (or a tag of it); returns (untagged, deleted) rows.
-    pub fn image_remove(&self, name: &str, force: bool) -> Result<Vec<RemovedRow>> {
+    /// `prune`: parents left dangling go too (not with `--no-prune`).
+    pub fn image_remove(&self, name: &str, force: bool, prune: bool) -> Result<Vec<RemovedRow>> {
         // Per image, one container using it: a running one if any.
         let mut users: HashMap<String, ImageUser> = HashMap::new();
         for h in self.handles() {
@@ -529,7 +530,7 @@ impl Engine {
         let image_id = self.inner.images.resolve(name).map(|i| i.id).ok();
         // Untag events carry the labels of the image, which may be gone by then.
         let labels = self.image_labels(name);
-        let removed = self.inner.images.remove(name, force, &in_use)?;
+        let removed = self.inner.images.remove(name, force, prune, &in_use)?;
         let mut rows = Vec::new();
         for r in removed {
             match r {

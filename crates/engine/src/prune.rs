@@ -83,7 +83,7 @@ impl Engine {
             {
                 continue;
             }
-            match self.image_remove(&img.id, true) {
+            match self.image_remove(&img.id, true, true) {
                 Ok(r) => {
                     // What is freed is the layers that went, not those other images share.
                     let gone: HashSet<&str> = r.iter().filter_map(|(_, d)| d.as_deref()).collect();

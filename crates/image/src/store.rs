@@ -906,11 +906,14 @@ impl ImageStore {
     /// child images, cannot be deleted, even with `force`. Unlike dockerd, a forced delete
     /// of an image a stopped container uses untags it and keeps it, since the container's
     /// root is made of its layers. `in_use` names a container using the image, a running
-    /// one if there is any. Snapshots and blobs no other image uses go with the image.
+    /// one if there is any. Snapshots and blobs no other image uses go with the image; with
+    /// `prune`, so do the parents it leaves dangling (untagged, unused, childless), as
+    /// moby's default (`--no-prune` keeps them).
     pub fn remove(
         &self,
         name: &str,
         force: bool,
+        prune: bool,
         in_use: &dyn Fn(&str) -> Option<ImageUser>,
     ) -> Result<Vec<RemovedImage>, ImageError> {
         let _g = self.guard();
@@ -998,15 +1001,45 @@ impl ImageStore {
             // Forced, with a stopped container on it: untagged and kept for the container.
             return Ok(records);
         }
+        let mut deleted = vec![(id.clone(), img.layers.clone())];
+        let mut next = img.parent.clone();
+        while let Some(p) = next.take().filter(|_| prune) {
+            let Some(parent) = self.record(&p)? else {
+                break;
+            };
+            let dangling = parent.repo_digests.is_empty()
+                && self.tags_of(&p)?.is_empty()
+                && !self.records()?.iter().any(|r| {
+                    r.parent.as_deref() == Some(p.as_str())
+                        && !deleted.iter().any(|(d, _)| d == &r.id)
+                });
+            if !dangling || in_use(&p).is_some() {
+                break;
+            }
+            next = parent.parent.clone();
+            deleted.push((p, parent.layers));
+        }
         let txn = self.db.begin_write()?;
-        txn.open_table(IMAGES)?.remove(id.as_str())?;
+        {
+            let mut images = txn.open_table(IMAGES)?;
+            for (d, _) in &deleted {
+                images.remove(d.as_str())?;
+            }
+        }
         txn.commit()?;
-        records.push(RemovedImage::Deleted(id.clone()));
-        // As moby lists them: the image's own layers that went with it, top first.
+        // As moby lists them: each image, then its own layers that went with it, top first
+        // (a layer its pruned parent shares is the parent's).
         let gone = self.collect_garbage()?;
-        for chain in chain_ids(&img.layers).into_iter().rev() {
-            if gone.contains(&chain) {
-                records.push(RemovedImage::LayerDeleted(chain));
+        for (i, (d, layers)) in deleted.iter().enumerate() {
+            records.push(RemovedImage::Deleted(d.clone()));
+            let later: HashSet<String> = deleted[i + 1..]
+                .iter()
+                .flat_map(|(_, l)| chain_ids(l))
+                .collect();
+            for chain in chain_ids(layers).into_iter().rev() {
+                if gone.contains(&chain) && !later.contains(&chain) {
+                    records.push(RemovedImage::LayerDeleted(chain));
+                }
             }
         }
         Ok(records)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use berth_image::error::ErrorKind;
 use berth_image::snapshot::Upper;
-use berth_image::{ImageStore, ImageUser, ImportOptions, Reference, RemovedImage};
+use berth_image::{Image, ImageStore, ImageUser, ImportOptions, Reference, RemovedImage};
 
 fn rootfs_tar(marker: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -145,7 +145,7 @@ fn import_list_resolve_tag_remove() {
         .unwrap();
 
     // By id with tags in two repositories: needs force.
-    let e = store.remove(&img.id, false, &no_users).unwrap_err();
+    let e = store.remove(&img.id, false, true, &no_users).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(
         e.to_string().contains("must be forced") && e.to_string().contains(&hex[..12]),
@@ -153,7 +153,9 @@ fn import_list_resolve_tag_remove() {
     );
 
     // Untag one reference: the image stays.
-    let r = store.remove("myreg:5000/x/y:1", false, &no_users).unwrap();
+    let r = store
+        .remove("myreg:5000/x/y:1", false, true, &no_users)
+        .unwrap();
     assert_eq!(r, vec![RemovedImage::Untagged("myreg:5000/x/y:1".into())]);
     // In use by a container: the last tag cannot go without force.
     let used = |id: &str| {
@@ -168,14 +170,14 @@ fn import_list_resolve_tag_remove() {
             running: true,
         })
     };
-    let e = store.remove("busybox", false, &used).unwrap_err();
+    let e = store.remove("busybox", false, true, &used).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(e.to_string().starts_with("conflict: unable to remove repository reference \"busybox\" (must force) - container 0123abcd4567 is using its referenced image"), "{e}");
     // With force: untagged, kept.
-    let r = store.remove("busybox", true, &used).unwrap();
+    let r = store.remove("busybox", true, true, &used).unwrap();
     assert_eq!(r, vec![RemovedImage::Untagged("busybox:latest".into())]);
     assert!(store.get(&img.id).unwrap().repo_tags.is_empty());
-    let e = store.remove(&img.id, false, &used).unwrap_err();
+    let e = store.remove(&img.id, false, true, &used).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(
         e.to_string()
@@ -184,7 +186,7 @@ fn import_list_resolve_tag_remove() {
     );
     // A running container's image cannot go, even forced.
     for force in [false, true] {
-        let e = store.remove(&img.id, force, &running).unwrap_err();
+        let e = store.remove(&img.id, force, true, &running).unwrap_err();
         assert!(
             e.to_string().ends_with(
                 "(cannot be forced) - image is being used by running container 89abcdef0123"
@@ -194,13 +196,13 @@ fn import_list_resolve_tag_remove() {
     }
 
     // Deleting the first image keeps the snapshot the second still uses.
-    let r = store.remove(&img.id, false, &no_users).unwrap();
+    let r = store.remove(&img.id, false, true, &no_users).unwrap();
     assert_eq!(r, vec![RemovedImage::Deleted(img.id.clone())]);
     assert_eq!(store.get(&img.id).unwrap_err().kind(), ErrorKind::NotFound);
     assert!(dir.path().join("snapshots").join(&diff_id[7..]).is_dir());
 
     // The last image: untag + delete, snapshot and blobs collected.
-    let r = store.remove("other:v2", false, &no_users).unwrap();
+    let r = store.remove("other:v2", false, true, &no_users).unwrap();
     assert_eq!(
         r,
         vec![
@@ -223,7 +225,9 @@ fn remove_by_id_with_two_tags_needs_force_then_untags_all() {
         .tag(&img.id, &Reference::parse("app:2").unwrap())
         .unwrap();
     // Two tags, even of one repository, are more than one reference (moby's rule).
-    let e = store.remove(&img.id[7..19], false, &no_users).unwrap_err();
+    let e = store
+        .remove(&img.id[7..19], false, true, &no_users)
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(
         e.to_string()
@@ -235,7 +239,7 @@ fn remove_by_id_with_two_tags_needs_force_then_untags_all() {
         2,
         "nothing changed"
     );
-    let r = store.remove(&img.id[7..19], true, &no_users).unwrap();
+    let r = store.remove(&img.id[7..19], true, true, &no_users).unwrap();
     assert_eq!(r.len(), 4);
     assert_eq!(r[2], RemovedImage::Deleted(img.id.clone()));
     assert!(matches!(&r[3], RemovedImage::LayerDeleted(c) if c.starts_with("sha256:")));
@@ -246,21 +250,10 @@ fn an_image_with_children_stays_while_they_do() {
     let Env { dir: _dir, store } = env();
     let base = import(&store, rootfs_tar("x"), Some("base:1"));
     // A child: committed from the base (its parent is recorded).
-    let child = store
-        .commit_container(
-            "0123abcd",
-            &base,
-            &berth_image::CommitOptions {
-                reference: Some(Reference::parse("child:1").unwrap()),
-                config: serde_json::json!({}),
-                ..Default::default()
-            },
-            Box::new(|_, _| false),
-        )
-        .unwrap();
+    let child = commit_child(&store, &base, "child:1");
     assert_eq!(child.parent.as_deref(), Some(base.id.as_str()));
     for force in [false, true] {
-        let e = store.remove(&base.id, force, &no_users).unwrap_err();
+        let e = store.remove(&base.id, force, true, &no_users).unwrap_err();
         assert!(
             e.to_string()
                 .ends_with("(cannot be forced) - image has dependent child images"),
@@ -268,13 +261,52 @@ fn an_image_with_children_stays_while_they_do() {
         );
     }
     // By its last tag: untagged, kept for the child.
-    let r = store.remove("base:1", false, &no_users).unwrap();
+    let r = store.remove("base:1", false, true, &no_users).unwrap();
     assert_eq!(r, vec![RemovedImage::Untagged("base:1".into())]);
     assert!(store.get(&base.id).unwrap().repo_tags.is_empty());
-    // Once the child is gone, the base can go.
-    store.remove("child:1", false, &no_users).unwrap();
-    let r = store.remove(&base.id, false, &no_users).unwrap();
+    // With --no-prune the child goes alone; the untagged base can go after it.
+    let r = store.remove("child:1", false, false, &no_users).unwrap();
+    assert!(
+        !r.contains(&RemovedImage::Deleted(base.id.clone())),
+        "{r:?}"
+    );
+    let r = store.remove(&base.id, false, true, &no_users).unwrap();
     assert_eq!(r[0], RemovedImage::Deleted(base.id.clone()));
+
+    // By default the parent a delete leaves dangling goes with it, and the layers it held.
+    let base = import(&store, rootfs_tar("y"), Some("base:2"));
+    let child = commit_child(&store, &base, "child:2");
+    store.remove("base:2", false, true, &no_users).unwrap();
+    let r = store.remove("child:2", false, true, &no_users).unwrap();
+    assert_eq!(
+        r.iter()
+            .filter(|x| matches!(x, RemovedImage::Deleted(_)))
+            .count(),
+        2,
+        "{r:?}"
+    );
+    assert_eq!(r[1], RemovedImage::Deleted(child.id.clone()));
+    assert!(r.contains(&RemovedImage::Deleted(base.id.clone())), "{r:?}");
+    assert!(
+        matches!(r.last(), Some(RemovedImage::LayerDeleted(_))),
+        "the base's layer went: {r:?}"
+    );
+    assert!(store.list().unwrap().is_empty());
+}
+
+fn commit_child(store: &ImageStore, base: &Image, tag: &str) -> Image {
+    store
+        .commit_container(
+            "0123abcd",
+            base,
+            &berth_image::CommitOptions {
+                reference: Some(Reference::parse(tag).unwrap()),
+                config: serde_json::json!({}),
+                ..Default::default()
+            },
+            Box::new(|_, _| false),
+        )
+        .unwrap()
 }
 
 #[test]

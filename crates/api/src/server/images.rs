@@ -170,7 +170,9 @@ pub(super) fn tag(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
 }
 
 pub(super) async fn remove(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
-    let removed = ctx.engine.image_remove(name, r.flag("force"))?;
+    let removed = ctx
+        .engine
+        .image_remove(name, r.flag("force"), !r.flag("noprune"))?;
     let rows: Vec<ImageDeleteItem> = removed
         .into_iter()
         .map(|(untagged, deleted)| ImageDeleteItem { untagged, deleted })

@@ -34,6 +34,11 @@ pub(super) fn ping(r: &Req) -> HandlerResult {
             hyper::header::CONTENT_LENGTH,
             hyper::header::HeaderValue::from_static("0"),
         );
+        // The type GET's body would have, as dockerd says it.
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
     }
     Ok(resp)
 }
