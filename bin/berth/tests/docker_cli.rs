@@ -1770,6 +1770,12 @@ fn events_follow_dockerds_order_and_words() {
         "{{.Action}}",
     ]));
     assert_eq!(filtered, "exec_start: true");
+    // A window that ends before it starts is refused, in dockerd's words.
+    common::assert_refused(
+        &d.docker(&["events", "--since", &until, "--until", &since]),
+        1,
+        &format!("`since` time ({until}) cannot be after `until` time ({since})"),
+    );
 }
 
 /// `--device-read-bps` and kin reach the container's blkio (or io) cgroup; a path that is not

@@ -383,6 +383,15 @@ pub(super) fn events(ctx: &Ctx, r: &Req) -> HandlerResult {
     };
     let since = time("since")?;
     let until = time("until")?;
+    if let (Some(s), Some(u)) = (since, until) {
+        if s > u {
+            return Err(ApiError::bad(format!(
+                "`since` time ({}) cannot be after `until` time ({})",
+                r.q("since").unwrap_or_default(),
+                r.q("until").unwrap_or_default()
+            )));
+        }
+    }
     let until_nano = until.and_then(|u| u.timestamp_nanos_opt());
     let (past, mut rx) = match since {
         Some(s) => ctx
