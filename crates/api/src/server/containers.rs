@@ -573,14 +573,7 @@ pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
         stdout: r.flag("stdout"),
         stderr: r.flag("stderr"),
     };
-    let detach_keys = r
-        .q("detachKeys")
-        .filter(|k| !k.is_empty())
-        .map(String::from);
-    if let Some(k) = &detach_keys {
-        crate::detach::parse_detach_keys(k)
-            .map_err(|_| ApiError::bad(format!("Invalid detach keys ({k}) provided")))?;
-    }
+    let detach_keys = detach_keys_of(&r)?;
     let stream = r.flag("stream");
     let replay = r.flag("logs").then(|| LogOptions {
         stdout: opts.stdout,
@@ -609,14 +602,7 @@ pub(super) fn attach(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
 pub(super) fn attach_ws(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
     let rec = ctx.engine.inspect(id)?;
     let accept = websocket::handshake_key(&r.parts.headers)?;
-    let detach_keys = r
-        .q("detachKeys")
-        .filter(|k| !k.is_empty())
-        .map(String::from);
-    if let Some(k) = &detach_keys {
-        crate::detach::parse_detach_keys(k)
-            .map_err(|_| ApiError::bad(format!("Invalid detach keys ({k}) provided")))?;
-    }
+    let detach_keys = detach_keys_of(&r)?;
     let text = !r.at_least(1, 28);
     let session = AttachSession {
         engine: ctx.engine.clone(),
@@ -654,6 +640,19 @@ pub(super) fn attach_ws(ctx: &Ctx, r: Req, id: &str) -> HandlerResult {
     Ok(websocket::switching(&accept))
 }
 
+/// The `detachKeys` of an attach, checked before the upgrade so that bad ones get a status.
+fn detach_keys_of(r: &Req) -> Result<Option<String>, ApiError> {
+    let keys = r
+        .q("detachKeys")
+        .filter(|k| !k.is_empty())
+        .map(String::from);
+    if let Some(k) = &keys {
+        crate::detach::parse_detach_keys(k)
+            .map_err(|_| ApiError::bad(format!("Invalid detach keys ({k}) provided")))?;
+    }
+    Ok(keys)
+}
+
 /// One attach on a hijacked connection: the log replay, then the live streams.
 struct AttachSession {
     engine: berth_engine::Engine,
@@ -671,11 +670,8 @@ impl AttachSession {
     async fn run(self, mut io: Box<dyn hijack::Io>) {
         let raw = self.tty || !self.mux;
         // A container without a log to read (`--log-driver none`) replays nothing.
+        // (The upgrade waited for the client to read the response head first.)
         if let Some(Ok((_, mut rx))) = self.replay.map(|o| self.engine.logs(&self.id, o)) {
-            // docker-py reads the response head through a buffer and then reads the stream
-            // from the raw socket: bytes that arrive with the head are lost to it. dockerd's
-            // replay starts a little after its head (it decodes the log first); so does this.
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             while let Some(e) = rx.recv().await {
                 if io
                     .write_all(&log_chunk(&e, raw, false, false))

@@ -2,6 +2,8 @@
 //! stdio both ways, with Docker's framing when there is no tty and its detach keys.
 
 use std::future::Future;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 
 use berth_engine::IoSession;
 use berth_engine::shim_client::Frame;
@@ -14,6 +16,35 @@ use super::body::{self, Body};
 use super::{HandlerResult, Req};
 use crate::detach::{DEFAULT_DETACH_KEYS, DetachMatcher, parse_detach_keys};
 use crate::stream::{StdStream, encode_frame};
+
+/// The raw descriptor of a request's connection, for what hyper does not expose: how much
+/// of what was sent the client has not read yet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnFd(pub RawFd);
+
+/// Waits, a bounded while, until the client has read everything sent on `fd` (the upgrade's
+/// response head). docker-py reads the head through a buffer and the stream from the raw
+/// socket: output that arrived with the head was lost to it when the client was slow.
+/// The caller holds the connection, so `fd` is open throughout.
+async fn head_read(fd: RawFd) {
+    const LIMIT: Duration = Duration::from_millis(500);
+    let start = Instant::now();
+    for round in 0u32.. {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ on a socket) writes one int through the pointer, which
+        // points at a live local; `fd` is an open socket (see above).
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+        if rc != 0 || queued == 0 || start.elapsed() >= LIMIT {
+            return;
+        }
+        // A waiting client reads within microseconds; a busy one gets millisecond polls.
+        if round < 64 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
 
 /// The bidirectional stream a handler works on.
 pub(super) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -37,10 +68,16 @@ where
         .get(hyper::header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"));
     if wants_upgrade {
+        let fd = r.parts.extensions.get::<ConnFd>().copied();
         let req = Request::from_parts(r.parts, ());
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
-                Ok(upgraded) => f(Box::new(TokioIo::new(upgraded))).await,
+                Ok(upgraded) => {
+                    if let Some(ConnFd(fd)) = fd {
+                        head_read(fd).await;
+                    }
+                    f(Box::new(TokioIo::new(upgraded))).await
+                }
                 Err(e) => tracing::debug!("upgrade failed: {e}"),
             }
         });

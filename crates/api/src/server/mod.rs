@@ -223,9 +223,11 @@ pub async fn serve(engine: Engine, info: DaemonInfo, listener: UnixListener) {
             }
         };
         let ctx = ctx.clone();
+        let fd = hijack::ConnFd(std::os::fd::AsRawFd::as_raw_fd(&stream));
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let ctx = ctx.clone();
+                req.extensions_mut().insert(fd);
                 async move { Ok::<_, Infallible>(handle(ctx, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()

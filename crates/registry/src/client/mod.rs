@@ -102,6 +102,13 @@ struct Inner {
     mirrors_given: Vec<String>,
 }
 
+/// A paginated listing: its first path, what it is (for errors), and how many pages at most.
+struct PageWalk<'a> {
+    path: &'a str,
+    what: &'static str,
+    max: usize,
+}
+
 /// The distribution client. Cheap to clone; clones share connections, schemes and tokens.
 #[derive(Clone)]
 pub struct Client {
@@ -387,6 +394,70 @@ type MakeRequest<'a> =
     dyn FnMut(&str, Option<&HeaderValue>) -> Result<Request<ReqBody>, ClientError> + Send + 'a;
 
 impl Inner {
+    /// GETs `walk.path` and then each page its `Link: <...>; rel="next"` names on the same
+    /// host, at most `walk.max` pages, handing each page's body (size-capped) to `page`,
+    /// which says whether to go on. True when the pages ended (or `page` stopped), false at
+    /// the limit.
+    async fn paginate(
+        &self,
+        ep: &Endpoint,
+        creds: &Credentials,
+        scopes: &[String],
+        walk: PageWalk<'_>,
+        page: &mut (dyn FnMut(&[u8]) -> Result<bool, ClientError> + Send),
+    ) -> Result<bool, ClientError> {
+        let PageWalk { path, what, max } = walk;
+        let mut next: Option<Uri> = None;
+        for _ in 0..max {
+            let target = next.clone();
+            let mut mk = |base: &str, auth: Option<&HeaderValue>| match &target {
+                Some(u) => build_uri(Method::GET, u.clone(), auth, transport::empty()),
+                None => build(
+                    Method::GET,
+                    &format!("{base}{path}"),
+                    auth,
+                    transport::empty(),
+                ),
+            };
+            let a = self.request(ep, creds, scopes, &mut mk).await?;
+            if a.resp.status() != StatusCode::OK {
+                return Err(self.status_error(a.resp).await);
+            }
+            let link = a
+                .resp
+                .headers()
+                .get(LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(names::next_link)
+                .map(|l| names::resolve(&a.uri, l));
+            let body = transport::read_limited(
+                a.resp,
+                MAX_MANIFEST_SIZE,
+                what,
+                self.transport.read_timeout,
+            )
+            .await?;
+            if !page(&body)? {
+                return Ok(true);
+            }
+            match link {
+                None => return Ok(true),
+                Some(l) => {
+                    let l = l?;
+                    if l.authority().map(|x| x.as_str().to_ascii_lowercase())
+                        != a.uri.authority().map(|x| x.as_str().to_ascii_lowercase())
+                    {
+                        return Err(ClientError::Protocol(format!(
+                            "{what} pagination points at another host"
+                        )));
+                    }
+                    next = Some(l);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Sends a (replayable) request to an endpoint: picks the scheme, attaches what the auth
     /// cache has, and on a 401 answers the challenge and retries once. The returned response
     /// can still be any status.
@@ -1022,62 +1093,34 @@ impl Repository {
             #[serde(default)]
             tags: Option<Vec<String>>,
         }
-        let inner = &self.client.inner;
         let mut tags = Vec::new();
-        let mut next: Option<Uri> = None;
-        for _ in 0..MAX_TAG_PAGES {
-            let path = format!("/v2/{}/tags/list", self.repo);
-            let target = next.clone();
-            let mut mk = |base: &str, auth: Option<&HeaderValue>| match &target {
-                Some(u) => build_uri(Method::GET, u.clone(), auth, transport::empty()),
-                None => build(
-                    Method::GET,
-                    &format!("{base}{path}"),
-                    auth,
-                    transport::empty(),
-                ),
-            };
-            let a = inner
-                .request(&self.upstream, &self.creds, &self.scope_pull(), &mut mk)
-                .await?;
-            if a.resp.status() != StatusCode::OK {
-                return Err(inner.status_error(a.resp).await);
-            }
-            let link = a
-                .resp
-                .headers()
-                .get(LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(names::next_link)
-                .map(|l| names::resolve(&a.uri, l));
-            let body = transport::read_limited(
-                a.resp,
-                MAX_MANIFEST_SIZE,
-                "tag list",
-                inner.transport.read_timeout,
+        let path = format!("/v2/{}/tags/list", self.repo);
+        let complete = self
+            .client
+            .inner
+            .paginate(
+                &self.upstream,
+                &self.creds,
+                &self.scope_pull(),
+                PageWalk {
+                    path: &path,
+                    what: "tag list",
+                    max: MAX_TAG_PAGES,
+                },
+                &mut |body| {
+                    let page: Page = serde_json::from_slice(body)
+                        .map_err(|e| ClientError::Protocol(format!("tag list: {e}")))?;
+                    tags.extend(page.tags.unwrap_or_default());
+                    Ok(true)
+                },
             )
             .await?;
-            let page: Page = serde_json::from_slice(&body)
-                .map_err(|e| ClientError::Protocol(format!("tag list: {e}")))?;
-            tags.extend(page.tags.unwrap_or_default());
-            match link {
-                None => return Ok(tags),
-                Some(l) => {
-                    let l = l?;
-                    if l.authority().map(|x| x.as_str().to_ascii_lowercase())
-                        != a.uri.authority().map(|x| x.as_str().to_ascii_lowercase())
-                    {
-                        return Err(ClientError::Protocol(
-                            "tag list pagination points at another host".into(),
-                        ));
-                    }
-                    next = Some(l);
-                }
-            }
+        if !complete {
+            return Err(ClientError::Protocol(format!(
+                "tag list longer than {MAX_TAG_PAGES} pages"
+            )));
         }
-        Err(ClientError::Protocol(format!(
-            "tag list longer than {MAX_TAG_PAGES} pages"
-        )))
+        Ok(tags)
     }
 }
 

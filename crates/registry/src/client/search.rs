@@ -3,12 +3,12 @@
 //! speak only v2) the v2 catalog, filtered by the term, so that a private registry can be
 //! searched too. Pages and bodies are bounded like every other read.
 
-use hyper::header::{HeaderValue, LINK};
-use hyper::{Method, StatusCode, Uri};
+use hyper::header::HeaderValue;
+use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Client, ClientError, Credentials, Endpoint, MAX_MANIFEST_SIZE, build, build_uri, names,
+    Client, ClientError, Credentials, Endpoint, MAX_MANIFEST_SIZE, PageWalk, build,
     normalize_domain, transport,
 };
 
@@ -100,68 +100,36 @@ impl Client {
             #[serde(default)]
             repositories: Option<Vec<String>>,
         }
-        let inner = &self.inner;
         let term = term.to_ascii_lowercase();
-        let scopes = ["registry:catalog:*".to_owned()];
         let mut out = Vec::new();
-        let mut next: Option<Uri> = None;
-        for _ in 0..MAX_CATALOG_PAGES {
-            let target = next.clone();
-            let mut mk = |base: &str, auth: Option<&HeaderValue>| match &target {
-                Some(u) => build_uri(Method::GET, u.clone(), auth, transport::empty()),
-                None => build(
-                    Method::GET,
-                    &format!("{base}/v2/_catalog?n={CATALOG_PAGE}"),
-                    auth,
-                    transport::empty(),
-                ),
-            };
-            let a = inner.request(ep, creds, &scopes, &mut mk).await?;
-            if a.resp.status() != StatusCode::OK {
-                return Err(inner.status_error(a.resp).await);
-            }
-            let link = a
-                .resp
-                .headers()
-                .get(LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(names::next_link)
-                .map(|l| names::resolve(&a.uri, l));
-            let body = transport::read_limited(
-                a.resp,
-                MAX_MANIFEST_SIZE,
-                "catalog",
-                inner.transport.read_timeout,
+        self.inner
+            .paginate(
+                ep,
+                creds,
+                &["registry:catalog:*".to_owned()],
+                PageWalk {
+                    path: &format!("/v2/_catalog?n={CATALOG_PAGE}"),
+                    what: "catalog",
+                    max: MAX_CATALOG_PAGES,
+                },
+                &mut |body| {
+                    let page: Page = serde_json::from_slice(body)
+                        .map_err(|e| ClientError::Protocol(format!("catalog: {e}")))?;
+                    for repo in page.repositories.unwrap_or_default() {
+                        if out.len() >= limit {
+                            return Ok(false);
+                        }
+                        if repo.to_ascii_lowercase().contains(&term) {
+                            out.push(SearchResult {
+                                name: format!("{domain}/{repo}"),
+                                ..SearchResult::default()
+                            });
+                        }
+                    }
+                    Ok(true)
+                },
             )
             .await?;
-            let page: Page = serde_json::from_slice(&body)
-                .map_err(|e| ClientError::Protocol(format!("catalog: {e}")))?;
-            for repo in page.repositories.unwrap_or_default() {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                if repo.to_ascii_lowercase().contains(&term) {
-                    out.push(SearchResult {
-                        name: format!("{domain}/{repo}"),
-                        ..SearchResult::default()
-                    });
-                }
-            }
-            match link {
-                None => return Ok(out),
-                Some(l) => {
-                    let l = l?;
-                    if l.authority().map(|x| x.as_str().to_ascii_lowercase())
-                        != a.uri.authority().map(|x| x.as_str().to_ascii_lowercase())
-                    {
-                        return Err(ClientError::Protocol(
-                            "catalog pagination points at another host".into(),
-                        ));
-                    }
-                    next = Some(l);
-                }
-            }
-        }
         Ok(out)
     }
 }
