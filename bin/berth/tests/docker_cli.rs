@@ -849,19 +849,126 @@ fn restart_policy_on_failure_retries_then_stops() {
     assert_eq!(status, "2 exited");
 }
 
+/// A user's kill is a manual stop: an `always` container stays down. Between restarts a
+/// container counts as running (inspect, rm without -f refused) and a kill ends the loop.
+#[test]
+fn kill_stops_restart_policies_and_restarting_counts_as_running() {
+    let d = daemon();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "alw",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    ok(d.docker(&["kill", "alw"]));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.RestartCount}}",
+            "alw"
+        ])),
+        "exited 0"
+    );
+    // A restart loop with a long backoff: caught between restarts.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]));
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Restarting}} {{.State.Running}}",
+            "loop",
+        ]));
+        if state == "true true" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(state, "true true");
+    let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "loop"]));
+    common::assert_refused(
+        &d.docker(&["rm", "loop"]),
+        1,
+        &format!(
+            "You cannot remove a restarting container {id}. Stop the container before attempting removal or force remove"
+        ),
+    );
+    ok(d.docker(&["kill", "loop"]));
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "loop"])),
+        "exited"
+    );
+    ok(d.docker(&["rm", "alw", "loop"]));
+}
+
 #[test]
 fn pause_unpause_rename_top() {
     let d = daemon();
     ok(d.docker(&["run", "-d", "--name", "pz", "busybox", "sleep", "1000"]));
+    // An exec made before the pause cannot start during it.
+    let exec = d
+        .http(
+            "POST",
+            "/v1.41/containers/pz/exec",
+            Some(br#"{"Cmd":["true"],"AttachStdout":true}"#),
+        )
+        .json();
     ok(d.docker(&["pause", "pz"]));
     assert_eq!(
         ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "pz"])),
         "paused"
     );
+    let r = d.http(
+        "POST",
+        &format!("/v1.41/exec/{}/start", exec["Id"].as_str().unwrap()),
+        Some(br#"{"Detach":false}"#),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("is paused, unpause the container before exec"),
+        "{}",
+        r.text()
+    );
     ok(d.docker(&["unpause", "pz"]));
     assert_eq!(
         ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "pz"])),
         "running"
+    );
+    // Each exec user gets its own HOME, as runc gives it.
+    let home = ok(d.docker(&[
+        "exec",
+        "pz",
+        "sh",
+        "-c",
+        "grep ^nobody: /etc/passwd | cut -d: -f6",
+    ]));
+    assert!(!home.is_empty() && home != "/root", "{home}");
+    assert_eq!(
+        ok(d.docker(&["exec", "-u", "nobody", "pz", "sh", "-c", "echo $HOME"])),
+        home
+    );
+    assert_eq!(
+        ok(d.docker(&["exec", "pz", "sh", "-c", "echo $HOME"])),
+        "/root"
     );
     ok(d.docker(&["rename", "pz", "qz"]));
     let top = ok(d.docker(&["top", "qz"]));

@@ -1126,6 +1126,20 @@ impl Engine {
         })?;
         let rec = h.record();
         let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+        // A kill of a container between restarts ends the restarts, as dockerd's.
+        if rec.state.status == Status::Restarting {
+            let _op = h.op.lock().await;
+            let snap = {
+                let mut r = lock(&h.rec);
+                if r.state.status == Status::Restarting {
+                    r.state.status = Status::Exited;
+                }
+                r.state.manually_stopped = true;
+                r.clone()
+            };
+            self.persist(&snap)?;
+            return Ok(());
+        }
         if !rec.state.is_running() {
             return Err(EngineError::Conflict(format!(
                 "Cannot kill container: {key}: Container {} is not running",
@@ -1135,6 +1149,14 @@ impl Engine {
         let socket = self.run_paths(&rec.id).socket();
         let mut rx = h.watch.subscribe();
         let exits = rx.borrow().exits;
+        // A user's kill is a manual stop: the restart policy leaves the container down
+        // (dockerd marks it so whatever the signal).
+        let snap = {
+            let mut r = lock(&h.rec);
+            r.state.manually_stopped = true;
+            r.clone()
+        };
+        self.persist(&snap)?;
         // The event goes out as the signal does, so it always precedes the `die` it may
         // cause (the exit is reported on another task), as dockerd's.
         self.emit_kill(&rec, sig);
@@ -1264,15 +1286,17 @@ impl Engine {
         let h = self.resolve(key)?;
         let _op = h.op.lock().await;
         let rec = h.record();
-        if rec.state.is_running() {
+        // A container waiting out its restart delay counts as running, as in dockerd.
+        if rec.state.is_running() || rec.state.status == Status::Restarting {
             if !force {
-                let verb = if rec.state.status == Status::Paused {
-                    "paused"
-                } else {
-                    "running"
+                let procedure = "top the container before attempting removal or force remove";
+                let (state, procedure) = match rec.state.status {
+                    Status::Paused => ("paused", format!("Unpause and then s{procedure}")),
+                    Status::Restarting => ("restarting", format!("S{procedure}")),
+                    _ => ("running", format!("S{procedure}")),
                 };
                 return Err(EngineError::Conflict(format!(
-                    "You cannot remove a {verb} container {}. Stop the container before attempting removal or force remove",
+                    "You cannot remove a {state} container {}. {procedure}",
                     rec.id
                 )));
             }

@@ -144,11 +144,8 @@ impl Engine {
         };
         let h = self.resolve(&info.container_id).map_err(fail)?;
         let rec = h.record();
-        if !rec.state.is_running() {
-            return Err(fail(EngineError::Conflict(format!(
-                "Container {} is not running",
-                rec.id
-            ))));
+        if let Err(e) = startable_in(&rec) {
+            return Err(fail(e));
         }
         // From here a failure is the process failing to start: exit code 126, as dockerd
         // (`-u` of a user the image lacks, say), and the exec cannot be started again.
@@ -221,13 +218,7 @@ impl Engine {
             )));
         }
         let rec = self.resolve(&info.container_id)?.record();
-        if !rec.state.is_running() {
-            return Err(EngineError::Conflict(format!(
-                "Container {} is not running",
-                rec.id
-            )));
-        }
-        Ok(())
+        startable_in(&rec)
     }
 
     /// Resizes an exec's tty.
@@ -266,6 +257,17 @@ impl Engine {
         // and HOME as the spec builder filled them in), then the exec's own variables.
         let mut env = process.env().clone().unwrap_or_default();
         env.retain(|e| !e.starts_with("TERM="));
+        // A HOME the spec builder chose is the container user's: the exec's user gets its
+        // own (below), unless the image or `run -e` set one.
+        let explicit_home = rec
+            .config
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.starts_with("HOME="));
+        if !explicit_home {
+            env.retain(|e| !e.starts_with("HOME="));
+        }
         if cfg.tty {
             env.push("TERM=xterm".into());
         }
@@ -304,4 +306,22 @@ impl Engine {
         }
         Ok(process)
     }
+}
+
+/// Whether an exec can start in the container now: running, and not paused (the process
+/// could not start in a frozen cgroup), in dockerd's words.
+fn startable_in(rec: &crate::ContainerRecord) -> Result<()> {
+    if rec.state.status == crate::Status::Paused {
+        return Err(EngineError::Conflict(format!(
+            "Container {} is paused, unpause the container before exec",
+            rec.id
+        )));
+    }
+    if !rec.state.is_running() {
+        return Err(EngineError::Conflict(format!(
+            "Container {} is not running",
+            rec.id
+        )));
+    }
+    Ok(())
 }

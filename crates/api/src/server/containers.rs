@@ -91,7 +91,11 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: ContainerRecord, r: &Req) -> Contai
         args: rec.args,
         state: ContainerState {
             status: s.status.as_str().into(),
-            running: matches!(s.status, Status::Running | Status::Paused),
+            // dockerd keeps `Running` through the restart delay, with `Restarting`.
+            running: matches!(
+                s.status,
+                Status::Running | Status::Paused | Status::Restarting
+            ),
             paused: s.status == Status::Paused,
             restarting: s.status == Status::Restarting,
             oom_killed: s.oom_killed,
