@@ -2058,6 +2058,28 @@ fn cp_of_a_directorys_contents() {
     let followed = d.dir.join("followed");
     ok(d.docker(&["cp", "-L", "src:/bin/sha512sum", followed.to_str().unwrap()]));
     assert!(std::fs::metadata(&followed).unwrap().len() > 100_000);
+    // A tar stream may come compressed, as the API says: gzip, bzip2, xz, zstd.
+    let plain = &tar.stdout;
+    for tool in ["gzip", "bzip2", "xz", "zstd"] {
+        let mut child = std::process::Command::new(tool)
+            .args(["-c", "-q"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        let data = plain.clone();
+        let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &data));
+        let packed = child.wait_with_output().unwrap().stdout;
+        feeder.join().unwrap().unwrap();
+        let dir = format!("/in-{tool}");
+        ok(d.docker(&["exec", "src", "mkdir", &dir]));
+        ok(d.docker_stdin(&["cp", "-", &format!("src:{dir}")], Some(&packed)));
+        assert_eq!(
+            ok(d.docker(&["exec", "src", "cat", &format!("{dir}/sub/b")])),
+            "2"
+        );
+    }
     ok(d.docker(&["rm", "-f", "src"]));
 }
 

@@ -888,7 +888,10 @@ impl Engine {
                     .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
                 opts.owner = Some((u.uid, u.gid));
             }
-            access.root.extract(&path, ChannelReader::new(body), opts)
+            // As dockerd: the tar may come gzip-, bzip2-, xz- or zstd-compressed.
+            let input = berth_image::layer::decompress_any(ChannelReader::new(body))
+                .map_err(EngineError::io("reading the archive"))?;
+            access.root.extract(&path, input, opts)
         })
         .await
         .map_err(|e| EngineError::Runtime(format!("extraction: {e}")))?

@@ -1007,9 +1007,9 @@ impl Engine {
                 // A failed restart counts as an exit for the policy.
                 let auto_remove = h2.record().host_config.auto_remove;
                 tokio::spawn(engine.after_exit(h2, auto_remove));
-            } else {
-                self.emit(&h.record(), "restart");
             }
+            // (A policy's restart is a `start` event only, as dockerd's; `restart` is for
+            // `docker restart`.)
             return;
         }
         if auto_remove {

@@ -214,6 +214,39 @@ pub fn decompress<'a>(
     })
 }
 
+/// A stream decompressed as Docker's `DecompressStream` reads archives (`ADD`, `docker cp -`):
+/// plain, gzip, bzip2, xz or zstd, by their magic bytes.
+pub fn decompress_any(raw: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
+    let mut r = io::BufReader::with_capacity(1 << 20, raw);
+    let head = io::BufRead::fill_buf(&mut r)?.to_vec();
+    let bad = |e: ImageError| io::Error::other(e.to_string());
+    Ok(if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::MultiBzDecoder::new(r))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        // lzma-rs decodes into a writer: a thread feeds a pipe the reader drains. It ends
+        // with the stream, or at the first write after the reader is gone.
+        let (reader, mut writer) = io::pipe()?;
+        std::thread::Builder::new()
+            .name("xz-decode".into())
+            .spawn(move || {
+                let mut r = r;
+                if let Err(e) = lzma_rs::xz_decompress(&mut r, &mut writer) {
+                    tracing::debug!(error = %e, "xz stream");
+                }
+            })?;
+        Box::new(reader)
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(r))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(r)
+                .map_err(|e| bad(ImageError::InvalidLayer(format!("zstd: {e}"))))?,
+        )
+    } else {
+        Box::new(r)
+    })
+}
+
 /// Stores `source` as a blob and unpacks it into a new snapshot, checking `expect`.
 /// `resume` continues a download of `expect.digest` that an earlier attempt began.
 pub fn unpack(

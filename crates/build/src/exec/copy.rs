@@ -887,35 +887,10 @@ impl Dest<'_> {
     }
 }
 
-/// A file's content decompressed as `ADD` reads archives: plain, gzip, bzip2, xz or zstd
-/// (by their magic bytes, as Docker's `DecompressStream`).
-fn decompressed(file: std::fs::File) -> io::Result<Box<dyn Read>> {
-    use berth_image::manifest::LayerCompression;
-    let mut r = io::BufReader::with_capacity(1 << 20, file);
-    let head = io::BufRead::fill_buf(&mut r)?.to_vec();
-    let bad = |e: berth_image::ImageError| io::Error::other(e.to_string());
-    Ok(if head.starts_with(b"BZh") {
-        Box::new(bzip2::read::MultiBzDecoder::new(r))
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        // lzma-rs decodes into a writer: a thread feeds a pipe the reader drains. It ends
-        // with the stream, or at the first write after the reader is gone.
-        let (reader, mut writer) = io::pipe()?;
-        std::thread::Builder::new()
-            .name("add-xz".into())
-            .spawn(move || {
-                let mut r = r;
-                if let Err(e) = lzma_rs::xz_decompress(&mut r, &mut writer) {
-                    tracing::debug!(error = %e, "xz archive");
-                }
-            })?;
-        Box::new(reader)
-    } else if head.starts_with(&[0x1f, 0x8b]) {
-        berth_image::layer::decompress(r, LayerCompression::Gzip).map_err(bad)?
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        berth_image::layer::decompress(r, LayerCompression::Zstd).map_err(bad)?
-    } else {
-        Box::new(r)
-    })
+/// A file's content decompressed as `ADD` reads archives (see
+/// [`berth_image::layer::decompress_any`]).
+fn decompressed(file: std::fs::File) -> io::Result<Box<dyn Read + Send>> {
+    berth_image::layer::decompress_any(file)
 }
 
 /// Whether a file is a tar archive, plain or compressed (what `ADD` extracts).
