@@ -2350,3 +2350,71 @@ fn events_of_images_commit_stop_and_prune() {
         }
     }
 }
+
+/// `docker cp` sees a stopped container's volumes where it has them, as dockerd mounts them
+/// for the copy; a read-only container takes files into its writable volume only.
+#[test]
+fn cp_reaches_the_volumes_of_stopped_and_read_only_containers() {
+    let d = daemon();
+    ok(d.docker(&[
+        "run",
+        "--name",
+        "vs",
+        "-v",
+        "cpvol:/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /vol/v.txt",
+    ]));
+    let out = d.docker(&["cp", "vs:/vol/v.txt", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut tar = tar::Archive::new(&out.stdout[..]);
+    let mut entry = tar.entries().unwrap().next().unwrap().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+    assert_eq!(text, "x\n");
+    let f = d.dir.join("new.txt");
+    std::fs::write(&f, "new\n").unwrap();
+    ok(d.docker(&["cp", f.to_str().unwrap(), "vs:/vol/new.txt"]));
+    // It went to the volume (seen by another container), not under the mount point.
+    assert_eq!(
+        ok(d.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "cpvol:/v",
+            "busybox",
+            "cat",
+            "/v/new.txt"
+        ])),
+        "new"
+    );
+    assert!(!ok(d.docker(&["diff", "vs"])).contains("new.txt"));
+    // Read-only: into the volume yes (stopped or running), into the root no.
+    ok(d.docker(&[
+        "create",
+        "--name",
+        "ro",
+        "--read-only",
+        "-v",
+        "cpvol:/vol",
+        "busybox",
+        "sleep",
+        "60",
+    ]));
+    ok(d.docker(&["cp", f.to_str().unwrap(), "ro:/vol/from-ro.txt"]));
+    common::assert_refused(
+        &d.docker(&["cp", f.to_str().unwrap(), "ro:/new.txt"]),
+        1,
+        "container rootfs is marked read-only",
+    );
+    ok(d.docker(&["start", "ro"]));
+    ok(d.docker(&["cp", f.to_str().unwrap(), "ro:/vol/running.txt"]));
+    assert_eq!(
+        ok(d.docker(&["exec", "ro", "ls", "/vol"])),
+        "from-ro.txt\nnew.txt\nrunning.txt\nv.txt"
+    );
+    ok(d.docker(&["rm", "-f", "vs", "ro"]));
+    ok(d.docker(&["volume", "rm", "cpvol"]));
+}

@@ -659,6 +659,48 @@ impl Drop for Access {
     }
 }
 
+/// Opens `rel` inside `root` (resolved there), making it if missing: its directories, and
+/// the last element as an empty file when `file`, else as a directory.
+fn mount_point(root: &OwnedFd, rel: &str, file: bool) -> rustix::io::Result<OwnedFd> {
+    let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let open =
+        |p: &str| rustix::fs::openat2(root, p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), how);
+    if let Ok(fd) = open(rel) {
+        return Ok(fd);
+    }
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, _) in parts.iter().enumerate() {
+        let sub = parts[..=i].join("/");
+        if open(&sub).is_ok() {
+            continue;
+        }
+        let parent = if i == 0 {
+            ".".to_owned()
+        } else {
+            parts[..i].join("/")
+        };
+        let dir = rustix::fs::openat2(
+            root,
+            parent.as_str(),
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            how,
+        )?;
+        if file && i + 1 == parts.len() {
+            let created = rustix::fs::openat(
+                &dir,
+                parts[i],
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            );
+            drop(created);
+        } else {
+            let _ = rustix::fs::mkdirat(&dir, parts[i], Mode::from_raw_mode(0o755));
+        }
+    }
+    open(rel)
+}
+
 impl Engine {
     /// Opens the container's root. For a container that is not running the caller must hold
     /// its operation lock for as long as the result lives.
@@ -736,10 +778,73 @@ impl Engine {
         let access = Access {
             root: Root::open(&target, key)
                 .map_err(EngineError::io(format!("open {}", target.display())))?,
-            mounted: Some(target),
+            mounted: Some(target.clone()),
             engine: self.clone(),
         };
+        // Its volumes and binds where it has them, as dockerd mounts them for a copy: the
+        // unmount of the root (detached, with what is under it) takes them away again.
+        if as_seen {
+            self.bind_mounts_into(&rec, &access.root)?;
+            // A read-only container's root is read-only to a copy too (its volumes are not).
+            if rec.host_config.readonly_rootfs {
+                rustix::mount::mount_remount(
+                    &target,
+                    rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
+                    "",
+                )
+                .map_err(|e| EngineError::Runtime(format!("read-only root for the copy: {e}")))?;
+            }
+        }
         Ok(access)
+    }
+
+    /// Binds a stopped container's volumes and bind sources at their destinations under
+    /// `root` (read-only where the container has them so). Each destination is opened inside
+    /// the root (its symlinks resolved there, never on the host) and mounted on through its
+    /// descriptor; a destination the container never made is left alone. Volumes with mount
+    /// options (their filesystem is mounted only while a container uses them) are skipped.
+    fn bind_mounts_into(&self, rec: &crate::ContainerRecord, root: &Root) -> Result<()> {
+        let mut mounts: Vec<&crate::volumes::mounts::MountPoint> = rec
+            .mounts
+            .iter()
+            .filter(|m| !matches!(m.kind, crate::volumes::mounts::MountType::Tmpfs))
+            .collect();
+        // Outer destinations first, so that inner ones land on top of them.
+        mounts.sort_by_key(|m| m.destination.matches('/').count());
+        for m in mounts {
+            let source = match m.kind {
+                crate::volumes::mounts::MountType::Volume => match self.volume_inspect(&m.name) {
+                    Ok(v) if v.options.is_empty() => self.volume_path(&m.name),
+                    _ => continue,
+                },
+                _ => PathBuf::from(&m.source),
+            };
+            let rel = m.destination.trim_start_matches('/');
+            if rel.is_empty() {
+                continue;
+            }
+            // A container that never started has no mount points yet: made as its start
+            // would make them (a directory, or a file for a file's bind).
+            let file = std::fs::metadata(&source).is_ok_and(|md| !md.is_dir());
+            let Ok(dest) = mount_point(&root.fd, rel, file) else {
+                continue;
+            };
+            let target = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dest));
+            rustix::mount::mount_bind_recursive(&source, target.as_str()).map_err(|e| {
+                EngineError::Runtime(format!("mount {} for the copy: {e}", m.destination))
+            })?;
+            if !m.rw {
+                rustix::mount::mount_remount(
+                    target.as_str(),
+                    rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
+                    "",
+                )
+                .map_err(|e| {
+                    EngineError::Runtime(format!("read-only {} for the copy: {e}", m.destination))
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// `HEAD /containers/{id}/archive`.
@@ -855,7 +960,14 @@ impl Engine {
         body: mpsc::Receiver<io::Result<Bytes>>,
     ) -> Result<()> {
         let h = self.resolve(key)?;
-        if h.record().host_config.readonly_rootfs {
+        let rec = h.record();
+        // A read-only container still takes files into its writable volumes and binds.
+        // (Where it really lands is the kernel's to enforce: the root is mounted read-only.)
+        let into_writable_mount = rec.mounts.iter().any(|m| {
+            m.rw && !matches!(m.kind, crate::volumes::mounts::MountType::Tmpfs)
+                && Path::new(path).starts_with(&m.destination)
+        });
+        if rec.host_config.readonly_rootfs && !into_writable_mount {
             return Err(EngineError::InvalidArgument(
                 "container rootfs is marked read-only".into(),
             ));
