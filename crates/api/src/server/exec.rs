@@ -53,9 +53,23 @@ pub(super) async fn start(ctx: &Ctx, mut r: Req, id: &str) -> HandlerResult {
     let keys = (!info.config.detach_keys.is_empty()).then(|| info.config.detach_keys.clone());
     let engine = ctx.engine.clone();
     let id = id.to_owned();
+    // The client's terminal size (API 1.42+), so the tty has it from the start instead of
+    // waiting on the client's resize call, which may come before the process exists.
+    let size = body
+        .console_size
+        .filter(|_| tty)
+        .and_then(|[h, w]| Some((u16::try_from(h).ok()?, u16::try_from(w).ok()?)))
+        .filter(|&(h, w)| h > 0 && w > 0);
     hijack::upgrade(r, tty, move |mut io| async move {
         match engine.exec_start(&id).await {
-            Ok(session) => hijack::pump(io, session, keys.as_deref(), true).await,
+            Ok(session) => {
+                if let Some((h, w)) = size {
+                    if let Err(e) = engine.exec_resize(&id, h, w).await {
+                        tracing::debug!(exec = %id, "initial size: {e}");
+                    }
+                }
+                hijack::pump(io, session, keys.as_deref(), true).await
+            }
             Err(e) => {
                 // The process could not start: the client reads the error as text on its
                 // stream (stdout unless there is a tty, as dockerd writes it), and the exit
