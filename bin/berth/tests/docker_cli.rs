@@ -931,6 +931,11 @@ fn pause_unpause_rename_top() {
             Some(br#"{"Cmd":["true"],"AttachStdout":true}"#),
         )
         .json();
+    // Inspect lists the container's execs not finished yet.
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{json .ExecIDs}}", "pz"])),
+        format!("[{}]", exec["Id"])
+    );
     ok(d.docker(&["pause", "pz"]));
     assert_eq!(
         ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "pz"])),

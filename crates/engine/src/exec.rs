@@ -114,6 +114,18 @@ impl Engine {
             .ok_or_else(|| EngineError::NoSuchExec(id.to_owned()))
     }
 
+    /// The container's execs not finished yet (created or running), as inspect's `ExecIDs`.
+    pub fn exec_ids_of(&self, container_id: &str) -> Vec<String> {
+        let mut ids: Vec<String> = lock(&self.inner.execs)
+            .iter()
+            .filter(|(_, e)| e.container_id == container_id)
+            .filter(|(_, e)| lock(&e.info).exit_code.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Drops a finished exec instance (the healthcheck's, which nobody inspects).
     pub(crate) fn exec_forget(&self, id: &str) {
         lock(&self.inner.execs).remove(id);

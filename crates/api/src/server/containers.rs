@@ -84,6 +84,7 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: ContainerRecord, r: &Req) -> Contai
         host_config.kernel_memory.get_or_insert(0);
     }
     let s = rec.state;
+    let exec_ids = Some(ctx.engine.exec_ids_of(&rec.id)).filter(|ids| !ids.is_empty());
     ContainerInspect {
         id: rec.id,
         created: fmt_time(Some(rec.created)),
@@ -119,7 +120,7 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: ContainerRecord, r: &Req) -> Contai
         mount_label: String::new(),
         process_label: String::new(),
         app_armor_profile: String::new(),
-        exec_ids: None,
+        exec_ids,
         host_config,
         graph_driver,
         size_rw,
