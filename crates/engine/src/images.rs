@@ -465,7 +465,7 @@ impl Engine {
 
     /// The id of the image `name` names now, if any.
     pub fn image_id_of(&self, name: &str) -> Option<String> {
-        self.inner.images.resolve(name).ok().map(|i| i.id)
+        self.inner.images.resolve_id(name)
     }
 
     /// The `Config.Labels` of an image, none when it is not there.

@@ -349,6 +349,24 @@ impl ImageStore {
         self.resolve_inner(name).map(|(img, _)| img)
     }
 
+    /// The id of the image `name` names, if any: [`Self::resolve`]'s answer, with a tag looked
+    /// up alone (no image record read or config parsed), as listings ask it per row.
+    pub fn resolve_id(&self, name: &str) -> Option<String> {
+        if let Ok(r) = Reference::parse(name) {
+            if r.digest().is_none() && !name.starts_with("sha256:") {
+                let id = self.db.begin_read().ok().and_then(|txn| {
+                    let table = txn.open_table(TAGS).ok()?;
+                    let v = table.get(r.full().as_str()).ok()??;
+                    Some(v.value().to_owned())
+                });
+                if id.is_some() {
+                    return id;
+                }
+            }
+        }
+        self.resolve(name).ok().map(|i| i.id)
+    }
+
     /// Resolves a name; the reference is returned when the name matched a tag.
     fn resolve_inner(&self, name: &str) -> Result<(Image, Option<Reference>), ImageError> {
         if let Some(hex) = name.strip_prefix("sha256:") {
