@@ -536,6 +536,15 @@ fn docker_cli_legacy_builder_works_against_berthd() {
         out.contains("Successfully tagged viadocker:latest"),
         "{out}"
     );
+    // The FROM step shows the base image's id, as the classic builder does.
+    let base = inspect(&d, "busybox", "{{.Id}}");
+    assert!(
+        out.contains(&format!(
+            "Step 1/5 : FROM busybox\n ---> {}\n",
+            &base[7..19]
+        )),
+        "{out}"
+    );
     assert_eq!(
         ok(d.docker(&["run", "--rm", "viadocker"])),
         "hello\nfrom docker"

@@ -610,6 +610,9 @@ impl Builder {
                 },
             }
         };
+        // What the FROM line shows: the base image's own id (as the classic builder), else
+        // the step's key.
+        let mut shown = None;
         let (mut state, mut key) = match &node.base {
             Base::Scratch => (
                 State::scratch(&ctx.platform),
@@ -626,6 +629,7 @@ impl Builder {
                     .map_err(ExecError::Host)
                     .map_err(at(stage.span.start))?;
                 let layers = self.store.layer_refs(&image)?;
+                shown = Some(image.id.clone());
                 (
                     State {
                         layers,
@@ -636,7 +640,10 @@ impl Builder {
             }
         };
         ctx.hold(&self.store, &state);
-        ctx.line(format!(" ---> {}\n", short(&key)));
+        ctx.line(format!(
+            " ---> {}\n",
+            short(shown.as_deref().unwrap_or(&key))
+        ));
         // As BuildKit: an image without PATH gets the default one.
         if !state.env().iter().any(|e| e.starts_with("PATH=")) {
             let mut env = state.env();
