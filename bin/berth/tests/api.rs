@@ -656,6 +656,14 @@ fn responses_take_the_requested_versions_shape() {
     };
     assert_eq!(hc("v1.41")["KernelMemory"], 0);
     assert!(hc("v1.42").get("KernelMemory").is_none());
+    // An update without warnings says null, as dockerd.
+    let r = d.http(
+        "POST",
+        "/v1.41/containers/kmem/update",
+        Some(br#"{"CpuShares": 512}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["Warnings"].is_null(), "{}", r.text());
     ok(d.docker(&["rm", "kmem"]));
     // system/df: BuilderSize up to 1.41 only; no build cache is null, as dockerd sends it.
     let df = |v: &str| d.http("GET", &format!("/{v}/system/df"), None).json();

@@ -424,6 +424,8 @@ fn with_path_stat(mut resp: Response<Body>, st: &berth_engine::PathStat) -> Resp
 pub(super) async fn update(ctx: &Ctx, r: &mut Req, id: &str) -> HandlerResult {
     let u: berth_engine::update::UpdateConfig = r.json().await?;
     let warnings = ctx.engine.update(id, &u).await?;
+    // null without warnings, as dockerd sends it.
+    let warnings = (!warnings.is_empty()).then_some(warnings);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "Warnings": warnings }),

@@ -140,7 +140,9 @@ pub(super) fn history(ctx: &Ctx, name: &str) -> HandlerResult {
                         .parent
                         .as_deref()
                         .and_then(|p| ctx.engine.image_inspect(p).ok());
-                    (img.id.clone(), serde_json::json!(img.repo_tags))
+                    // null for an untagged image, as dockerd.
+                    let tags = (!img.repo_tags.is_empty()).then(|| img.repo_tags.clone());
+                    (img.id.clone(), serde_json::json!(tags))
                 }
                 None => ("<missing>".to_owned(), serde_json::Value::Null),
             };

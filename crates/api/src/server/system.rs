@@ -216,7 +216,8 @@ pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
         "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
         "SecurityOptions": ["name=seccomp,profile=builtin"],
-        "Warnings": warnings,
+        // null without warnings, as dockerd sends it.
+        "Warnings": (!warnings.is_empty()).then_some(warnings),
     });
     let mut body = body;
     if let Some(o) = body.as_object_mut() {
