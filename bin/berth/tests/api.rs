@@ -314,6 +314,11 @@ fn logs_since_until_and_timestamps() {
         ok(d.docker(&["logs", "--since", ts_early, "--until", ts_late, &id])),
         "early\nlate"
     );
+    // --tail takes the file's last lines first, then the time filter, as dockerd's reader.
+    assert_eq!(
+        ok(d.docker(&["logs", "--tail", "1", "--until", ts_early, &id])),
+        ""
+    );
     ok(d.docker(&["rm", &id]));
 }
 

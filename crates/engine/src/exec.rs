@@ -68,6 +68,12 @@ impl Engine {
     /// Registers an exec instance in a running container; returns its id.
     pub fn exec_create(&self, key: &str, config: ExecConfig) -> Result<String> {
         let h = self.resolve(key)?;
+        // The request is checked before the container's state, as dockerd.
+        if config.cmd.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "No exec command specified".into(),
+            ));
+        }
         let rec = h.record();
         if rec.state.status == crate::Status::Paused {
             // (Named as the client named it, as dockerd does.)
@@ -80,11 +86,6 @@ impl Engine {
                 "Container {} is not running",
                 rec.id
             )));
-        }
-        if config.cmd.is_empty() {
-            return Err(EngineError::InvalidArgument(
-                "No exec command specified".into(),
-            ));
         }
         let id = {
             let mut bytes = [0u8; 32];

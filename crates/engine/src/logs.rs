@@ -41,11 +41,13 @@ impl Engine {
         let mut follower = Follower::at_end(&path);
         let mut backlog: Vec<Entry> = jsonlog::read_all(&path)
             .map_err(EngineError::io(format!("read {}", path.display())))?;
-        backlog.retain(&keep);
+        // As moby's json-file reader: the last `tail` lines of the file, then the time and
+        // stream filters over them.
         if let Some(n) = opts.tail {
             let skip = backlog.len().saturating_sub(n);
             backlog.drain(..skip);
         }
+        backlog.retain(&keep);
         let (tx, rx) = mpsc::channel(256);
         let follow = opts.follow
             && rec.state.is_running()
