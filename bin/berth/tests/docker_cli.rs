@@ -833,20 +833,28 @@ fn restart_policy_on_failure_retries_then_stops() {
         "-c",
         "exit 1",
     ]));
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = ok(d.docker(&[
-            "inspect",
-            "-f",
-            "{{.RestartCount}} {{.State.Status}}",
+    assert_eq!(
+        inspect_until(
+            &d,
             "flaky",
-        ]));
-        if status == "2 exited" {
+            "{{.RestartCount}} {{.State.Status}}",
+            "2 exited"
+        ),
+        "2 exited"
+    );
+}
+
+/// `docker inspect -f fmt name` until it prints `want` (10 s at most); the last answer.
+fn inspect_until(d: &Daemon, name: &str, fmt: &str, want: &str) -> String {
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = ok(d.docker(&["inspect", "-f", fmt, name]));
+        if seen == want {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(status, "2 exited");
+    seen
 }
 
 /// A user's kill is a manual stop: an `always` container stays down. Between restarts a
@@ -889,19 +897,12 @@ fn kill_stops_restart_policies_and_restarting_counts_as_running() {
         "-c",
         "exit 3",
     ]));
-    let mut state = String::new();
-    for _ in 0..100 {
-        state = ok(d.docker(&[
-            "inspect",
-            "-f",
-            "{{.State.Restarting}} {{.State.Running}}",
-            "loop",
-        ]));
-        if state == "true true" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let state = inspect_until(
+        &d,
+        "loop",
+        "{{.State.Restarting}} {{.State.Running}}",
+        "true true",
+    );
     assert_eq!(state, "true true");
     let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "loop"]));
     common::assert_refused(
@@ -1825,15 +1826,13 @@ fn events_follow_dockerds_order_and_words() {
     ok(d.docker(&["tag", "busybox", "evt:1"]));
     ok(d.docker(&["rmi", "evt:1"]));
     let until = (common::unix_now() + 1).to_string();
-    let events = ok(d.docker(&[
-        "events",
-        "--since",
+    let events = d.events_since(
         &since,
-        "--until",
-        &until,
-        "--format",
-        "{{.Type}}|{{.Action}}|{{.Actor.ID}}|{{.Actor.Attributes.name}}",
-    ]));
+        &[
+            "--format",
+            "{{.Type}}|{{.Action}}|{{.Actor.ID}}|{{.Actor.Attributes.name}}",
+        ],
+    );
     let rows: Vec<Vec<&str>> = events.lines().map(|l| l.split('|').collect()).collect();
     let actions: Vec<&str> = rows
         .iter()
@@ -2282,16 +2281,7 @@ fn events_of_images_commit_stop_and_prune() {
     ok(d.docker(&["container", "prune", "-f"]));
     ok(d.docker(&["image", "prune", "-f"]));
     ok(d.docker(&["network", "prune", "-f"]));
-    let until = (common::unix_now() + 1).to_string();
-    let out = ok(d.docker(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--format",
-        "{{json .}}",
-    ]));
+    let out = d.events_since(&since, &["--format", "{{json .}}"]);
     let events: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -996,11 +996,15 @@ impl Engine {
             {
                 return;
             }
-            {
-                let mut r = lock(&h.rec);
-                r.state.status = Status::Exited;
-            }
+            // Restarting until it runs, as dockerd shows it (a kill or rm meanwhile sees the
+            // loop, not an exited container).
             if let Err(e) = self.start_locked(&h).await {
+                {
+                    let mut r = lock(&h.rec);
+                    if r.state.status == Status::Restarting {
+                        r.state.status = Status::Exited;
+                    }
+                }
                 tracing::warn!(id = %current.id, "restart failed: {e}");
                 let engine = self.clone();
                 let h2 = h.clone();
@@ -1124,21 +1128,26 @@ impl Engine {
             }
             e => e,
         })?;
-        let rec = h.record();
+        let mut rec = h.record();
         let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
-        // A kill of a container between restarts ends the restarts, as dockerd's.
+        // A kill of a container between restarts ends the restarts, as dockerd's. (Once a
+        // restart under way has it running, it is killed as any running container.)
         if rec.state.status == Status::Restarting {
-            let _op = h.op.lock().await;
-            let snap = {
+            let op = h.op.lock().await;
+            let ended = {
                 let mut r = lock(&h.rec);
-                if r.state.status == Status::Restarting {
+                (r.state.status == Status::Restarting).then(|| {
                     r.state.status = Status::Exited;
-                }
-                r.state.manually_stopped = true;
-                r.clone()
+                    r.state.manually_stopped = true;
+                    r.clone()
+                })
             };
-            self.persist(&snap)?;
-            return Ok(());
+            drop(op);
+            if let Some(snap) = ended {
+                self.persist(&snap)?;
+                return Ok(());
+            }
+            rec = h.record();
         }
         if !rec.state.is_running() {
             return Err(EngineError::Conflict(format!(

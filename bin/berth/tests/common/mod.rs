@@ -786,6 +786,14 @@ pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 impl Daemon {
+    /// `docker events` from `since` until a second from now, with `args` (filters, format).
+    pub fn events_since(&self, since: &str, args: &[&str]) -> String {
+        let until = (unix_now() + 1).to_string();
+        let mut all = vec!["events", "--since", since, "--until", &until];
+        all.extend_from_slice(args);
+        ok(self.docker(&all))
+    }
+
     /// One raw HTTP/1.1 request on the daemon's socket (`Connection: close`), read to the end.
     pub fn http(&self, method: &str, path: &str, body: Option<&[u8]>) -> HttpResponse {
         use std::io::Read;
