@@ -897,13 +897,14 @@ fn kill_stops_restart_policies_and_restarting_counts_as_running() {
         "-c",
         "exit 3",
     ]));
+    // After four restarts the delay is 1.6 s and more: time enough to act between two.
     let state = inspect_until(
         &d,
         "loop",
-        "{{.State.Restarting}} {{.State.Running}}",
-        "true true",
+        "{{.State.Restarting}} {{.State.Running}} {{if gt .RestartCount 3}}many{{end}}",
+        "true true many",
     );
-    assert_eq!(state, "true true");
+    assert_eq!(state, "true true many");
     let id = ok(d.docker(&["inspect", "-f", "{{.Id}}", "loop"]));
     common::assert_refused(
         &d.docker(&["rm", "loop"]),
@@ -913,9 +914,17 @@ fn kill_stops_restart_policies_and_restarting_counts_as_running() {
         ),
     );
     ok(d.docker(&["kill", "loop"]));
+    // The loop is over: no restart comes after the delay.
+    let count = ok(d.docker(&["inspect", "-f", "{{.RestartCount}}", "loop"]));
+    std::thread::sleep(Duration::from_millis(2000));
     assert_eq!(
-        ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "loop"])),
-        "exited"
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.RestartCount}}",
+            "loop"
+        ])),
+        format!("exited {count}")
     );
     ok(d.docker(&["rm", "alw", "loop"]));
 }
