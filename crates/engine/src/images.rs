@@ -473,11 +473,7 @@ impl Engine {
         self.inner
             .images
             .resolve(name)
-            .ok()
-            .and_then(|img| {
-                let labels = img.config.pointer("/config/Labels")?.clone();
-                serde_json::from_value(labels).ok()
-            })
+            .map(|img| labels_of(&img))
             .unwrap_or_default()
     }
 
@@ -526,10 +522,11 @@ impl Engine {
             }
         }
         let in_use = |id: &str| users.get(id).cloned();
-        // dockerd's `untag` events name the image by its id, not by the tag.
-        let image_id = self.inner.images.resolve(name).map(|i| i.id).ok();
-        // Untag events carry the labels of the image, which may be gone by then.
-        let labels = self.image_labels(name);
+        // dockerd's `untag` events name the image by its id, not by the tag, and carry its
+        // labels (the image may be gone by then).
+        let image = self.inner.images.resolve(name).ok();
+        let labels = image.as_ref().map(labels_of).unwrap_or_default();
+        let image_id = image.map(|i| i.id);
         let removed = self.inner.images.remove(name, force, prune, &in_use)?;
         let mut rows = Vec::new();
         for r in removed {
@@ -540,7 +537,8 @@ impl Engine {
                     rows.push((Some(t), None));
                 }
                 berth_image::RemovedImage::Deleted(id) => {
-                    self.emit_image("delete", &id, &id);
+                    // Gone: no labels left to look up.
+                    self.emit_image_labelled("delete", &id, &id, BTreeMap::new());
                     rows.push((None, Some(id)));
                 }
                 // dockerd lists them, with no event of their own.
@@ -575,6 +573,15 @@ impl Engine {
         self.inner.images.unmount_container(target)?;
         Ok(())
     }
+}
+
+/// An image's `Config.Labels`.
+fn labels_of(image: &Image) -> BTreeMap<String, String> {
+    image
+        .config
+        .pointer("/config/Labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default()
 }
 
 /// The Docker `Config` inside an image config blob.

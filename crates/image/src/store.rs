@@ -938,16 +938,20 @@ impl ImageStore {
         let (img, by_ref) = self.resolve_inner(name)?;
         let id = img.id.clone();
         let mut refs = self.tags_of(&id)?;
-        let mut digests = self
-            .record(&id)?
-            .map(|r| r.repo_digests)
+        // Every record, read once: the image's digests, its children, the parents to prune.
+        let all = self.records()?;
+        let mut digests = all
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.repo_digests.clone())
             .unwrap_or_default();
         let user = in_use(&id);
-        let children = self
-            .records()?
-            .iter()
-            .filter(|r| r.parent.as_deref() == Some(id.as_str()))
-            .count();
+        let children_of = |p: &str, gone: &[(String, Vec<String>)]| {
+            all.iter()
+                .filter(|r| r.parent.as_deref() == Some(p) && !gone.iter().any(|(d, _)| d == &r.id))
+                .count()
+        };
+        let children = children_of(&id, &[]);
         let mut records = Vec::new();
         let mut removed_ref = false;
 
@@ -1022,20 +1026,17 @@ impl ImageStore {
         let mut deleted = vec![(id.clone(), img.layers.clone())];
         let mut next = img.parent.clone();
         while let Some(p) = next.take().filter(|_| prune) {
-            let Some(parent) = self.record(&p)? else {
+            let Some(parent) = all.iter().find(|r| r.id == p) else {
                 break;
             };
             let dangling = parent.repo_digests.is_empty()
                 && self.tags_of(&p)?.is_empty()
-                && !self.records()?.iter().any(|r| {
-                    r.parent.as_deref() == Some(p.as_str())
-                        && !deleted.iter().any(|(d, _)| d == &r.id)
-                });
+                && children_of(&p, &deleted) == 0;
             if !dangling || in_use(&p).is_some() {
                 break;
             }
             next = parent.parent.clone();
-            deleted.push((p, parent.layers));
+            deleted.push((p, parent.layers.clone()));
         }
         let txn = self.db.begin_write()?;
         {

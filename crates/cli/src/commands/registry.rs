@@ -203,12 +203,10 @@ pub async fn search(client: &Client, a: SearchArgs) -> Result<i32> {
                 .as_str()
                 .unwrap_or_default()
                 .replace('\n', " ");
-            let desc = if a.no_trunc || desc.chars().count() <= 45 {
+            let desc = if a.no_trunc {
                 desc
             } else {
-                let mut d: String = desc.chars().take(44).collect();
-                d.push('…');
-                d
+                crate::format::ellipsis(&desc, 45)
             };
             serde_json::json!({
                 "Name": h["name"], "Description": desc, "StarCount": h["star_count"],

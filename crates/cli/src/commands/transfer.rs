@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use super::{image_seg, seg};
 use crate::args::{CommitArgs, HistoryArgs, LoadArgs, SaveArgs};
 use crate::error::{CliError, Result};
-use crate::format::{human_size_prec, short_id, since_unix};
+use crate::format::{ellipsis, human_size_prec, short_id, since_unix};
 use crate::opts::io_err as io;
 use crate::opts::split_reference;
 use crate::template::render_rows;
@@ -174,16 +174,6 @@ fn history_headers() -> Value {
         "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
         "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT",
     })
-}
-
-/// Docker's `stringutils.Ellipsis`: at most `max` characters, the last one `…`.
-fn ellipsis(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 /// `history`.
