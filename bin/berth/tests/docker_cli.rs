@@ -995,6 +995,13 @@ fn pause_unpause_rename_top() {
         stderr(&o).trim(),
         "Error response from daemon: ps: error: unsupported SysV option"
     );
+    // A stopped container's execs are gone, as dockerd drops them.
+    let exec_path = format!("/v1.41/exec/{}/json", exec["Id"].as_str().unwrap());
+    assert_eq!(d.http("GET", &exec_path, None).status, 200);
+    ok(d.docker(&["stop", "-t", "0", "qz"]));
+    let r = d.http("GET", &exec_path, None);
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("No such exec instance"), "{}", r.text());
     ok(d.docker(&["rm", "-f", "qz"]));
 }
 

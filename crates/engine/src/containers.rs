@@ -1040,6 +1040,8 @@ impl Engine {
         netns::remove(&self.inner.cfg.exec_root.join("netns").join(id));
         let run = self.run_paths(id);
         let _ = std::fs::remove_file(run.socket());
+        // A stopped container's exec instances go with its process, as dockerd drops them.
+        lock(&self.inner.execs).retain(|_, e| e.container_id != id);
     }
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout` seconds.
@@ -1348,11 +1350,6 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&rec.id);
-        self.inner
-            .execs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, e| e.container_id != rec.id);
         h.watch.send_modify(|w| w.removed = true);
         self.emit(&rec, "destroy");
         if volumes {
