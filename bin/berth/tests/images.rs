@@ -560,6 +560,10 @@ fn check_layout(files: &BTreeMap<String, Vec<u8>>) -> Vec<Value> {
 fn save_rmi_load_round_trip_keeps_the_id_and_writes_an_oci_layout() {
     let d = daemon();
     let id = commit_setup(&d, "docker", "ctr", "saved:1");
+    // A commit's tag is a tag time; a load's is not, as moby keeps it.
+    let last_tag = |name: &str| ok(d.docker(&["inspect", "-f", "{{.Metadata.LastTagTime}}", name]));
+    let zero = "0001-01-01 00:00:00 +0000 UTC";
+    assert_ne!(last_tag("saved:1"), zero);
     let tmp = tempfile::tempdir().unwrap();
     let tar = tmp.path().join("saved.tar");
     let tar_s = tar.to_str().unwrap();
@@ -608,6 +612,17 @@ fn save_rmi_load_round_trip_keeps_the_id_and_writes_an_oci_layout() {
         "Loaded image: saved:1"
     );
     assert_committed(&d, "saved:1", &id, false);
+    assert_eq!(last_tag("saved:1"), zero);
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    ok(d.docker(&["tag", "saved:1", "saved:2"]));
+    let tagged: u64 = ok(d.docker(&["inspect", "-f", "{{.Metadata.LastTagTime.Unix}}", "saved:1"]))
+        .parse()
+        .unwrap();
+    assert!(tagged >= before, "{tagged} {before}");
+    ok(d.docker(&["rmi", "saved:2"]));
     // Loading again changes nothing and says the same.
     assert_eq!(
         ok(d.docker(&["load", "-i", tar_s])),

@@ -57,6 +57,8 @@ pub struct ImageView {
     pub docker_version: String,
     /// The id of the container it was committed from, if it was.
     pub container: String,
+    /// When it was last tagged (not by a pull or load), as `Metadata.LastTagTime`.
+    pub last_tag_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -294,6 +296,7 @@ impl Engine {
                 .to_owned(),
             layers: image.layers.clone(),
             parent: image.parent.clone(),
+            last_tag_time: image.last_tag_time,
             chain_ids: berth_image::snapshot::chain_ids(&image.layers),
             layer_sizes: image.layer_sizes.clone(),
             repo_digests: image.repo_digests.clone(),

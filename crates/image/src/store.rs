@@ -62,6 +62,8 @@ pub struct Image {
     pub repo_digests: Vec<String>,
     /// The image this one was committed from (`docker commit`), if any.
     pub parent: Option<String>,
+    /// When it was last tagged by a tag, build, commit or import (`Metadata.LastTagTime`).
+    pub last_tag_time: Option<DateTime<Utc>>,
 }
 
 /// A layer of an image: its blob as stored and its diff id.
@@ -149,6 +151,10 @@ struct ImageRecord {
     repo_digests: Vec<String>,
     #[serde(default)]
     parent: Option<String>,
+    /// When a tag was last put on it by a tag, build, commit or import (never by a pull or a
+    /// load), as moby's `lastUpdated` metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_tag_time: Option<DateTime<Utc>>,
 }
 
 /// The image store. `Send + Sync`: every call may come from any thread.
@@ -193,6 +199,10 @@ impl std::fmt::Debug for ImageStore {
             .field("snapshots", &self.snapshots)
             .finish()
     }
+}
+
+fn encode_record(rec: &ImageRecord) -> Result<Vec<u8>, ImageError> {
+    serde_json::to_vec(rec).map_err(|e| ImageError::Corrupt(format!("encode image record: {e}")))
 }
 
 fn short_id(id: &str) -> &str {
@@ -324,6 +334,7 @@ impl ImageStore {
             layer_sizes,
             repo_digests: rec.repo_digests,
             parent: rec.parent,
+            last_tag_time: rec.last_tag_time,
         })
     }
 
@@ -437,12 +448,15 @@ impl ImageStore {
             ));
         }
         let _g = self.guard();
-        if self.record(id)?.is_none() {
+        let Some(mut rec) = self.record(id)? else {
             return Err(ImageError::NotFound(id.to_owned()));
-        }
+        };
+        rec.last_tag_time = Some(Utc::now());
+        let data = encode_record(&rec)?;
         let txn = self.db.begin_write()?;
         txn.open_table(TAGS)?
             .insert(reference.full().as_str(), id)?;
+        txn.open_table(IMAGES)?.insert(id, data.as_slice())?;
         txn.commit()?;
         Ok(())
     }
@@ -631,7 +645,8 @@ impl ImageStore {
     /// Records an image: its config (stored as a blob; its digest is the image id) and its
     /// layers, bottom first, each already unpacked (by [`ImageStore::unpack_layer`] or an
     /// earlier image). The config's diff ids must be the layers'. `tags` point at it;
-    /// `repo_digest` (`name@sha256:...`) records the manifest it came by.
+    /// `repo_digest` (`name@sha256:...`) records the manifest it came by; without one, tags
+    /// given set the image's last tag time (a build, commit or import).
     pub fn add_image(
         &self,
         config: &[u8],
@@ -639,6 +654,20 @@ impl ImageStore {
         tags: &[Reference],
         repo_digest: Option<String>,
         parent: Option<String>,
+    ) -> Result<Image, ImageError> {
+        let tagged = repo_digest.is_none() && !tags.is_empty();
+        self.add_image_as(config, layers, tags, repo_digest, parent, tagged)
+    }
+
+    /// [`Self::add_image`], saying whether the tags count as tagging (not for a load).
+    pub(crate) fn add_image_as(
+        &self,
+        config: &[u8],
+        layers: &[LayerRef],
+        tags: &[Reference],
+        repo_digest: Option<String>,
+        parent: Option<String>,
+        tagged: bool,
     ) -> Result<Image, ImageError> {
         let head = parse_config(config)?;
         let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
@@ -682,16 +711,19 @@ impl ImageStore {
                 layer_blobs: layers.iter().map(|l| l.blob.clone()).collect(),
                 repo_digests: Vec::new(),
                 parent,
+                last_tag_time: None,
             },
         };
+        if tagged {
+            rec.last_tag_time = Some(Utc::now());
+        }
         if let Some(d) = repo_digest {
             if !rec.repo_digests.contains(&d) {
                 rec.repo_digests.push(d);
                 rec.repo_digests.sort();
             }
         }
-        let data = serde_json::to_vec(&rec)
-            .map_err(|e| ImageError::Corrupt(format!("encode image record: {e}")))?;
+        let data = encode_record(&rec)?;
         let txn = self.db.begin_write()?;
         {
             txn.open_table(IMAGES)?
@@ -1092,8 +1124,7 @@ impl ImageStore {
             return Ok(());
         };
         rec.repo_digests = digests.to_vec();
-        let data = serde_json::to_vec(&rec)
-            .map_err(|e| ImageError::Corrupt(format!("encode image record: {e}")))?;
+        let data = encode_record(&rec)?;
         let txn = self.db.begin_write()?;
         txn.open_table(IMAGES)?.insert(id, data.as_slice())?;
         txn.commit()?;

@@ -355,7 +355,8 @@ pub fn load(
             refs.push(layer);
             parent = Some(chain);
         }
-        let image = store.add_image(&f.config, &refs, &f.tags, None, None)?;
+        // A load's tags leave the last tag time as it was, as moby's load.
+        let image = store.add_image_as(&f.config, &refs, &f.tags, None, None, false)?;
         if f.tags.is_empty() {
             let l = Loaded::Untagged(image.id.clone());
             progress(&l);

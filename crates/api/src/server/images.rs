@@ -88,11 +88,14 @@ pub(super) fn inspect(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
             kind: "layers".into(),
             layers: i.layers.clone(),
         },
-        // Docker's zero time when the last tag time is unknown: clients parse this field
-        // as a timestamp, and an empty string breaks `docker inspect`.
+        // Docker's zero time for an image never tagged here (pulled or loaded): clients parse
+        // this field as a timestamp, and an empty string breaks `docker inspect`.
         metadata: BTreeMap::from([(
             "LastTagTime".to_owned(),
-            serde_json::Value::String("0001-01-01T00:00:00Z".to_owned()),
+            serde_json::Value::String(i.last_tag_time.map_or_else(
+                || "0001-01-01T00:00:00Z".to_owned(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            )),
         )]),
     })
 }
