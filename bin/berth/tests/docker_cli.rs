@@ -1503,6 +1503,21 @@ fn update_changes_limits_in_place() {
             "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max"]))
     };
     assert_eq!(read(), "67108864\n-1\nmax");
+    // A memory limit alone allows as much swap again, and inspect says so, as dockerd's.
+    let swap = || {
+        ok(d.docker(&["inspect", "-f", "{{.HostConfig.MemorySwap}}", "up"]))
+            + " "
+            + &ok(d.docker(&[
+                "exec",
+                "up",
+                "cat",
+                "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+            ]))
+    };
+    assert_eq!(swap(), "134217728 134217728");
+    // That default swap limit follows a new memory limit.
+    ok(d.docker(&["update", "-m", "96m", "up"]));
+    assert_eq!(swap(), "201326592 201326592");
     assert_eq!(
         ok(d.docker(&[
             "update",

@@ -398,6 +398,11 @@ pub fn fill_host_config_defaults(hc: &mut HostConfig) -> Result<()> {
     if hc.memory_swappiness == Some(-1) {
         hc.memory_swappiness = None;
     }
+    // A memory limit alone allows as much swap again, as dockerd writes it down (and the
+    // runtime sets it).
+    if hc.memory > 0 && hc.memory_swap == 0 {
+        hc.memory_swap = hc.memory.saturating_mul(2);
+    }
     if hc.cgroupns_mode.is_empty() {
         hc.cgroupns_mode = "private".into();
     }

@@ -39,6 +39,10 @@ fn merged(hc: &HostConfig, u: &UpdateConfig) -> Result<HostConfig> {
     }
     if u.memory_swap != 0 {
         n.memory_swap = u.memory_swap;
+    } else if u.memory != 0 && hc.memory > 0 && hc.memory_swap == hc.memory.saturating_mul(2) {
+        // A swap limit that was the default for the old memory limit (twice it) follows the
+        // new one; dockerd 20.10 refuses the update instead (unless it shrinks).
+        n.memory_swap = n.memory.saturating_mul(2);
     }
     if u.memory_reservation != 0 {
         n.memory_reservation = u.memory_reservation;
@@ -84,7 +88,7 @@ fn merged(hc: &HostConfig, u: &UpdateConfig) -> Result<HostConfig> {
         }
     }
     // Raising the memory limit past a swap limit that was set: the swap limit must move too.
-    if u.memory != 0 && u.memory_swap == 0 && hc.memory_swap > 0 && n.memory > hc.memory_swap {
+    if u.memory != 0 && u.memory_swap == 0 && n.memory_swap > 0 && n.memory > n.memory_swap {
         return Err(EngineError::InvalidArgument(
             "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time"
                 .into(),
@@ -318,12 +322,21 @@ mod tests {
                 ("memory.limit_in_bytes".into(), (256u64 << 20).to_string()),
             ]
         );
-        // Raising memory alone past the set swap limit is refused, as Docker refuses it.
+        // Raising memory alone past a swap limit the user set is refused, as Docker refuses
+        // it; a default swap limit (twice the memory) follows the memory limit instead.
         let u = UpdateConfig {
             memory: 256 << 20,
             ..Default::default()
         };
-        assert!(merged(&hc, &u).is_err());
+        let set = HostConfig {
+            memory_swap: 160 << 20,
+            ..hc.clone()
+        };
+        assert!(merged(&set, &u).is_err());
+        let n = merged(&hc, &u).unwrap();
+        assert_eq!((n.memory, n.memory_swap), (256 << 20, 512 << 20));
+        let w = writes(&h, "berth/c", &u, &n);
+        assert_eq!(w[0].1, (512u64 << 20).to_string(), "{w:?}");
     }
 
     #[test]
