@@ -74,6 +74,20 @@ fn exec_it_gets_its_own_terminal() {
     ok(d.docker(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]));
     interactive_shell(d.docker_pty(&["exec", "-it", "box", "sh"], 30, 100));
     interactive_shell(d.berth_pty(&["exec", "-it", "box", "sh"], 30, 100));
+    // The start's ConsoleSize sizes the terminal before the process runs: no resize call.
+    let exec = d
+        .http(
+            "POST",
+            "/v1.43/containers/box/exec",
+            Some(br#"{"Cmd":["stty","size"],"Tty":true,"AttachStdout":true}"#),
+        )
+        .json();
+    let out = d.http(
+        "POST",
+        &format!("/v1.43/exec/{}/start", exec["Id"].as_str().unwrap()),
+        Some(br#"{"Detach":false,"Tty":true,"ConsoleSize":[33,77]}"#),
+    );
+    assert_eq!(out.text().trim(), "33 77");
     // The container itself is untouched by its execs ending.
     assert_eq!(
         ok(d.berth(&["inspect", "-f", "{{.State.Status}}", "box"])),

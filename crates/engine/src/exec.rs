@@ -137,8 +137,13 @@ impl Engine {
     }
 
     /// Starts an exec instance. The session streams its output; its exit code is recorded even
-    /// if the caller drops the session early.
-    pub async fn exec_start(&self, id: &str) -> Result<IoSession> {
+    /// if the caller drops the session early. `console_size` (rows, columns) sizes a tty
+    /// exec's terminal before the process runs.
+    pub async fn exec_start(
+        &self,
+        id: &str,
+        console_size: Option<(u16, u16)>,
+    ) -> Result<IoSession> {
         let inst = self.exec_instance(id)?;
         let info = {
             let mut i = lock(&inst.info);
@@ -168,7 +173,15 @@ impl Engine {
             i.exit_code = Some(126);
             e
         };
-        let process = self.exec_process(&rec, &info.config).map_err(fail)?;
+        let mut process = self.exec_process(&rec, &info.config).map_err(fail)?;
+        if let Some((h, w)) = console_size.filter(|&(h, w)| info.config.tty && h > 0 && w > 0) {
+            let size = oci_spec::runtime::BoxBuilder::default()
+                .height(u64::from(h))
+                .width(u64::from(w))
+                .build()
+                .map_err(|e| fail(EngineError::Runtime(format!("console size: {e}"))))?;
+            process.set_console_size(Some(size));
+        }
         self.exec_event(
             &rec,
             &format!("exec_start: {}", info.config.cmd.join(" ")),

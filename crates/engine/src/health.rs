@@ -166,7 +166,7 @@ impl Engine {
         };
         let run = async {
             let exec_id = self.exec_create(&id, config)?;
-            let session = self.exec_start(&exec_id).await;
+            let session = self.exec_start(&exec_id, None).await;
             let mut out = Vec::new();
             let mut code = -1;
             if let Ok(mut s) = session {

@@ -333,6 +333,8 @@ pub(crate) struct Plan {
     oom_score_adj: Option<Vec<u8>>,
     /// A new terminal in the container for the process's stdio.
     tty: bool,
+    /// The terminal's size (rows, columns) from `consoleSize`, set before the process runs.
+    console_size: Option<libc::winsize>,
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString, String> {
@@ -378,6 +380,25 @@ fn id(v: Option<&Value>, what: &str) -> Result<u32, String> {
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| format!("{what} must be a 32-bit id")),
     }
+}
+
+/// An OCI process's `consoleSize` as a terminal size, if it has one.
+pub(crate) fn console_size(process: &Value) -> Result<Option<libc::winsize>, String> {
+    let Some(c) = process.get("consoleSize").filter(|c| !c.is_null()) else {
+        return Ok(None);
+    };
+    let dim = |k: &str| {
+        c.get(k)
+            .and_then(Value::as_u64)
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| format!("consoleSize.{k} must be a 16-bit number"))
+    };
+    Ok(Some(libc::winsize {
+        ws_row: dim("height")?,
+        ws_col: dim("width")?,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }))
 }
 
 impl Plan {
@@ -426,6 +447,7 @@ impl Plan {
             Some(m) => Some(id(Some(m), "user.umask")? & 0o777),
         };
 
+        let console_size = console_size(p)?;
         let args = strings(obj.get("args"), "args")?;
         let Some(exe) = args.first().cloned() else {
             return Err("args must not be empty".into());
@@ -558,6 +580,7 @@ impl Plan {
             rlimits,
             oom_score_adj,
             tty,
+            console_size,
         }))
     }
 }
@@ -934,7 +957,7 @@ fn child(t: &Target, p: &Plan, fds: &ChildFds) -> ! {
         // not the shim's session and process group.
         libc::setsid();
         if p.tty {
-            open_terminal();
+            open_terminal(p.console_size.as_ref());
         }
         if let Some(mask) = p.umask {
             libc::umask(mask);
@@ -1041,9 +1064,9 @@ fn child(t: &Target, p: &Plan, fds: &ChildFds) -> ! {
 
 /// In the container's mount namespace: opens a new terminal on the container's devpts (both
 /// ends checked to be real devpts terminals, so nothing the container put at /dev/ptmx is
-/// taken for one), sends its master to the shim and makes the other end this process's
-/// controlling terminal and stdio.
-fn open_terminal() {
+/// taken for one), sizes it, sends its master to the shim and makes the other end this
+/// process's controlling terminal and stdio.
+fn open_terminal(size: Option<&libc::winsize>) {
     const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
     const PTMX: (u32, u32) = (5, 2);
     /// UNIX98 pty slaves: majors 136-143.
@@ -1081,6 +1104,12 @@ fn open_terminal() {
         check(slave, "open the terminal");
         if !is_devpts(slave, &|ma, _| PTS_MAJORS.contains(&ma)) {
             fail("unable to start container process: the terminal is not a devpts terminal");
+        }
+        if let Some(ws) = size {
+            check(
+                libc::ioctl(master, libc::TIOCSWINSZ, ws as *const libc::winsize),
+                "size the terminal",
+            );
         }
         let fds = [master];
         /// Control-message space, aligned as `cmsghdr` needs.

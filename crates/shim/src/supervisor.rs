@@ -1045,7 +1045,20 @@ impl Shim {
                             },
                         )
                         .map_err(|e| e.to_string())?;
-                    (pid, console.receive()?)
+                    let master = console.receive()?;
+                    // runc sizes it from the spec already; not every runtime does.
+                    if let Some(ws) = crate::enter::console_size(process)? {
+                        let ws = rustix::termios::Winsize {
+                            ws_row: ws.ws_row,
+                            ws_col: ws.ws_col,
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        if let Err(e) = rustix::termios::tcsetwinsize(&master, ws) {
+                            eprintln!("shim: size the exec's terminal: {e}");
+                        }
+                    }
+                    (pid, master)
                 }
             };
             set_nonblocking(master.as_fd());

@@ -39,9 +39,14 @@ pub(super) async fn create(ctx: &Ctx, r: &mut Req, id: &str) -> HandlerResult {
 pub(super) async fn start(ctx: &Ctx, mut r: Req, id: &str) -> HandlerResult {
     let body: ExecStartRequest = r.json().await?;
     let info = ctx.engine.exec_inspect(id)?;
+    // The client's terminal size (API 1.42+): the tty has it from the start instead of
+    // waiting on the client's resize call, which may come before the process exists.
+    let size = body
+        .console_size
+        .and_then(|[h, w]| Some((u16::try_from(h).ok()?, u16::try_from(w).ok()?)));
     if body.detach {
         // Run it; the session drains in the background and records the exit code.
-        let session = ctx.engine.exec_start(id).await?;
+        let session = ctx.engine.exec_start(id, size).await?;
         drop(session);
         return Ok(super::body::empty(StatusCode::OK));
     }
@@ -53,23 +58,9 @@ pub(super) async fn start(ctx: &Ctx, mut r: Req, id: &str) -> HandlerResult {
     let keys = (!info.config.detach_keys.is_empty()).then(|| info.config.detach_keys.clone());
     let engine = ctx.engine.clone();
     let id = id.to_owned();
-    // The client's terminal size (API 1.42+), so the tty has it from the start instead of
-    // waiting on the client's resize call, which may come before the process exists.
-    let size = body
-        .console_size
-        .filter(|_| tty)
-        .and_then(|[h, w]| Some((u16::try_from(h).ok()?, u16::try_from(w).ok()?)))
-        .filter(|&(h, w)| h > 0 && w > 0);
     hijack::upgrade(r, tty, move |mut io| async move {
-        match engine.exec_start(&id).await {
-            Ok(session) => {
-                if let Some((h, w)) = size {
-                    if let Err(e) = engine.exec_resize(&id, h, w).await {
-                        tracing::debug!(exec = %id, "initial size: {e}");
-                    }
-                }
-                hijack::pump(io, session, keys.as_deref(), true).await
-            }
+        match engine.exec_start(&id, size).await {
+            Ok(session) => hijack::pump(io, session, keys.as_deref(), true).await,
             Err(e) => {
                 // The process could not start: the client reads the error as text on its
                 // stream (stdout unless there is a tty, as dockerd writes it), and the exit
