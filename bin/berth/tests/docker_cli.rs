@@ -1993,6 +1993,62 @@ fn block_io_limits_and_the_host_config_shape() {
     ok(d.docker(&["rm", "shape", "priv"]));
 }
 
+/// `--oom-kill-disable` and `--memory-swappiness` reach the cgroup (v1); a block I/O weight
+/// the kernel cannot apply is dropped with dockerd's warning and the container still runs.
+#[test]
+fn memory_switches_apply_and_unsupported_weights_are_discarded() {
+    let d = daemon();
+    let memory = std::path::Path::new("/sys/fs/cgroup/memory");
+    if memory.join("memory.oom_control").exists() {
+        assert_eq!(
+            ok(d.docker(&[
+                "run",
+                "--rm",
+                "-m",
+                "64m",
+                "--oom-kill-disable",
+                "--memory-swappiness",
+                "10",
+                "busybox",
+                "sh",
+                "-c",
+                "head -1 /sys/fs/cgroup/memory/memory.oom_control; cat /sys/fs/cgroup/memory/memory.swappiness",
+            ])),
+            "oom_kill_disable 1\n10"
+        );
+    }
+    let o = d.docker(&["create", "--memory-swappiness", "101", "busybox", "true"]);
+    assert!(!o.status.success());
+    let blkio = std::path::Path::new("/sys/fs/cgroup/blkio");
+    let weight = blkio.join("blkio.weight").exists() || blkio.join("blkio.bfq.weight").exists();
+    if !weight && blkio.exists() {
+        let o = d.docker(&[
+            "run",
+            "--name",
+            "bw",
+            "--blkio-weight",
+            "300",
+            "busybox",
+            "echo",
+            "ran",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ran");
+        assert!(
+            stderr(&o).contains(
+                "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+            ),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(
+            ok(d.docker(&["inspect", "-f", "{{.HostConfig.BlkioWeight}}", "bw"])),
+            "0"
+        );
+        ok(d.docker(&["rm", "bw"]));
+    }
+}
+
 /// A stopped container with a healthcheck reads `unhealthy` (as moby's stop makes it), and a
 /// container without volumes has `Config.Volumes` null.
 #[test]

@@ -361,6 +361,8 @@ impl Engine {
         }
         let mut host_config = host_config;
         spec::fill_host_config_defaults(&mut host_config)?;
+        // What this host's cgroups cannot apply is dropped, with dockerd's warnings.
+        let discarded = crate::sysinfo::SysInfo::get().discard_unsupported(&mut host_config);
         if host_config.runtime.is_empty() {
             host_config.runtime = self.inner.cfg.default_runtime.clone();
         }
@@ -500,7 +502,7 @@ impl Engine {
             }
         }
         self.emit(&rec, "create");
-        let mut warnings = Vec::new();
+        let mut warnings = discarded;
         if rec.host_config.oom_kill_disable == Some(true) && rec.host_config.memory == 0 {
             warnings.push(
                 "OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources."

@@ -30,6 +30,7 @@ pub mod shim_client;
 mod shimbin;
 pub mod spec;
 pub mod stats;
+pub mod sysinfo;
 mod transfer;
 pub mod update;
 pub mod volumes;

@@ -112,6 +112,14 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
             "You should always set the Memory limit when using Memoryswap limit, see usage",
         );
     }
+    if let Some(sw) = hc
+        .memory_swappiness
+        .filter(|&s| s != -1 && !(0..=100).contains(&s))
+    {
+        return Err(EngineError::InvalidArgument(format!(
+            "Invalid value: {sw}, valid memory swappiness range is 0-100"
+        )));
+    }
     if hc.nano_cpus < 0 {
         return bad("Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available");
     }
@@ -634,6 +642,8 @@ pub fn container_spec(
             memory: pos(hc.memory),
             memory_swap: (hc.memory_swap != 0).then_some(hc.memory_swap),
             memory_reservation: pos(hc.memory_reservation),
+            memory_swappiness: hc.memory_swappiness.and_then(|s| u64::try_from(s).ok()),
+            oom_kill_disable: hc.oom_kill_disable == Some(true),
             nano_cpus: pos(hc.nano_cpus),
             cpu_shares: (hc.cpu_shares > 0).then_some(hc.cpu_shares as u64),
             cpu_period: (hc.cpu_period > 0).then_some(hc.cpu_period as u64),

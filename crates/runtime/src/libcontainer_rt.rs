@@ -107,8 +107,16 @@ impl Runtime for Libcontainer {
             .pid()
             .map(|p| p.as_raw())
             .ok_or_else(|| RuntimeError::Libcontainer("created container has no pid".into()))?;
-        // libcontainer leaves cgroup v1 mounts writable whatever the spec says.
-        if let Err(e) = crate::cgroup_ro::apply(pid, prepared.readonly_cgroups) {
+        // libcontainer leaves cgroup v1 mounts writable whatever the spec says, and always
+        // enables the OOM killer.
+        let fixed = crate::cgroup_ro::apply(pid, prepared.readonly_cgroups).and_then(|()| {
+            if prepared.disable_oom_killer {
+                disable_oom_killer(pid)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = fixed {
             if let Ok(mut c) = self.load(id) {
                 let _ = c.delete(true);
             }
@@ -195,6 +203,30 @@ impl Runtime for Libcontainer {
 }
 
 /// The root filesystem path of the bundle at `bundle`, made absolute.
+/// Turns the OOM killer off for the cgroup v1 memory cgroup of `pid` (a created container's
+/// init). On cgroup v2 there is no such switch, and the engine never asks for it there.
+fn disable_oom_killer(pid: i32) -> Result<(), RuntimeError> {
+    let path = format!("/proc/{pid}/cgroup");
+    let cgroups = std::fs::read_to_string(&path).map_err(RuntimeError::io("read", &path))?;
+    let rel = cgroups
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':').skip(1);
+            Some((parts.next()?, parts.next()?))
+        })
+        .find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"))
+        .map(|(_, rel)| rel.trim_start_matches('/'))
+        .ok_or_else(|| {
+            RuntimeError::Libcontainer(
+                "the container has no memory cgroup to disable the OOM killer in".into(),
+            )
+        })?;
+    let file = Path::new("/sys/fs/cgroup/memory")
+        .join(rel)
+        .join("memory.oom_control");
+    std::fs::write(&file, "1").map_err(RuntimeError::io("write", &file))
+}
+
 fn rootfs_of(bundle: &Path) -> Option<PathBuf> {
     let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()?;
     let root = spec.root().as_ref()?.path().clone();

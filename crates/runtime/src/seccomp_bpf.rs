@@ -440,11 +440,19 @@ pub(crate) fn prepare(state_root: &Path, bundle: &Path) -> Result<Prepared, Runt
         spec.set_process(Some(process));
     }
     let readonly_cgroups = crate::cgroup_ro::wants_readonly(&spec);
+    let disable_oom_killer = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.disable_oom_killer())
+        == Some(true);
     let cached = cached_filter(state_root, &mut spec)?;
     if cached.is_none() && !home_filled {
         return Ok(Prepared {
             spec: None,
             readonly_cgroups,
+            disable_oom_killer,
         });
     }
     let dir = bundle.join(PREPARED_BUNDLE);
@@ -471,6 +479,7 @@ pub(crate) fn prepare(state_root: &Path, bundle: &Path) -> Result<Prepared, Runt
     Ok(Prepared {
         spec: Some((dir, executor)),
         readonly_cgroups,
+        disable_oom_killer,
     })
 }
 
@@ -480,6 +489,8 @@ pub(crate) fn prepare(state_root: &Path, bundle: &Path) -> Result<Prepared, Runt
 pub(crate) struct Prepared {
     pub spec: Option<(PathBuf, Option<SeccompExecutor>)>,
     pub readonly_cgroups: bool,
+    /// The spec's `memory.disableOOMKiller`, which libcontainer does not apply.
+    pub disable_oom_killer: bool,
 }
 
 /// For the cached filter: takes `linux.seccomp` out of `spec` and lends its process the

@@ -103,6 +103,12 @@ pub struct Resources {
     /// Memory + swap in bytes; -1 unlimited swap.
     pub memory_swap: Option<i64>,
     pub memory_reservation: Option<i64>,
+    /// 0-100; `None` keeps the kernel's (cgroup v1 only).
+    #[serde(default)]
+    pub memory_swappiness: Option<u64>,
+    /// The OOM killer spares the container's processes (cgroup v1 only).
+    #[serde(default)]
+    pub oom_kill_disable: bool,
     /// CPUs in units of 1e-9 (`--cpus 1.5` = 1_500_000_000).
     pub nano_cpus: Option<i64>,
     pub cpu_shares: Option<u64>,
@@ -559,7 +565,12 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
     // Resources.
     let r = &spec.resources;
     let mut resources = json!({ "devices": rules });
-    if r.memory.is_some() || r.memory_reservation.is_some() || r.memory_swap.is_some() {
+    if r.memory.is_some()
+        || r.memory_reservation.is_some()
+        || r.memory_swap.is_some()
+        || r.memory_swappiness.is_some()
+        || r.oom_kill_disable
+    {
         let mut mem = json!({});
         if let Some(m) = r.memory {
             if m < 6 * 1024 * 1024 {
@@ -584,6 +595,17 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
         }
         if let Some(res) = r.memory_reservation {
             mem["reservation"] = json!(res);
+        }
+        if let Some(sw) = r.memory_swappiness {
+            if sw > 100 {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "Invalid value: {sw}, valid memory swappiness range is 0-100"
+                )));
+            }
+            mem["swappiness"] = json!(sw);
+        }
+        if r.oom_kill_disable {
+            mem["disableOOMKiller"] = json!(true);
         }
         resources["memory"] = mem;
     }

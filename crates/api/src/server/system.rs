@@ -119,14 +119,6 @@ fn os_name() -> String {
         .unwrap_or_else(|| "Linux".into())
 }
 
-fn cgroup_version() -> &'static str {
-    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "2"
-    } else {
-        "1"
-    }
-}
-
 pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
     let e = &ctx.engine;
     let (total, running, paused, stopped) = e.counts();
@@ -146,6 +138,13 @@ pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
         .into_owned();
     let mut warnings = ctx.info.warnings.clone();
     warnings.extend(ctx.engine.network_warnings());
+    let sys = berth_engine::sysinfo::SysInfo::get();
+    if !sys.swap_limit {
+        warnings.push("WARNING: No swap limit support".to_owned());
+    }
+    if !sys.oom_kill_disable && !sys.cgroup_v2 {
+        warnings.push("WARNING: No oom kill disable support".to_owned());
+    }
     let bridged = ctx.engine.default_bridge_active();
     if !bridged {
         warnings.push(
@@ -168,7 +167,7 @@ pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
             "Log": ["json-file", "none"]
         },
         "MemoryLimit": true,
-        "SwapLimit": true,
+        "SwapLimit": sys.swap_limit,
         "KernelMemory": false,
         "KernelMemoryTCP": false,
         "CpuCfsPeriod": true,
@@ -181,12 +180,12 @@ pub(super) fn info(ctx: &Ctx, r: &Req) -> HandlerResult {
         "BridgeNfIp6tables": false,
         "Debug": false,
         "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
-        "OomKillDisable": true,
+        "OomKillDisable": sys.oom_kill_disable,
         "NGoroutines": 0,
         "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "LoggingDriver": "json-file",
         "CgroupDriver": "cgroupfs",
-        "CgroupVersion": cgroup_version(),
+        "CgroupVersion": if sys.cgroup_v2 { "2" } else { "1" },
         "NEventsListener": 0,
         "KernelVersion": kernel(),
         "OperatingSystem": os_name(),
