@@ -577,6 +577,22 @@ fn docker_cli_legacy_builder_works_against_berthd() {
     let out = d.docker_stdin(&["build", "-"], Some(b"FROM busybox\nRUN exit 7\n"));
     assert_eq!(out.status.code(), Some(7));
     assert!(stderr(&out).contains("exit code: 7"), "{}", stderr(&out));
+    // A Dockerfile from outside the context, and one from stdin with a context: the CLI
+    // appends it to the context's tar without the final padding.
+    let outside = d.dir.join("outside.Dockerfile");
+    std::fs::write(
+        &outside,
+        "FROM busybox\nCOPY greeting.txt /g\nCMD [\"cat\", \"/g\"]\n",
+    )
+    .unwrap();
+    ok(d.docker(&["build", "-t", "outside", "-f", outside.to_str().unwrap(), c]));
+    assert_eq!(ok(d.docker(&["run", "--rm", "outside"])), "hello");
+    let out = d.docker_stdin(
+        &["build", "-t", "stdinfile", "-f", "-", c],
+        Some(b"FROM busybox\nCOPY greeting.txt /s\nCMD [\"cat\", \"/s\"]\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ok(d.docker(&["run", "--rm", "stdinfile"])), "hello");
 }
 
 /// Serves `body` for every request on 127.0.0.1 (a thread per connection); returns the port.

@@ -309,7 +309,7 @@ fn extract_context(reader: Box<dyn Read + Send>, dir: &std::path::Path) -> Resul
         let p = dir.join("Dockerfile");
         return std::fs::write(&p, data).map_err(EngineError::io(format!("write {}", p.display())));
     }
-    let plain = std::io::Cursor::new(first).chain(plain);
+    let plain = BlockPadded::new(std::io::Cursor::new(first).chain(plain));
     let opts = berth_image::apply::ApplyOptions {
         max_bytes: MAX_CONTEXT,
         plain_archive: true,
@@ -318,6 +318,46 @@ fn extract_context(reader: Box<dyn Read + Send>, dir: &std::path::Path) -> Resul
     berth_image::apply::apply_layer(dir, plain, &opts)
         .map_err(|e| EngineError::InvalidArgument(format!("unreadable build context: {e}")))?;
     Ok(())
+}
+
+/// A context tar whose end may be cut short: the docker CLI's `build -f` of a Dockerfile from
+/// outside the context (or stdin) appends it to the tar without the last entry's padding and
+/// without the end-of-archive blocks, which dockerd reads anyway. At the stream's clean end
+/// this supplies the zeros up to the next 512-byte block and an end-of-archive marker. (A body
+/// cut off mid-transfer ends in a read error, not here.)
+struct BlockPadded<R> {
+    inner: R,
+    read: u64,
+    /// Zeros still to give once `inner` has ended.
+    pad: Option<u64>,
+}
+
+impl<R: Read> BlockPadded<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            read: 0,
+            pad: None,
+        }
+    }
+}
+
+impl<R: Read> Read for BlockPadded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pad.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            self.pad = Some((512 - self.read % 512) % 512 + 1024);
+        }
+        let left = self.pad.as_mut().expect("set above");
+        let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+        buf[..n].fill(0);
+        *left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// The Dockerfile from an extracted context, resolved inside it.
