@@ -91,6 +91,20 @@ impl BuildGraph {
         target: Option<&str>,
     ) -> Result<BuildGraph, Error> {
         let n = df.stages.len();
+        // Every stage is checked, used or not: a name given twice is an error, as dockerd's.
+        for (i, stage) in df.stages.iter().enumerate() {
+            if let Some(name) = &stage.name {
+                if df.stages[..i].iter().any(|s| s.name.as_ref() == Some(name)) {
+                    return Err(Error::new(
+                        &df.file,
+                        stage.span.start,
+                        stage.span.end,
+                        ErrorKind::Syntax(format!("{name} stage name already used")),
+                    )
+                    .with_instruction("FROM"));
+                }
+            }
+        }
         let mut nodes = Vec::with_capacity(n);
         for (i, stage) in df.stages.iter().enumerate() {
             let (base_name, platform) = df.expand_from(stage, globals)?;
@@ -615,6 +629,10 @@ COPY --from=1 /usr/bin/curl /curl
             (
                 "ARG X\nFROM $X\n",
                 "Dockerfile:2: FROM: base name ($X) should not be blank",
+            ),
+            (
+                "FROM alpine AS a\nRUN x\nFROM alpine AS A\n",
+                "Dockerfile:3: FROM: a stage name already used",
             ),
         ];
         for (src, want) in cases {
