@@ -1993,6 +1993,46 @@ fn block_io_limits_and_the_host_config_shape() {
     ok(d.docker(&["rm", "shape", "priv"]));
 }
 
+/// `--read-only` covers the network files the daemon mounts (/etc/hosts...), and
+/// `--cgroupns host` keeps the host's cgroup namespace (the default is a private one).
+#[test]
+fn read_only_network_files_and_the_cgroup_namespace() {
+    let d = daemon();
+    for f in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
+        let o = d.docker(&[
+            "run",
+            "--rm",
+            "--read-only",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("echo x >> {f}"),
+        ]);
+        assert!(
+            !o.status.success() && stderr(&o).contains("Read-only file system"),
+            "{f}: {}",
+            stderr(&o)
+        );
+    }
+    let host = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
+    let host = host.to_str().unwrap();
+    let ns = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend(["busybox", "readlink", "/proc/self/ns/cgroup"]);
+        ok(d.docker(&args))
+    };
+    assert_eq!(ns(&["--cgroupns", "host"]), host);
+    assert_ne!(ns(&[]), host);
+    let r = d.http(
+        "POST",
+        "/v1.41/containers/create",
+        Some(br#"{"Image":"busybox","HostConfig":{"CgroupnsMode":"bogus"}}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("invalid cgroup namespace mode: bogus"));
+}
+
 /// `--oom-kill-disable` and `--memory-swappiness` reach the cgroup (v1); a block I/O weight
 /// the kernel cannot apply is dropped with dockerd's warning and the container still runs.
 #[test]

@@ -120,6 +120,12 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
             "Invalid value: {sw}, valid memory swappiness range is 0-100"
         )));
     }
+    if !matches!(hc.cgroupns_mode.as_str(), "" | "host" | "private") {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid cgroup namespace mode: {}",
+            hc.cgroupns_mode
+        )));
+    }
     if hc.nano_cpus < 0 {
         return bad("Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available");
     }
@@ -572,7 +578,12 @@ pub fn container_spec(
             destination: dest.into(),
             source: p.container_dir.join(file).to_string_lossy().into_owned(),
             kind: "bind".into(),
-            options: vec!["rbind".into(), "rprivate".into()],
+            // Read-only with the root, as dockerd mounts them.
+            options: ["rbind", "rprivate"]
+                .into_iter()
+                .chain(hc.readonly_rootfs.then_some("ro"))
+                .map(str::to_owned)
+                .collect(),
         });
     }
     let (volumes, rootfs_propagation) = volume_mounts(p.mounts, hc.tmpfs.as_ref());
@@ -677,6 +688,11 @@ pub fn container_spec(
         ipc: ns(&hc.ipc_mode),
         pid: ns(&hc.pid_mode),
         uts: ns(&hc.uts_mode),
+        cgroupns: if hc.cgroupns_mode == "host" {
+            NamespaceMode::Host
+        } else {
+            NamespaceMode::Private
+        },
         mounts,
         cgroups_path: p.cgroups_path.clone(),
         oom_score_adj: (hc.oom_score_adj != 0).then_some(hc.oom_score_adj as i32),

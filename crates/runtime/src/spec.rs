@@ -53,6 +53,9 @@ pub struct ContainerSpec {
     pub ipc: NamespaceMode,
     pub pid: NamespaceMode,
     pub uts: NamespaceMode,
+    /// The cgroup namespace: a new one, or the host's (`--cgroupns host`); never a path.
+    #[serde(default)]
+    pub cgroupns: NamespaceMode,
     /// Extra mounts (hosts, resolv.conf, hostname files; later volumes and binds).
     pub mounts: Vec<MountSpec>,
     /// Cgroup path for the container (e.g. "/berth/<id>"), relative to the cgroup root(s).
@@ -691,7 +694,7 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
     namespaces.extend(namespace("network", &spec.network));
     namespaces.extend(namespace("ipc", &spec.ipc));
     namespaces.extend(namespace("uts", &spec.uts));
-    namespaces.push(json!({ "type": "cgroup" }));
+    namespaces.extend(namespace("cgroup", &spec.cgroupns));
 
     let mut linux = json!({
         "namespaces": namespaces,
