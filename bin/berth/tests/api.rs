@@ -276,16 +276,67 @@ fn list_filters() {
     );
     assert_eq!(names(r#"{"name":["ok"]}"#, ""), ["ok0"]);
     assert_eq!(names("{}", "&limit=1").len(), 1);
-    let r = d.http(
-        "GET",
-        &format!(
-            "/containers/json?filters={}",
-            urlencode(r#"{"bogus":["1"]}"#)
-        ),
-        None,
+    // No swarm tasks here; the one isolation on Linux.
+    assert!(names(r#"{"is-task":["true"]}"#, "").is_empty());
+    assert_eq!(names(r#"{"is-task":["false"]}"#, "").len(), 3);
+    assert_eq!(names(r#"{"isolation":["default"]}"#, "").len(), 3);
+    // A network by an id prefix.
+    let bridge = ok(d.docker(&["network", "inspect", "-f", "{{.Id}}", "bridge"]));
+    assert!(
+        names(&format!(r#"{{"network":["{}"]}}"#, &bridge[..12]), "").contains(&"runs".to_owned())
     );
-    assert_eq!(r.status, 400, "{}", r.text());
-    ok(d.docker(&["rm", "-f", &a, &b, &c]));
+    // An image's descendants count as its: a container of a commit of a busybox container.
+    ok(d.docker(&["commit", "ok0", "child:1"]));
+    ok(d.docker(&[
+        "create", "--name", "kid", "--expose", "7000", "child:1", "true",
+    ]));
+    assert!(names(r#"{"ancestor":["busybox"]}"#, "").contains(&"kid".to_owned()));
+    assert_eq!(names(r#"{"ancestor":["child:1"]}"#, ""), ["kid"]);
+    // Without `all`: `exited` does not bring stopped containers in (`status` does).
+    let plain = |filters: &str| {
+        let q = format!("/containers/json?filters={}", urlencode(filters));
+        d.http("GET", &q, None)
+    };
+    assert_eq!(plain(r#"{"exited":["3"]}"#).json(), serde_json::json!([]));
+    assert_eq!(
+        plain(r#"{"status":["exited"]}"#)
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // A container that is not running lists no ports, and `expose` does not match it.
+    let all = d.http("GET", "/containers/json?all=1", None).json();
+    let kid = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Names"][0] == "/kid")
+        .unwrap();
+    assert_eq!(kid["Ports"], serde_json::json!([]), "{kid}");
+    assert!(names(r#"{"expose":["7000"]}"#, "").is_empty());
+    for (filters, want) in [
+        (r#"{"bogus":["1"]}"#, "invalid filter 'bogus'"),
+        (
+            r#"{"is-task":["maybe"]}"#,
+            "invalid filter 'is-task=[maybe]'",
+        ),
+        (
+            r#"{"exited":["abc"]}"#,
+            "strconv.Atoi: parsing \"abc\": invalid syntax",
+        ),
+        (
+            r#"{"health":["bogus"]}"#,
+            "Unrecognised filter value for health: bogus",
+        ),
+    ] {
+        let r = plain(filters);
+        assert_eq!(r.status, 400, "{filters}: {}", r.text());
+        assert_eq!(r.json()["message"], want, "{filters}");
+    }
+    ok(d.docker(&["rm", "-f", &a, &b, &c, "kid"]));
+    ok(d.docker(&["rmi", "child:1"]));
 }
 
 #[test]

@@ -221,7 +221,51 @@ pub struct ContainerRecord {
     pub published: Vec<crate::networks::PublishedPort>,
 }
 
+/// A port as `ps` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPort {
+    /// The host address and port, when published.
+    pub public: Option<(std::net::IpAddr, u16)>,
+    pub private_port: u16,
+    pub protocol: berth_network::nft::Protocol,
+}
+
 impl ContainerRecord {
+    /// The ports `ps` lists and its `publish`/`expose` filters match: while the container runs,
+    /// the published ones, then the exposed ones not published; none otherwise (dockerd
+    /// clears them when the container stops).
+    pub fn listed_ports(&self) -> Vec<ListedPort> {
+        if !self.state.is_running() {
+            return Vec::new();
+        }
+        let mut out: Vec<ListedPort> = self
+            .published
+            .iter()
+            .map(|p| ListedPort {
+                public: Some((p.host_ip, p.host_port)),
+                private_port: p.container_port,
+                protocol: p.protocol,
+            })
+            .collect();
+        let exposed = self.config.exposed_ports.iter().flat_map(|m| m.keys());
+        for (protocol, ports) in exposed.filter_map(|k| crate::networks::parse_port_key(k).ok()) {
+            for port in ports {
+                if !self
+                    .published
+                    .iter()
+                    .any(|p| p.container_port == port && p.protocol == protocol)
+                {
+                    out.push(ListedPort {
+                        public: None,
+                        private_port: port,
+                        protocol,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
     }

@@ -20,6 +20,10 @@ use crate::shim_client::{self, Frame, FrameReader, ShimConn};
 use crate::volumes::mounts::MountType;
 use crate::{ContainerHandle, Engine, Watch, lock, netns, spec};
 
+/// How many parents the `ancestor` filter follows from a container's image (a bound against a
+/// parent cycle in corrupt records).
+const MAX_IMAGE_DEPTH: usize = 512;
+
 /// A stream of a container's (or exec's) output, with its stdin.
 pub struct IoSession {
     frames: Option<FrameReader>,
@@ -1388,19 +1392,42 @@ impl Engine {
                     | "is-task"
                     | "publish"
                     | "expose"
+                    | "isolation"
             ) {
                 return Err(EngineError::InvalidArgument(format!(
                     "invalid filter '{key}'"
                 )));
             }
         }
+        // Values checked as moby checks them (Go prints the list in brackets).
+        let invalid = |key: &str| {
+            let vals = opts.filters.get(key).cloned().unwrap_or_default();
+            EngineError::InvalidArgument(format!("invalid filter '{key}=[{}]'", vals.join(" ")))
+        };
         for s in opts.filters.get("status").into_iter().flatten() {
             if !matches!(
                 s.as_str(),
                 "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
             ) {
+                return Err(invalid("status"));
+            }
+        }
+        if let Some(v) = opts.filters.get("is-task") {
+            if v.len() != 1 || !matches!(v[0].as_str(), "true" | "false") {
+                return Err(invalid("is-task"));
+            }
+        }
+        for v in opts.filters.get("exited").into_iter().flatten() {
+            if v.parse::<i64>().is_err() {
                 return Err(EngineError::InvalidArgument(format!(
-                    "invalid filter 'status={s}'"
+                    "strconv.Atoi: parsing {v:?}: invalid syntax"
+                )));
+            }
+        }
+        for v in opts.filters.get("health").into_iter().flatten() {
+            if !matches!(v.as_str(), "starting" | "healthy" | "unhealthy" | "none") {
+                return Err(EngineError::InvalidArgument(format!(
+                    "Unrecognised filter value for health: {v}"
                 )));
             }
         }
@@ -1408,10 +1435,7 @@ impl Engine {
         recs.sort_by_key(|r| std::cmp::Reverse(r.created));
         let before = self.filter_anchor(opts, "before")?;
         let since = self.filter_anchor(opts, "since")?;
-        let all = opts.all
-            || opts.limit.is_some()
-            || opts.filters.contains_key("status")
-            || opts.filters.contains_key("exited");
+        let all = opts.all || opts.limit.is_some() || opts.filters.contains_key("status");
         let mut out = Vec::new();
         for r in recs {
             if !all && !r.state.is_running() && r.state.status != Status::Restarting {
@@ -1458,19 +1482,15 @@ impl Engine {
         let labels = r.config.labels.clone().unwrap_or_default();
         // The ports as `ps` lists them: (host port if published, container port, protocol).
         let ports: Vec<(Option<u16>, u16, &str)> = r
-            .published
-            .iter()
-            .map(|p| (Some(p.host_port), p.container_port, p.protocol.as_str()))
-            .chain(
-                r.config
-                    .exposed_ports
-                    .iter()
-                    .flat_map(|m| m.keys())
-                    .filter_map(|k| crate::networks::parse_port_key(k).ok())
-                    .flat_map(|(proto, list)| {
-                        list.into_iter().map(move |p| (None, p, proto.as_str()))
-                    }),
-            )
+            .listed_ports()
+            .into_iter()
+            .map(|p| {
+                (
+                    p.public.map(|(_, h)| h),
+                    p.private_port,
+                    p.protocol.as_str(),
+                )
+            })
             .collect();
         any("id", &|v| r.id.starts_with(v))
             && any("name", &|v| name_matches(v, &r.name))
@@ -1486,13 +1506,13 @@ impl Engine {
                 })
             })
             && any("ancestor", &|v| self.ancestor_matches(r, v))
-            // By name or id, any network the container is on (connected later too).
+            // By name or id (a prefix too), any network the container is on (connected later
+            // too).
             && any("network", &|v| {
                 r.host_config.network_mode() == v
-                    || r
-                        .networks
-                        .iter()
-                        .any(|(name, ep)| name == v || (!ep.network_id.is_empty() && ep.network_id == v))
+                    || r.networks.iter().any(|(name, ep)| {
+                        name == v || (!ep.network_id.is_empty() && ep.network_id.starts_with(v))
+                    })
             })
             && any("publish", &|v| {
                 port_filter(v).is_some_and(|want| {
@@ -1507,6 +1527,12 @@ impl Engine {
                         .iter()
                         .any(|(_, c, proto)| want.iter().any(|(p, pr)| p == c && pr == proto))
                 })
+            })
+            // No swarm tasks here: only `is-task=false` matches.
+            && any("is-task", &|v| v == "false")
+            && any("isolation", &|v| {
+                let iso = r.host_config.isolation.as_str();
+                v == iso || (v == "default" && iso.is_empty())
             })
             && any("health", &|v| {
                 let status = r
@@ -1533,10 +1559,19 @@ impl Engine {
         {
             return true;
         }
-        match self.inner.images.resolve(v) {
-            Ok(img) => img.id == r.image_id,
-            Err(_) => false,
+        let Ok(img) = self.inner.images.resolve(v) else {
+            return false;
+        };
+        // The image or any it descends from (a commit's parent), as moby walks them.
+        let mut id = Some(r.image_id.clone());
+        for _ in 0..MAX_IMAGE_DEPTH {
+            match id {
+                Some(cur) if cur == img.id => return true,
+                Some(cur) => id = self.inner.images.get(&cur).ok().and_then(|i| i.parent),
+                None => break,
+            }
         }
+        false
     }
 
     /// Renames a container.

@@ -363,40 +363,19 @@ pub(super) fn settings(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> Value {
     })
 }
 
-/// `Ports` of a container list row: published ports, then exposed ones not published.
+/// `Ports` of a container list row.
 pub(super) fn summary_ports(rec: &ContainerRecord) -> Vec<crate::models::Port> {
-    let mut out: Vec<crate::models::Port> = rec
-        .published
-        .iter()
+    rec.listed_ports()
+        .into_iter()
         .map(|p| crate::models::Port {
-            ip: Some(p.host_ip.to_string()),
-            private_port: p.container_port,
-            public_port: Some(p.host_port),
+            ip: p.public.map(|(ip, _)| ip.to_string()),
+            private_port: p.private_port,
+            public_port: p.public.map(|(_, port)| port),
             kind: p.protocol.as_str().into(),
         })
-        .collect();
-    for key in rec.config.exposed_ports.iter().flat_map(|m| m.keys()) {
-        if let Ok((proto, list)) = berth_engine::networks::parse_port_key(key) {
-            for port in list {
-                let published = rec
-                    .published
-                    .iter()
-                    .any(|p| p.container_port == port && p.protocol == proto);
-                if !published {
-                    out.push(crate::models::Port {
-                        ip: None,
-                        private_port: port,
-                        public_port: None,
-                        kind: proto.as_str().into(),
-                    });
-                }
-            }
-        }
-    }
-    out
+        .collect()
 }
 
-/// `NetworkSettings.Networks` of a container list row.
 /// `NetworkSettings.Networks` of a list row: the same endpoints as inspect shows.
 pub(super) fn summary_networks(
     ctx: &Ctx,
