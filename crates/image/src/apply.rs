@@ -602,6 +602,8 @@ fn apply_entry<R: Read>(
         // The target is data: it is stored as written and only ever resolved inside the root.
         rfs::symlinkat(OsStr::from_bytes(&target), &pdir, name)
             .map_err(entry_err("symlink", &comps))?;
+        // A link's size is its target's length, as moby sizes layers.
+        stats.bytes += target.len() as u64;
         finish_special(pdir.as_fd(), name, &meta, opts, &comps, false)?;
         return Ok(());
     }
