@@ -1392,6 +1392,12 @@ fn diff_and_export() {
     // The mount points the runtime makes (/etc/hosts...) are no change, as in Docker.
     ok(d.docker(&["run", "-d", "--name", "quiet", "busybox", "sleep", "1000"]));
     assert_eq!(ok(d.docker(&["diff", "quiet"])), "");
+    assert_eq!(ok(d.berth(&["diff", "quiet"])), "");
+    // (null over the API then, as dockerd sends it.)
+    assert_eq!(
+        d.http("GET", "/v1.41/containers/quiet/changes", None).text().trim(),
+        "null"
+    );
     ok(d.docker(&["rm", "-f", "quiet"]));
     let tar_of = |o: std::process::Output| -> Vec<String> {
         assert!(

@@ -480,10 +480,9 @@ pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
 
 /// `GET /containers/{id}/changes`: what the container changed in its filesystem.
 pub(super) async fn changes(ctx: &Ctx, id: &str) -> HandlerResult {
-    Ok(json(
-        StatusCode::OK,
-        &ctx.engine.container_changes(id).await?,
-    ))
+    let changes = ctx.engine.container_changes(id).await?;
+    // null when nothing changed, as dockerd sends it (docker-py hands that on as None).
+    Ok(json(StatusCode::OK, &(!changes.is_empty()).then_some(changes)))
 }
 
 /// `GET /containers/{id}/export`: the container's filesystem as a tar stream.
