@@ -748,6 +748,10 @@ fn responses_take_the_requested_versions_shape() {
         serde_json::json!(["<none>@<none>"])
     );
     assert_eq!(row("v1.43")["RepoTags"], serde_json::json!([]));
+    // A tagged image without digests: null digests before 1.43, as dockerd 20.10's list.
+    ok(d.docker(&["tag", &untagged, "tagged:1"]));
+    assert!(row("v1.42")["RepoDigests"].is_null());
+    assert_eq!(row("v1.43")["RepoDigests"], serde_json::json!([]));
     assert!(row("v1.41")["Labels"].is_null());
     // A container that wrote nothing has no SizeRw in a sized list (moby's omitempty).
     let listed = d
@@ -756,7 +760,7 @@ fn responses_take_the_requested_versions_shape() {
     assert!(listed[0].get("SizeRw").is_none(), "{listed}");
     assert!(listed[0]["SizeRootFs"].as_u64().unwrap() > 0, "{listed}");
     ok(d.docker(&["rm", "src"]));
-    ok(d.docker(&["rmi", &untagged]));
+    ok(d.docker(&["rmi", "tagged:1"]));
     // Non-distributable artifacts left the registry settings in 1.49.
     assert_eq!(
         info("v1.48")["RegistryConfig"]["AllowNondistributableArtifactsCIDRs"],

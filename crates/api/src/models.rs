@@ -253,7 +253,8 @@ pub struct ImageSummary {
     pub id: String,
     pub parent_id: String,
     pub repo_tags: Vec<String>,
-    pub repo_digests: Vec<String>,
+    /// null before API 1.43 when the image has none (and tags), as dockerd 20.10 sends it.
+    pub repo_digests: Option<Vec<String>>,
     pub created: i64,
     pub size: i64,
     pub shared_size: i64,

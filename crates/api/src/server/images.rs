@@ -44,7 +44,7 @@ pub(super) fn summary(
         id: i.id.clone(),
         parent_id: i.parent.clone().unwrap_or_default(),
         repo_tags,
-        repo_digests,
+        repo_digests: (r.at_least(1, 43) || !repo_digests.is_empty()).then_some(repo_digests),
         created: i.created.timestamp(),
         size: i.size as i64,
         shared_size,

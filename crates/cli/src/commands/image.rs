@@ -29,7 +29,9 @@ pub fn image_rows(img: &ImageSummary, trunc: bool) -> Vec<Value> {
     };
     let digest = img
         .repo_digests
-        .first()
+        .iter()
+        .flatten()
+        .next()
         .and_then(|d| d.split_once('@').map(|(_, d)| d.to_owned()))
         .unwrap_or_else(|| "<none>".to_owned());
     let created = chrono::DateTime::from_timestamp(img.created, 0)
