@@ -110,7 +110,8 @@ fn view(ctx: &Ctx, n: &NetworkRecord, with_containers: bool, r: &Req) -> Value {
             if let Some(r) = c.ip_range {
                 v.insert("IPRange".into(), json!(r.to_string()));
             }
-            if let Some(g) = c.gateway {
+            let implied = c.subnet.is_some_and(|s| n.implied_gateways.contains(&s));
+            if let Some(g) = c.gateway.filter(|_| !implied) {
                 v.insert("Gateway".into(), json!(g.to_string()));
             }
             if !c.aux_addresses.is_empty() {

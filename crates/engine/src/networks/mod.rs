@@ -6,7 +6,7 @@
 
 mod endpoints;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -47,6 +47,9 @@ pub struct NetworkRecord {
     pub bridge: String,
     /// `bridge`, `host`, `none`: made by the daemon, never removed.
     pub predefined: bool,
+    /// Subnets the user gave without a gateway: `IPAM.Config` leaves their gateway out.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub implied_gateways: BTreeSet<IpNet>,
 }
 
 impl NetworkRecord {
@@ -242,6 +245,7 @@ impl Engine {
                     ipam: Vec::new(),
                     bridge: String::new(),
                     predefined: true,
+                    implied_gateways: BTreeSet::new(),
                 };
                 self.inner.db.put(db::NETWORKS, &rec.id, &rec)?;
                 recs.insert(rec.id.clone(), rec);
@@ -335,6 +339,7 @@ impl Engine {
                 ipam: Vec::new(),
                 bridge: link::DEFAULT_BRIDGE.into(),
                 predefined: true,
+                implied_gateways: BTreeSet::new(),
             });
             if rec.ipam.first() != Some(&config) {
                 rec.ipam = vec![config];
@@ -640,6 +645,13 @@ impl Engine {
                     aux_addresses: s.aux_addresses.clone(),
                 })
                 .collect();
+            // Subnets given without a gateway: inspect shows their config as given, as
+            // dockerd does (the gateway is their first address all the same).
+            let implied_gateways = configs
+                .iter()
+                .filter(|c| c.gateway.is_none())
+                .filter_map(|c| c.subnet)
+                .collect();
             let rec = NetworkRecord {
                 id: id.clone(),
                 name: req.name.clone(),
@@ -653,6 +665,7 @@ impl Engine {
                 ipam,
                 bridge,
                 predefined: false,
+                implied_gateways,
             };
             self.inner.db.put(db::NETWORKS, &id, &rec)?;
             table.insert(
