@@ -1395,7 +1395,9 @@ fn diff_and_export() {
     assert_eq!(ok(d.berth(&["diff", "quiet"])), "");
     // (null over the API then, as dockerd sends it.)
     assert_eq!(
-        d.http("GET", "/v1.41/containers/quiet/changes", None).text().trim(),
+        d.http("GET", "/v1.41/containers/quiet/changes", None)
+            .text()
+            .trim(),
         "null"
     );
     ok(d.docker(&["rm", "-f", "quiet"]));

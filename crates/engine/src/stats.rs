@@ -319,11 +319,39 @@ fn effective_limit(limit: Option<u64>) -> Option<u64> {
     }
 }
 
+/// The `memory.stat` keys dockerd reports on cgroup v1 (containerd's v1 metrics), each also
+/// as `total_<key>`; the kernel's others (shmem, swap, workingset_*) it leaves out.
+const V1_MEMORY_KEYS: &[&str] = &[
+    "active_anon",
+    "active_file",
+    "cache",
+    "dirty",
+    "inactive_anon",
+    "inactive_file",
+    "mapped_file",
+    "pgfault",
+    "pgmajfault",
+    "pgpgin",
+    "pgpgout",
+    "rss",
+    "rss_huge",
+    "unevictable",
+    "writeback",
+];
+
 fn memory_v1(dir: &Path) -> MemoryStats {
+    let keep = |k: &str| {
+        matches!(k, "hierarchical_memory_limit" | "hierarchical_memsw_limit")
+            || V1_MEMORY_KEYS.contains(&k.strip_prefix("total_").unwrap_or(k))
+    };
     MemoryStats {
         usage: read_u64(&dir.join("memory.usage_in_bytes")),
         max_usage: read_u64(&dir.join("memory.max_usage_in_bytes")),
-        stats: read(&dir.join("memory.stat")).map(|t| kv(&t)),
+        stats: read(&dir.join("memory.stat")).map(|t| {
+            let mut m = kv(&t);
+            m.retain(|k, _| keep(k));
+            m
+        }),
         limit: effective_limit(read_u64(&dir.join("memory.limit_in_bytes"))),
     }
 }
@@ -437,6 +465,22 @@ fn host_memory() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v1_memory_stats_keep_dockerds_keys() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("memory.stat"),
+            "cache 10\nrss 20\nshmem 5\nswap 0\nworkingset_refault_anon 1\n\
+             hierarchical_memory_limit 99\ntotal_cache 10\ntotal_shmem 5\n",
+        )
+        .unwrap();
+        let keys: Vec<String> = memory_v1(d.path()).stats.unwrap().into_keys().collect();
+        assert_eq!(
+            keys,
+            ["cache", "hierarchical_memory_limit", "rss", "total_cache"]
+        );
+    }
 
     #[test]
     fn system_cpu_sums_the_first_seven_fields() {

@@ -482,7 +482,10 @@ pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
 pub(super) async fn changes(ctx: &Ctx, id: &str) -> HandlerResult {
     let changes = ctx.engine.container_changes(id).await?;
     // null when nothing changed, as dockerd sends it (docker-py hands that on as None).
-    Ok(json(StatusCode::OK, &(!changes.is_empty()).then_some(changes)))
+    Ok(json(
+        StatusCode::OK,
+        &(!changes.is_empty()).then_some(changes),
+    ))
 }
 
 /// `GET /containers/{id}/export`: the container's filesystem as a tar stream.
