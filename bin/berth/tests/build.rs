@@ -577,6 +577,15 @@ fn docker_cli_legacy_builder_works_against_berthd() {
     let out = d.docker_stdin(&["build", "-"], Some(b"FROM busybox\nRUN exit 7\n"));
     assert_eq!(out.status.code(), Some(7));
     assert!(stderr(&out).contains("exit code: 7"), "{}", stderr(&out));
+    // Quiet, a failed build still shows what it printed, as dockerd replays it.
+    let out = d.docker_stdin(
+        &["build", "-q", "-"],
+        Some(b"FROM busybox\nRUN echo said-before; exit 4\n"),
+    );
+    assert_eq!(out.status.code(), Some(4));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(all.contains("said-before"), "{all}");
+    assert!(all.contains("Step 2/2 : RUN"), "{all}");
     // A Dockerfile from outside the context, and one from stdin with a context: the CLI
     // appends it to the context's tar without the final padding.
     let outside = d.dir.join("outside.Dockerfile");

@@ -183,12 +183,13 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
                         rest.push(e);
                     }
                     tokio::spawn(async move {
+                        let mut progress = Progress::new(quiet);
                         for e in rest {
-                            if let Some(b) = progress(quiet, e) {
+                            if let Some(b) = progress.line(e) {
                                 let _ = tx.send(b).await;
                             }
                         }
-                        finish(&tx, quiet, other).await;
+                        finish(&tx, progress, other).await;
                     });
                     return Ok(resp);
                 }
@@ -200,7 +201,8 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
     tokio::spawn(async move {
         // A client that goes away cancels the build, as with dockerd.
         let stop = || cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(b) = first.and_then(|e| progress(quiet, e)) {
+        let mut progress = Progress::new(quiet);
+        if let Some(b) = first.and_then(|e| progress.line(e)) {
             if tx.send(b).await.is_err() {
                 stop();
             }
@@ -209,7 +211,7 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
             tokio::select! {
                 r = &mut build => break r,
                 Some(e) = prx.recv() => {
-                    if let Some(b) = progress(quiet, e) {
+                    if let Some(b) = progress.line(e) {
                         if tx.send(b).await.is_err() {
                             stop();
                         }
@@ -219,7 +221,7 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
             }
         };
         while let Ok(e) = prx.try_recv() {
-            if let Some(b) = progress(quiet, e) {
+            if let Some(b) = progress.line(e) {
                 let _ = tx.send(b).await;
             }
         }
@@ -228,7 +230,7 @@ pub(super) async fn build(ctx: &Ctx, mut r: Req) -> HandlerResult {
                 "build task: {e}"
             )))
         });
-        finish(&tx, quiet, result).await;
+        finish(&tx, progress, result).await;
     });
     Ok(resp)
 }
@@ -250,24 +252,51 @@ impl CancelOnDrop {
     }
 }
 
-/// A progress event as a stream line (none when quiet).
-fn progress(quiet: bool, e: Event) -> Option<Bytes> {
-    if quiet {
-        return None;
+/// Bytes of a quiet build's output held for an error.
+const MAX_HELD: usize = 4 << 20;
+
+/// The build's progress lines: sent as they come, or held when quiet and sent only before an
+/// error (as dockerd shows a failed quiet build's output).
+struct Progress {
+    quiet: bool,
+    held: Vec<Bytes>,
+    held_len: usize,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            held: Vec::new(),
+            held_len: 0,
+        }
     }
-    Some(line(&stream_msg(match e {
-        Event::Line(s) => s,
-        Event::Output(b) => String::from_utf8_lossy(&b).into_owned(),
-    })))
+
+    /// An event as a stream line to send now (none when quiet).
+    fn line(&mut self, e: Event) -> Option<Bytes> {
+        let b = line(&stream_msg(match e {
+            Event::Line(s) => s,
+            Event::Output(b) => String::from_utf8_lossy(&b).into_owned(),
+        }));
+        if !self.quiet {
+            return Some(b);
+        }
+        if self.held_len + b.len() <= MAX_HELD {
+            self.held_len += b.len();
+            self.held.push(b);
+        }
+        None
+    }
 }
 
 /// The stream's end: the image id and what was tagged, or the error (with a failed RUN's
 /// exit code, which the docker CLI exits with).
 async fn finish(
     tx: &tokio::sync::mpsc::Sender<Bytes>,
-    quiet: bool,
+    progress: Progress,
     result: berth_engine::Result<berth_engine::build::Built>,
 ) {
+    let quiet = progress.quiet;
     match result {
         Ok(built) => {
             let aux = JsonMessage {
@@ -291,6 +320,9 @@ async fn finish(
             }
         }
         Err(e) => {
+            for b in progress.held {
+                let _ = tx.send(b).await;
+            }
             let code = match &e {
                 berth_engine::EngineError::RunFailed { code, .. } => Some(i64::from(*code)),
                 _ => None,
