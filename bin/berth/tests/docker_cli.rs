@@ -619,9 +619,11 @@ fn images_mounts_and_hosts_match_dockerd() {
         "cat",
         "/etc/hosts",
     ]));
-    assert!(hosts.lines().any(|l| l == format!("{gw}\tgw")), "{hosts}");
+    // The added host, then the container's own line last, as dockerd writes them.
+    let lines: Vec<&str> = hosts.lines().collect();
+    assert_eq!(lines[lines.len() - 2], format!("{gw}\tgw"), "{hosts}");
     assert!(
-        hosts.lines().any(|l| l.ends_with("\tmyhost.ex.org myhost")),
+        lines[lines.len() - 1].ends_with("\tmyhost.ex.org myhost"),
         "{hosts}"
     );
     // A missing network is refused at create without a 404, which the docker CLI would take

@@ -676,15 +676,13 @@ impl Engine {
                 "" => hostname.clone(),
                 domain => format!("{hostname}.{domain} {hostname}"),
             };
+            // In dockerd's order: the defaults, `--add-host` lines, links, then the
+            // container's own line on its network.
             let mut h = spec::hosts_file(&names);
-            if let Some(ip) = net_files.primary_ip {
-                // Docker's line for the container's own name on its network.
+            let own = net_files.primary_ip.map(|ip| {
                 h = h.replace(&format!("127.0.0.1\t{names}\n"), "");
-                h.push_str(&format!("{ip}\t{names}\n"));
-            }
-            for (line, _) in &linked {
-                h.push_str(line);
-            }
+                format!("{ip}\t{names}\n")
+            });
             for extra in hc.extra_hosts.iter().flatten() {
                 if let Some((host, ip)) = extra.split_once(':') {
                     let ip = if ip == "host-gateway" {
@@ -695,6 +693,10 @@ impl Engine {
                     h.push_str(&format!("{ip}\t{host}\n"));
                 }
             }
+            for (line, _) in &linked {
+                h.push_str(line);
+            }
+            h.push_str(own.as_deref().unwrap_or_default());
             h
         };
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
