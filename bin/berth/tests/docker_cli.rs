@@ -422,6 +422,20 @@ fn details_match_dockerd() {
         "\"sh -c 'exit 2'\""
     );
     ok(d.docker(&["rm", "-f", "mk", "ce", "qq"]));
+    // A start that fails leaves the container created, with the error's code and no
+    // finish time (nothing ran), as dockerd.
+    ok(d.docker(&["create", "--name", "nx", "busybox", "/nonexist"]));
+    assert!(!d.docker(&["start", "nx"]).status.success());
+    assert_eq!(
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt}}",
+            "nx"
+        ])),
+        "created 127 0001-01-01T00:00:00Z"
+    );
+    ok(d.docker(&["rm", "nx"]));
     // Refusals, in dockerd's words.
     let id = ok(d.docker(&["create", "--name", "c1", "busybox", "true"]));
     ok(d.docker(&["create", "--name", "c2", "busybox", "true"]));

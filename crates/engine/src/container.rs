@@ -115,7 +115,7 @@ impl State {
         self.pid = 0;
         self.exit_code = code;
         self.error = error;
-        self.finished_at = Some(Utc::now());
+        // Nothing ran, so nothing finished: dockerd leaves FinishedAt as it was.
     }
 
     pub fn set_paused(&mut self, paused: bool) -> Result<()> {
