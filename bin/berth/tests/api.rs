@@ -693,6 +693,11 @@ fn responses_take_the_requested_versions_shape() {
         serde_json::json!(["aliased", "al", short])
     );
     assert!(ep("v1.43").get("DNSNames").is_none());
+    // The list copies addresses and ids only, as moby's: no aliases there.
+    let listed = d.http("GET", "/v1.41/containers/json", None).json();
+    let row = &listed[0]["NetworkSettings"]["Networks"]["vnet"];
+    assert!(row["Aliases"].is_null(), "{row}");
+    assert_eq!(row["IPAddress"], ep("v1.41")["IPAddress"]);
     ok(d.docker(&["rm", "-f", "aliased"]));
     ok(d.docker(&["network", "rm", "vnet"]));
     // HostConfig.KernelMemory: always there up to 1.41, gone when 0 from 1.42. A limit is

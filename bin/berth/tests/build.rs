@@ -536,6 +536,15 @@ fn docker_cli_legacy_builder_works_against_berthd() {
         out.contains("Successfully tagged viadocker:latest"),
         "{out}"
     );
+    // A RUN step's container is announced and its removal too, as the classic builder does.
+    let running = out
+        .lines()
+        .find_map(|l| l.strip_prefix(" ---> Running in "))
+        .unwrap_or_else(|| panic!("no RUN container in {out}"));
+    assert!(
+        out.contains(&format!("Removing intermediate container {running}\n")),
+        "{out}"
+    );
     // The FROM step shows the base image's id, as the classic builder does.
     let base = inspect(&d, "busybox", "{{.Id}}");
     assert!(

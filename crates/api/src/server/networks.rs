@@ -262,8 +262,8 @@ pub(super) async fn prune(ctx: &Ctx, r: &Req) -> HandlerResult {
     ok_json(&json!({ "NetworksDeleted": names }))
 }
 
-/// `NetworkSettings` of container inspect.
-/// One endpoint as `NetworkSettings.Networks.<name>` shows it, in inspect and in the list.
+/// One endpoint as `NetworkSettings.Networks.<name>` shows it, in inspect (and, less its
+/// names, in the list).
 fn endpoint_view(ctx: &Ctx, rec: &ContainerRecord, ep: &EndpointState, r: &Req) -> Value {
     let running = rec.state.is_running();
     let user = ctx.engine.network_is_user_defined(&ep.network_id);
@@ -312,6 +312,7 @@ fn endpoint_view(ctx: &Ctx, rec: &ContainerRecord, ep: &EndpointState, r: &Req) 
     v
 }
 
+/// `NetworkSettings` of container inspect.
 pub(super) fn settings(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> Value {
     let running = rec.state.is_running();
     let mut networks = serde_json::Map::new();
@@ -378,6 +379,7 @@ pub(super) fn summary_ports(rec: &ContainerRecord) -> Vec<crate::models::Port> {
 }
 
 /// `NetworkSettings.Networks` of a list row: the same endpoints as inspect shows.
+/// moby's list copies an endpoint's addresses and ids only: no aliases, links or DNS names.
 pub(super) fn summary_networks(
     ctx: &Ctx,
     rec: &ContainerRecord,
@@ -385,6 +387,14 @@ pub(super) fn summary_networks(
 ) -> BTreeMap<String, Value> {
     rec.networks
         .iter()
-        .map(|(name, ep)| (name.clone(), endpoint_view(ctx, rec, ep, r)))
+        .map(|(name, ep)| {
+            let mut v = endpoint_view(ctx, rec, ep, r);
+            for key in ["Aliases", "Links", "DNSNames"] {
+                if let Some(x) = v.get_mut(key) {
+                    *x = Value::Null;
+                }
+            }
+            (name.clone(), v)
+        })
         .collect()
 }

@@ -1183,6 +1183,11 @@ impl Builder {
                     },
                 )?;
                 drop(step_net);
+                // (The step's container is gone; its changes become the layer.)
+                ctx.line(format!(
+                    "Removing intermediate container {}\n",
+                    work.short_id()
+                ));
                 work::remove_stubs(&open_root(work.rootfs())?, &stubs);
                 drop(scratches);
                 drop(keep_works);

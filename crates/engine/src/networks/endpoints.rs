@@ -734,7 +734,7 @@ impl Engine {
         let engine = self.clone();
         let ep = ep.clone();
         let name = name.to_owned();
-        tokio::spawn(async move {
+        let work = async move {
             if let Ok(rt) = engine.net_runtime() {
                 if stopped {
                     // The container's namespace is going: the kernel deletes the pair with it,
@@ -760,7 +760,14 @@ impl Engine {
                     ipam::release_in(&mut n.subnets, ip);
                 }
             }
-        });
+        };
+        if stopped {
+            tokio::spawn(work);
+        } else {
+            // A running container leaves the network before `disconnect` answers: nothing
+            // may reach it through that network afterwards.
+            work.await;
+        }
     }
 
     /// A network namespace on the default bridge for one build step (`RUN`), as the legacy
