@@ -1986,6 +1986,7 @@ fn block_io_limits_and_the_host_config_shape() {
     assert!(hc.get("Init").is_none(), "{hc}");
     assert_eq!(hc["BlkioWeightDevice"], serde_json::json!([]), "{hc}");
     assert_eq!(hc["CgroupnsMode"], "private");
+    assert!(hc["SecurityOpt"].is_null(), "{hc}");
     assert!(
         hc["MaskedPaths"]
             .as_array()
@@ -2002,6 +2003,8 @@ fn block_io_limits_and_the_host_config_shape() {
     ]));
     let hc = &d.http("GET", "/v1.41/containers/priv/json", None).json()["HostConfig"];
     assert!(hc["MaskedPaths"].is_null(), "{hc}");
+    // Privilege turns SELinux labelling off, as moby writes it.
+    assert_eq!(hc["SecurityOpt"], serde_json::json!(["label=disable"]));
     // The list shows the same endpoint fields as inspect.
     let list = d.http("GET", "/v1.41/containers/json?all=1", None).json();
     let ep = &list[0]["NetworkSettings"]["Networks"]["bridge"];

@@ -429,6 +429,18 @@ pub fn fill_host_config_defaults(hc: &mut HostConfig) -> Result<()> {
     }
     hc.oom_kill_disable.get_or_insert(false);
     hc.console_size.get_or_insert([0, 0]);
+    // As moby: the host's IPC or PID namespace, or privilege, turns SELinux labelling off
+    // unless the client chose a label.
+    let labelled = hc
+        .security_opt
+        .iter()
+        .flatten()
+        .any(|o| o.split_once(['=', ':']).map_or(o.as_str(), |(k, _)| k) == "label");
+    if !labelled && (hc.ipc_mode == "host" || hc.pid_mode == "host" || hc.privileged) {
+        hc.security_opt
+            .get_or_insert_with(Vec::new)
+            .push("label=disable".into());
+    }
     let mut unmask = false;
     for opt in hc.security_opt.iter().flatten() {
         unmask |= parse_security_opt(opt)?.unmask;
