@@ -186,16 +186,37 @@ pub fn detect_compression(head: &[u8]) -> Result<LayerCompression, ImageError> {
             "{name}-compressed archives are not supported; use a plain, gzip or zstd tar"
         )))
     };
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(LayerCompression::Gzip)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(LayerCompression::Zstd)
-    } else if head.starts_with(b"BZh") {
-        unsupported("bzip2")
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        unsupported("xz")
-    } else {
-        Ok(LayerCompression::None)
+    match Magic::of(head) {
+        Magic::Gzip => Ok(LayerCompression::Gzip),
+        Magic::Zstd => Ok(LayerCompression::Zstd),
+        Magic::Bzip2 => unsupported("bzip2"),
+        Magic::Xz => unsupported("xz"),
+        Magic::Plain => Ok(LayerCompression::None),
+    }
+}
+
+/// What a stream's first bytes say it is.
+enum Magic {
+    Plain,
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+}
+
+impl Magic {
+    fn of(head: &[u8]) -> Magic {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Magic::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Magic::Zstd
+        } else if head.starts_with(b"BZh") {
+            Magic::Bzip2
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Magic::Xz
+        } else {
+            Magic::Plain
+        }
     }
 }
 
@@ -218,32 +239,30 @@ pub fn decompress<'a>(
 /// plain, gzip, bzip2, xz or zstd, by their magic bytes.
 pub fn decompress_any(raw: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     let mut r = io::BufReader::with_capacity(1 << 20, raw);
-    let head = io::BufRead::fill_buf(&mut r)?.to_vec();
+    let magic = Magic::of(io::BufRead::fill_buf(&mut r)?);
     let bad = |e: ImageError| io::Error::other(e.to_string());
-    Ok(if head.starts_with(b"BZh") {
-        Box::new(bzip2::read::MultiBzDecoder::new(r))
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        // lzma-rs decodes into a writer: a thread feeds a pipe the reader drains. It ends
-        // with the stream, or at the first write after the reader is gone.
-        let (reader, mut writer) = io::pipe()?;
-        std::thread::Builder::new()
-            .name("xz-decode".into())
-            .spawn(move || {
-                let mut r = r;
-                if let Err(e) = lzma_rs::xz_decompress(&mut r, &mut writer) {
-                    tracing::debug!(error = %e, "xz stream");
-                }
-            })?;
-        Box::new(reader)
-    } else if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(r))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(
+    Ok(match magic {
+        Magic::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
+        Magic::Xz => {
+            // lzma-rs decodes into a writer: a thread feeds a pipe the reader drains. It ends
+            // with the stream, or at the first write after the reader is gone.
+            let (reader, mut writer) = io::pipe()?;
+            std::thread::Builder::new()
+                .name("xz-decode".into())
+                .spawn(move || {
+                    let mut r = r;
+                    if let Err(e) = lzma_rs::xz_decompress(&mut r, &mut writer) {
+                        tracing::debug!(error = %e, "xz stream");
+                    }
+                })?;
+            Box::new(reader)
+        }
+        Magic::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        Magic::Zstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(r)
                 .map_err(|e| bad(ImageError::InvalidLayer(format!("zstd: {e}"))))?,
-        )
-    } else {
-        Box::new(r)
+        ),
+        Magic::Plain => Box::new(r),
     })
 }
 
