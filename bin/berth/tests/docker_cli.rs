@@ -1980,7 +1980,13 @@ fn block_io_limits_and_the_host_config_shape() {
         stderr(&o)
     );
     ok(d.docker(&["create", "--name", "shape", "busybox", "true"]));
-    let hc = &d.http("GET", "/v1.41/containers/shape/json", None).json()["HostConfig"];
+    let shape = d.http("GET", "/v1.41/containers/shape/json", None).json();
+    // Never started: on no network yet, as moby shows it.
+    assert_eq!(
+        shape["NetworkSettings"]["Networks"]["bridge"]["NetworkID"],
+        ""
+    );
+    let hc = &shape["HostConfig"];
     assert!(hc["PidsLimit"].is_null(), "{hc}");
     assert!(hc["MemorySwappiness"].is_null(), "{hc}");
     assert!(hc.get("Init").is_none(), "{hc}");

@@ -282,7 +282,9 @@ fn endpoint_view(ctx: &Ctx, rec: &ContainerRecord, ep: &EndpointState, r: &Req) 
         "IPAMConfig": ipam,
         "Links": if ep.links.is_empty() { Value::Null } else { json!(ep.links) },
         "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
-        "NetworkID": ep.network_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
+        // Set when the container first joins (moby: empty until its first start).
+        "NetworkID": if rec.has_been_started { ep.network_id.as_str() } else { "" },
+        "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
         "IPAddress": ep.ip_address, "IPPrefixLen": ep.ip_prefix_len,
         "IPv6Gateway": ep.ipv6_gateway, "GlobalIPv6Address": ep.global_ipv6_address,
         "GlobalIPv6PrefixLen": ep.global_ipv6_prefix_len, "MacAddress": ep.mac_address,
