@@ -233,10 +233,45 @@ fn round_trip(d: &Daemon, port: u16) {
     assert!(out.contains(&format!("Digest: {digest}")), "{out}");
     assert_eq!(ok(d.docker(&["run", "--rm", &by_digest])).trim(), "second");
 
-    // Again: nothing to upload. To another repository: the layers are mounted.
+    // Again: nothing to upload, and the same manifest. To another repository: the layers
+    // are mounted.
     ok(d.docker(&["tag", &by_digest, &r]));
     let out = ok(d.docker(&["push", &r]));
     assert_eq!(out.matches("Layer already exists").count(), 3, "{out}");
+    assert!(out.contains(&format!("v1: digest: {digest} ")), "{out}");
+    // Every tag of a repository, both ways, with no `latest` among them.
+    let multi = format!("127.0.0.1:{port}/test/multi");
+    for t in ["a", "b"] {
+        ok(d.docker(&["tag", &r, &format!("{multi}:{t}")]));
+    }
+    let out = ok(d.docker(&["push", "--all-tags", &multi]));
+    assert!(
+        out.contains("a: digest: ") && out.contains("b: digest: "),
+        "{out}"
+    );
+    ok(d.docker(&["rmi", &format!("{multi}:a"), &format!("{multi}:b")]));
+    let out = ok(d.docker(&["pull", "--all-tags", &multi]));
+    assert!(out.contains("a: Pulling from test/multi"), "{out}");
+    assert_eq!(
+        ok(d.docker(&["images", "--format", "{{.Tag}}", &multi])),
+        "a\nb"
+    );
+    // A tag that is not here: the error comes in the push's stream, as dockerd's.
+    let o = d.docker(&["push", &format!("{multi}:nope")]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains(&format!("The push refers to repository [{multi}]")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains(&format!(
+            "An image does not exist locally with the tag: {multi}:nope"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.docker(&["rmi", &format!("{multi}:a"), &format!("{multi}:b")]));
     let other = format!("127.0.0.1:{port}/test/other:v2");
     ok(d.docker(&["tag", &r, &other]));
     let out = ok(d.docker(&["push", &other]));
@@ -473,6 +508,19 @@ fn hostile_registries_are_refused_and_leave_the_store_as_it_was() {
         "second"
     );
     assert!(d.docker(&["version"]).status.success());
+
+    // An image pulled through an index is known by the index's digest, as moby records it:
+    // a pin on that digest (`run name@sha256:...`) finds it.
+    let index_digest = tag_document(
+        &dir,
+        "multi",
+        &index,
+        "application/vnd.oci.image.index.v1+json",
+    );
+    let out = ok(d.docker(&["pull", &r("multi")]));
+    assert!(out.contains(&format!("Digest: {index_digest}")), "{out}");
+    let pinned = format!("127.0.0.1:{port}/evil/img@{index_digest}");
+    assert_eq!(ok(d.docker(&["run", "--rm", &pinned])).trim(), "second");
 }
 
 #[test]

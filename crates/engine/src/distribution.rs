@@ -90,6 +90,50 @@ fn short(digest: &str) -> String {
     hex.chars().take(12).collect()
 }
 
+/// A Docker image manifest written as moby writes it (Go's `MarshalIndent` with three
+/// spaces; descriptors as mediaType, size, digest): an image pushed again, by Berth or by
+/// dockerd, then gets the digest it had.
+fn docker_manifest_bytes(m: &manifest::Manifest) -> serde_json::Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Desc<'a> {
+        media_type: &'a str,
+        size: u64,
+        digest: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        urls: Option<&'a Vec<String>>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Doc<'a> {
+        schema_version: u32,
+        media_type: &'a str,
+        config: Desc<'a>,
+        layers: Vec<Desc<'a>>,
+    }
+    fn desc(d: &Descriptor) -> Desc<'_> {
+        Desc {
+            media_type: &d.media_type,
+            size: d.size,
+            digest: &d.digest,
+            urls: d.urls.as_ref(),
+        }
+    }
+    let doc = Doc {
+        schema_version: m.schema_version,
+        media_type: m.media_type.as_deref().unwrap_or(DOCKER_MANIFEST),
+        config: desc(&m.config),
+        layers: m.layers.iter().map(desc).collect(),
+    };
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"   ");
+    serde::Serialize::serialize(
+        &doc,
+        &mut serde_json::Serializer::with_formatter(&mut out, fmt),
+    )?;
+    Ok(out)
+}
+
 /// A registry error as Docker words it for a pull of `reference`.
 fn pull_error(reference: &Reference, e: ClientError) -> EngineError {
     match e {
@@ -97,7 +141,9 @@ fn pull_error(reference: &Reference, e: ClientError) -> EngineError {
             "manifest for {} not found: {r}",
             reference.familiar()
         )),
-        ClientError::Unauthorized(r) => EngineError::Unauthorized(format!(
+        // A not-found, as moby words and classes it: a 401 would have the docker CLI ask
+        // for credentials on the terminal (and wait there in a script).
+        ClientError::Unauthorized(r) => EngineError::NotFound(format!(
             "pull access denied for {}, repository does not exist or may require 'docker login': {r}",
             reference.familiar_name()
         )),
@@ -130,6 +176,19 @@ impl Engine {
             .await
             .map_err(|e| pull_error(&reference, e))?;
         Ok((reference, repo, fetched))
+    }
+
+    /// The tags of the repository `name` names (its tag, if any, ignored), sorted: what
+    /// `pull --all-tags` pulls.
+    pub async fn repository_tags(&self, name: &str, creds: Credentials) -> Result<Vec<String>> {
+        let reference = Reference::parse(name)?;
+        let repo = self.repository(&reference, creds)?;
+        let mut tags = repo
+            .list_tags()
+            .await
+            .map_err(|e| pull_error(&reference, e))?;
+        tags.sort();
+        Ok(tags)
     }
 
     /// `GET /distribution/{name}/json`: what the registry serves for `reference` without
@@ -193,8 +252,10 @@ impl Engine {
                         .get_manifest(&d.digest)
                         .await
                         .map_err(|e| pull_error(&reference, e))?;
+                    // The image is known by the digest it was asked by: the index's, as
+                    // moby records it (`name@<index digest>` then finds it).
                     match manifest::parse_document(&d.media_type, &one.bytes)? {
-                        Document::Manifest(m) => (m, one.digest),
+                        Document::Manifest(m) => (m, fetched.digest),
                         Document::Index(_) => {
                             return Err(EngineError::InvalidArgument(format!(
                                 "manifest {} for {platform} is an index, not an image manifest",
@@ -235,6 +296,9 @@ impl Engine {
             format!("Pulling from {}", r.path()),
         ));
         let chains = chain_ids(&plan.diff_ids);
+        // Already here under this name: dockerd lists no layers then, only the status.
+        let up_to_date = self.inner.images.resolve_id(&r.full())
+            == Some(berth_image::content::sha256_digest(&plan.config));
         let gate = Arc::new(Semaphore::new(PARALLEL_DOWNLOADS));
         let mut tasks = Vec::new();
         // Chain ids this pull unpacks, and the ones it found and leased.
@@ -243,7 +307,9 @@ impl Engine {
         for (i, desc) in plan.layers.iter().enumerate() {
             let id = short(&desc.digest);
             if let Some(info) = self.inner.images.lease_layer(&chains[i])? {
-                let _ = progress.send(Progress::of(&id, "Already exists"));
+                if !up_to_date {
+                    let _ = progress.send(Progress::of(&id, "Already exists"));
+                }
                 leased.push(chains[i].clone());
                 tasks.push(tokio::spawn(async move {
                     Ok(LayerRef {
@@ -645,8 +711,12 @@ impl Engine {
             subject: None,
             annotations: None,
         };
-        let bytes = serde_json::to_vec(&m)
-            .map_err(|e| EngineError::Runtime(format!("encode manifest: {e}")))?;
+        let bytes = if oci {
+            serde_json::to_vec(&m)
+        } else {
+            docker_manifest_bytes(&m)
+        }
+        .map_err(|e| EngineError::Runtime(format!("encode manifest: {e}")))?;
         let size = bytes.len();
         let tag_name = tag.tag().unwrap_or(berth_image::reference::DEFAULT_TAG);
         let digest = repo
@@ -820,7 +890,35 @@ fn split_search_term(term: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::split_search_term;
+    use super::{docker_manifest_bytes, split_search_term};
+    use berth_image::manifest::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Descriptor};
+
+    #[test]
+    fn docker_manifests_are_written_as_moby_writes_them() {
+        let d = |media: &str, size: u64, hex: char| Descriptor {
+            size,
+            digest: format!("sha256:{}", hex.to_string().repeat(64)),
+            ..Descriptor::of(media, b"")
+        };
+        let m = berth_image::manifest::Manifest {
+            schema_version: 2,
+            media_type: Some(DOCKER_MANIFEST.into()),
+            config: d(DOCKER_CONFIG, 1457, 'a'),
+            layers: vec![d(DOCKER_LAYER_GZIP, 772788, 'b')],
+            subject: None,
+            annotations: None,
+        };
+        // Byte for byte what distribution's schema2 package gives through json.MarshalIndent.
+        let want = format!(
+            "{{\n   \"schemaVersion\": 2,\n   \"mediaType\": \"{DOCKER_MANIFEST}\",\n   \"config\": {{\n      \"mediaType\": \"{DOCKER_CONFIG}\",\n      \"size\": 1457,\n      \"digest\": \"sha256:{a}\"\n   }},\n   \"layers\": [\n      {{\n         \"mediaType\": \"{DOCKER_LAYER_GZIP}\",\n         \"size\": 772788,\n         \"digest\": \"sha256:{b}\"\n      }}\n   ]\n}}",
+            a = "a".repeat(64),
+            b = "b".repeat(64)
+        );
+        assert_eq!(
+            String::from_utf8(docker_manifest_bytes(&m).unwrap()).unwrap(),
+            want
+        );
+    }
 
     #[test]
     fn search_terms_name_their_registry_as_docker_reads_them() {

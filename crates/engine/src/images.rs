@@ -74,6 +74,11 @@ pub(crate) fn parse_reference(s: &str) -> Result<Reference> {
     Reference::parse(s).map_err(EngineError::from)
 }
 
+/// Checks that `name` is a valid image reference (Docker's error when it is not).
+pub fn check_reference(name: &str) -> Result<()> {
+    parse_reference(name).map(|_| ())
+}
+
 /// Applies `--change` instructions (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME,
 /// WORKDIR, STOPSIGNAL, ONBUILD) to a config, as `docker import -c` does.
 pub fn apply_changes(config: &mut Config, changes: &[String]) -> Result<()> {

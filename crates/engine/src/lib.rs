@@ -48,7 +48,7 @@ pub use container::{ContainerRecord, State, Status};
 pub use containers::{AttachOptions, IoSession, ListOptions, LogOptions};
 pub use error::{EngineError, ErrorKind, Result};
 pub use exec::{ExecConfig, ExecInfo};
-pub use images::{ImageView, ImportRequest};
+pub use images::{ImageView, ImportRequest, check_reference};
 
 /// How the daemon was configured.
 #[derive(Debug, Clone)]

@@ -438,26 +438,51 @@ where
 /// moves (bad reference, unknown manifest, refused credentials) are the response's status.
 async fn pull(ctx: &Ctx, r: &Req, image: &str) -> HandlerResult {
     let tag = r.q("tag").filter(|s| !s.is_empty());
-    let reference = match tag {
-        Some(t) if t.contains(':') => format!("{image}@{t}"),
-        Some(t) => format!("{image}:{t}"),
-        None => image.to_owned(),
-    };
+    let platform = r.q("platform").filter(|s| !s.is_empty());
     let creds = registry_auth(r)?;
-    let plan = ctx
-        .engine
-        .pull_plan(&reference, r.q("platform").filter(|s| !s.is_empty()), creds)
-        .await?;
+    // A name without tag or digest, and no tag given: every tag (`pull --all-tags`; the CLI
+    // sends `tag=latest` for a plain pull).
+    let named = image.contains('@') || image.rsplit('/').next().is_some_and(|l| l.contains(':'));
+    let references = match tag {
+        Some(t) if t.contains(':') => vec![format!("{image}@{t}")],
+        Some(t) => vec![format!("{image}:{t}")],
+        None if named => vec![image.to_owned()],
+        None => {
+            let tags = ctx.engine.repository_tags(image, creds.clone()).await?;
+            if tags.is_empty() {
+                return Err(berth_engine::EngineError::NotFound(format!(
+                    "repository {image} has no tags"
+                ))
+                .into());
+            }
+            tags.iter().map(|t| format!("{image}:{t}")).collect()
+        }
+    };
+    // Every manifest is resolved before the stream starts: a missing one is an error status.
+    let mut plans = Vec::with_capacity(references.len());
+    for reference in &references {
+        plans.push(
+            ctx.engine
+                .pull_plan(reference, platform, creds.clone())
+                .await?,
+        );
+    }
     let engine = ctx.engine.clone();
-    stream_progress(move |p| async move { engine.pull(plan, p).await.map(|_| ()) })
+    stream_progress(move |p| async move {
+        for plan in plans {
+            engine.pull(plan, p.clone()).await?;
+        }
+        Ok(())
+    })
 }
 
 /// `POST /images/{name}/push?tag=`.
 pub(super) async fn push(ctx: &Ctx, r: &Req, name: &str) -> HandlerResult {
     let creds = registry_auth(r)?;
     let tag = r.q("tag").filter(|s| !s.is_empty()).map(str::to_owned);
-    // Check the name before streaming, so that a bad one is a plain error status.
-    ctx.engine.image_inspect(&match &tag {
+    // A malformed name is a plain error status; a missing image (or, without a tag, a
+    // repository with no tags here) is an error in the stream, as dockerd sends it.
+    berth_engine::check_reference(&match &tag {
         Some(t) => format!("{name}:{t}"),
         None => name.to_owned(),
     })?;
