@@ -654,6 +654,18 @@ fn save_of_two_images_stores_a_shared_layer_once() {
     // Two configs, two manifests, three layers: each blob once (archive_files checks).
     let blobs = files.keys().filter(|k| k.starts_with("blobs/")).count();
     assert_eq!(blobs, 7, "{:?}", files.keys());
+    // A bare repository name saves every tag of it, on whichever images, with no `latest`.
+    ok(d.docker(&["tag", "two-a:1", "repo:x"]));
+    ok(d.docker(&["tag", "two-b:1", "repo:y"]));
+    let all = tmp.path().join("repo.tar");
+    ok(d.docker(&["save", "-o", all.to_str().unwrap(), "repo"]));
+    let mut tags: Vec<String> = check_layout(&archive_files(&std::fs::read(&all).unwrap()))
+        .iter()
+        .map(|m| m["RepoTags"].to_string())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, [r#"["repo:x"]"#, r#"["repo:y"]"#]);
+    ok(d.docker(&["rmi", "repo:x", "repo:y"]));
 
     ok(d.docker(&["rm", "c1", "c2"]));
     ok(d.docker(&["rmi", "two-a:1", "two-b:1", "busybox"]));

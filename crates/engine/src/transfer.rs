@@ -21,38 +21,54 @@ impl Engine {
             return Err(EngineError::InvalidArgument("no images to save".into()));
         }
         let mut items: Vec<SaveItem> = Vec::new();
-        for name in names {
-            let image = self.inner.images.resolve(name)?;
-            let parsed = Reference::parse(name).ok();
-            let explicit_tag = name
-                .rsplit('/')
-                .next()
-                .is_some_and(|last| last.contains(':'));
-            let tags: Vec<Reference> = match parsed {
-                Some(r) if image.repo_tags.iter().any(|t| *t == r.familiar()) => {
-                    if explicit_tag {
-                        vec![r]
-                    } else {
-                        image
-                            .repo_tags
-                            .iter()
-                            .filter_map(|t| Reference::parse(t).ok())
-                            .filter(|t| t.name() == r.name())
-                            .collect()
+        let mut add = |image: berth_image::Image, tags: Vec<Reference>| match items
+            .iter_mut()
+            .find(|i| i.image.id == image.id)
+        {
+            Some(i) => {
+                for t in tags {
+                    if !i.tags.contains(&t) {
+                        i.tags.push(t);
                     }
+                }
+            }
+            None => items.push(SaveItem { image, tags }),
+        };
+        for name in names {
+            let parsed = Reference::parse(name).ok();
+            let explicit = name.contains('@')
+                || name
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|last| last.contains(':'));
+            // A bare repository name: every tag of it, whatever images they name (moby's
+            // save; `latest` need not be among them).
+            if let Some(r) = parsed.as_ref().filter(|_| !explicit) {
+                let mut found = false;
+                for image in self.inner.images.list()? {
+                    let tags: Vec<Reference> = image
+                        .repo_tags
+                        .iter()
+                        .filter_map(|t| Reference::parse(t).ok())
+                        .filter(|t| t.name() == r.name())
+                        .collect();
+                    if !tags.is_empty() {
+                        found = true;
+                        add(image, tags);
+                    }
+                }
+                if found {
+                    continue;
+                }
+            }
+            let image = self.inner.images.resolve(name)?;
+            let tags = match parsed {
+                Some(r) if explicit && image.repo_tags.iter().any(|t| *t == r.familiar()) => {
+                    vec![r]
                 }
                 _ => Vec::new(),
             };
-            match items.iter_mut().find(|i| i.image.id == image.id) {
-                Some(i) => {
-                    for t in tags {
-                        if !i.tags.contains(&t) {
-                            i.tags.push(t);
-                        }
-                    }
-                }
-                None => items.push(SaveItem { image, tags }),
-            }
+            add(image, tags);
         }
         let (tx, rx) = mpsc::channel(8);
         let engine = self.clone();
