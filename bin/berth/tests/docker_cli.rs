@@ -1720,6 +1720,37 @@ fn healthcheck_states_and_events() {
     ok(d.docker(&["rm", "-f", "hc"]));
 }
 
+/// `import --change` takes a whole HEALTHCHECK, and a refused change reaches the client as
+/// dockerd's message (not a broken pipe while it still uploads the tarball).
+#[test]
+fn import_changes_take_a_healthcheck_and_refusals_reach_the_client() {
+    let d = daemon();
+    let tar = std::fs::read(common::busybox_tar()).unwrap();
+    ok(d.docker_stdin(
+        &[
+            "import",
+            "-c",
+            "HEALTHCHECK --interval=5s --retries=2 CMD true",
+            "-",
+            "hc:1",
+        ],
+        Some(&tar),
+    ));
+    assert_eq!(
+        ok(d.docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.Healthcheck}}",
+            "hc:1"
+        ])),
+        r#"{"Test":["CMD-SHELL","true"],"Interval":5000000000,"Retries":2}"#
+    );
+    let o = d.docker_stdin(&["import", "-c", "RUN true", "-", "hc:2"], Some(&tar));
+    common::assert_refused(&o, 1, "run is not a valid change command");
+    ok(d.docker(&["rmi", "hc:1"]));
+}
+
 /// `docker system prune` and `docker image prune` remove stopped containers, dangling
 /// images (all unused ones with -a) and nothing in use; `berth image prune` reports alike.
 #[test]

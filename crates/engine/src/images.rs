@@ -74,6 +74,38 @@ pub(crate) fn parse_reference(s: &str) -> Result<Reference> {
     Reference::parse(s).map_err(EngineError::from)
 }
 
+/// A `HEALTHCHECK` change line (`NONE`, or options and `CMD ...`), read by the Dockerfile
+/// parser so it means what it means in a Dockerfile.
+fn healthcheck_change(line: &str) -> Result<HealthConfig> {
+    use berth_build::ast::Healthcheck;
+    let df = berth_build::Dockerfile::parse("change", format!("FROM scratch\n{line}\n").as_bytes())
+        .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+    let parsed = df
+        .stages
+        .first()
+        .and_then(|s| s.commands.first())
+        .map(|c| &c.instruction);
+    let nanos = |d: std::time::Duration| {
+        Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)).filter(|&n| n > 0)
+    };
+    match parsed {
+        Some(berth_build::Instruction::Healthcheck(Healthcheck::Disable)) => Ok(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..HealthConfig::default()
+        }),
+        Some(berth_build::Instruction::Healthcheck(Healthcheck::Check(h))) => Ok(HealthConfig {
+            test: Some(h.test.clone()),
+            interval: nanos(h.interval),
+            timeout: nanos(h.timeout),
+            start_period: nanos(h.start_period),
+            retries: Some(i64::from(h.retries)).filter(|&r| r > 0),
+        }),
+        _ => Err(EngineError::InvalidArgument(format!(
+            "invalid HEALTHCHECK change: {line}"
+        ))),
+    }
+}
+
 /// Checks that `name` is a valid image reference (Docker's error when it is not).
 pub fn check_reference(name: &str) -> Result<()> {
     parse_reference(name).map(|_| ())
@@ -143,12 +175,7 @@ pub fn apply_changes(config: &mut Config, changes: &[String]) -> Result<()> {
                 .on_build
                 .get_or_insert_with(Vec::new)
                 .push(rest.to_owned()),
-            "HEALTHCHECK" if rest.eq_ignore_ascii_case("NONE") => {
-                config.healthcheck = Some(HealthConfig {
-                    test: Some(vec!["NONE".into()]),
-                    ..HealthConfig::default()
-                });
-            }
+            "HEALTHCHECK" => config.healthcheck = Some(healthcheck_change(change)?),
             other => {
                 return Err(EngineError::InvalidArgument(format!(
                     "{} is not a valid change command",

@@ -555,9 +555,14 @@ pub(super) async fn create(ctx: &Ctx, mut r: Req) -> HandlerResult {
         });
         return Ok(resp);
     }
-    // Check the request before streaming, so that bad input is a plain 400.
-    ctx.engine.check_import(&req)?;
+    // Check the request before streaming, so that bad input is a plain 400. The tarball the
+    // client is sending is read and dropped meanwhile (bounded): refused unread, its upload
+    // would fail with a broken pipe and the client would never see the message.
     let incoming = r.body.take().ok_or_else(|| ApiError::bad("no body"))?;
+    if let Err(e) = ctx.engine.check_import(&req) {
+        drop(body::forward(incoming, None));
+        return Err(e.into());
+    }
     let chunks = body::forward(incoming, Some((MAX_IMPORT, "image tarball too large")));
     // The answer waits for the import, so that a bad tarball is an error status (as dockerd's,
     // which has written nothing yet) rather than a 200 whose body says so: SDKs only raise on
