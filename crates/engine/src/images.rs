@@ -647,18 +647,67 @@ fn reference_matches(pat: &str, familiar: &str) -> bool {
     glob_match(pat, familiar) || glob_match(pat, name)
 }
 
-/// Shell-style `*` and `?` matching for `reference` filters.
+/// Go's `path.Match` for `reference` filters: `*` any run and `?` any one character but
+/// `/`, `[a-z]` and `[^...]` classes, `\\` escapes.
 fn glob_match(pat: &str, s: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
+    /// The class at the start of `p` (after its `[`): whether `c` is in it, and the pattern
+    /// length it takes with its `]`. `None` when malformed (no match then, as Go's error).
+    fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+        let mut i = 0;
+        let negated = p.first() == Some(&'^');
+        if negated {
+            i += 1;
+        }
+        let mut matched = false;
+        let mut items = 0;
+        loop {
+            let lo = match p.get(i)? {
+                ']' if items > 0 => return Some((matched != negated, i + 1)),
+                '\\' => {
+                    i += 1;
+                    *p.get(i)?
+                }
+                '-' | ']' => return None,
+                &x => x,
+            };
+            i += 1;
+            let hi = if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&x| x != ']') {
+                i += 1;
+                let h = match p.get(i)? {
+                    '\\' => {
+                        i += 1;
+                        *p.get(i)?
+                    }
+                    &x => x,
+                };
+                i += 1;
+                h
+            } else {
+                lo
+            };
+            matched |= lo <= c && c <= hi;
+            items += 1;
         }
     }
-    go(pat.as_bytes(), s.as_bytes())
+    fn go(p: &[char], s: &[char]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some('*') => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != '/')
+                .any(|i| go(&p[1..], &s[i..])),
+            Some(_) if s.is_empty() => false,
+            Some('?') => s[0] != '/' && go(&p[1..], &s[1..]),
+            Some('[') => match class(&p[1..], s[0]) {
+                Some((true, n)) if s[0] != '/' => go(&p[1 + n..], &s[1..]),
+                _ => false,
+            },
+            Some('\\') if p.len() > 1 => p[1] == s[0] && go(&p[2..], &s[1..]),
+            Some(&c) => c == s[0] && go(&p[1..], &s[1..]),
+        }
+    }
+    let p: Vec<char> = pat.chars().collect();
+    let s: Vec<char> = s.chars().collect();
+    go(&p, &s)
 }
 
 #[cfg(test)]
@@ -710,6 +759,11 @@ mod tests {
 
     #[test]
     fn reference_globs() {
+        assert!(glob_match("app:[5-6]", "app:5") && glob_match("app:[5-6]", "app:6"));
+        assert!(!glob_match("app:[5-6]", "app:7") && glob_match("app:[^5-6]", "app:7"));
+        assert!(glob_match("a?c", "abc") && !glob_match("a?c", "a/c"));
+        assert!(glob_match("a\\*", "a*") && !glob_match("a\\*", "ab"));
+        assert!(!glob_match("app:[5-", "app:5"), "malformed");
         assert!(glob_match("busy*", "busybox"));
         assert!(glob_match("busybox:*", "busybox:latest"));
         assert!(!glob_match("bus", "busybox"));
