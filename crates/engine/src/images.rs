@@ -648,7 +648,7 @@ fn reference_matches(pat: &str, familiar: &str) -> bool {
 }
 
 /// Go's `path.Match` for `reference` filters: `*` any run and `?` any one character but
-/// `/`, `[a-z]` and `[^...]` classes, `\\` escapes.
+/// `/`, `[a-z]` and `[^...]` classes, `\` escapes.
 fn glob_match(pat: &str, s: &str) -> bool {
     /// The class at the start of `p` (after its `[`): whether `c` is in it, and the pattern
     /// length it takes with its `]`. `None` when malformed (no match then, as Go's error).

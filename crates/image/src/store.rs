@@ -791,7 +791,9 @@ impl ImageStore {
             .map_err(ImageError::io(format!("open blob {}", info.blob)))?;
         let mut w = self.content.writer()?;
         {
-            let mut gz = flate2::write::GzEncoder::new(&mut w, flate2::Compression::fast());
+            // gzip's default level, as dockerd pushes: the blob is made once per layer and
+            // every pull downloads it (level 1 made layers up to a third larger).
+            let mut gz = flate2::write::GzEncoder::new(&mut w, flate2::Compression::default());
             io::copy(&mut io::BufReader::with_capacity(1 << 20, src), &mut gz)
                 .map_err(ImageError::io(format!("compress {}", info.blob)))?;
             gz.finish()
