@@ -291,7 +291,7 @@ impl ConnectorInner {
             }
             let Some((tcp, addr)) = stream else {
                 return Err(fail(match last {
-                    Some(e) => format!("dial tcp {host}:{port}: {e}"),
+                    Some(e) => format!("dial tcp {host}:{port}: {}", connect_text(&e)),
                     None => format!("lookup {host}: no addresses"),
                 }));
             };
@@ -691,8 +691,27 @@ pub(crate) fn content_length(h: &hyper::HeaderMap) -> Option<u64> {
     h.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// A failed connect as Go words it (`connect: connection refused`), which scripts match.
+fn connect_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(_) => {
+            let text = e.to_string();
+            let text = text.split(" (os error").next().unwrap_or_default();
+            format!("connect: {}", text.to_lowercase())
+        }
+        None => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn connect_failures_read_as_gos() {
+        // ECONNREFUSED on Linux.
+        let e = std::io::Error::from_raw_os_error(111);
+        assert_eq!(super::connect_text(&e), "connect: connection refused");
+    }
+
     use super::*;
 
     #[test]
