@@ -2022,7 +2022,8 @@ fn block_io_limits_and_the_host_config_shape() {
     assert!(hc["MemorySwappiness"].is_null(), "{hc}");
     assert!(hc.get("Init").is_none(), "{hc}");
     assert_eq!(hc["BlkioWeightDevice"], serde_json::json!([]), "{hc}");
-    assert_eq!(hc["CgroupnsMode"], "private");
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert_eq!(hc["CgroupnsMode"], if v2 { "private" } else { "host" });
     assert!(hc["SecurityOpt"].is_null(), "{hc}");
     assert!(
         hc["MaskedPaths"]
@@ -2058,7 +2059,7 @@ fn block_io_limits_and_the_host_config_shape() {
 }
 
 /// `--read-only` covers the network files the daemon mounts (/etc/hosts...), and
-/// `--cgroupns host` keeps the host's cgroup namespace (the default is a private one).
+/// `--cgroupns host|private` chooses the cgroup namespace (the default is Docker's).
 #[test]
 fn read_only_network_files_and_the_cgroup_namespace() {
     let d = daemon();
@@ -2087,7 +2088,10 @@ fn read_only_network_files_and_the_cgroup_namespace() {
         ok(d.docker(&args))
     };
     assert_eq!(ns(&["--cgroupns", "host"]), host);
-    assert_ne!(ns(&[]), host);
+    assert_ne!(ns(&["--cgroupns", "private"]), host);
+    // The default is Docker's: the host's on cgroup v1, a private one on v2.
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert_eq!(ns(&[]) == host, !v2);
     let r = d.http(
         "POST",
         "/v1.41/containers/create",
@@ -2095,6 +2099,112 @@ fn read_only_network_files_and_the_cgroup_namespace() {
     );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("invalid cgroup namespace mode: bogus"));
+}
+
+/// `--ipc container:` joins a shareable donor's IPC namespace and /dev/shm, `--pid container:`
+/// its PID namespace, `--network container:` takes its hostname; a private donor's IPC is
+/// refused, as dockerd refuses it.
+#[test]
+fn containers_join_each_others_namespaces() {
+    let d = daemon();
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "donor",
+        "--hostname",
+        "peer",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let donor_ipc = ok(d.docker(&["exec", "donor", "readlink", "/proc/self/ns/ipc"]));
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "container:donor",
+        "busybox",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/ipc; echo shared > /dev/shm/x",
+    ]));
+    assert_eq!(out, donor_ipc);
+    assert_eq!(
+        ok(d.docker(&["exec", "donor", "cat", "/dev/shm/x"])),
+        "shared"
+    );
+    let ps = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:donor",
+        "busybox",
+        "ps",
+        "-o",
+        "comm",
+    ]));
+    assert!(ps.lines().any(|l| l.trim() == "sleep"), "{ps}");
+    assert_eq!(
+        ok(d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "container:donor",
+            "busybox",
+            "hostname"
+        ])),
+        "peer"
+    );
+    ok(d.docker(&["run", "-d", "--name", "private", "busybox", "sleep", "1000"]));
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "container:private",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("non-shareable IPC"),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.docker(&["rm", "-f", "donor", "private"]));
+}
+
+/// Old clients' shapes: `Cmd` as one string (Docker's StrSlice) and `NetworkDisabled`.
+#[test]
+fn old_clients_string_commands_and_disabled_networks() {
+    let d = daemon();
+    let r = d.http(
+        "POST",
+        "/v1.24/containers/create?name=old",
+        Some(br#"{"Image":"busybox","Entrypoint":"sh","Cmd":"-c","NetworkDisabled":true}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{json .Config.Entrypoint}} {{json .Config.Cmd}}",
+            "old"
+        ])),
+        r#"["sh"] ["-c"]"#
+    );
+    ok(d.docker(&["rm", "old"]));
+    let r = d.http(
+        "POST",
+        "/v1.24/containers/create?name=nonet",
+        Some(br#"{"Image":"busybox","Cmd":["sleep","1000"],"NetworkDisabled":true}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    ok(d.docker(&["start", "nonet"]));
+    let links = ok(d.docker(&["exec", "nonet", "ls", "/sys/class/net"]));
+    assert_eq!(links, "lo");
+    ok(d.docker(&["rm", "-f", "nonet"]));
 }
 
 /// `--oom-kill-disable` and `--memory-swappiness` reach the cgroup (v1); a block I/O weight

@@ -88,6 +88,21 @@ fn exec_it_gets_its_own_terminal() {
         Some(br#"{"Detach":false,"Tty":true,"ConsoleSize":[33,77]}"#),
     );
     assert_eq!(out.text().trim(), "33 77");
+    // The stream is framed as the start asks, whatever the create said (docker-py's
+    // `exec_start` sends `Tty: false` unless told), as dockerd frames it.
+    let exec = d
+        .http(
+            "POST",
+            "/v1.41/containers/box/exec",
+            Some(br#"{"Cmd":["echo","hi"],"Tty":true,"AttachStdout":true}"#),
+        )
+        .json();
+    let out = d.http(
+        "POST",
+        &format!("/v1.41/exec/{}/start", exec["Id"].as_str().unwrap()),
+        Some(br#"{"Detach":false,"Tty":false}"#),
+    );
+    assert_eq!(out.body, b"\x01\0\0\0\0\0\0\x04hi\r\n", "{:?}", out.text());
     // The container itself is untouched by its execs ending.
     assert_eq!(
         ok(d.berth(&["inspect", "-f", "{{.State.Status}}", "box"])),

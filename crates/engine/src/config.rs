@@ -10,6 +10,21 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// `Config` of a container (and the `config` of an image, which has the same shape).
+/// Docker's `StrSlice`: a list of strings, or one string as a list of it (old clients send
+/// `"Cmd": "echo hi"`).
+fn str_slice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum StrSlice {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Option::<StrSlice>::deserialize(d)?.map(|v| match v {
+        StrSlice::One(s) => vec![s],
+        StrSlice::Many(v) => v,
+    }))
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Config {
@@ -25,6 +40,7 @@ pub struct Config {
     pub open_stdin: bool,
     pub stdin_once: bool,
     pub env: Option<Vec<String>>,
+    #[serde(deserialize_with = "str_slice")]
     pub cmd: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
@@ -33,6 +49,7 @@ pub struct Config {
     pub image: String,
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub working_dir: String,
+    #[serde(deserialize_with = "str_slice")]
     pub entrypoint: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_disabled: Option<bool>,

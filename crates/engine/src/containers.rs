@@ -364,6 +364,10 @@ impl Engine {
             }
         }
         let mut host_config = host_config;
+        // `NetworkDisabled` (old clients): no network but loopback.
+        if config.network_disabled == Some(true) && host_config.network_mode() == "bridge" {
+            host_config.network_mode = "none".into();
+        }
         spec::fill_host_config_defaults(&mut host_config)?;
         // What this host's cgroups cannot apply is dropped, with dockerd's warnings.
         let discarded = crate::sysinfo::SysInfo::get().discard_unsupported(&mut host_config);
@@ -663,6 +667,9 @@ impl Engine {
                 .nodename()
                 .to_string_lossy()
                 .into_owned()
+        } else if let Some(peer) = mode.strip_prefix("container:") {
+            // The namespace's owner's name, as moby gives a `container:` network.
+            self.resolve(peer)?.record().config.hostname
         } else if rec.config.hostname.is_empty() {
             rec.short_id().to_owned()
         } else {
@@ -723,6 +730,11 @@ impl Engine {
             self.inner.cfg.cgroup_parent.trim_end_matches('/'),
             id
         );
+        let (ipc_ns, shm_source) = self.ipc_namespace(rec, &dir)?;
+        let pid_ns = match hc.pid_mode.strip_prefix("container:") {
+            Some(key) => Some(self.namespace_of(key, "pid")?.0),
+            None => None,
+        };
         let prepared = spec::Prepared {
             rootfs: &rootfs,
             netns: netns.as_deref(),
@@ -730,6 +742,10 @@ impl Engine {
             init_binary: &self.inner.init_binary,
             cgroups_path: cgroups_path.clone(),
             mounts: &mounts,
+            ipc_ns,
+            pid_ns,
+            shm_source,
+            hostname: &hostname,
         };
         // The links' variables come first; the container's own override them, as moby's.
         let with_links;
@@ -750,7 +766,7 @@ impl Engine {
             with_links = c;
             &with_links
         };
-        let cspec = spec::container_spec(&id, config, hc, &prepared)?;
+        let cspec = spec::container_spec(config, hc, &prepared)?;
         let oci = berth_runtime::spec::build_spec(&cspec)
             .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
         let oci_json =
@@ -1039,6 +1055,69 @@ impl Engine {
         }
     }
 
+    /// The `/proc` path of namespace `kind` of the running container `key` names, with its
+    /// record.
+    fn namespace_of(&self, key: &str, kind: &str) -> Result<(PathBuf, ContainerRecord)> {
+        let other = self.resolve(key)?.record();
+        if !other.state.is_running() || other.state.pid <= 0 {
+            return Err(EngineError::Conflict(format!(
+                "cannot join {kind} namespace of a non running container: {}",
+                other.id
+            )));
+        }
+        let path = PathBuf::from(format!("/proc/{}/ns/{kind}", other.state.pid));
+        Ok((path, other))
+    }
+
+    /// The IPC namespace to join and the /dev/shm to bind, as moby shares them: a
+    /// `shareable` container gets its /dev/shm as a tmpfs mounted on the host (under its
+    /// directory), which a `container:<name>` joiner binds too, with the donor's namespace.
+    fn ipc_namespace(
+        &self,
+        rec: &ContainerRecord,
+        dir: &Path,
+    ) -> Result<(Option<PathBuf>, Option<PathBuf>)> {
+        let mode = rec.host_config.ipc_mode.as_str();
+        if let Some(key) = mode.strip_prefix("container:") {
+            let (path, donor) = self.namespace_of(key, "ipc")?;
+            if donor.host_config.ipc_mode != "shareable" {
+                return Err(EngineError::InvalidArgument(format!(
+                    "can't join IPC of container {}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)",
+                    donor.id
+                )));
+            }
+            return Ok((Some(path), Some(self.container_dir(&donor.id).join("shm"))));
+        }
+        if mode != "shareable" {
+            return Ok((None, None));
+        }
+        let shm = dir.join("shm");
+        std::fs::create_dir_all(&shm)
+            .map_err(EngineError::io(format!("create {}", shm.display())))?;
+        let mounted = rustix::fs::statfs(&shm).is_ok_and(|f| f.f_type == libc::TMPFS_MAGIC);
+        if !mounted {
+            let size = match rec.host_config.shm_size {
+                n if n > 0 => n,
+                _ => berth_runtime::defaults::DEFAULT_SHM_SIZE,
+            };
+            rustix::mount::mount(
+                "shm",
+                &shm,
+                "tmpfs",
+                rustix::mount::MountFlags::NOSUID
+                    | rustix::mount::MountFlags::NODEV
+                    | rustix::mount::MountFlags::NOEXEC,
+                Some(
+                    std::ffi::CString::new(format!("mode=1777,size={size}"))
+                        .map_err(|e| EngineError::Runtime(e.to_string()))?
+                        .as_c_str(),
+                ),
+            )
+            .map_err(|e| EngineError::Runtime(format!("mount the shareable /dev/shm: {e}")))?;
+        }
+        Ok((None, Some(shm)))
+    }
+
     /// Unmounts and releases what a running container held on the host.
     fn cleanup_after_exit(&self, id: &str) {
         let rootfs = self.container_dir(id).join("rootfs");
@@ -1048,6 +1127,11 @@ impl Engine {
         netns::remove(&self.inner.cfg.exec_root.join("netns").join(id));
         let run = self.run_paths(id);
         let _ = std::fs::remove_file(run.socket());
+        // A shareable IPC container's /dev/shm (its joiners hold their own mounts of it).
+        let shm = self.container_dir(id).join("shm");
+        if shm.exists() {
+            let _ = rustix::mount::unmount(&shm, rustix::mount::UnmountFlags::DETACH);
+        }
         // A stopped container's exec instances go with its process, as dockerd drops them.
         lock(&self.inner.execs).retain(|_, e| e.container_id != id);
     }

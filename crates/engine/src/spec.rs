@@ -120,6 +120,20 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
             "Invalid value: {sw}, valid memory swappiness range is 0-100"
         )));
     }
+    let ipc = hc.ipc_mode.as_str();
+    if !matches!(ipc, "" | "private" | "shareable" | "host" | "none")
+        && ipc.strip_prefix("container:").is_none_or(str::is_empty)
+    {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid IPC mode: {ipc}"
+        )));
+    }
+    let pid = hc.pid_mode.as_str();
+    if !matches!(pid, "" | "host") && pid.strip_prefix("container:").is_none_or(str::is_empty) {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid PID mode: {pid}"
+        )));
+    }
     if !matches!(hc.cgroupns_mode.as_str(), "" | "host" | "private") {
         return Err(EngineError::InvalidArgument(format!(
             "invalid cgroup namespace mode: {}",
@@ -297,6 +311,14 @@ pub struct Prepared<'a> {
     pub cgroups_path: String,
     /// The container's mount points, each with the host path it binds (empty for tmpfs).
     pub mounts: &'a [(MountPoint, String)],
+    /// The IPC and PID namespaces of the containers `container:<name>` modes join.
+    pub ipc_ns: Option<PathBuf>,
+    pub pid_ns: Option<PathBuf>,
+    /// The /dev/shm to bind (a shareable IPC container's, or its donor's).
+    pub shm_source: Option<PathBuf>,
+    /// The container's hostname (the host's on its network, a `container:` network's
+    /// owner's, or its own).
+    pub hostname: &'a str,
 }
 
 /// The runtime mounts for a container's mount points and `--tmpfs` paths, parents before
@@ -417,8 +439,19 @@ pub fn fill_host_config_defaults(hc: &mut HostConfig) -> Result<()> {
     if hc.memory > 0 && hc.memory_swap == 0 {
         hc.memory_swap = hc.memory.saturating_mul(2);
     }
+    // Docker's default: the host's cgroup namespace on cgroup v1 (tools there read the
+    // container's id from /proc/self/cgroup), a private one on v2.
     if hc.cgroupns_mode.is_empty() {
-        hc.cgroupns_mode = "private".into();
+        hc.cgroupns_mode = if crate::sysinfo::SysInfo::get().cgroup_v2 {
+            "private"
+        } else {
+            "host"
+        }
+        .into();
+    }
+    // dockerd's name for the daemon's default network (the bridge).
+    if hc.network_mode.is_empty() {
+        hc.network_mode = "default".into();
     }
     // What the runtime does anyway, written down as dockerd writes it.
     if hc.ipc_mode.is_empty() {
@@ -539,12 +572,7 @@ fn throttles(list: Option<&[crate::config::ThrottleDevice]>) -> Result<Vec<(i64,
 }
 
 /// Builds the runtime's spec for a container.
-pub fn container_spec(
-    id: &str,
-    config: &Config,
-    hc: &HostConfig,
-    p: &Prepared<'_>,
-) -> Result<ContainerSpec> {
+pub fn container_spec(config: &Config, hc: &HostConfig, p: &Prepared<'_>) -> Result<ContainerSpec> {
     let mut seccomp = SeccompMode::Default;
     let mut no_new_privileges = false;
     let mut unmask = false;
@@ -570,16 +598,7 @@ pub fn container_spec(
             NamespaceMode::Private
         }
     };
-    let hostname = if hc.network_mode() == "host" {
-        rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned()
-    } else if config.hostname.is_empty() {
-        id[..12.min(id.len())].to_owned()
-    } else {
-        config.hostname.clone()
-    };
+    let hostname = p.hostname.to_owned();
     let mut mounts = Vec::new();
     for (file, dest) in [
         ("hostname", "/etc/hostname"),
@@ -697,8 +716,15 @@ pub fn container_spec(
         devices,
         init: hc.init.unwrap_or(false).then(|| p.init_binary.to_owned()),
         network,
-        ipc: ns(&hc.ipc_mode),
-        pid: ns(&hc.pid_mode),
+        ipc: match &p.ipc_ns {
+            Some(path) => NamespaceMode::Path(path.clone()),
+            None => ns(&hc.ipc_mode),
+        },
+        pid: match &p.pid_ns {
+            Some(path) => NamespaceMode::Path(path.clone()),
+            None => ns(&hc.pid_mode),
+        },
+        shm_source: p.shm_source.clone(),
         uts: ns(&hc.uts_mode),
         cgroupns: if hc.cgroupns_mode == "host" {
             NamespaceMode::Host

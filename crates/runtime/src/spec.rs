@@ -43,6 +43,10 @@ pub struct ContainerSpec {
     pub ulimits: Vec<Ulimit>,
     /// Size of /dev/shm in bytes (Docker's default: 64 MiB).
     pub shm_size: Option<i64>,
+    /// A host directory to bind at /dev/shm instead of a new tmpfs: a shareable IPC
+    /// container's own (a tmpfs the engine mounted) or, joining one, its donor's.
+    #[serde(default)]
+    pub shm_source: Option<PathBuf>,
     pub sysctls: BTreeMap<String, String>,
     /// `--device host[:container[:perms]]`.
     pub devices: Vec<DeviceMapping>,
@@ -505,6 +509,11 @@ pub fn build_spec_json(spec: &ContainerSpec) -> Result<Value, RuntimeError> {
             "/dev/shm",
             &["rbind", "nosuid", "noexec", "nodev"],
         ));
+    } else if let Some(src) = &spec.shm_source {
+        mounts.push(json!({
+            "destination": "/dev/shm", "type": "bind", "source": src,
+            "options": ["rbind", "nosuid", "noexec", "nodev"],
+        }));
     } else {
         let size = format!("size={shm}");
         mounts.push(mount(

@@ -54,13 +54,18 @@ pub(super) async fn start(ctx: &Ctx, mut r: Req, id: &str) -> HandlerResult {
     // output never shares a read with the response head (docker-py switches to the raw
     // socket after reading the head through a buffer, and lost such output).
     ctx.engine.exec_check_startable(id)?;
-    let tty = info.config.tty;
+    // The stream is framed or raw as the start asks, as dockerd's: the process's terminal
+    // came with the create. (docker-py's `exec_start` leaves `Tty` false unless told.)
+    let tty = body.tty;
     let keys = (!info.config.detach_keys.is_empty()).then(|| info.config.detach_keys.clone());
     let engine = ctx.engine.clone();
     let id = id.to_owned();
     hijack::upgrade(r, tty, move |mut io| async move {
         match engine.exec_start(&id, size).await {
-            Ok(session) => hijack::pump(io, session, keys.as_deref(), true).await,
+            Ok(mut session) => {
+                session.tty = tty;
+                hijack::pump(io, session, keys.as_deref(), true).await
+            }
             Err(e) => {
                 // The process could not start: the client reads the error as text on its
                 // stream (stdout unless there is a tty, as dockerd writes it), and the exit
