@@ -1438,7 +1438,17 @@ fn diff_and_export() {
             })
             .collect()
     };
-    let names = tar_of(d.docker(&["export", "df"]));
+    // Modes carry the file-type bits, as moby's archives do.
+    let exported = d.docker(&["export", "df"]);
+    let mut types = std::collections::BTreeMap::new();
+    for e in tar::Archive::new(&exported.stdout[..]).entries().unwrap() {
+        let e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        types.insert(path, e.header().mode().unwrap() & 0o170000);
+    }
+    assert_eq!(types.get("etc/passwd"), Some(&0o100000), "{types:?}");
+    assert_eq!(types.get("etc/"), Some(&0o040000), "{types:?}");
+    let names = tar_of(exported);
     for want in ["bin/busybox", "new/deep/f", "etc/passwd"] {
         assert!(names.iter().any(|n| n == want), "{want} not in export");
     }

@@ -84,7 +84,9 @@ impl<W: Write> TreeWriter<W> {
     fn header(st: &Stat, kind: tar::EntryType) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
-        h.set_mode(st.st_mode & 0o7777);
+        // With the file-type bits, as moby's archives carry them (`fillGo18FileTypeBits`):
+        // a regular file's mode reads 0o100644 to tools that look.
+        h.set_mode(st.st_mode & (libc::S_IFMT | 0o7777));
         h.set_uid(st.st_uid as u64);
         h.set_gid(st.st_gid as u64);
         h.set_mtime(st.st_mtime.max(0) as u64);
