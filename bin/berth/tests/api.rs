@@ -227,6 +227,45 @@ fn errors_have_docker_status_and_body() {
     assert_eq!(d.http("GET", "/_ping", None).status, 200, "still serving");
 }
 
+/// Old clients get what dockerd gives them: no auto-remove before 1.25, a shareable IPC
+/// namespace before 1.40, and a host config at start refused from 1.24.
+#[test]
+fn old_api_versions_keep_their_defaults() {
+    let d = daemon();
+    let r = d.http(
+        "POST",
+        "/v1.24/containers/create?name=old",
+        Some(br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"AutoRemove":true}}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        ok(d.docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.AutoRemove}} {{.HostConfig.IpcMode}}",
+            "old"
+        ])),
+        "false shareable"
+    );
+    let r = d.http(
+        "POST",
+        "/v1.24/containers/old/start",
+        Some(br#"{"Binds":["/tmp:/x"]}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("removed in v1.24"), "{}", r.text());
+    assert_eq!(
+        d.http("POST", "/v1.23/containers/old/start", None).status,
+        400
+    );
+    assert_eq!(
+        d.http("POST", "/v1.24/containers/old/start", None).status,
+        204
+    );
+    ok(d.docker(&["wait", "old"]));
+    ok(d.docker(&["rm", "old"]));
+}
+
 #[test]
 fn list_filters() {
     let d = daemon();

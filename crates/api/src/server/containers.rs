@@ -19,7 +19,15 @@ use crate::stream::{StdStream, encode_frame};
 
 pub(super) async fn create(ctx: &Ctx, r: &mut Req) -> HandlerResult {
     let name = r.q("name").map(String::from);
-    let body: ContainerCreateRequest = r.json().await?;
+    let mut body: ContainerCreateRequest = r.json().await?;
+    // What dockerd does for old clients: no auto-remove before 1.25, IPC shareable by default
+    // before 1.40.
+    if !r.at_least(1, 25) {
+        body.host_config.auto_remove = false;
+    }
+    if !r.at_least(1, 40) && body.host_config.ipc_mode.is_empty() {
+        body.host_config.ipc_mode = "shareable".into();
+    }
     let endpoints = super::networks::endpoints_of(body.networking_config.as_ref())?;
     let (id, warnings) = ctx
         .engine
@@ -212,7 +220,15 @@ pub(super) fn summaries(
         .collect()
 }
 
-pub(super) async fn start(ctx: &Ctx, id: &str) -> HandlerResult {
+pub(super) async fn start(ctx: &Ctx, r: &mut Req, id: &str) -> HandlerResult {
+    // A host config at start was dropped in 1.24; older clients' is ignored, as dockerd
+    // leaves it unused since create takes it.
+    let body = r.bytes(super::MAX_JSON_BODY).await?;
+    if r.at_least(1, 24) && !body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad(
+            "starting container with non-empty request body was deprecated since API v1.22 and removed in v1.24",
+        ));
+    }
     ctx.engine.start(id).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

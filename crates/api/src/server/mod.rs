@@ -394,7 +394,10 @@ async fn route(ctx: &Ctx, mut r: Req) -> HandlerResult {
             containers::update(ctx, &mut r, &id).await
         }
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(ctx, &r, id),
-        (&Method::POST, ["containers", id, "start"]) => containers::start(ctx, id).await,
+        (&Method::POST, ["containers", id, "start"]) => {
+            let id = id.to_string();
+            containers::start(ctx, &mut r, &id).await
+        }
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(ctx, &r, id).await,
         (&Method::POST, ["containers", id, "restart"]) => containers::restart(ctx, &r, id).await,
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(ctx, &r, id).await,
