@@ -264,6 +264,35 @@ fn old_api_versions_keep_their_defaults() {
     );
     ok(d.docker(&["wait", "old"]));
     ok(d.docker(&["rm", "old"]));
+    // The image list's `filter=` (a reference pattern) before 1.41; ignored from 1.41.
+    ok(d.docker(&["run", "--name", "src", "busybox", "touch", "/z"]));
+    ok(d.docker(&["commit", "src", "other:1"]));
+    ok(d.docker(&["rm", "src"]));
+    let images = |v: &str| {
+        let list = d
+            .http("GET", &format!("/{v}/images/json?filter=oth*"), None)
+            .json();
+        list.as_array().unwrap().len()
+    };
+    assert_eq!(images("v1.40"), 1);
+    assert_eq!(images("v1.41"), 2);
+    ok(d.docker(&["rmi", "other:1"]));
+    // Before 1.28 the network list names each network's containers.
+    ok(d.docker(&["run", "-d", "--name", "on", "busybox", "sleep", "60"]));
+    let bridge = |v: &str| {
+        let list = d.http("GET", &format!("/{v}/networks"), None).json();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["Name"] == "bridge")
+            .unwrap()["Containers"]
+            .as_object()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(bridge("v1.27"), 1);
+    assert_eq!(bridge("v1.28"), 0);
+    ok(d.docker(&["rm", "-f", "on"]));
 }
 
 #[test]

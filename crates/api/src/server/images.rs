@@ -19,7 +19,16 @@ use crate::models::{
 const MAX_IMPORT: u64 = 64 << 30;
 
 pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
-    let filters = r.filters()?;
+    let mut filters = r.filters()?;
+    // Before 1.41, `filter=<pattern>` was a reference filter.
+    if !r.at_least(1, 41) {
+        if let Some(f) = r.q("filter").filter(|f| !f.is_empty()) {
+            filters
+                .entry("reference".into())
+                .or_default()
+                .push(f.to_owned());
+        }
+    }
     let all = r.flag("all");
     let images = ctx.engine.image_list(&filters, all)?;
     let rows: Vec<ImageSummary> = images.iter().map(|i| summary(i, -1, -1, r)).collect();

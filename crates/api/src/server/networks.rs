@@ -165,7 +165,11 @@ fn view(ctx: &Ctx, n: &NetworkRecord, with_containers: bool, r: &Req) -> Value {
 
 pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {
     let nets = ctx.engine.network_list(&r.filters()?)?;
-    let rows: Vec<Value> = nets.iter().map(|n| view(ctx, n, false, r)).collect();
+    // Before 1.28 the list showed each network's containers, as inspect does.
+    let rows: Vec<Value> = nets
+        .iter()
+        .map(|n| view(ctx, n, !r.at_least(1, 28), r))
+        .collect();
     ok_json(&rows)
 }
 
