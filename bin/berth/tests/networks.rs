@@ -210,6 +210,34 @@ fn legacy_links_give_hosts_lines_and_variables() {
         ],
         "{out}"
     );
+    // A linker's alias is among the target's names in the list, as moby lists it; `ps`
+    // shows the target's own name.
+    ok(d.docker(&[
+        "create",
+        "--name",
+        "lkapp",
+        "--link",
+        "lkdb:my-db",
+        "busybox",
+        "true",
+    ]));
+    let listed = d
+        .http(
+            "GET",
+            "/v1.41/containers/json?filters=%7B%22name%22%3A%5B%22lkdb%22%5D%7D",
+            None,
+        )
+        .json();
+    assert_eq!(
+        listed[0]["Names"],
+        serde_json::json!(["/lkapp/my-db", "/lkdb"])
+    );
+    assert!(
+        ok(d.docker(&["ps", "--format", "{{.Names}}"]))
+            .lines()
+            .any(|l| l == "lkdb")
+    );
+    ok(d.docker(&["rm", "lkapp"]));
     // The alias resolves to the target.
     ok(d.docker(&[
         "run",

@@ -8,6 +8,29 @@
 use crate::container::ContainerRecord;
 use crate::error::{EngineError, Result};
 
+impl crate::Engine {
+    /// The names legacy links give containers, by target name: `/linker/alias`, which moby
+    /// lists among the target's `Names`.
+    pub fn link_names(&self) -> std::collections::HashMap<String, Vec<String>> {
+        let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for h in self.handles() {
+            let r = crate::lock(&h.rec);
+            for link in r
+                .host_config
+                .links
+                .iter()
+                .flatten()
+                .filter_map(|l| parse(l).ok())
+            {
+                out.entry(link.target)
+                    .or_default()
+                    .push(format!("/{}/{}", r.name, link.alias));
+            }
+        }
+        out
+    }
+}
+
 /// One link as stored: the target's name (without `/`) and the alias.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Link {

@@ -164,6 +164,7 @@ pub(super) fn summaries(
 ) -> Vec<ContainerSummary> {
     // The image a name in a container's config stands for now, once per name.
     let mut named: std::collections::HashMap<&str, Option<String>> = Default::default();
+    let mut link_names = ctx.engine.link_names();
     recs.iter()
         .map(|rec| {
             // As moby: once its name no longer leads to the container's image (untagged,
@@ -199,7 +200,13 @@ pub(super) fn summaries(
             let networks = super::networks::summary_networks(ctx, rec, r);
             ContainerSummary {
                 id: rec.id.clone(),
-                names: vec![format!("/{}", rec.name)],
+                names: {
+                    // With the names links give it, sorted as moby's name index lists them.
+                    let mut names = link_names.remove(&rec.name).unwrap_or_default();
+                    names.push(format!("/{}", rec.name));
+                    names.sort();
+                    names
+                },
                 image,
                 image_id: rec.image_id.clone(),
                 command: command.join(" "),
