@@ -647,67 +647,114 @@ fn reference_matches(pat: &str, familiar: &str) -> bool {
     glob_match(pat, familiar) || glob_match(pat, name)
 }
 
+/// Longest `reference` filter pattern taken (a name is at most 255 characters, a tag 128).
+const MAX_PATTERN: usize = 1024;
+
+/// One element of a [`glob_match`] pattern.
+enum Glob {
+    /// `*`: any run of characters but `/`.
+    Star,
+    /// `?`: any one character but `/`.
+    Any,
+    /// `[...]`: ranges, negated with `^`.
+    Class(Vec<(char, char)>, bool),
+    Lit(char),
+}
+
 /// Go's `path.Match` for `reference` filters: `*` any run and `?` any one character but
-/// `/`, `[a-z]` and `[^...]` classes, `\` escapes.
+/// `/`, `[a-z]` and `[^...]` classes, `\` escapes. Matched by a table over pattern and name
+/// positions (time bounded by their product, no recursion); a malformed or overlong pattern
+/// matches nothing.
 fn glob_match(pat: &str, s: &str) -> bool {
-    /// The class at the start of `p` (after its `[`): whether `c` is in it, and the pattern
-    /// length it takes with its `]`. `None` when malformed (no match then, as Go's error).
-    fn class(p: &[char], c: char) -> Option<(bool, usize)> {
-        let mut i = 0;
-        let negated = p.first() == Some(&'^');
-        if negated {
-            i += 1;
-        }
-        let mut matched = false;
-        let mut items = 0;
-        loop {
-            let lo = match p.get(i)? {
-                ']' if items > 0 => return Some((matched != negated, i + 1)),
-                '\\' => {
-                    i += 1;
-                    *p.get(i)?
-                }
-                '-' | ']' => return None,
-                &x => x,
-            };
-            i += 1;
-            let hi = if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&x| x != ']') {
-                i += 1;
-                let h = match p.get(i)? {
-                    '\\' => {
-                        i += 1;
-                        *p.get(i)?
-                    }
-                    &x => x,
-                };
-                i += 1;
-                h
-            } else {
-                lo
-            };
-            matched |= lo <= c && c <= hi;
-            items += 1;
-        }
+    if pat.len() > MAX_PATTERN {
+        return false;
     }
-    fn go(p: &[char], s: &[char]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
-            Some('*') => (0..=s.len())
-                .take_while(|&i| i == 0 || s[i - 1] != '/')
-                .any(|i| go(&p[1..], &s[i..])),
-            Some(_) if s.is_empty() => false,
-            Some('?') => s[0] != '/' && go(&p[1..], &s[1..]),
-            Some('[') => match class(&p[1..], s[0]) {
-                Some((true, n)) if s[0] != '/' => go(&p[1 + n..], &s[1..]),
-                _ => false,
-            },
-            Some('\\') if p.len() > 1 => p[1] == s[0] && go(&p[2..], &s[1..]),
-            Some(&c) => c == s[0] && go(&p[1..], &s[1..]),
-        }
-    }
-    let p: Vec<char> = pat.chars().collect();
+    let Some(globs) = parse_glob(pat) else {
+        return false;
+    };
     let s: Vec<char> = s.chars().collect();
-    go(&p, &s)
+    let n = s.len();
+    // `next[j]`: whether globs[i+1..] match s[j..]; built from the pattern's end.
+    let mut next = vec![false; n + 1];
+    next[n] = true;
+    for g in globs.iter().rev() {
+        let mut cur = vec![false; n + 1];
+        for j in (0..=n).rev() {
+            cur[j] = match g {
+                Glob::Star => next[j] || (j < n && s[j] != '/' && cur[j + 1]),
+                _ if j == n => false,
+                Glob::Any => s[j] != '/' && next[j + 1],
+                Glob::Class(ranges, negated) => {
+                    let c = s[j];
+                    let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+                    c != '/' && inside != *negated && next[j + 1]
+                }
+                Glob::Lit(c) => s[j] == *c && next[j + 1],
+            };
+        }
+        next = cur;
+    }
+    next[0]
+}
+
+/// A pattern's elements; `None` when malformed (an unclosed or empty class, a trailing `\`).
+fn parse_glob(pat: &str) -> Option<Vec<Glob>> {
+    let p: Vec<char> = pat.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '*' => {
+                if !matches!(out.last(), Some(Glob::Star)) {
+                    out.push(Glob::Star);
+                }
+            }
+            '?' => out.push(Glob::Any),
+            '\\' => {
+                i += 1;
+                out.push(Glob::Lit(*p.get(i)?));
+            }
+            '[' => {
+                i += 1;
+                let negated = p.get(i) == Some(&'^');
+                if negated {
+                    i += 1;
+                }
+                let mut ranges = Vec::new();
+                loop {
+                    let lo = match *p.get(i)? {
+                        ']' if !ranges.is_empty() => break,
+                        '-' | ']' => return None,
+                        '\\' => {
+                            i += 1;
+                            *p.get(i)?
+                        }
+                        c => c,
+                    };
+                    i += 1;
+                    let hi = if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&c| c != ']') {
+                        i += 1;
+                        let h = match *p.get(i)? {
+                            '\\' => {
+                                i += 1;
+                                *p.get(i)?
+                            }
+                            c => c,
+                        };
+                        i += 1;
+                        h
+                    } else {
+                        lo
+                    };
+                    ranges.push((lo, hi));
+                }
+                out.push(Glob::Class(ranges, negated));
+            }
+            c => out.push(Glob::Lit(c)),
+        }
+        i += 1;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -764,6 +811,10 @@ mod tests {
         assert!(glob_match("a?c", "abc") && !glob_match("a?c", "a/c"));
         assert!(glob_match("a\\*", "a*") && !glob_match("a\\*", "ab"));
         assert!(!glob_match("app:[5-", "app:5"), "malformed");
+        // Many stars against a name that cannot match: answered at once, no recursion.
+        let stars = format!("{}x", "*".repeat(5000));
+        assert!(!glob_match(&stars, "busybox:latest"));
+        assert!(glob_match("**b*", "busybox"));
         assert!(glob_match("busy*", "busybox"));
         assert!(glob_match("busybox:*", "busybox:latest"));
         assert!(!glob_match("bus", "busybox"));
