@@ -320,14 +320,22 @@ fn extract_context(reader: Box<dyn Read + Send>, dir: &std::path::Path) -> Resul
     Ok(())
 }
 
-/// A context tar whose end may be cut short: the docker CLI's `build -f` of a Dockerfile from
-/// outside the context (or stdin) appends it to the tar without the last entry's padding and
-/// without the end-of-archive blocks, which dockerd reads anyway. At the stream's clean end
-/// this supplies the zeros up to the next 512-byte block and an end-of-archive marker. (A body
-/// cut off mid-transfer ends in a read error, not here.)
+/// A context tar whose last entry may lack its padding: the docker CLI's `build -f` of a
+/// Dockerfile from outside the context (or stdin) appends it to the tar without the padding
+/// after its data and without the end-of-archive blocks, which dockerd reads anyway. The
+/// reader follows the entries' headers as they pass: a stream that ends right after an
+/// entry's data gets the zeros up to its block boundary; one that ends inside a header or
+/// inside an entry's data is an error, never a file with a zeroed tail.
 struct BlockPadded<R> {
     inner: R,
+    /// Bytes passed on so far.
     read: u64,
+    /// Where the header being read (or the next one) starts.
+    header_at: u64,
+    /// The header's bytes so far.
+    header: Vec<u8>,
+    /// Where the current entry's data ends, and its padding.
+    data_end: u64,
     /// Zeros still to give once `inner` has ended.
     pad: Option<u64>,
 }
@@ -337,9 +345,52 @@ impl<R: Read> BlockPadded<R> {
         Self {
             inner,
             read: 0,
+            header_at: 0,
+            header: Vec::with_capacity(512),
+            data_end: 0,
             pad: None,
         }
     }
+
+    /// Follows the headers in `data`, which starts at offset `self.read`.
+    fn track(&mut self, data: &[u8]) {
+        let mut at = self.read;
+        let end = at + data.len() as u64;
+        while at < end {
+            if at < self.header_at {
+                at = self.header_at.min(end);
+                continue;
+            }
+            let from = (at - self.read) as usize;
+            let want = 512 - self.header.len();
+            let take = want.min(data.len() - from);
+            self.header.extend_from_slice(&data[from..from + take]);
+            at += take as u64;
+            if self.header.len() == 512 {
+                let size = entry_size(&self.header);
+                let start = self.header_at + 512;
+                self.data_end = start.saturating_add(size);
+                self.header_at = start.saturating_add(size.div_ceil(512).saturating_mul(512));
+                self.header.clear();
+            }
+        }
+    }
+}
+
+/// The data size a tar header declares (octal, or GNU base-256 when the high bit is set).
+fn entry_size(h: &[u8]) -> u64 {
+    let f = &h[124..136];
+    if f[0] & 0x80 != 0 {
+        return f[1..].iter().fold(0u64, |n, b| {
+            n.saturating_mul(256).saturating_add(u64::from(*b))
+        });
+    }
+    f.iter()
+        .skip_while(|b| **b == b' ')
+        .take_while(|b| (b'0'..=b'7').contains(*b))
+        .fold(0u64, |n, b| {
+            n.saturating_mul(8).saturating_add(u64::from(b - b'0'))
+        })
 }
 
 impl<R: Read> Read for BlockPadded<R> {
@@ -347,10 +398,19 @@ impl<R: Read> Read for BlockPadded<R> {
         if self.pad.is_none() {
             let n = self.inner.read(buf)?;
             if n > 0 || buf.is_empty() {
+                self.track(&buf[..n]);
                 self.read += n as u64;
                 return Ok(n);
             }
-            self.pad = Some((512 - self.read % 512) % 512 + 1024);
+            let at_boundary = self.read == self.header_at && self.header.is_empty();
+            let after_data = self.read >= self.data_end && self.read < self.header_at;
+            if !(at_boundary || after_data) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the build context ends inside an entry",
+                ));
+            }
+            self.pad = Some(self.header_at - self.read);
         }
         let left = self.pad.as_mut().expect("set above");
         let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
@@ -385,4 +445,59 @@ fn read_dockerfile(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
         .read_to_end(&mut data)
         .map_err(EngineError::io(format!("read {name}")))?;
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BlockPadded;
+    use std::io::Read;
+
+    /// A ustar archive of `files`.
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn read_all(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        BlockPadded::new(bytes).read_to_end(&mut out).map(|_| out)
+    }
+
+    #[test]
+    fn a_missing_last_padding_is_supplied_and_a_cut_entry_is_an_error() {
+        let full = tar_of(&[("a", b"first"), ("Dockerfile", b"FROM scratch\n")]);
+        // Header of the second entry at 1024, its 13 bytes of data, nothing after: as the
+        // docker CLI sends an appended Dockerfile.
+        let cut = &full[..1024 + 512 + 13];
+        let padded = read_all(cut).unwrap();
+        assert_eq!(padded.len(), 1024 + 1024);
+        let mut names = Vec::new();
+        for e in tar::Archive::new(&padded[..]).entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut data = String::new();
+            e.read_to_string(&mut data).unwrap();
+            names.push((e.path().unwrap().display().to_string(), data));
+        }
+        assert_eq!(
+            names,
+            [
+                ("a".to_owned(), "first".to_owned()),
+                ("Dockerfile".to_owned(), "FROM scratch\n".to_owned())
+            ]
+        );
+        // A whole archive passes unchanged.
+        assert_eq!(read_all(&full).unwrap(), full);
+        // Cut inside the data, or inside a header: refused.
+        for at in [1024 + 512 + 5, 1024 + 100, 512 + 2] {
+            let e = read_all(&full[..at]).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "cut at {at}");
+        }
+    }
 }
