@@ -264,6 +264,15 @@ fn old_api_versions_keep_their_defaults() {
     );
     ok(d.docker(&["wait", "old"]));
     ok(d.docker(&["rm", "old"]));
+    // An empty object at start passes (some clients send one).
+    ok(d.docker(&["create", "--name", "braces", "busybox", "true"]));
+    assert_eq!(
+        d.http("POST", "/v1.41/containers/braces/start", Some(b"{}"))
+            .status,
+        204
+    );
+    ok(d.docker(&["wait", "braces"]));
+    ok(d.docker(&["rm", "braces"]));
     // The image list's `filter=` (a reference pattern) before 1.41; ignored from 1.41.
     ok(d.docker(&["run", "--name", "src", "busybox", "touch", "/z"]));
     ok(d.docker(&["commit", "src", "other:1"]));

@@ -2168,6 +2168,30 @@ fn containers_join_each_others_namespaces() {
         ])),
         "peer"
     );
+    // Through a chain of them too.
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "middle",
+        "--network",
+        "container:donor",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    assert_eq!(
+        ok(d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "container:middle",
+            "busybox",
+            "hostname"
+        ])),
+        "peer"
+    );
+    ok(d.docker(&["rm", "-f", "middle"]));
     ok(d.docker(&["run", "-d", "--name", "private", "busybox", "sleep", "1000"]));
     let o = d.docker(&[
         "run",

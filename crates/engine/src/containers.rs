@@ -20,6 +20,15 @@ use crate::shim_client::{self, Frame, FrameReader, ShimConn};
 use crate::volumes::mounts::MountType;
 use crate::{ContainerHandle, Engine, Watch, lock, netns, spec};
 
+/// Whether `path` is a mount point: another device than its parent directory's.
+fn is_mount_point(path: &Path) -> bool {
+    let dev = |p: &Path| rustix::fs::lstat(p).map(|st| st.st_dev).ok();
+    match (dev(path), path.parent().and_then(dev)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
 /// How many parents the `ancestor` filter follows from a container's image (a bound against a
 /// parent cycle in corrupt records).
 const MAX_IMAGE_DEPTH: usize = 512;
@@ -668,8 +677,14 @@ impl Engine {
                 .to_string_lossy()
                 .into_owned()
         } else if let Some(peer) = mode.strip_prefix("container:") {
-            // The namespace's owner's name, as moby gives a `container:` network.
-            self.resolve(peer)?.record().config.hostname
+            // The namespace's owner's name, as moby gives a `container:` network: the one it
+            // runs with (its own may come from yet another container).
+            let peer = self.resolve(peer)?.record();
+            std::fs::read_to_string(self.container_dir(&peer.id).join("hostname"))
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or(peer.config.hostname)
         } else if rec.config.hostname.is_empty() {
             rec.short_id().to_owned()
         } else {
@@ -1080,13 +1095,14 @@ impl Engine {
         let mode = rec.host_config.ipc_mode.as_str();
         if let Some(key) = mode.strip_prefix("container:") {
             let (path, donor) = self.namespace_of(key, "ipc")?;
-            if donor.host_config.ipc_mode != "shareable" {
+            let shm = self.container_dir(&donor.id).join("shm");
+            if donor.host_config.ipc_mode != "shareable" || !is_mount_point(&shm) {
                 return Err(EngineError::InvalidArgument(format!(
                     "can't join IPC of container {}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)",
                     donor.id
                 )));
             }
-            return Ok((Some(path), Some(self.container_dir(&donor.id).join("shm"))));
+            return Ok((Some(path), Some(shm)));
         }
         if mode != "shareable" {
             return Ok((None, None));
@@ -1094,8 +1110,7 @@ impl Engine {
         let shm = dir.join("shm");
         std::fs::create_dir_all(&shm)
             .map_err(EngineError::io(format!("create {}", shm.display())))?;
-        let mounted = rustix::fs::statfs(&shm).is_ok_and(|f| f.f_type == libc::TMPFS_MAGIC);
-        if !mounted {
+        if !is_mount_point(&shm) {
             let size = match rec.host_config.shm_size {
                 n if n > 0 => n,
                 _ => berth_runtime::defaults::DEFAULT_SHM_SIZE,
@@ -1118,6 +1133,14 @@ impl Engine {
         Ok((None, Some(shm)))
     }
 
+    /// Unmounts a shareable IPC container's /dev/shm (its joiners hold their own mounts).
+    fn unmount_shm(&self, id: &str) {
+        let shm = self.container_dir(id).join("shm");
+        if is_mount_point(&shm) {
+            let _ = rustix::mount::unmount(&shm, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+
     /// Unmounts and releases what a running container held on the host.
     fn cleanup_after_exit(&self, id: &str) {
         let rootfs = self.container_dir(id).join("rootfs");
@@ -1127,11 +1150,7 @@ impl Engine {
         netns::remove(&self.inner.cfg.exec_root.join("netns").join(id));
         let run = self.run_paths(id);
         let _ = std::fs::remove_file(run.socket());
-        // A shareable IPC container's /dev/shm (its joiners hold their own mounts of it).
-        let shm = self.container_dir(id).join("shm");
-        if shm.exists() {
-            let _ = rustix::mount::unmount(&shm, rustix::mount::UnmountFlags::DETACH);
-        }
+        self.unmount_shm(id);
         // A stopped container's exec instances go with its process, as dockerd drops them.
         lock(&self.inner.execs).retain(|_, e| e.container_id != id);
     }

@@ -684,8 +684,14 @@ pub fn container_spec(config: &Config, hc: &HostConfig, p: &Prepared<'_>) -> Res
             memory: pos(hc.memory),
             memory_swap: (hc.memory_swap != 0).then_some(hc.memory_swap),
             memory_reservation: pos(hc.memory_reservation),
-            memory_swappiness: hc.memory_swappiness.and_then(|s| u64::try_from(s).ok()),
-            oom_kill_disable: hc.oom_kill_disable == Some(true),
+            // Only where the host has them (records from before create dropped them, or
+            // from another host, may still ask).
+            memory_swappiness: hc
+                .memory_swappiness
+                .and_then(|s| u64::try_from(s).ok())
+                .filter(|_| crate::sysinfo::SysInfo::get().memory_swappiness),
+            oom_kill_disable: hc.oom_kill_disable == Some(true)
+                && crate::sysinfo::SysInfo::get().oom_kill_disable,
             nano_cpus: pos(hc.nano_cpus),
             cpu_shares: (hc.cpu_shares > 0).then_some(hc.cpu_shares as u64),
             cpu_period: (hc.cpu_period > 0).then_some(hc.cpu_period as u64),

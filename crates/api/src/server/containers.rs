@@ -230,8 +230,10 @@ pub(super) fn summaries(
 pub(super) async fn start(ctx: &Ctx, r: &mut Req, id: &str) -> HandlerResult {
     // A host config at start was dropped in 1.24; older clients' is ignored, as dockerd
     // leaves it unused since create takes it.
+    // (dockerd's test: more than 7 bytes, the shortest object with a member; `{}` and
+    // `null`, which some clients send, pass.)
     let body = r.bytes(super::MAX_JSON_BODY).await?;
-    if r.at_least(1, 24) && !body.iter().all(|b| b.is_ascii_whitespace()) {
+    if r.at_least(1, 24) && body.trim_ascii().len() > 7 {
         return Err(ApiError::bad(
             "starting container with non-empty request body was deprecated since API v1.22 and removed in v1.24",
         ));

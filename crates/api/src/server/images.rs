@@ -467,18 +467,21 @@ async fn pull(ctx: &Ctx, r: &Req, image: &str) -> HandlerResult {
             tags.iter().map(|t| format!("{image}:{t}")).collect()
         }
     };
-    // Every manifest is resolved before the stream starts: a missing one is an error status.
-    let mut plans = Vec::with_capacity(references.len());
-    for reference in &references {
-        plans.push(
-            ctx.engine
-                .pull_plan(reference, platform, creds.clone())
-                .await?,
-        );
-    }
+    // The first manifest is resolved before the stream starts (a missing one is an error
+    // status); every other tag's in the stream, so a long list starts at once.
+    let first = ctx
+        .engine
+        .pull_plan(&references[0], platform, creds.clone())
+        .await?;
+    let rest = references[1..].to_vec();
+    let platform = platform.map(str::to_owned);
     let engine = ctx.engine.clone();
     stream_progress(move |p| async move {
-        for plan in plans {
+        engine.pull(first, p.clone()).await?;
+        for reference in rest {
+            let plan = engine
+                .pull_plan(&reference, platform.as_deref(), creds.clone())
+                .await?;
             engine.pull(plan, p.clone()).await?;
         }
         Ok(())

@@ -284,12 +284,20 @@ impl Engine {
     /// The namespace file of the running container a `container:<name|id>` mode names.
     pub(crate) fn joined_netns(&self, mode: &str) -> Result<std::path::PathBuf> {
         let key = mode.trim_start_matches("container:");
-        let other = self.resolve(key)?.record();
-        if !other.state.is_running() {
-            return Err(EngineError::Conflict(format!(
-                "cannot join network namespace of a non running container: {}",
-                other.id
-            )));
+        let mut other = self.resolve(key)?.record();
+        // A container that joined another's: that one's namespace, as moby follows the chain
+        // (bounded, against a loop in records).
+        for _ in 0..16 {
+            if !other.state.is_running() {
+                return Err(EngineError::Conflict(format!(
+                    "cannot join network namespace of a non running container: {}",
+                    other.id
+                )));
+            }
+            match other.host_config.network_mode().strip_prefix("container:") {
+                Some(next) => other = self.resolve(next)?.record(),
+                None => break,
+            }
         }
         if other.host_config.network_mode() == "host" {
             return Err(EngineError::InvalidArgument(format!(
@@ -734,6 +742,7 @@ impl Engine {
         let engine = self.clone();
         let ep = ep.clone();
         let name = name.to_owned();
+        let name_for_log = name.clone();
         let work = async move {
             if let Ok(rt) = engine.net_runtime() {
                 if stopped {
@@ -761,12 +770,17 @@ impl Engine {
                 }
             }
         };
-        if stopped {
-            tokio::spawn(work);
-        } else {
+        let task = tokio::spawn(work);
+        if !stopped {
             // A running container leaves the network before `disconnect` answers: nothing
-            // may reach it through that network afterwards.
-            work.await;
+            // may reach it through that network afterwards. (The task finishes even if the
+            // request goes away; a stuck netlink call does not hold the container forever.)
+            if tokio::time::timeout(std::time::Duration::from_secs(30), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(network = %name_for_log, "detaching the endpoint took over 30 s");
+            }
         }
     }
 
