@@ -74,33 +74,25 @@ fn exec_it_gets_its_own_terminal() {
     ok(d.docker(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]));
     interactive_shell(d.docker_pty(&["exec", "-it", "box", "sh"], 30, 100));
     interactive_shell(d.berth_pty(&["exec", "-it", "box", "sh"], 30, 100));
+    // An exec made and started over the API (`create` and `start` bodies), in box.
+    let exec = |create: &[u8], start: &[u8]| {
+        let made = d
+            .http("POST", "/v1.43/containers/box/exec", Some(create))
+            .json();
+        let id = made["Id"].as_str().unwrap().to_owned();
+        d.http("POST", &format!("/v1.43/exec/{id}/start"), Some(start))
+    };
     // The start's ConsoleSize sizes the terminal before the process runs: no resize call.
-    let exec = d
-        .http(
-            "POST",
-            "/v1.43/containers/box/exec",
-            Some(br#"{"Cmd":["stty","size"],"Tty":true,"AttachStdout":true}"#),
-        )
-        .json();
-    let out = d.http(
-        "POST",
-        &format!("/v1.43/exec/{}/start", exec["Id"].as_str().unwrap()),
-        Some(br#"{"Detach":false,"Tty":true,"ConsoleSize":[33,77]}"#),
+    let out = exec(
+        br#"{"Cmd":["stty","size"],"Tty":true,"AttachStdout":true}"#,
+        br#"{"Detach":false,"Tty":true,"ConsoleSize":[33,77]}"#,
     );
     assert_eq!(out.text().trim(), "33 77");
     // The stream is framed as the start asks, whatever the create said (docker-py's
     // `exec_start` sends `Tty: false` unless told), as dockerd frames it.
-    let exec = d
-        .http(
-            "POST",
-            "/v1.41/containers/box/exec",
-            Some(br#"{"Cmd":["echo","hi"],"Tty":true,"AttachStdout":true}"#),
-        )
-        .json();
-    let out = d.http(
-        "POST",
-        &format!("/v1.41/exec/{}/start", exec["Id"].as_str().unwrap()),
-        Some(br#"{"Detach":false,"Tty":false}"#),
+    let out = exec(
+        br#"{"Cmd":["echo","hi"],"Tty":true,"AttachStdout":true}"#,
+        br#"{"Detach":false,"Tty":false}"#,
     );
     assert_eq!(out.body, b"\x01\0\0\0\0\0\0\x04hi\r\n", "{:?}", out.text());
     // The container itself is untouched by its execs ending.
