@@ -23,10 +23,9 @@ impl ImageRef {
     /// Parses `s` with Docker's grammar.
     pub fn parse(s: &str) -> Result<ImageRef, InvalidReference> {
         let inner = Reference::parse(s).map_err(|e| InvalidReference(e.to_string()))?;
-        let last = s.rsplit('/').next().unwrap_or(s);
         Ok(ImageRef {
             inner,
-            explicit: s.contains('@') || last.contains(':'),
+            explicit: berth_image::reference::names_tag_or_digest(s),
         })
     }
 

@@ -606,7 +606,7 @@ impl Engine {
         let base = Reference::parse(name)?;
         let tags: Vec<Reference> = match tag.filter(|t| !t.is_empty()) {
             Some(t) => vec![Reference::parse(&format!("{}:{t}", base.name()))?],
-            None if name.rsplit('/').next().is_some_and(|l| l.contains(':')) => vec![base.clone()],
+            None if berth_image::reference::names_tag_or_digest(name) => vec![base.clone()],
             None => {
                 let mut all: Vec<Reference> = self
                     .inner

@@ -44,6 +44,7 @@ use berth_runtime::RuntimeKind;
 use tokio::sync::watch;
 
 pub use archive::{ChannelReader, PathStat, PutOptions};
+pub use berth_image::reference::names_tag_or_digest;
 pub use container::{ContainerRecord, State, Status};
 pub use containers::{AttachOptions, IoSession, ListOptions, LogOptions};
 pub use error::{EngineError, ErrorKind, Result};

@@ -186,7 +186,8 @@ impl Hierarchy {
     /// This host's layout under `/sys/fs/cgroup`.
     pub fn detect() -> Self {
         let root = PathBuf::from("/sys/fs/cgroup");
-        if root.join("cgroup.controllers").exists() {
+        // (Probed once per daemon, with the host's other cgroup features.)
+        if crate::sysinfo::SysInfo::get().cgroup_v2 {
             Hierarchy::V2(root)
         } else {
             Hierarchy::V1(root)

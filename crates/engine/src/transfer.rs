@@ -36,11 +36,7 @@ impl Engine {
         };
         for name in names {
             let parsed = Reference::parse(name).ok();
-            let explicit = name.contains('@')
-                || name
-                    .rsplit('/')
-                    .next()
-                    .is_some_and(|last| last.contains(':'));
+            let explicit = berth_image::reference::names_tag_or_digest(name);
             // A bare repository name: every tag of it, whatever images they name (moby's
             // save; `latest` need not be among them).
             if let Some(r) = parsed.as_ref().filter(|_| !explicit) {

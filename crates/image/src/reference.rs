@@ -26,6 +26,12 @@ pub struct Reference {
     digest: Option<String>,
 }
 
+/// Whether `s` gives its own tag or digest (`app:1`, `app@sha256:...`), not just a name that
+/// [`Reference::parse`] completes with `latest` (a registry's `host:port/` is no tag).
+pub fn names_tag_or_digest(s: &str) -> bool {
+    s.contains('@') || s.rsplit('/').next().is_some_and(|last| last.contains(':'))
+}
+
 impl Reference {
     /// Parses and normalizes a reference as `docker` does (`ParseNormalizedNamed` plus the
     /// default `latest` tag when neither a tag nor a digest is given).

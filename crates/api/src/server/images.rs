@@ -451,11 +451,10 @@ async fn pull(ctx: &Ctx, r: &Req, image: &str) -> HandlerResult {
     let creds = registry_auth(r)?;
     // A name without tag or digest, and no tag given: every tag (`pull --all-tags`; the CLI
     // sends `tag=latest` for a plain pull).
-    let named = image.contains('@') || image.rsplit('/').next().is_some_and(|l| l.contains(':'));
     let references = match tag {
         Some(t) if t.contains(':') => vec![format!("{image}@{t}")],
         Some(t) => vec![format!("{image}:{t}")],
-        None if named => vec![image.to_owned()],
+        None if berth_engine::names_tag_or_digest(image) => vec![image.to_owned()],
         None => {
             let tags = ctx.engine.repository_tags(image, creds.clone()).await?;
             if tags.is_empty() {
