@@ -881,3 +881,136 @@ fn annotations_reach_the_runtime_spec() {
     .unwrap();
     assert_eq!(spec["annotations"]["org.example/team"], "infra");
 }
+
+/// One keep-alive connection, as the SDKs and the docker CLI hold theirs: requests in turn,
+/// answers with a `Content-Length`.
+struct KeepAlive {
+    stream: std::os::unix::net::UnixStream,
+    buf: Vec<u8>,
+}
+
+impl KeepAlive {
+    fn connect(d: &Daemon) -> Self {
+        let stream = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, path: &str) -> (u16, serde_json::Value) {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: docker\r\n\r\n");
+        self.stream.write_all(req.as_bytes()).unwrap();
+        let (status, headers, at) = loop {
+            if let Some(head) = parse_head(&self.buf) {
+                break head;
+            }
+            self.fill();
+        };
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map(|(_, v)| v.parse().unwrap())
+            .expect("a Content-Length");
+        while self.buf.len() < at + len {
+            self.fill();
+        }
+        let body: Vec<u8> = self.buf.drain(..at + len).skip(at).collect();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 16384];
+        let n = self.stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "the daemon closed a keep-alive connection");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Inspect answers are cached between changes; every kind of change shows in the next answer
+/// on the same keep-alive connection (which busy-polls between requests).
+#[test]
+fn inspect_shows_every_change_at_once() {
+    let d = daemon();
+    ok(d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "ic",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let mut c = KeepAlive::connect(&d);
+    let (status, first) = c.get("/v1.50/containers/ic/json");
+    assert_eq!(status, 200);
+    let id = first["Id"].as_str().unwrap().to_owned();
+    assert_eq!(first["Name"], "/ic");
+    assert_eq!(first["State"]["Running"], true);
+    assert_eq!(first["ExecIDs"], serde_json::Value::Null);
+    assert!(
+        first["NetworkSettings"]["SandboxKey"]
+            .as_str()
+            .unwrap()
+            .ends_with(&id)
+    );
+    // Asked again with nothing changed: the same answer.
+    assert_eq!(c.get("/v1.50/containers/ic/json").1, first);
+    assert_eq!(c.get(&format!("/v1.50/containers/{id}/json")).1, first);
+    // Another version's shape is its own answer (KernelMemory went at 1.42).
+    let old = c.get("/v1.41/containers/ic/json").1;
+    assert_eq!(old["HostConfig"]["KernelMemory"], 0);
+    assert!(first["HostConfig"].get("KernelMemory").is_none(), "{first}");
+
+    ok(d.berth(&["rename", "ic", "ic2"]));
+    assert_eq!(c.get("/v1.50/containers/ic/json").0, 404);
+    assert_eq!(c.get("/v1.50/containers/ic2/json").1["Name"], "/ic2");
+
+    let r = d.http("POST", "/containers/ic2/exec", Some(br#"{"Cmd":["true"]}"#));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let exec_id = r.json()["Id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        c.get("/v1.50/containers/ic2/json").1["ExecIDs"],
+        serde_json::json!([exec_id])
+    );
+
+    ok(d.berth(&["pause", "ic2"]));
+    assert_eq!(
+        c.get("/v1.50/containers/ic2/json").1["State"]["Status"],
+        "paused"
+    );
+    ok(d.berth(&["unpause", "ic2"]));
+    assert_eq!(
+        c.get("/v1.50/containers/ic2/json").1["State"]["Status"],
+        "running"
+    );
+
+    ok(d.berth(&["update", "--memory", "64m", "--memory-swap", "128m", "ic2"]));
+    assert_eq!(
+        c.get("/v1.50/containers/ic2/json").1["HostConfig"]["Memory"],
+        64 << 20
+    );
+
+    ok(d.berth(&["stop", "-t", "0", "ic2"]));
+    let stopped = c.get("/v1.50/containers/ic2/json").1;
+    assert_eq!(stopped["State"]["Running"], false);
+    assert_eq!(stopped["ExecIDs"], serde_json::Value::Null);
+    assert_eq!(stopped["NetworkSettings"]["SandboxKey"], "");
+
+    // Sizes are counted at each ask.
+    let sized = c.get("/v1.50/containers/ic2/json?size=1").1;
+    assert!(sized["SizeRootFs"].as_i64().unwrap() > 0, "{sized}");
+    assert!(
+        c.get("/v1.50/containers/ic2/json")
+            .1
+            .get("SizeRootFs")
+            .is_none()
+    );
+    ok(d.berth(&["rm", "ic2"]));
+    assert_eq!(c.get("/v1.50/containers/ic2/json").0, 404);
+}

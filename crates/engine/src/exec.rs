@@ -39,7 +39,7 @@ pub struct ExecInfo {
 
 pub(crate) struct ExecInstance {
     pub container_id: String,
-    pub info: Mutex<ExecInfo>,
+    pub info: Mutex<crate::Stamped<ExecInfo>>,
 }
 
 impl Engine {
@@ -101,7 +101,7 @@ impl Engine {
         };
         let inst = Arc::new(ExecInstance {
             container_id: rec.id.clone(),
-            info: Mutex::new(info),
+            info: Mutex::new(crate::Stamped::new(info)),
         });
         lock(&self.inner.execs).insert(id.clone(), inst);
         self.exec_event(&rec, &format!("exec_create: {cmd_line}"), &id, None);
@@ -125,6 +125,17 @@ impl Engine {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// A stamp of what [`Engine::exec_ids_of`] reads for the container: it changes whenever
+    /// an exec is added or dropped anywhere, or one of the container's changes.
+    pub fn exec_stamp_of(&self, container_id: &str) -> u64 {
+        let execs = lock(&self.inner.execs);
+        execs
+            .values()
+            .filter(|e| e.container_id == container_id)
+            .map(|e| lock(&e.info).stamp())
+            .fold(execs.stamp(), u64::max)
     }
 
     /// Drops a finished exec instance (the healthcheck's, which nobody inspects).

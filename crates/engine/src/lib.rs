@@ -141,9 +141,53 @@ pub(crate) struct Watch {
     pub removed: bool,
 }
 
+/// A value with a stamp that changes on every mutable access to it (through `DerefMut`).
+/// A stamp is never reused, by any value: one that reads the same as before means nothing
+/// changed. Inspect's response cache is keyed on the container record's stamp.
+#[derive(Debug)]
+pub(crate) struct Stamped<T> {
+    value: T,
+    stamp: u64,
+}
+
+/// The next stamp any [`Stamped`] takes.
+static NEXT_STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_stamp() -> u64 {
+    NEXT_STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl<T> Stamped<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            value,
+            stamp: next_stamp(),
+        }
+    }
+
+    /// The stamp: it changes whenever the value may have.
+    pub(crate) fn stamp(&self) -> u64 {
+        self.stamp
+    }
+}
+
+impl<T> std::ops::Deref for Stamped<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> std::ops::DerefMut for Stamped<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.stamp = next_stamp();
+        &mut self.value
+    }
+}
+
 /// One container: its record and the locks around it.
 pub struct ContainerHandle {
-    pub(crate) rec: Mutex<ContainerRecord>,
+    pub(crate) rec: Mutex<Stamped<ContainerRecord>>,
     /// Serializes lifecycle operations (start, stop, remove, ...).
     pub(crate) op: tokio::sync::Mutex<()>,
     pub(crate) watch: watch::Sender<Watch>,
@@ -163,7 +207,7 @@ impl ContainerHandle {
             ..Watch::default()
         };
         Arc::new(Self {
-            rec: Mutex::new(rec),
+            rec: Mutex::new(Stamped::new(rec)),
             op: tokio::sync::Mutex::new(()),
             watch: watch::channel(w).0,
             attach_waiters: Mutex::new(Vec::new()),
@@ -174,6 +218,16 @@ impl ContainerHandle {
     /// A copy of the record.
     pub fn record(&self) -> ContainerRecord {
         lock(&self.rec).clone()
+    }
+
+    /// The container's id.
+    pub fn id(&self) -> String {
+        lock(&self.rec).id.clone()
+    }
+
+    /// The record's stamp: it changes whenever the record does.
+    pub fn stamp(&self) -> u64 {
+        lock(&self.rec).stamp
     }
 }
 
@@ -190,7 +244,7 @@ pub(crate) struct Inner {
     /// Runs builds (`POST /build`).
     pub builder: berth_build::exec::Builder,
     pub containers: RwLock<HashMap<String, Arc<ContainerHandle>>>,
-    pub execs: Mutex<HashMap<String, Arc<exec::ExecInstance>>>,
+    pub execs: Mutex<Stamped<HashMap<String, Arc<exec::ExecInstance>>>>,
     pub events: events::EventBus,
     pub init_binary: PathBuf,
     pub netns: Arc<netns::Pool>,
@@ -294,7 +348,7 @@ impl Engine {
                 images,
                 builder,
                 containers: RwLock::new(map),
-                execs: Mutex::new(HashMap::new()),
+                execs: Mutex::new(Stamped::new(HashMap::new())),
                 events: events::EventBus::default(),
                 init_binary,
                 netns: Default::default(),
@@ -463,5 +517,26 @@ impl Engine {
     /// Data root, for diagnostics.
     pub fn data_root(&self) -> &Path {
         &self.inner.cfg.data_root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stamped;
+
+    #[test]
+    fn a_stamp_changes_on_every_mutable_access_and_only_then() {
+        let mut a = Stamped::new(vec![1]);
+        let b = Stamped::new(vec![1]);
+        assert_ne!(a.stamp(), b.stamp(), "two values never share a stamp");
+        let first = a.stamp();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a.stamp(), first, "reads keep the stamp");
+        a.push(2);
+        let second = a.stamp();
+        assert_ne!(second, first);
+        a[0] = 5;
+        assert_ne!(a.stamp(), second);
+        assert!(a.stamp() > b.stamp(), "stamps only grow");
     }
 }

@@ -53,6 +53,11 @@ fn with_type(status: StatusCode, ctype: &str, body: Body) -> Response<Body> {
 }
 
 pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    json_bytes(status, to_json(v))
+}
+
+/// `v` as a JSON body: the document and a newline, as dockerd ends its own.
+pub fn to_json<T: serde::Serialize>(v: &T) -> Bytes {
     // Sized for an inspect at once: growing from serde_json's 128 bytes costs a handful of
     // reallocations, and glibc consolidates its fast bins on each one past 1 KiB.
     let mut data = Vec::with_capacity(8192);
@@ -61,11 +66,12 @@ pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
         data.extend_from_slice(b"{}");
     }
     data.push(b'\n');
-    with_type(
-        status,
-        "application/json",
-        Body::Full(Some(Bytes::from(data))),
-    )
+    Bytes::from(data)
+}
+
+/// A response of a JSON body already made by [`to_json`].
+pub fn json_bytes(status: StatusCode, data: Bytes) -> Response<Body> {
+    with_type(status, "application/json", Body::Full(Some(data)))
 }
 
 pub fn text(status: StatusCode, s: &str) -> Response<Body> {

@@ -140,8 +140,70 @@ pub(super) fn inspect_record(ctx: &Ctx, rec: ContainerRecord, r: &Req) -> Contai
 }
 
 pub(super) fn inspect(ctx: &Ctx, r: &Req, id: &str) -> HandlerResult {
-    let rec = ctx.engine.inspect(id)?;
-    ok_json(&inspect_record(ctx, rec, r))
+    let h = ctx.engine.resolve(id)?;
+    if r.flag("size") {
+        // Sizes walk the filesystem, which no stamp follows.
+        return ok_json(&inspect_record(ctx, h.record(), r));
+    }
+    let id = h.id();
+    // The stamps are read before the record: a change in between leaves the body stored
+    // under stamps that no longer match, never an old body under new stamps.
+    let key = InspectKey {
+        record: h.stamp(),
+        execs: ctx.engine.exec_stamp_of(&id),
+        sandbox: super::networks::sandbox_exists(ctx, &id),
+        api: r.api_version,
+    };
+    if let Some(data) = ctx.inspect_cache.get(&id, key) {
+        return Ok(body::json_bytes(StatusCode::OK, data));
+    }
+    let data = body::to_json(&inspect_record(ctx, h.record(), r));
+    ctx.inspect_cache.put(id, key, data.clone());
+    Ok(body::json_bytes(StatusCode::OK, data))
+}
+
+/// Inspect bodies already made, by container id, each with what it was made from. A body is
+/// served again while none of that has changed: pollers (compose waiting for health, scripts
+/// looping on `docker inspect -f`) then cost a lookup instead of a rebuild.
+///
+/// What an inspect body shows comes from the container's record, the container's execs
+/// (`ExecIDs`), whether its network namespace is mounted (`SandboxKey`) and the request's
+/// API version; the record and the execs carry stamps that change on every change to them.
+/// The rest is fixed for the container's life (its paths, its layers, its volumes' paths)
+/// or cannot change while it runs (whether its networks are user-defined). Sizes (`?size=1`)
+/// are never cached.
+#[derive(Default)]
+pub(crate) struct InspectCache(
+    std::sync::Mutex<std::collections::HashMap<String, (InspectKey, Bytes)>>,
+);
+
+/// What a cached inspect body was made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InspectKey {
+    record: u64,
+    execs: u64,
+    sandbox: bool,
+    api: (u32, u32),
+}
+
+/// Entries kept at most: past that the cache starts over (containers removed leave theirs).
+const INSPECT_CACHE_MAX: usize = 1024;
+
+impl InspectCache {
+    fn get(&self, id: &str, key: InspectKey) -> Option<Bytes> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id)
+            .filter(|(k, _)| *k == key)
+            .map(|(_, data)| data.clone())
+    }
+
+    fn put(&self, id: String, key: InspectKey, data: Bytes) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= INSPECT_CACHE_MAX && !map.contains_key(&id) {
+            map.clear();
+        }
+        map.insert(id, (key, data));
+    }
 }
 
 pub(super) fn list(ctx: &Ctx, r: &Req) -> HandlerResult {

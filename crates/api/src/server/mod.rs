@@ -45,6 +45,7 @@ pub struct DaemonInfo {
 pub(crate) struct Ctx {
     pub engine: Engine,
     pub info: DaemonInfo,
+    pub inspect_cache: containers::InspectCache,
 }
 
 /// A request's parts after routing.
@@ -212,7 +213,11 @@ pub(crate) type HandlerResult = Result<Response<Body>, ApiError>;
 
 /// Serves the API on `listener` until the process ends.
 pub async fn serve(engine: Engine, info: DaemonInfo, listener: UnixListener) {
-    let ctx = Arc::new(Ctx { engine, info });
+    let ctx = Arc::new(Ctx {
+        engine,
+        info,
+        inspect_cache: Default::default(),
+    });
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,

@@ -318,6 +318,17 @@ fn endpoint_view(ctx: &Ctx, rec: &ContainerRecord, ep: &EndpointState, r: &Req) 
     v
 }
 
+/// The container's network namespace file (inspect's `SandboxKey`).
+fn sandbox_path(ctx: &Ctx, id: &str) -> std::path::PathBuf {
+    ctx.engine.config().exec_root.join("netns").join(id)
+}
+
+/// Whether the container's network namespace file is there (while it runs, after its
+/// network is set up).
+pub(super) fn sandbox_exists(ctx: &Ctx, id: &str) -> bool {
+    sandbox_path(ctx, id).exists()
+}
+
 /// `NetworkSettings` of container inspect.
 pub(super) fn settings(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> Value {
     let running = rec.state.is_running();
@@ -351,9 +362,8 @@ pub(super) fn settings(ctx: &Ctx, rec: &ContainerRecord, r: &Req) -> Value {
             }
         }
     }
-    let netns = ctx.engine.config().exec_root.join("netns").join(&rec.id);
-    let sandbox = if running && netns.exists() {
-        netns.display().to_string()
+    let sandbox = if running && sandbox_exists(ctx, &rec.id) {
+        sandbox_path(ctx, &rec.id).display().to_string()
     } else {
         String::new()
     };
