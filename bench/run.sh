@@ -208,6 +208,10 @@ status_kb() {
   done
   echo "$t"
 }
+# cpu_ns PID: CPU time of all the process's threads so far, in ns (schedstat's first field).
+cpu_ns() {
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%.0f", t }'
+}
 pss_kb() { # sum of Pss over PIDs (shared pages split between the processes that map them)
   local p t=0 v
   for p in "$@"; do
@@ -347,8 +351,14 @@ suite() {
       "inspect|$API_RUNS|GET /containers/${ids[0]}/json" \
       "exec|$PS_RUNS|POST /containers/${ids[0]}/exec {\"Cmd\":[\"true\"],\"AttachStdout\":true}"; do
       IFS='|' read -r k n req <<<"$line"
+      # The daemon's CPU time over the series, per call: what its latency costs it (Berth
+      # busy-polls its connections briefly after each answer).
+      local cpu0=""
+      [ -n "${DPID[$col]:-}" ] && cpu0=$(cpu_ns "${DPID[$col]}")
       # shellcheck disable=SC2086 # METHOD PATH BODY are three words
       if read -r mean med p95 < <(python3 "$here/api.py" "$s" keepalive "$n" $req 2>>"$errors"); then
+        [ -n "$cpu0" ] && R[$col:api_${k}_cpu]=$(awk -v a="$cpu0" -v b="$(cpu_ns "${DPID[$col]}")" -v n="$n" \
+          'BEGIN { printf "%.0f", (b - a) / n / 1000 }')
         # ms with three decimals for the ratios; µs mean / median for the table.
         R[$col:api_$k]=$(awk -v m="$mean" 'BEGIN { printf "%.3f", m / 1000 }')
         R[$col:api_${k}_us]="$mean / $med"
@@ -592,6 +602,9 @@ shim_mb=$([ -n "${R[berthcli:shim_kb]:-}" ] && mb2 "${R[berthcli:shim_kb]}" || e
   row "API latency: \`GET /containers/json\` with $PS_CONTAINERS running ×$API_RUNS, mean / median (µs)" api_ps_us
   row "API latency: \`GET /containers/{id}/json\` ×$API_RUNS, mean / median (µs)" api_inspect_us
   row "API latency: exec create + start of \`true\` ×$PS_RUNS, mean / median (µs)" api_exec_us
+  row "… the daemon's CPU time per call: \`_ping\` (µs)" api_ping_cpu
+  row "… per \`GET /containers/json\` (µs)" api_ps_cpu
+  row "… per \`GET /containers/{id}/json\` (µs)" api_inspect_cpu
   row "API latency, client and daemon on one CPU: \`GET /_ping\` ×$API_RUNS, mean / median (µs)" cpu1_ping_us
   row "… \`GET /containers/json\` with $PS_CONTAINERS running, one CPU (µs)" cpu1_ps_us
   row "… \`GET /containers/{id}/json\`, one CPU (µs)" cpu1_inspect_us

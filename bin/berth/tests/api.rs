@@ -1014,3 +1014,31 @@ fn inspect_shows_every_change_at_once() {
     ok(d.berth(&["rm", "ic2"]));
     assert_eq!(c.get("/v1.50/containers/ic2/json").0, 404);
 }
+
+/// `api-busy-poll` from daemon.json: off (0) and a long window serve a keep-alive client the
+/// same; a bad value stops the daemon with its reason.
+#[test]
+fn busy_poll_setting_is_read() {
+    let mut d = daemon();
+    for setting in [r#"{"api-busy-poll": 0}"#, r#"{"api-busy-poll": 5000}"#] {
+        d.write_config(setting);
+        d.crash_and_restart();
+        let mut c = KeepAlive::connect(&d);
+        for _ in 0..50 {
+            let (status, v) = c.get("/v1.50/version");
+            assert_eq!(status, 200, "{setting}");
+            assert_eq!(v["ApiVersion"], "1.50");
+        }
+    }
+    let out = std::process::Command::new(common::bin("berthd"))
+        .args(["--api-busy-poll", "soon", "-H"])
+        .arg(format!("unix://{}", d.dir.join("other.sock").display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("invalid value 'soon' for '--api-busy-poll"),
+        "{}",
+        stderr(&out)
+    );
+}

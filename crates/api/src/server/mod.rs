@@ -6,6 +6,7 @@
 
 mod body;
 mod build;
+pub mod busypoll;
 mod containers;
 mod exec;
 mod hijack;
@@ -211,8 +212,14 @@ impl From<EngineError> for ApiError {
 
 pub(crate) type HandlerResult = Result<Response<Body>, ApiError>;
 
-/// Serves the API on `listener` until the process ends.
-pub async fn serve(engine: Engine, info: DaemonInfo, listener: UnixListener) {
+/// Serves the API on `listener` until the process ends. Each connection busy-polls for its
+/// next request for `busy_poll` after a response ([`busypoll`]; zero turns it off).
+pub async fn serve(
+    engine: Engine,
+    info: DaemonInfo,
+    listener: UnixListener,
+    busy_poll: std::time::Duration,
+) {
     let ctx = Arc::new(Ctx {
         engine,
         info,
@@ -235,9 +242,11 @@ pub async fn serve(engine: Engine, info: DaemonInfo, listener: UnixListener) {
                 req.extensions_mut().insert(fd);
                 async move { Ok::<_, Infallible>(handle(ctx, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
+            let conn = busypoll::poll_with(stream, busy_poll, |io| {
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(io), svc)
+                    .with_upgrades()
+            });
             if let Err(e) = conn.await {
                 tracing::debug!("connection: {e}");
             }
