@@ -35,6 +35,10 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_micros(100);
 /// Most chances a connection skips after windows that passed without a request.
 const MAX_BACKOFF_SHIFT: u32 = 6;
 
+/// Requests a connection serves in one poll of its task before it yields to the worker's
+/// other tasks.
+const MAX_REQUESTS_PER_POLL: usize = 16;
+
 /// Set while some connection is spinning.
 static SPINNING: AtomicBool = AtomicBool::new(false);
 
@@ -153,7 +157,7 @@ impl<F: Future> Future for Polled<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         // `Polled` is Unpin: its only pinned part is boxed.
         let this = self.get_mut();
-        loop {
+        for _ in 0..MAX_REQUESTS_PER_POLL {
             if let Poll::Ready(out) = this.conn.as_mut().poll(cx) {
                 return Poll::Ready(out);
             }
@@ -168,10 +172,21 @@ impl<F: Future> Future for Polled<F> {
             }
             this.signals.readable.store(true, Ordering::Relaxed);
         }
+        // A client that keeps sending has had its turn: the task goes to the back of the run
+        // queue, so the worker's other tasks and its I/O driver get theirs.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
 impl PolledStream {
+    /// A write that went out tells the poller an answer (or part of one) was sent.
+    fn note_written(&self, r: &Poll<io::Result<usize>>) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
+            self.signals.wrote.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Reads what the poller saw arrive. tokio's readiness for the socket was cleared when
     /// the connection parked and no event has set it yet, so tokio's own read would not try
     /// the socket; this one does, once.
@@ -223,8 +238,9 @@ impl AsyncWrite for PolledStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.signals.wrote.store(true, Ordering::Relaxed);
-        Pin::new(&mut this.inner).poll_write(cx, data)
+        let r = Pin::new(&mut this.inner).poll_write(cx, data);
+        this.note_written(&r);
+        r
     }
 
     fn poll_write_vectored(
@@ -233,8 +249,9 @@ impl AsyncWrite for PolledStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.signals.wrote.store(true, Ordering::Relaxed);
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.note_written(&r);
+        r
     }
 
     fn is_write_vectored(&self) -> bool {

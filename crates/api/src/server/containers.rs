@@ -187,7 +187,7 @@ pub(crate) struct InspectKey {
 }
 
 /// Entries kept at most: past that the cache starts over (containers removed leave theirs).
-const INSPECT_CACHE_MAX: usize = 1024;
+const INSPECT_CACHE_MAX: usize = 256;
 
 impl InspectCache {
     fn get(&self, id: &str, key: InspectKey) -> Option<Bytes> {
