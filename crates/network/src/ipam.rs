@@ -8,9 +8,10 @@
 //!   `--ip-range`, `--aux-address`, `--ipv6`) and turning it into [`Subnet`]s.
 //! - [`Subnet::allocate`] / [`Subnet::release`]: container addresses. The gateway takes the
 //!   first usable address unless given; the network and (IPv4) broadcast addresses are never
-//!   handed out; dynamic addresses come from the ip-range when there is one and are handed out
-//!   in order after the last one given (wrapping), as Docker does, so a released address is not
-//!   reused at once; static requests may be anywhere in the subnet.
+//!   handed out; a dynamic address is the lowest free one of the ip-range (or subnet), as
+//!   dockerd's default IPAM hands them out: a container run after another was removed gets its
+//!   address (scripts count on `172.17.0.2`). Its MAC address follows from the IPv4 address,
+//!   so neighbours' caches stay right. Static requests may be anywhere in the subnet.
 //!
 //! Everything here is `serde`-serializable so the engine can persist a network's [`Subnet`]s
 //! with the network and get the same allocations back after a restart.
@@ -168,7 +169,6 @@ pub struct Subnet {
     pub ip_range: Option<IpNet>,
     pub aux_addresses: BTreeMap<String, IpAddr>,
     allocated: BTreeSet<IpAddr>,
-    last: Option<IpAddr>,
 }
 
 /// Everything a network create needs from the pools.
@@ -298,7 +298,6 @@ impl Subnet {
             ip_range: config.ip_range,
             aux_addresses: config.aux_addresses.clone(),
             allocated: BTreeSet::new(),
-            last: None,
         })
     }
 
@@ -310,7 +309,6 @@ impl Subnet {
             ip_range: None,
             aux_addresses: BTreeMap::new(),
             allocated: BTreeSet::new(),
-            last: None,
         }
     }
 
@@ -344,8 +342,8 @@ impl Subnet {
         self.allocated.contains(&ip)
     }
 
-    /// Hands out `requested` (which must be a free host address of the subnet), or the next
-    /// free address of the ip-range (or subnet) after the last one handed out.
+    /// Hands out `requested` (which must be a free host address of the subnet), or the lowest
+    /// free address of the ip-range (or subnet).
     pub fn allocate(&mut self, requested: Option<IpAddr>) -> Result<IpAddr> {
         if let Some(ip) = requested {
             if !is_host_address(&self.subnet, ip) {
@@ -378,22 +376,12 @@ impl Subnet {
         // what is allocated rather than by the size of the range (an IPv6 /64 is huge).
         let busy = self.allocated.len() as u128 + self.aux_addresses.len() as u128 + 1;
         let tries = size.min(busy + 1);
-        let mut candidate = match self.last.map(to_u128) {
-            Some(l) if l >= first && l < last => l + 1,
-            _ => first,
-        };
-        for _ in 0..tries {
+        for candidate in (first..=last).take(tries as usize) {
             let ip = from_u128(candidate, v6);
             if !self.is_reserved(ip) {
                 self.allocated.insert(ip);
-                self.last = Some(ip);
                 return Ok(ip);
             }
-            candidate = if candidate >= last {
-                first
-            } else {
-                candidate + 1
-            };
         }
         Err(exhausted)
     }
@@ -728,12 +716,13 @@ mod tests {
         assert_eq!(s.allocate(None).unwrap(), ip("10.0.0.3"));
         assert!(s.release(ip("10.0.0.2")));
         assert!(!s.release(ip("10.0.0.2")));
-        // Next after the last handed out, not the one just released.
+        // The lowest free one, as dockerd: the one just released.
+        assert_eq!(s.allocate(None).unwrap(), ip("10.0.0.2"));
         assert_eq!(s.allocate(None).unwrap(), ip("10.0.0.4"));
+        assert!(s.release(ip("10.0.0.3")));
+        assert_eq!(s.allocate(None).unwrap(), ip("10.0.0.3"));
         assert_eq!(s.allocate(None).unwrap(), ip("10.0.0.5"));
         assert_eq!(s.allocate(None).unwrap(), ip("10.0.0.6"));
-        // Wraps, skipping the gateway, and finds the released one.
-        assert_eq!(s.allocate(None).unwrap(), ip("10.0.0.2"));
         let e = s.allocate(None).unwrap_err();
         assert!(matches!(
             e,
