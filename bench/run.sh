@@ -571,6 +571,14 @@ r4=$(ratio "${R[berthcli:par_total]:-}" "${R[docker:par_total]:-}")
 idle_mb=$(mb "${R[berth:idle_kb]}")
 floor_us=$(python3 "$here/api.py" floor "$API_RUNS" 2>>"$errors" | sed 's| | / |g' || echo "—")
 shim_mb=$([ -n "${R[berthcli:shim_kb]:-}" ] && mb2 "${R[berthcli:shim_kb]}" || echo "")
+# The docker CLI's own start-up, with no request at all: the part of every docker-CLI figure
+# that no daemon can make shorter.
+cli_floor="—"
+if [ "$have_docker_cli" = 1 ]; then
+  timed "$work/cli-floor" "$PS_RUNS" 1 "$DOCKER_CLI" --version >/dev/null
+  read -r mean med p95 n <<<"$(stats "$work/cli-floor")"
+  cli_floor="$mean / $med"
+fi
 
 {
   echo "# Berth benchmark — $stamp"
@@ -582,7 +590,8 @@ shim_mb=$([ -n "${R[berthcli:shim_kb]:-}" ] && mb2 "${R[berthcli:shim_kb]}" || e
   echo
   echo "The machine's floor for one API round trip (bench/api.py floor: one byte to another" \
     "process and back, no daemon), mean / median / p95: $floor_us µs. Every request to any" \
-    "daemon pays it."
+    "daemon pays it. The docker CLI's start-up alone (\`docker --version\`, no request) ×$PS_RUNS," \
+    "mean / median: $cli_floor ms; every docker-CLI figure below includes it."
   echo
   printf '| Measurement |'
   for c in "${all_cols[@]}"; do printf ' %s |' "${hdr[$c]}"; done
