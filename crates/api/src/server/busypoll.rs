@@ -137,8 +137,9 @@ impl<F: Future> Polled<F> {
 /// Whether `fd` has bytes to read or has reached its end (a peek: nothing is consumed).
 fn readable(fd: RawFd) -> bool {
     let mut byte = 0u8;
-    // SAFETY: a peek of at most one byte into a local; the fd is the connection's, open for
-    // as long as its `Polled` lives.
+    // SAFETY: a peek of at most one byte into a local. The fd is the connection's socket,
+    // which hyper's connection future owns until it completes (an upgrade hands the stream
+    // on only then), and the poller only peeks while that future is pending.
     let n = unsafe {
         libc::recv(
             fd,
