@@ -120,6 +120,7 @@ impl Engine {
             let id = match &l {
                 Loaded::Tagged(t) => self.inner.images.resolve(t).map(|i| i.id).ok(),
                 Loaded::Untagged(id) => Some(id.clone()),
+                Loaded::Retagged { .. } => None,
             };
             if let Some(id) = id {
                 self.emit_image("load", &id, &id);

@@ -58,6 +58,9 @@ pub enum Loaded {
     Tagged(String),
     /// `Loaded image ID: sha256:...`
     Untagged(String),
+    /// A tag that named another image before the load: moby's "renaming the old one" line.
+    /// Reported before the image's `Loaded image` lines; never in `load`'s answer.
+    Retagged { tag: String, previous: String },
 }
 
 impl std::fmt::Display for Loaded {
@@ -65,6 +68,10 @@ impl std::fmt::Display for Loaded {
         match self {
             Self::Tagged(t) => write!(f, "Loaded image: {t}"),
             Self::Untagged(id) => write!(f, "Loaded image ID: {id}"),
+            Self::Retagged { tag, previous } => write!(
+                f,
+                "The image {tag} already exists, renaming the old one with ID {previous} to empty string"
+            ),
         }
     }
 }
@@ -355,8 +362,18 @@ pub fn load(
             refs.push(layer);
             parent = Some(chain);
         }
+        let before: Vec<Option<String>> =
+            f.tags.iter().map(|t| store.resolve_id(&t.full())).collect();
         // A load's tags leave the last tag time as it was, as moby's load.
         let image = store.add_image_as(&f.config, &refs, &f.tags, None, None, false)?;
+        for (t, previous) in f.tags.iter().zip(before) {
+            if let Some(previous) = previous.filter(|p| *p != image.id) {
+                progress(&Loaded::Retagged {
+                    tag: t.familiar(),
+                    previous,
+                });
+            }
+        }
         if f.tags.is_empty() {
             let l = Loaded::Untagged(image.id.clone());
             progress(&l);

@@ -150,7 +150,7 @@ fn layers_of_every_compression_stack_with_whiteouts() {
         &store,
         &[SaveItem {
             image: image.clone(),
-            tags: vec![r],
+            tags: vec![r.clone()],
         }],
         &mut archive,
     )
@@ -158,12 +158,33 @@ fn layers_of_every_compression_stack_with_whiteouts() {
     let (dir2, store2) = new_store();
     let staging = dir2.path().join("staging");
     std::fs::create_dir(&staging).unwrap();
+    // The tag names another image there first: the load moves it and says so, as moby.
+    let other = store2
+        .add_image(&config(&[]), &[], std::slice::from_ref(&r), None, None)
+        .unwrap();
+    assert_ne!(other.id, image.id);
     let mut lines = Vec::new();
     let loaded = transfer::load(&store2, &archive[..], &staging, &mut |l: &Loaded| {
         lines.push(l.to_string())
     })
     .unwrap();
     assert_eq!(loaded, vec![Loaded::Tagged("stack:1".into())]);
+    assert_eq!(
+        lines,
+        vec![
+            format!(
+                "The image stack:1 already exists, renaming the old one with ID {} to empty string",
+                other.id
+            ),
+            "Loaded image: stack:1".to_owned()
+        ]
+    );
+    // Loaded again: the tag already names this image, so nothing is renamed.
+    lines.clear();
+    transfer::load(&store2, &archive[..], &staging, &mut |l: &Loaded| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
     assert_eq!(lines, vec!["Loaded image: stack:1".to_owned()]);
     let again = store2.resolve("stack:1").unwrap();
     assert_eq!(again.id, image.id);
