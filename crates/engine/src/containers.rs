@@ -745,6 +745,7 @@ impl Engine {
             self.inner.cfg.cgroup_parent.trim_end_matches('/'),
             id
         );
+        // Held open until the container has started (its runtime joins them at create).
         let (ipc_ns, shm_source) = self.ipc_namespace(rec, &dir)?;
         let pid_ns = match hc.pid_mode.strip_prefix("container:") {
             Some(key) => Some(self.namespace_of(key, "pid")?.0),
@@ -757,8 +758,8 @@ impl Engine {
             init_binary: &self.inner.init_binary,
             cgroups_path: cgroups_path.clone(),
             mounts: &mounts,
-            ipc_ns,
-            pid_ns,
+            ipc_ns: ipc_ns.as_ref().map(HeldNamespace::path),
+            pid_ns: pid_ns.as_ref().map(HeldNamespace::path),
             shm_source,
             hostname: &hostname,
         };
@@ -852,6 +853,7 @@ impl Engine {
                 other => other,
             })?;
         self.spawn_monitor(h.clone(), monitor);
+        drop((ipc_ns, pid_ns));
         Ok(pid)
     }
 
@@ -1070,18 +1072,32 @@ impl Engine {
         }
     }
 
-    /// The `/proc` path of namespace `kind` of the running container `key` names, with its
-    /// record.
-    fn namespace_of(&self, key: &str, kind: &str) -> Result<(PathBuf, ContainerRecord)> {
+    /// Namespace `kind` of the running container `key` names, held open, with its record.
+    ///
+    /// The record's pid is checked after the namespace is opened: the process must still be
+    /// in the container's cgroup. A pid that was the container's when the record was read
+    /// and is still its own after the open was its own all along (a pid is not reused while
+    /// its process lives), so the namespace held is the container's, even if the container
+    /// exits and its pid is reused before the joiner's runtime opens [`HeldNamespace::path`].
+    fn namespace_of(&self, key: &str, kind: &str) -> Result<(HeldNamespace, ContainerRecord)> {
         let other = self.resolve(key)?.record();
-        if !other.state.is_running() || other.state.pid <= 0 {
-            return Err(EngineError::Conflict(format!(
+        let not_running = || {
+            EngineError::Conflict(format!(
                 "cannot join {kind} namespace of a non running container: {}",
                 other.id
-            )));
+            ))
+        };
+        if !other.state.is_running() || other.state.pid <= 0 {
+            return Err(not_running());
         }
-        let path = PathBuf::from(format!("/proc/{}/ns/{kind}", other.state.pid));
-        Ok((path, other))
+        let pid = other.state.pid;
+        let file =
+            std::fs::File::open(format!("/proc/{pid}/ns/{kind}")).map_err(|_| not_running())?;
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if !in_container_cgroup(&cgroups, &other.id) {
+            return Err(not_running());
+        }
+        Ok((HeldNamespace::new(file.into()), other))
     }
 
     /// The IPC namespace to join and the /dev/shm to bind, as moby shares them: a
@@ -1091,10 +1107,10 @@ impl Engine {
         &self,
         rec: &ContainerRecord,
         dir: &Path,
-    ) -> Result<(Option<PathBuf>, Option<PathBuf>)> {
+    ) -> Result<(Option<HeldNamespace>, Option<PathBuf>)> {
         let mode = rec.host_config.ipc_mode.as_str();
         if let Some(key) = mode.strip_prefix("container:") {
-            let (path, donor) = self.namespace_of(key, "ipc")?;
+            let (ns, donor) = self.namespace_of(key, "ipc")?;
             let shm = self.container_dir(&donor.id).join("shm");
             if donor.host_config.ipc_mode != "shareable" || !is_mount_point(&shm) {
                 return Err(EngineError::InvalidArgument(format!(
@@ -1102,7 +1118,7 @@ impl Engine {
                     donor.id
                 )));
             }
-            return Ok((Some(path), Some(shm)));
+            return Ok((Some(ns), Some(shm)));
         }
         if mode != "shareable" {
             return Ok((None, None));
@@ -2087,9 +2103,52 @@ fn port_filter(v: &str) -> Option<Vec<(u16, &str)>> {
     (a <= z).then(|| (a..=z).map(|p| (p, proto)).collect())
 }
 
+/// Whether a process whose `/proc/<pid>/cgroup` reads `proc_cgroup` is in container `id`'s
+/// cgroup (or one below it, as a container that manages its own cgroups makes).
+fn in_container_cgroup(proc_cgroup: &str, id: &str) -> bool {
+    let (inside, below) = (format!("/{id}"), format!("/{id}/"));
+    proc_cgroup.lines().any(|l| {
+        let path = l.splitn(3, ':').nth(2).unwrap_or_default();
+        path.ends_with(&inside) || path.contains(&below)
+    })
+}
+
+/// A namespace of another container, held by an open descriptor of this process for as long
+/// as a joiner's runtime may open it: [`HeldNamespace::path`] names that descriptor, so it
+/// stays the same namespace whatever becomes of the pid it was found through.
+struct HeldNamespace(std::os::fd::OwnedFd);
+
+impl HeldNamespace {
+    fn new(fd: std::os::fd::OwnedFd) -> Self {
+        Self(fd)
+    }
+
+    /// The descriptor's path for another process (the runtime helper) to open.
+    fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.0.as_raw_fd()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pid_is_the_containers_only_in_its_cgroup() {
+        let id = "4f1c0d2e";
+        let v1 = "12:memory:/berth/4f1c0d2e\n0::/berth/4f1c0d2e\n";
+        assert!(in_container_cgroup(v1, id));
+        assert!(in_container_cgroup("0::/berth/4f1c0d2e/init.scope\n", id));
+        // A pid reused by a process elsewhere, or in a container whose id merely starts so.
+        assert!(!in_container_cgroup("0::/user.slice/session-1.scope\n", id));
+        assert!(!in_container_cgroup("0::/berth/4f1c0d2e9\n", id));
+        assert!(!in_container_cgroup("", id));
+    }
 
     #[test]
     fn name_filters_are_regular_expressions() {
