@@ -1360,3 +1360,34 @@ fn info_warns_when_the_hosts_forward_policy_drops() {
     assert!(info.contains("FORWARD policy is DROP"), "{info}");
     assert!(info.contains("DOCKER-USER"), "{info}");
 }
+
+/// Addresses are handed out lowest first, as dockerd's are: one freed by a removed container
+/// is the next one given (once its old interface is gone, a moment after the stop), so
+/// scripts that expect `172.17.0.2` for the first container of a run get it.
+#[test]
+fn a_freed_address_is_given_again() {
+    let d = daemon();
+    let ip = |name: &str| ok(d.docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name]));
+    for name in ["first", "second"] {
+        ok(d.docker(&["run", "-d", "--name", name, "busybox", "sleep", "1000"]));
+    }
+    assert_eq!(ip("first"), "172.17.0.2");
+    assert_eq!(ip("second"), "172.17.0.3");
+    ok(d.docker(&["rm", "-f", "first"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        ok(d.docker(&["run", "-d", "--name", "third", "busybox", "sleep", "1000"]));
+        let got = ip("third");
+        assert_ne!(got, "172.17.0.3");
+        if got == "172.17.0.2" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "172.17.0.2 was not given again (last: {got})"
+        );
+        ok(d.docker(&["rm", "-f", "third"]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(d.docker(&["rm", "-f", "second", "third"]));
+}

@@ -127,15 +127,17 @@ impl Engine {
         ids
     }
 
-    /// A stamp of what [`Engine::exec_ids_of`] reads for the container: it changes whenever
-    /// an exec is added or dropped anywhere, or one of the container's changes.
-    pub fn exec_stamp_of(&self, container_id: &str) -> u64 {
-        let execs = lock(&self.inner.execs);
-        execs
+    /// A fingerprint of what [`Engine::exec_ids_of`] reads for the container: how many execs
+    /// it has and the newest stamp among them. Adding or changing one raises the newest
+    /// stamp (stamps only grow); dropping one lowers the count. Other containers' execs (a
+    /// healthcheck's probes, say) leave it as it is.
+    pub fn exec_stamp_of(&self, container_id: &str) -> (usize, u64) {
+        lock(&self.inner.execs)
             .values()
             .filter(|e| e.container_id == container_id)
-            .map(|e| lock(&e.info).stamp())
-            .fold(execs.stamp(), u64::max)
+            .fold((0, 0), |(n, newest), e| {
+                (n + 1, newest.max(lock(&e.info).stamp()))
+            })
     }
 
     /// Drops a finished exec instance (the healthcheck's, which nobody inspects).

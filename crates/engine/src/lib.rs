@@ -244,7 +244,7 @@ pub(crate) struct Inner {
     /// Runs builds (`POST /build`).
     pub builder: berth_build::exec::Builder,
     pub containers: RwLock<HashMap<String, Arc<ContainerHandle>>>,
-    pub execs: Mutex<Stamped<HashMap<String, Arc<exec::ExecInstance>>>>,
+    pub execs: Mutex<HashMap<String, Arc<exec::ExecInstance>>>,
     pub events: events::EventBus,
     pub init_binary: PathBuf,
     pub netns: Arc<netns::Pool>,
@@ -348,7 +348,7 @@ impl Engine {
                 images,
                 builder,
                 containers: RwLock::new(map),
-                execs: Mutex::new(Stamped::new(HashMap::new())),
+                execs: Mutex::new(HashMap::new()),
                 events: events::EventBus::default(),
                 init_binary,
                 netns: Default::default(),

@@ -4,17 +4,16 @@
 //! `HEAD /_ping` and then its call; compose and the SDKs send many in a row). Between two of
 //! them the connection's task parks and its worker thread sleeps in `epoll_wait`; on a VM
 //! whose idle CPUs halt, waking it again for the next request costs tens of microseconds,
-//! more than the request itself. So after writing a response the connection polls its socket
-//! for a short window (by default 100 µs) before parking, as Go's scheduler spins before it
-//! sleeps.
+//! more than the request itself. So once an answer is out (its body's end seen: a streamed
+//! answer such as `logs -f` counts only when it closes) the connection polls its socket for a
+//! short window (by default 100 µs) before parking, as Go's scheduler spins before it sleeps.
 //!
 //! The spin never takes a CPU from anyone: each turn yields the CPU (`sched_yield`), so a
 //! runnable thread on the same CPU (the client, on a one-CPU machine) runs first. It is bounded
 //! three ways:
 //! - only one connection in the daemon spins at a time, so a worker is always free;
-//! - a connection whose window passed without a request (an idle keep-alive connection, or
-//!   a streaming response that the client never answers) backs off: it skips its next 1, 3,
-//!   7 … 63 chances, and starts again after one that pays;
+//! - a connection whose window passed without a request (an idle keep-alive connection)
+//!   backs off: it skips its next 1, 3, 7 … 63 chances, and starts again after one that pays;
 //! - on a single CPU, or with a window of 0, there is no spin at all.
 
 use std::future::Future;
@@ -42,10 +41,11 @@ const MAX_REQUESTS_PER_POLL: usize = 16;
 /// Set while some connection is spinning.
 static SPINNING: AtomicBool = AtomicBool::new(false);
 
-/// What the stream tells the connection's poller: a response went out; a request is there.
+/// What the connection's parts tell its poller: an answer's last frame went out (from the
+/// response body); a request is there (to the stream).
 #[derive(Debug, Default)]
 struct Signals {
-    wrote: AtomicBool,
+    answered: AtomicBool,
     readable: AtomicBool,
 }
 
@@ -68,10 +68,11 @@ pub struct Polled<F> {
     skip: u32,
 }
 
-/// Wraps `stream` for a connection served by the future that [`poll_with`]'s callback makes.
+/// Wraps `stream` for a connection served by the future that [`poll_with`]'s callback makes;
+/// the callback's service passes each response body through [`Answers::track`].
 pub fn poll_with<F, M>(stream: UnixStream, window: Duration, make: M) -> Polled<F>
 where
-    M: FnOnce(PolledStream) -> F,
+    M: FnOnce(PolledStream, Answers) -> F,
 {
     let signals = Arc::new(Signals::default());
     let fd = stream.as_raw_fd();
@@ -80,10 +81,13 @@ where
     } else {
         Duration::ZERO
     };
-    let conn = make(PolledStream {
-        inner: stream,
-        signals: signals.clone(),
-    });
+    let conn = make(
+        PolledStream {
+            inner: stream,
+            signals: signals.clone(),
+        },
+        Answers(signals.clone()),
+    );
     Polled {
         conn: Box::pin(conn),
         fd,
@@ -162,10 +166,11 @@ impl<F: Future> Future for Polled<F> {
             if let Poll::Ready(out) = this.conn.as_mut().poll(cx) {
                 return Poll::Ready(out);
             }
-            // Parked with a response just written: spin for the next request before sleeping.
-            // The waker the connection registered stays, so a request that comes later still
+            // Parked with an answer just finished: spin for the next request before sleeping.
+            // (Not while a streamed answer is under way: its client has nothing to send.) The
+            // waker the connection registered stays, so a request that comes later still
             // wakes it.
-            if this.window.is_zero() || !this.signals.wrote.swap(false, Ordering::Relaxed) {
+            if this.window.is_zero() || !this.signals.answered.swap(false, Ordering::Relaxed) {
                 return Poll::Pending;
             }
             if !this.spin() {
@@ -181,13 +186,6 @@ impl<F: Future> Future for Polled<F> {
 }
 
 impl PolledStream {
-    /// A write that went out tells the poller an answer (or part of one) was sent.
-    fn note_written(&self, r: &Poll<io::Result<usize>>) {
-        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
-            self.signals.wrote.store(true, Ordering::Relaxed);
-        }
-    }
-
     /// Reads what the poller saw arrive. tokio's readiness for the socket was cleared when
     /// the connection parked and no event has set it yet, so tokio's own read would not try
     /// the socket; this one does, once.
@@ -212,8 +210,11 @@ impl PolledStream {
                 buf.advance(n);
                 Some(Ok(()))
             }
-            // Nothing after all (or an error): tokio's read decides, and registers the waker.
-            Err(_) => None,
+            Err(_) => match io::Error::last_os_error() {
+                // Nothing after all: tokio's read decides, and registers the waker.
+                e if e.kind() == io::ErrorKind::WouldBlock => None,
+                e => Some(Err(e)),
+            },
         }
     }
 }
@@ -238,10 +239,7 @@ impl AsyncWrite for PolledStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write(cx, data);
-        this.note_written(&r);
-        r
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -249,10 +247,7 @@ impl AsyncWrite for PolledStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.note_written(&r);
-        r
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -265,6 +260,63 @@ impl AsyncWrite for PolledStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The handle a connection's service marks its answers through.
+#[derive(Debug, Clone)]
+pub struct Answers(Arc<Signals>);
+
+impl Answers {
+    /// `body`, telling the poller when its last frame has been taken.
+    pub fn track<B>(&self, body: B) -> Tracked<B> {
+        Tracked {
+            inner: body,
+            signals: self.0.clone(),
+        }
+    }
+}
+
+/// A response body that tells the connection's poller when its last frame is out: hyper has
+/// seen its end (a whole body after its one frame, a stream when it closes).
+#[derive(Debug)]
+pub struct Tracked<B> {
+    inner: B,
+    signals: Arc<Signals>,
+}
+
+impl<B> Tracked<B> {
+    fn mark(&self) {
+        self.signals.answered.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) || (r.is_ready() && this.inner.is_end_stream()) {
+            this.mark();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.mark();
+        }
+        end
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -298,7 +350,7 @@ mod tests {
         a.set_nonblocking(true).unwrap();
         let stream = UnixStream::from_std(a).unwrap();
         // The connection's future holds the stream, as hyper's does.
-        let mut polled = poll_with(stream, Duration::from_micros(200), |s| async move {
+        let mut polled = poll_with(stream, Duration::from_micros(200), |s, _| async move {
             let _held = s;
             std::future::pending::<()>().await
         });
@@ -343,9 +395,33 @@ mod tests {
         tokio::io::AsyncWriteExt::write_all(&mut s, b"answer")
             .await
             .unwrap();
-        assert!(signals.wrote.load(Ordering::Relaxed));
         let mut got = [0u8; 6];
         b.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"answer");
+    }
+
+    #[tokio::test]
+    async fn an_answer_counts_once_its_body_has_ended() {
+        use http_body_util::BodyExt;
+        let signals = Arc::new(Signals::default());
+        let answers = Answers(signals.clone());
+        let answered = || signals.answered.swap(false, Ordering::Relaxed);
+        // A whole body: done once its one frame is taken.
+        let mut whole = answers.track(crate::server::Body::Full(Some(bytes::Bytes::from("x"))));
+        assert!(!hyper::body::Body::is_end_stream(&whole) && !answered());
+        assert!(whole.frame().await.is_some());
+        assert!(answered());
+        // A stream: not while its frames come, only when it closes.
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let mut streamed = answers.track(crate::server::Body::Stream(rx));
+        tx.send(bytes::Bytes::from("a")).await.unwrap();
+        assert!(streamed.frame().await.is_some());
+        assert!(!answered(), "a streamed answer under way is not done");
+        drop(tx);
+        assert!(streamed.frame().await.is_none());
+        assert!(answered());
+        // An empty body is done from the start.
+        let empty = answers.track(crate::server::Body::Full(None));
+        assert!(hyper::body::Body::is_end_stream(&empty) && answered());
     }
 }

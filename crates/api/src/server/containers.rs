@@ -181,7 +181,7 @@ pub(crate) struct InspectCache(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct InspectKey {
     record: u64,
-    execs: u64,
+    execs: (usize, u64),
     sandbox: bool,
     api: (u32, u32),
 }

@@ -237,12 +237,16 @@ pub async fn serve(
         let ctx = ctx.clone();
         let fd = hijack::ConnFd(std::os::fd::AsRawFd::as_raw_fd(&stream));
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                let ctx = ctx.clone();
-                req.extensions_mut().insert(fd);
-                async move { Ok::<_, Infallible>(handle(ctx, req).await) }
-            });
-            let conn = busypoll::poll_with(stream, busy_poll, |io| {
+            let conn = busypoll::poll_with(stream, busy_poll, |io, answers| {
+                let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                    let ctx = ctx.clone();
+                    let answers = answers.clone();
+                    req.extensions_mut().insert(fd);
+                    async move {
+                        let resp = handle(ctx, req).await;
+                        Ok::<_, Infallible>(resp.map(|b| answers.track(b)))
+                    }
+                });
                 hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(io), svc)
                     .with_upgrades()

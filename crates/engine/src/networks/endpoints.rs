@@ -749,11 +749,15 @@ impl Engine {
                     // The container's namespace is going: the kernel deletes the pair with it,
                     // in its own batched clean-up, cheaper than a delete of our own. Wait for
                     // that (a container still sharing the namespace keeps it: then delete).
+                    // Looked for every 5 ms at first (it usually goes within tens of ms, and
+                    // its addresses are free for the next container only after), then every
+                    // 100 ms, for 5 s in all.
                     let host = berth_network::link::host_veth_name(&ep.endpoint_id);
-                    for _ in 0..50 {
+                    for round in 0..68u32 {
                         match rt.netlink.link_index(&host).await {
                             Ok(Some(_)) => {
-                                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+                                let ms = if round < 20 { 5 } else { 100 };
+                                tokio::time::sleep(std::time::Duration::from_millis(ms)).await
                             }
                             _ => break,
                         }
