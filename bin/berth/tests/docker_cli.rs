@@ -2748,3 +2748,61 @@ fn cp_reaches_the_volumes_of_stopped_and_read_only_containers() {
     ok(d.docker(&["rm", "-f", "vs", "ro"]));
     ok(d.docker(&["volume", "rm", "cpvol"]));
 }
+
+/// Starts and creates that dockerd refuses or warns about, through the docker CLI: starting a
+/// paused container (a `--rm` one stays), a hostname with another container's network,
+/// published ports on the host network.
+#[test]
+fn refusals_and_warnings_at_create_and_start() {
+    let d = daemon();
+    ok(d.docker(&[
+        "run", "-d", "--rm", "--name", "held", "busybox", "sleep", "1000",
+    ]));
+    ok(d.docker(&["pause", "held"]));
+    common::assert_refused(
+        &d.docker(&["start", "held"]),
+        1,
+        "cannot start a paused container, try unpause instead",
+    );
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.State.Status}}", "held"])),
+        "paused"
+    );
+    ok(d.docker(&["unpause", "held"]));
+    common::assert_refused(
+        &d.docker(&[
+            "create",
+            "--network",
+            "container:held",
+            "--hostname",
+            "x",
+            "busybox",
+            "true",
+        ]),
+        1,
+        "conflicting options: hostname and the network mode",
+    );
+    common::assert_refused(
+        &d.docker(&["create", "--stop-signal", "SIGBOGUS", "busybox", "true"]),
+        1,
+        "Invalid signal: SIGBOGUS",
+    );
+    let o = d.docker(&[
+        "create",
+        "--name",
+        "hostports",
+        "--network",
+        "host",
+        "-p",
+        "80:80",
+        "busybox",
+        "true",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("WARNING: Published ports are discarded when using host network mode"),
+        "{}",
+        stderr(&o)
+    );
+    ok(d.docker(&["rm", "-f", "held", "hostports"]));
+}

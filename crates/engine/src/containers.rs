@@ -329,6 +329,11 @@ impl Engine {
         }
         spec::validate_config(&config)?;
         spec::validate_host_config(&host_config)?;
+        if host_config.network_mode().starts_with("container:") && !config.hostname.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "conflicting options: hostname and the network mode".into(),
+            ));
+        }
         if !host_config.runtime.is_empty()
             && !self.inner.cfg.runtimes.contains_key(&host_config.runtime)
         {
@@ -520,6 +525,15 @@ impl Engine {
         }
         self.emit(&rec, "create");
         let mut warnings = discarded;
+        if rec.host_config.network_mode() == "host"
+            && rec
+                .host_config
+                .port_bindings
+                .as_ref()
+                .is_some_and(|p| !p.is_empty())
+        {
+            warnings.push("Published ports are discarded when using host network mode".to_owned());
+        }
         if rec.host_config.oom_kill_disable == Some(true) && rec.host_config.memory == 0 {
             warnings.push(
                 "OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources."
@@ -558,7 +572,7 @@ impl Engine {
             .publish("container", action, &rec.id, attrs);
     }
 
-    /// Starts a container (304 NotModified if it runs already).
+    /// Starts a container (304 NotModified if it runs already, 409 if it is paused).
     pub async fn start(&self, key: &str) -> Result<()> {
         let h = self.resolve(key)?;
         let op = h.op.lock().await;
@@ -567,8 +581,10 @@ impl Engine {
         if let Err(e) = &result {
             // As Docker: a container that cannot start and asked for --rm is removed, so a
             // client waiting for `condition=removed` is answered.
+            // (Not one that runs: a start refused because it runs or is paused.)
             let rec = h.record();
-            if rec.host_config.auto_remove && !matches!(e, EngineError::NotModified(_)) {
+            let runs = matches!(rec.state.status, Status::Running | Status::Paused);
+            if rec.host_config.auto_remove && !runs && !matches!(e, EngineError::NotModified(_)) {
                 if let Err(e) = self.remove(&rec.id, true, true).await {
                     tracing::warn!(id = %rec.id, "auto-remove after a failed start: {e}");
                 }
@@ -580,8 +596,13 @@ impl Engine {
     async fn start_locked(&self, h: &Arc<ContainerHandle>) -> Result<()> {
         let rec = h.record();
         match rec.state.status {
-            Status::Running | Status::Paused => {
+            Status::Running => {
                 return Err(EngineError::NotModified("container already started".into()));
+            }
+            Status::Paused => {
+                return Err(EngineError::Conflict(
+                    "cannot start a paused container, try unpause instead".into(),
+                ));
             }
             Status::Removing | Status::Dead => {
                 return Err(EngineError::Conflict(format!(

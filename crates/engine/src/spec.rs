@@ -151,8 +151,64 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
             "Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
         )));
     }
-    if hc.nano_cpus > 0 && (hc.cpu_quota > 0 || hc.cpu_period > 0) {
+    if hc.nano_cpus > 0 && hc.cpu_period > 0 {
         return bad("Conflicting options: Nano CPUs and CPU Period cannot both be set");
+    }
+    if hc.nano_cpus > 0 && hc.cpu_quota > 0 {
+        return bad("Conflicting options: Nano CPUs and CPU Quota cannot both be set");
+    }
+    if hc.cpu_period != 0 && !(1000..=1_000_000).contains(&hc.cpu_period) {
+        return bad(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        );
+    }
+    if hc.cpu_quota > 0 && hc.cpu_quota < 1000 {
+        return bad("CPU cfs quota can not be less than 1ms (i.e. 1000)");
+    }
+    if hc.memory_reservation != 0 && hc.memory_reservation < 6 * 1024 * 1024 {
+        return bad("Minimum memory reservation allowed is 6MB");
+    }
+    if hc.memory > 0 && hc.memory_reservation > 0 && hc.memory < hc.memory_reservation {
+        return bad(
+            "Minimum memory limit can not be less than memory reservation limit, see usage",
+        );
+    }
+    if !(-1000..=1000).contains(&hc.oom_score_adj) {
+        return Err(EngineError::InvalidArgument(format!(
+            "Invalid value {}, range for oom score adj is [-1000, 1000]",
+            hc.oom_score_adj
+        )));
+    }
+    for (list, what) in [(&hc.cap_add, "CapAdd"), (&hc.cap_drop, "CapDrop")] {
+        for cap in list.iter().flatten() {
+            if berth_runtime::defaults::normalize_capability(cap).is_err() {
+                let upper = cap.trim().to_ascii_uppercase();
+                let full = if upper.starts_with("CAP_") {
+                    upper
+                } else {
+                    format!("CAP_{upper}")
+                };
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid {what}: unknown capability: {full:?}"
+                )));
+            }
+        }
+    }
+    for host in hc.extra_hosts.iter().flatten() {
+        match host.split_once(':') {
+            Some((name, ip)) if !name.is_empty() => {
+                if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "invalid IP address in add-host: {ip:?}"
+                    )));
+                }
+            }
+            _ => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "bad format for add-host: {host:?}"
+                )));
+            }
+        }
     }
     if hc.cpu_shares < 0 {
         return bad("invalid CPU shares: must be positive");
@@ -419,6 +475,29 @@ pub fn validate_config(config: &Config) -> Result<()> {
             "the working directory '{}' is invalid, it needs to be an absolute path",
             config.working_dir
         )));
+    }
+    if let Some(sig) = config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+        crate::containers::parse_signal(sig)?;
+    }
+    if let Some(h) = &config.healthcheck {
+        // As moby: a duration of 0 means "the default"; anything else must be 1 ms or more.
+        const MS: i64 = 1_000_000;
+        for (d, what) in [
+            (h.interval, "Interval"),
+            (h.timeout, "Timeout"),
+            (h.start_period, "StartPeriod"),
+        ] {
+            if d.is_some_and(|d| d != 0 && d < MS) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "{what} in Healthcheck cannot be less than 1ms"
+                )));
+            }
+        }
+        if h.retries.is_some_and(|r| r < 0) {
+            return Err(EngineError::InvalidArgument(
+                "Retries in Healthcheck cannot be negative".into(),
+            ));
+        }
     }
     Ok(())
 }
@@ -874,6 +953,120 @@ mod tests {
         let mut c = cfg(Some(&[""]), None);
         let err = merge_image_config(&mut c, &image).unwrap_err();
         assert_eq!(err.to_string(), "No command specified");
+    }
+
+    #[test]
+    fn create_settings_are_refused_in_dockerds_words() {
+        let refused = |hc: HostConfig| validate_host_config(&hc).unwrap_err().to_string();
+        let d = HostConfig::default;
+        assert_eq!(
+            refused(HostConfig {
+                nano_cpus: 1_000_000_000,
+                cpu_quota: 50_000,
+                ..d()
+            }),
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set"
+        );
+        assert_eq!(
+            refused(HostConfig {
+                cpu_period: 100,
+                ..d()
+            }),
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+        );
+        assert_eq!(
+            refused(HostConfig {
+                cpu_quota: 10,
+                ..d()
+            }),
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)"
+        );
+        assert_eq!(
+            refused(HostConfig {
+                memory: 64 << 20,
+                memory_reservation: 128 << 20,
+                ..d()
+            }),
+            "Minimum memory limit can not be less than memory reservation limit, see usage"
+        );
+        assert_eq!(
+            refused(HostConfig {
+                oom_score_adj: 2000,
+                ..d()
+            }),
+            "Invalid value 2000, range for oom score adj is [-1000, 1000]"
+        );
+        assert_eq!(
+            refused(HostConfig {
+                cap_add: Some(vec!["bogus".into()]),
+                ..d()
+            }),
+            r#"invalid CapAdd: unknown capability: "CAP_BOGUS""#
+        );
+        assert_eq!(
+            refused(HostConfig {
+                extra_hosts: Some(vec!["nohostcolon".into()]),
+                ..d()
+            }),
+            r#"bad format for add-host: "nohostcolon""#
+        );
+        assert_eq!(
+            refused(HostConfig {
+                extra_hosts: Some(vec!["h:1.2.3".into()]),
+                ..d()
+            }),
+            r#"invalid IP address in add-host: "1.2.3""#
+        );
+        let fine = HostConfig {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            memory: 128 << 20,
+            memory_reservation: 64 << 20,
+            oom_score_adj: -500,
+            cap_add: Some(vec!["net_admin".into(), "CAP_SYS_TIME".into()]),
+            extra_hosts: Some(vec![
+                "a:10.0.0.1".into(),
+                "b:host-gateway".into(),
+                "c:::1".into(),
+            ]),
+            ..d()
+        };
+        validate_host_config(&fine).unwrap();
+
+        let refused = |c: Config| validate_config(&c).unwrap_err().to_string();
+        assert_eq!(
+            refused(Config {
+                stop_signal: Some("SIGBOGUS".into()),
+                ..Config::default()
+            }),
+            "Invalid signal: SIGBOGUS"
+        );
+        let health = |h: crate::config::HealthConfig| Config {
+            healthcheck: Some(h),
+            ..Config::default()
+        };
+        let hd = crate::config::HealthConfig::default;
+        assert_eq!(
+            refused(health(crate::config::HealthConfig {
+                interval: Some(1),
+                ..hd()
+            })),
+            "Interval in Healthcheck cannot be less than 1ms"
+        );
+        assert_eq!(
+            refused(health(crate::config::HealthConfig {
+                retries: Some(-1),
+                ..hd()
+            })),
+            "Retries in Healthcheck cannot be negative"
+        );
+        validate_config(&health(crate::config::HealthConfig {
+            interval: Some(0),
+            timeout: Some(2_000_000_000),
+            retries: Some(3),
+            ..hd()
+        }))
+        .unwrap();
     }
 
     #[test]
