@@ -756,6 +756,10 @@ fn bad_network_input_is_refused_and_changes_nothing() {
             "invalid",
         ),
         (
+            &["network", "ls", "--filter", "type=bogus"][..],
+            "invalid filter: 'type'='bogus'",
+        ),
+        (
             &[
                 "network",
                 "create",

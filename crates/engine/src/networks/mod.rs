@@ -418,6 +418,16 @@ impl Engine {
             filters,
             &["driver", "id", "label", "name", "scope", "type", "dangling"],
         )?;
+        if let Some(bad) = filters
+            .get("type")
+            .into_iter()
+            .flatten()
+            .find(|t| !matches!(t.as_str(), "builtin" | "custom"))
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid filter: 'type'='{bad}'"
+            )));
+        }
         let used = self.networks_in_use();
         let recs: Vec<NetworkRecord> = lock(&self.inner.networks)
             .values()
