@@ -2394,6 +2394,16 @@ fn cp_of_a_directorys_contents() {
         decoded.contains(r#""linkTarget":"/bin/busybox""#),
         "{decoded}"
     );
+    // An upload into a file (not a directory) is refused in moby's words.
+    let r = d.http(
+        "PUT",
+        "/v1.41/containers/src/archive?path=/bin/sha512sum",
+        Some(b"not a tar"),
+    );
+    assert_eq!(
+        (r.status, r.json()["message"].as_str().unwrap().to_owned()),
+        (400, "extraction point is not a directory".to_owned())
+    );
     let followed = d.dir.join("followed");
     ok(d.docker(&["cp", "-L", "src:/bin/sha512sum", followed.to_str().unwrap()]));
     assert!(std::fs::metadata(&followed).unwrap().len() > 100_000);

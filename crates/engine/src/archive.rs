@@ -979,14 +979,26 @@ impl Engine {
         // Path resolution and extraction touch the container's filesystem: not on an async
         // worker.
         tokio::task::spawn_blocking(move || {
-            // The destination is always followed: it is a directory, or a link to one.
-            let r = access
+            // The destination is always followed: it is a directory, or a link to one. One
+            // that is there but is something else is refused in moby's words (a trailing `/`
+            // on a file reads as "not found" otherwise).
+            let not_dir =
+                || EngineError::InvalidArgument("extraction point is not a directory".into());
+            let r = match access
                 .root
-                .resolve(&format!("{}/", path.trim_end_matches('/')))?;
+                .resolve(&format!("{}/", path.trim_end_matches('/')))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    return Err(if access.root.resolve(&path).is_ok() {
+                        not_dir()
+                    } else {
+                        e
+                    });
+                }
+            };
             if FileType::from_raw_mode(r.stat.st_mode) != FileType::Directory {
-                return Err(EngineError::InvalidArgument(format!(
-                    "extraction point is not a directory: {path}"
-                )));
+                return Err(not_dir());
             }
             let mut opts = opts;
             if opts.copy_uid_gid && !user.is_empty() {
