@@ -110,6 +110,18 @@ impl Drop for IoSession {
 
 pub(crate) type AttachWaiter = oneshot::Sender<(PathBuf, oneshot::Sender<()>)>;
 
+/// Where an attach to a container connects: the shim of the process that runs now, or, while
+/// none does, a place in line for the next start. One lock holds both, so an attach never
+/// falls between a start taking the line and the record saying the container runs (it would
+/// wait for a start that had already happened).
+#[derive(Default)]
+pub(crate) struct AttachPoint {
+    pub waiters: Vec<AttachWaiter>,
+    /// The shim's socket while the container's process lives: set when a start takes the
+    /// line (or the daemon reconnects to a running container), cleared when it exits.
+    pub live: Option<PathBuf>,
+}
+
 /// What to attach to.
 #[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
@@ -644,7 +656,11 @@ impl Engine {
             }
             Err(e) => {
                 // Attachers waiting for this start get their streams closed.
-                lock(&h.attach_waiters).clear();
+                {
+                    let mut point = lock(&h.attach);
+                    point.waiters.clear();
+                    point.live = None;
+                }
                 self.net_detach(&rec.id).await;
                 self.cleanup_after_exit(&rec.id);
                 self.volumes_release(&rec.id, &rec.mounts);
@@ -850,8 +866,13 @@ impl Engine {
         )
         .await?;
 
-        // Attachers that were waiting for this start connect now, before the process runs.
-        let waiters: Vec<AttachWaiter> = std::mem::take(&mut *lock(&h.attach_waiters));
+        // Attachers that were waiting for this start connect now, before the process runs;
+        // later ones connect to it directly.
+        let waiters: Vec<AttachWaiter> = {
+            let mut point = lock(&h.attach);
+            point.live = Some(run.socket());
+            std::mem::take(&mut point.waiters)
+        };
         for w in waiters {
             let (ack_tx, ack_rx) = oneshot::channel();
             if w.send((run.socket(), ack_tx)).is_ok() {
@@ -988,6 +1009,7 @@ impl Engine {
 
     /// Records an exit, then applies the restart policy or auto-remove.
     async fn on_exit(&self, h: Arc<ContainerHandle>, status: ExitStatus) {
+        lock(&h.attach).live = None;
         let at = chrono::DateTime::parse_from_rfc3339(&status.finished_at)
             .ok()
             .map(|t| t.with_timezone(&Utc));
@@ -1909,22 +1931,37 @@ impl Engine {
             stdout: opts.stdout,
             stderr: opts.stderr,
         };
-        let (conn, ack) = if rec.state.is_running() {
-            let mut conn = ShimConn::connect(&self.run_paths(&rec.id).socket()).await?;
-            conn.request(&req).await?;
-            (conn, None)
-        } else {
-            let (tx, rx) = oneshot::channel();
-            lock(&h.attach_waiters).push(tx);
-            let Ok((socket, ack)) = rx.await else {
-                return Err(EngineError::Conflict(format!(
-                    "container {} was removed",
-                    rec.id
-                )));
-            };
-            let mut conn = ShimConn::connect(&socket).await?;
-            conn.request(&req).await?;
-            (conn, Some(ack))
+        let line = {
+            let mut point = lock(&h.attach);
+            match point.live.clone() {
+                Some(socket) => Err(socket),
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    point.waiters.push(tx);
+                    Ok(rx)
+                }
+            }
+        };
+        // Not held while waiting: a container removed before it starts drops its line, and
+        // the wait ends.
+        drop(h);
+        let (conn, ack) = match line {
+            Err(socket) => {
+                let mut conn = ShimConn::connect(&socket).await?;
+                conn.request(&req).await?;
+                (conn, None)
+            }
+            Ok(rx) => {
+                let Ok((socket, ack)) = rx.await else {
+                    return Err(EngineError::Conflict(format!(
+                        "container {} was removed",
+                        rec.id
+                    )));
+                };
+                let mut conn = ShimConn::connect(&socket).await?;
+                conn.request(&req).await?;
+                (conn, Some(ack))
+            }
         };
         if let Some(ack) = ack {
             let _ = ack.send(());
@@ -1960,6 +1997,7 @@ impl Engine {
                         .await
                     {
                         Ok(resp) if resp.running => {
+                            lock(&h.attach).live = Some(run.socket());
                             self.spawn_monitor(h.clone(), conn);
                             true
                         }

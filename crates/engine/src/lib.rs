@@ -191,9 +191,10 @@ pub struct ContainerHandle {
     /// Serializes lifecycle operations (start, stop, remove, ...).
     pub(crate) op: tokio::sync::Mutex<()>,
     pub(crate) watch: watch::Sender<Watch>,
-    /// Attach requests waiting for the next start: each gets the shim socket, connects, and
-    /// acknowledges so that start never races past them.
-    pub(crate) attach_waiters: Mutex<Vec<containers::AttachWaiter>>,
+    /// Where attaches connect: the running process's shim, or a line for the next start
+    /// (each in it gets the shim socket, connects, and acknowledges, so that start never
+    /// races past them).
+    pub(crate) attach: Mutex<containers::AttachPoint>,
     /// Set while `restart` stops the container: that exit does not auto-remove it (as in
     /// Docker, a restarted `--rm` container stays, with its filesystem).
     pub(crate) restarting: std::sync::atomic::AtomicBool,
@@ -210,7 +211,7 @@ impl ContainerHandle {
             rec: Mutex::new(Stamped::new(rec)),
             op: tokio::sync::Mutex::new(()),
             watch: watch::channel(w).0,
-            attach_waiters: Mutex::new(Vec::new()),
+            attach: Mutex::new(containers::AttachPoint::default()),
             restarting: std::sync::atomic::AtomicBool::new(false),
         })
     }
