@@ -1140,7 +1140,7 @@ impl Engine {
         if !in_container_cgroup(&cgroups, &other.id) {
             return Err(not_running());
         }
-        Ok((HeldNamespace::new(file.into()), other))
+        Ok((HeldNamespace(file.into()), other))
     }
 
     /// The IPC namespace to join and the /dev/shm to bind, as moby shares them: a
@@ -1931,38 +1931,39 @@ impl Engine {
             stdout: opts.stdout,
             stderr: opts.stderr,
         };
+        /// Where this attach connects.
+        enum Line {
+            Live(PathBuf),
+            Next(oneshot::Receiver<(PathBuf, oneshot::Sender<()>)>),
+        }
         let line = {
             let mut point = lock(&h.attach);
             match point.live.clone() {
-                Some(socket) => Err(socket),
+                Some(socket) => Line::Live(socket),
                 None => {
                     let (tx, rx) = oneshot::channel();
                     point.waiters.push(tx);
-                    Ok(rx)
+                    Line::Next(rx)
                 }
             }
         };
         // Not held while waiting: a container removed before it starts drops its line, and
         // the wait ends.
         drop(h);
-        let (conn, ack) = match line {
-            Err(socket) => {
-                let mut conn = ShimConn::connect(&socket).await?;
-                conn.request(&req).await?;
-                (conn, None)
-            }
-            Ok(rx) => {
+        let (socket, ack) = match line {
+            Line::Live(socket) => (socket, None),
+            Line::Next(rx) => {
                 let Ok((socket, ack)) = rx.await else {
                     return Err(EngineError::Conflict(format!(
                         "container {} was removed",
                         rec.id
                     )));
                 };
-                let mut conn = ShimConn::connect(&socket).await?;
-                conn.request(&req).await?;
-                (conn, Some(ack))
+                (socket, Some(ack))
             }
         };
+        let mut conn = ShimConn::connect(&socket).await?;
+        conn.request(&req).await?;
         if let Some(ack) = ack {
             let _ = ack.send(());
         }
@@ -2178,10 +2179,6 @@ fn in_container_cgroup(proc_cgroup: &str, id: &str) -> bool {
 struct HeldNamespace(std::os::fd::OwnedFd);
 
 impl HeldNamespace {
-    fn new(fd: std::os::fd::OwnedFd) -> Self {
-        Self(fd)
-    }
-
     /// The descriptor's path for another process (the runtime helper) to open.
     fn path(&self) -> PathBuf {
         use std::os::fd::AsRawFd;
